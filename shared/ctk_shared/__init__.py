@@ -1,0 +1,4 @@
+"""The library every ctk tool shares: containerd client, registry client, OCI models and CLI conventions.
+
+Nothing in here prints, exits or imports click, except ``ctk_shared.cli``.
+"""
