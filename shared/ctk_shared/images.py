@@ -1,0 +1,201 @@
+"""Operations on images already in containerd: find them, read their documents, unpack their layers.
+
+An image record names a target (index or manifest); everything below it is content in the store,
+reachable through GC labels. Unpacking turns layers into committed snapshots named by chain ID.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import labels as L
+from . import oci
+from . import reference as refs
+from .errors import AlreadyExists, IntegrityError, InvalidArgument, NotFound, UsageError
+
+if TYPE_CHECKING:
+    from .containerd import Client, Image
+    from .progress import Progress
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """One platform's view of an image record: the documents needed to run or push it."""
+
+    image: "Image"
+    manifest_desc: oci.Descriptor
+    manifest: oci.Manifest
+    config: oci.ImageConfig
+
+    @property
+    def chain_ids(self) -> list[str]:
+        return oci.chain_ids(self.config.diff_ids)
+
+
+def read_blob(client: "Client", desc_or_digest: oci.Descriptor | str, limit: int = oci.MAX_MANIFEST_SIZE) -> bytes:
+    digest = desc_or_digest if isinstance(desc_or_digest, str) else desc_or_digest.digest
+    if not isinstance(desc_or_digest, str) and desc_or_digest.size > limit:
+        raise InvalidArgument(f"{digest}: {desc_or_digest.size} bytes is over the {limit}-byte limit for documents")
+    data = client.content.read_all(digest)
+    oci.verify_bytes(data, digest, f"content {digest}")
+    return data
+
+
+def normalize_name(text: str) -> str:
+    """The image-record name for a user-typed ref (``busybox`` → ``docker.io/library/busybox:latest``)."""
+    return str(refs.parse(text))
+
+
+def find_image(client: "Client", text: str) -> "Image":
+    """Look up by full name, then by normalised ref, then by image-ID prefix (as ``docker rmi`` allows)."""
+    try:
+        return client.images.get(text)
+    except NotFound:
+        pass
+    try:
+        name = normalize_name(text)
+    except UsageError:
+        name = ""
+    if name and name != text:
+        try:
+            return client.images.get(name)
+        except NotFound:
+            pass
+    hexpart = text.removeprefix("sha256:").lower()
+    if 4 <= len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart):
+        hits = [i for i in client.images.list() if i.target.digest.removeprefix("sha256:").startswith(hexpart)]
+        if len({h.target.digest for h in hits}) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise UsageError(f"image ID {text!r} is ambiguous: it names {len(hits)} images")
+    raise NotFound(f"image {text!r} not found", hint="pull it first (ctk-pull REF) or list images with `ctk-pull images`")
+
+
+def resolve_manifest(client: "Client", target: oci.Descriptor, platform: oci.Platform | None = None) -> oci.Descriptor:
+    """Walk an index down to the manifest for ``platform`` (host platform by default)."""
+    desc = target
+    for _ in range(4):  # nested indexes are legal but never deep
+        if desc.media_type in oci.MANIFEST_TYPES:
+            return desc
+        if desc.media_type not in oci.INDEX_TYPES:
+            raise InvalidArgument(f"unsupported media type {desc.media_type!r} for an image target")
+        index = oci.Index.parse(read_blob(client, desc), desc.media_type)
+        desc = oci.select_manifest(index, platform or oci.host_platform())
+    raise InvalidArgument("image index nesting is too deep")
+
+
+def load_local(client: "Client", text: str, platform: oci.Platform | None = None) -> LocalImage:
+    image = find_image(client, text)
+    mdesc = resolve_manifest(client, image.target, platform)
+    try:
+        manifest = oci.Manifest.parse(read_blob(client, mdesc), mdesc.media_type)
+        config = oci.ImageConfig.parse(read_blob(client, manifest.config))
+    except NotFound as e:
+        raise NotFound(f"image {image.name}: content missing for platform "
+                       f"{platform or oci.host_platform()}: {e}",
+                       hint="pull it again, with --platform if it is not the host's") from e
+    return LocalImage(image, mdesc, manifest, config)
+
+
+def is_unpacked(client: "Client", config: oci.ImageConfig, snapshotter: str) -> bool:
+    chain = oci.chain_ids(config.diff_ids)
+    if not chain:
+        return True
+    try:
+        client.snapshots(snapshotter).stat(chain[-1])
+        return True
+    except NotFound:
+        return False
+
+
+class Unpacker:
+    """Applies layers in chain order; a layer whose snapshot exists is skipped (shared base layers)."""
+
+    def __init__(self, client: "Client", snapshotter: str, diff_ids: list[str],
+                 progress: "Progress | None" = None) -> None:
+        self.client = client
+        self.snapshotter = snapshotter
+        self.sn = client.snapshots(snapshotter)
+        self.diff_ids = diff_ids
+        self.chain = oci.chain_ids(diff_ids)
+        self.progress = progress
+
+    def has(self, i: int) -> bool:
+        try:
+            self.sn.stat(self.chain[i])
+            return True
+        except NotFound:
+            return False
+
+    def apply(self, i: int, layer: oci.Descriptor, key_label: str = "") -> None:
+        """Unpack layer ``i``; layers 0..i-1 must be unpacked already."""
+        chain_id = self.chain[i]
+        if self.has(i):
+            return
+        parent = self.chain[i - 1] if i else ""
+        key = f"extract-{time.time_ns()}-{secrets.token_hex(6)} {chain_id}"
+        snap_labels = {L.SNAPSHOT_REF: chain_id}
+        snap_labels.update({k: v for k, v in layer.annotations.items() if k.startswith("containerd.io/snapshot/")})
+        try:
+            mounts = self.sn.prepare(key, parent, snap_labels)
+        except AlreadyExists:
+            return  # a remote snapshotter, or a concurrent unpack, has it
+        committed = False
+        try:
+            if self.progress and key_label:
+                self.progress.status(key_label, "extracting")
+            applied = self.client.diff.apply(layer, mounts)
+            if applied.digest != self.diff_ids[i]:
+                raise IntegrityError(f"layer {layer.digest}: unpacked content has digest {applied.digest}, "
+                                     f"the image config says {self.diff_ids[i]}")
+            try:
+                self.sn.commit(chain_id, key, {L.SNAPSHOT_REF: chain_id})
+            except AlreadyExists:
+                pass  # lost a race with another unpack of the same layer: theirs is as good
+            committed = True
+        finally:
+            if not committed:
+                try:
+                    self.sn.remove(key)
+                except NotFound:
+                    pass
+            elif self.has(i):
+                try:
+                    self.sn.remove(key)
+                except NotFound:
+                    pass
+        self.client.content.update_labels(layer.digest, {L.UNCOMPRESSED: self.diff_ids[i]})
+        if self.progress and key_label:
+            self.progress.status(key_label, "extracted")
+
+    def finish(self, config_digest: str) -> None:
+        """Root the snapshot chain from the config, so it lives as long as the image."""
+        if self.chain:
+            self.client.content.update_labels(config_digest, L.gc_snapshot(self.snapshotter, self.chain[-1]))
+
+
+def unpack(client: "Client", img: LocalImage, snapshotter: str, progress: "Progress | None" = None) -> None:
+    """Unpack an image whose content is all present (load, or a pull with --unpack=false earlier)."""
+    u = Unpacker(client, snapshotter, img.config.diff_ids, progress)
+    if len(img.manifest.layers) != len(u.diff_ids):
+        raise InvalidArgument(f"image {img.image.name}: {len(img.manifest.layers)} layers but "
+                              f"{len(u.diff_ids)} diff_ids in its config")
+    for i, layer in enumerate(img.manifest.layers):
+        u.apply(i, layer, layer.digest[7:19])
+    u.finish(img.manifest.config.digest)
+
+
+def image_sizes(client: "Client", img: LocalImage, snapshotter: str) -> tuple[int, int]:
+    """(unpacked size of the snapshot chain, size of the compressed blobs), as nerdctl's SIZE and BLOB SIZE."""
+    blob = img.manifest_desc.size + img.manifest.config.size + sum(layer.size for layer in img.manifest.layers)
+    unpacked = 0
+    sn = client.snapshots(snapshotter)
+    for cid in img.chain_ids:
+        try:
+            unpacked += sn.usage(cid)[0]
+        except NotFound:
+            break
+    return unpacked, blob
+

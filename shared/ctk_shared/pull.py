@@ -1,0 +1,273 @@
+"""Pull: resolve a ref, fetch its documents and layers in parallel into containerd, unpack, record the image.
+
+Everything is written under a lease so nothing is collected before the image record roots it. Layers
+download concurrently while the main thread applies them in chain order as each one lands, so fetch and
+unpack overlap. Bytes are checked against size and digest while streaming; a blob that fails its check is
+aborted, so no bad data stays behind. An interrupted pull leaves its ingests (and its lease, which expires
+after a day) so the next pull resumes where this one stopped.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from . import labels as L
+from . import oci
+from .errors import CtkError, IntegrityError, Interrupted, InvalidArgument, NotFound, Unavailable
+from .images import Unpacker
+from .progress import NullProgress, Progress
+from .reference import Reference
+
+if TYPE_CHECKING:
+    from .containerd import Client
+    from .registry.client import RegistryClient
+
+LEASE_EXPIRE = timedelta(hours=24)
+_RETRYABLE_LOCK_WAIT = 0.2
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    platform: oci.Platform | None = None  # None: the host's
+    all_platforms: bool = False
+    unpack: bool = True
+    snapshotter: str = "overlayfs"
+    max_concurrent_downloads: int = 6
+
+
+@dataclass(frozen=True)
+class PullResult:
+    name: str  # the image record's name
+    digest: str  # the target's digest (index or manifest)
+    media_type: str
+    platforms: tuple[str, ...] = field(default=())
+    fetched_bytes: int = 0
+
+    @property
+    def ref(self) -> str:
+        """``name@digest`` — what the next tool in a pipe takes."""
+        base = self.name.split("@", 1)[0]
+        return f"{base}@{self.digest}"
+
+
+class _Fetcher:
+    """Copies blobs from one repository into the content store, one ingest per blob."""
+
+    def __init__(self, client: "Client", registry: "RegistryClient", ref: Reference, progress: Progress,
+                 stop: threading.Event) -> None:
+        self.client = client
+        self.registry = registry
+        self.repo = ref.path
+        self.source = L.distribution_source(ref.domain, ref.path)
+        self.progress = progress
+        self.stop = stop
+        self.fetched = 0
+        self._lock = threading.Lock()
+
+    def _present(self, desc: oci.Descriptor, labels: dict[str, str]) -> bool:
+        try:
+            info = self.client.content.info(desc.digest)
+        except NotFound:
+            return False
+        if info.size != desc.size:
+            raise IntegrityError(f"{desc.digest}: stored size {info.size} differs from descriptor size {desc.size}")
+        want = {**labels, **self.source}
+        if any(info.labels.get(k) != v for k, v in want.items()):
+            self.client.content.update_labels(desc.digest, want)
+        return True
+
+    def document(self, desc: oci.Descriptor, kind: str, child_labels: dict[str, str] | None = None) -> bytes:
+        """An index, manifest or config: small, read whole, verified, then stored with its GC labels."""
+        if desc.size > oci.MAX_MANIFEST_SIZE:
+            raise InvalidArgument(f"{kind} {desc.digest} is {desc.size} bytes, over the "
+                                  f"{oci.MAX_MANIFEST_SIZE >> 20} MiB limit")
+        try:
+            data = self.client.content.read_all(desc.digest)
+            oci.verify_bytes(data, desc.digest, f"stored {kind}")
+            return data
+        except NotFound:
+            pass
+        if kind == "config":
+            chunks = self.registry.open_blob(self.repo, desc.digest)
+            try:
+                data = b"".join(chunks)
+            finally:
+                chunks.close()
+        else:
+            data, _ = self.registry.get_manifest(self.repo, desc.digest)
+        if len(data) != desc.size:
+            raise IntegrityError(f"{kind} {desc.digest}: got {len(data)} bytes, expected {desc.size}")
+        oci.verify_bytes(data, desc.digest, kind)
+        return data
+
+    def store_document(self, desc: oci.Descriptor, kind: str, data: bytes, labels: dict[str, str]) -> None:
+        if self._present(desc, labels):
+            return
+        self.client.content.write_blob(f"{kind}-{desc.digest}", data, desc.digest, {**labels, **self.source})
+
+    def layer(self, desc: oci.Descriptor, key: str) -> None:
+        """Stream one layer into the store, resuming a partial ingest left by an earlier pull."""
+        if self._present(desc, {}):
+            self.progress.status(key, "exists", completed=desc.size)
+            return
+        ref = f"layer-{desc.digest}"
+        for attempt in range(50):
+            try:
+                self._copy(ref, desc, key)
+                return
+            except Unavailable as e:
+                # another pull holds this ingest; wait for it, then take its result or the ingest
+                if "locked" not in str(e) or attempt == 49:
+                    raise
+                if self.stop.wait(_RETRYABLE_LOCK_WAIT):
+                    raise Interrupted("pull interrupted") from None
+                if self._present(desc, {}):
+                    self.progress.status(key, "exists", completed=desc.size)
+                    return
+
+    def _copy(self, ref: str, desc: oci.Descriptor, key: str) -> None:
+        with self.client.content.writer(ref, desc.size, desc.digest) as w:
+            if w.exists or w.offset == desc.size:
+                w.commit(self.source)
+                self.progress.status(key, "exists", completed=desc.size)
+                return
+            offset = w.offset
+            hasher = oci.hasher(desc.digest) if offset == 0 else None  # resumed: containerd checks at commit
+            self.progress.status(key, "resuming" if offset else "downloading", completed=offset)
+            stream = self.registry.open_blob(self.repo, desc.digest, offset)
+            n = offset
+            try:
+                for chunk in stream:
+                    if self.stop.is_set():
+                        raise Interrupted("pull interrupted")
+                    n += len(chunk)
+                    if n > desc.size:
+                        w.abort()
+                        raise IntegrityError(f"layer {desc.digest}: registry sent more than the "
+                                             f"{desc.size} bytes the manifest declares")
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    w.write(chunk)
+                    self.progress.advance(key, len(chunk))
+            finally:
+                stream.close()
+            if n < desc.size:
+                w.abort()
+                raise IntegrityError(f"layer {desc.digest}: blob is truncated ({n} of {desc.size} bytes)")
+            if hasher is not None and f"{desc.digest.split(':')[0]}:{hasher.hexdigest()}" != desc.digest:
+                w.abort()
+                raise IntegrityError(f"layer {desc.digest}: content does not match its digest "
+                                     f"(got {desc.digest.split(':')[0]}:{hasher.hexdigest()})")
+            self.progress.status(key, "verifying")
+            try:
+                w.commit(self.source)
+            except IntegrityError:
+                w.abort()
+                raise
+        with self._lock:
+            self.fetched += n - offset
+        self.progress.status(key, "downloaded")
+
+
+def pull(client: "Client", registry: "RegistryClient", ref: Reference, opts: PullOptions = PullOptions(),
+         progress: Progress | None = None) -> PullResult:
+    """Pull ``ref`` into containerd and (by default) unpack it for ``opts.platform``."""
+    progress = progress or NullProgress()
+    want = opts.platform or oci.host_platform()
+    progress.note(f"resolving {ref}")
+    target = registry.resolve(ref.path, ref.reference)
+    if target.size > oci.MAX_MANIFEST_SIZE:
+        raise InvalidArgument(f"manifest of {ref} is {target.size} bytes, over the {oci.MAX_MANIFEST_SIZE >> 20} MiB limit")
+    if target.media_type not in oci.INDEX_TYPES | oci.MANIFEST_TYPES:
+        raise InvalidArgument(f"{ref}: unsupported media type {target.media_type!r}",
+                              hint="ctk pulls OCI and Docker schema 2 images")
+    name = str(ref)
+    lease_id = client.leases.create(labels={L.PULL_REF: name}, expire=LEASE_EXPIRE)
+    leased = client.with_lease(lease_id)
+    stop = threading.Event()
+    fetcher = _Fetcher(leased, registry, ref, progress, stop)
+    keep_lease = True
+    try:
+        platforms = _pull_tree(leased, fetcher, target, want, opts, progress, stop)
+        from .containerd import Image
+
+        leased.images.put(Image(name=name, target=target, labels={}, created_at=None, updated_at=None))
+        keep_lease = False
+        return PullResult(name, target.digest, target.media_type, tuple(platforms), fetcher.fetched)
+    except (IntegrityError, InvalidArgument):
+        keep_lease = False  # bad content was aborted; nothing of this pull is worth keeping
+        raise
+    except KeyboardInterrupt:
+        stop.set()
+        raise Interrupted("pull interrupted; run it again to resume") from None
+    finally:
+        stop.set()
+        if not keep_lease:
+            try:
+                client.leases.delete(lease_id)
+            except CtkError:
+                pass
+
+
+def _pull_tree(client: "Client", fetcher: _Fetcher, target: oci.Descriptor, want: oci.Platform,
+               opts: PullOptions, progress: Progress, stop: threading.Event) -> list[str]:
+    if target.media_type in oci.INDEX_TYPES:
+        data = fetcher.document(target, "index")
+        index = oci.Index.parse(data, target.media_type)
+        chosen = oci.select_manifest(index, want)
+        if opts.all_platforms:
+            children = [m for m in index.manifests if m.media_type in oci.MANIFEST_TYPES]
+        else:
+            children = [chosen]
+        platforms: list[str] = []
+        for child in children:
+            _pull_manifest(client, fetcher, child, opts, progress, stop, unpack=opts.unpack and child == chosen)
+            platforms.append(str(child.platform or want))
+        fetcher.store_document(target, "index", data, L.gc_manifests([c.digest for c in children]))
+        return platforms
+    plat = _pull_manifest(client, fetcher, target, opts, progress, stop, unpack=opts.unpack)
+    return [plat]
+
+
+def _pull_manifest(client: "Client", fetcher: _Fetcher, desc: oci.Descriptor, opts: PullOptions,
+                   progress: Progress, stop: threading.Event, unpack: bool) -> str:
+    data = fetcher.document(desc, "manifest")
+    manifest = oci.Manifest.parse(data, desc.media_type)
+    if manifest.config.media_type not in oci.CONFIG_TYPES:
+        raise InvalidArgument(f"manifest {desc.digest}: unsupported config media type {manifest.config.media_type!r}")
+    for layer in manifest.layers:
+        if not oci.is_layer(layer.media_type):
+            raise InvalidArgument(f"manifest {desc.digest}: unsupported layer media type {layer.media_type!r}")
+    config_data = fetcher.document(manifest.config, "config")
+    config = oci.ImageConfig.parse(config_data)
+    if len(config.diff_ids) != len(manifest.layers):
+        raise InvalidArgument(f"manifest {desc.digest}: {len(manifest.layers)} layers but the config lists "
+                              f"{len(config.diff_ids)} diff_ids")
+    unpacker = Unpacker(client, opts.snapshotter, config.diff_ids, progress) if unpack else None
+    keys = [layer.digest.split(":", 1)[1][:12] for layer in manifest.layers]
+    for layer, key in zip(manifest.layers, keys):
+        progress.task(key, key, layer.size)
+    with ThreadPoolExecutor(max_workers=max(1, opts.max_concurrent_downloads),
+                            thread_name_prefix="ctk-fetch") as pool:
+        futures: list[Future[None]] = [pool.submit(fetcher.layer, layer, key)
+                                       for layer, key in zip(manifest.layers, keys)]
+        try:
+            for i, (layer, fut) in enumerate(zip(manifest.layers, futures)):
+                fut.result()
+                if unpacker is not None:
+                    unpacker.apply(i, layer, keys[i])
+                progress.status(keys[i], "done")
+        except BaseException:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            raise
+    # configs root the snapshot chain; manifests root config and layers
+    config_labels = dict(L.gc_snapshot(opts.snapshotter, unpacker.chain[-1])) if unpacker and unpacker.chain else {}
+    fetcher.store_document(manifest.config, "config", config_data, config_labels)
+    fetcher.store_document(desc, "manifest", data,
+                           {**L.gc_config(manifest.config.digest), **L.gc_layers([x.digest for x in manifest.layers])})
+    return str(config.platform)

@@ -1,0 +1,1 @@
+"""ctk-pull: images and registries (pull, push, login, images, tag, rm, inspect, save, load)."""

@@ -1,0 +1,180 @@
+"""The ctk-pull command line: flags in, one call into the library, results out through ctk_shared.output.
+
+Heavy modules (grpc, requests, rich) are imported inside the commands that need them, so ``--help`` and
+listing an empty store stay fast.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ctk_shared import cli as shared_cli
+from ctk_shared.errors import UsageError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+@click.group(cls=shared_cli.DefaultCommandGroup, default_command="pull", context_settings=CONTEXT,
+             invoke_without_command=False, no_args_is_help=True)
+@shared_cli.global_options
+def cli() -> None:
+    """Images and registries on containerd.
+
+    `ctk-pull REF` pulls REF (same as `ctk-pull pull REF`). Results go to stdout (a ref@digest per produced
+    image, or a table / JSON lines for listings); progress and errors go to stderr.
+    """
+
+
+def _platform(value: str | None):  # type: ignore[no-untyped-def]
+    from ctk_shared.oci import Platform
+
+    return Platform.parse(value) if value else None
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("--platform", help="pull this platform of a multi-platform image (os/arch[/variant])")
+@click.option("--all-platforms", is_flag=True, help="fetch every platform (unpack only the selected one)")
+@click.option("--unpack", type=click.Choice(["auto", "true", "false"]), default="auto", show_default=True,
+              help="unpack layers into the snapshotter")
+@click.option("-q", "--quiet", is_flag=True, help="no progress output")
+@click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True,
+              help="stdout: the pulled ref@digest, or a JSON record")
+@click.option("--max-concurrent-downloads", type=click.IntRange(1, 32), default=6, show_default=True)
+@shared_cli.global_options
+def pull(refs: tuple[str, ...], platform: str | None, all_platforms: bool, unpack: str, quiet: bool, fmt: str,
+         max_concurrent_downloads: int) -> None:
+    """Pull images from a registry into containerd (REF may be `-`: refs from stdin)."""
+    from . import ops
+
+    ops.pull(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform), all_platforms,
+             unpack != "false", quiet, fmt, max_concurrent_downloads)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("--platform", help="push only this platform's manifest")
+@click.option("-q", "--quiet", is_flag=True, help="no progress output")
+@click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True)
+@shared_cli.global_options
+def push(refs: tuple[str, ...], platform: str | None, quiet: bool, fmt: str) -> None:
+    """Push images to their registry (cross-repository mount when the registry already has a layer)."""
+    from . import ops
+
+    ops.push(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform), quiet, fmt)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-q", "--quiet", is_flag=True, help="only image IDs")
+@click.option("--format", "fmt", help="table, json, or a template like '{{.Repository}}:{{.Tag}}'")
+@click.option("--digests", is_flag=True, help="show the DIGEST column")
+@click.option("--no-trunc", is_flag=True, help="full image IDs")
+@click.argument("repository", required=False)
+@shared_cli.global_options
+def images(quiet: bool, fmt: str | None, digests: bool, no_trunc: bool, repository: str | None) -> None:
+    """List images (a table on a terminal, JSON lines otherwise)."""
+    from . import listing
+
+    listing.images(shared_cli.options(), quiet=quiet, fmt=fmt, digests=digests, no_trunc=no_trunc,
+                   repository=repository)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("--platform", help="which platform's manifest and config to show")
+@click.option("--raw", is_flag=True, help="the stored target document, byte for byte")
+@shared_cli.global_options
+def inspect(refs: tuple[str, ...], platform: str | None, raw: bool) -> None:
+    """Show an image's manifest and config as JSON."""
+    from . import listing
+
+    listing.inspect(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform), raw)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("source")
+@click.argument("target")
+@shared_cli.global_options
+def tag(source: str, target: str) -> None:
+    """Give an image another name (SOURCE may be `-`)."""
+    from . import ops
+
+    src = next(shared_cli.refs_from_args([source]), None)
+    if src is None:
+        raise UsageError("no source ref on stdin")
+    ops.tag(shared_cli.options(), src, target)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("-f", "--force", is_flag=True, help="remove even if a container uses it")
+@shared_cli.global_options
+def rm(refs: tuple[str, ...], force: bool) -> None:
+    """Remove images (refuses images used by containers unless -f)."""
+    from . import ops
+
+    ops.remove(shared_cli.options(), list(shared_cli.refs_from_args(refs)), force)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("server", required=False)
+@click.option("-u", "--username")
+@click.option("-p", "--password", help="prefer --password-stdin: argv is visible to other users")
+@click.option("--password-stdin", is_flag=True, help="read the password from stdin")
+@shared_cli.global_options
+def login(server: str | None, username: str | None, password: str | None, password_stdin: bool) -> None:
+    """Check credentials against a registry and store them in ~/.docker/config.json."""
+    from . import account
+
+    if password_stdin:
+        if password:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        password = sys.stdin.read().rstrip("\r\n")
+    if not username:
+        if not sys.stdin.isatty() or password_stdin:
+            raise UsageError("a username is required (-u)")
+        username = click.prompt("Username")
+    if password is None:
+        password = click.prompt("Password", hide_input=True)
+    account.login(shared_cli.options(), server, username, password)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("server", required=False)
+@shared_cli.global_options
+def logout(server: str | None) -> None:
+    """Remove stored credentials for a registry."""
+    from . import account
+
+    account.logout(server)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("-o", "--output", required=True, help="tar file to write (`-` for stdout)")
+@click.option("--platform", help="save only this platform")
+@click.option("--all-platforms", is_flag=True, help="save every platform present in the store")
+@shared_cli.global_options
+def save(refs: tuple[str, ...], output: str, platform: str | None, all_platforms: bool) -> None:
+    """Write images to a tar that is both a docker-archive and an OCI layout."""
+    from . import archive_cmds
+
+    archive_cmds.save(shared_cli.options(), list(shared_cli.refs_from_args(refs)), output, _platform(platform),
+                      all_platforms)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-i", "--input", "input_", default="-", show_default=True, help="tar file to read (`-`: stdin)")
+@click.option("--platform", help="unpack this platform")
+@click.option("-q", "--quiet", is_flag=True)
+@shared_cli.global_options
+def load(input_: str, platform: str | None, quiet: bool) -> None:
+    """Import images from a docker-archive or OCI layout tar; prints each loaded ref@digest."""
+    from . import archive_cmds
+
+    archive_cmds.load(shared_cli.options(), input_, _platform(platform), quiet)
+
+
+def main() -> None:
+    sys.exit(shared_cli.run(cli, "ctk-pull"))

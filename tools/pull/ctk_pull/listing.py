@@ -1,0 +1,115 @@
+"""``images`` and ``inspect``: read-only views of the image store, as tables or JSON records.
+
+JSON field names follow nerdctl's ``images --format json`` (Repository, Tag, ID, Digest, CreatedAt,
+CreatedSince, Platform, Size, BlobSize, Name): they are the documented contract.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ctk_shared import output
+from ctk_shared import reference as refs
+from ctk_shared.errors import CtkError, UsageError
+
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+    from ctk_shared.containerd import Client, Image
+    from ctk_shared.oci import Platform
+
+COLUMNS = [("REPOSITORY", "Repository"), ("TAG", "Tag"), ("IMAGE ID", "ID"), ("CREATED", "CreatedSince"),
+           ("PLATFORM", "Platform"), ("SIZE", "SizeHuman"), ("BLOB SIZE", "BlobSizeHuman")]
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """(repository as Docker shows it, tag) for an image-record name; foreign names pass through."""
+    try:
+        r = refs.parse(name, default_tag=False)
+    except UsageError:
+        return name, "<none>"
+    repo = refs.Reference(r.domain, r.path).familiar()
+    return repo, r.tag or "<none>"
+
+
+def image_record(client: "Client", image: "Image", snapshotter: str, no_trunc: bool = False) -> dict[str, Any]:
+    from ctk_shared import images as store
+
+    repo, tag = split_name(image.name)
+    rec: dict[str, Any] = {
+        "Repository": repo, "Tag": tag, "Name": image.name,
+        "ID": image.target.digest if no_trunc else image.target.digest.split(":", 1)[-1][:12],
+        "Digest": image.target.digest,
+    }
+    created: datetime | None = image.created_at
+    platform, size, blob = "", 0, image.target.size
+    try:
+        img = store.load_local(client, image.name)
+        platform = str(img.config.platform)
+        size, blob = store.image_sizes(client, img, snapshotter)
+        if img.config.created:
+            created = _parse_time(img.config.created) or created
+    except CtkError:
+        platform = "(content missing)"  # e.g. made by another tool for another platform: still listed
+    now = datetime.now(timezone.utc)
+    rec.update({
+        "CreatedAt": created.isoformat() if created else "",
+        "CreatedSince": output.human_duration_ago((now - created).total_seconds()) if created else "",
+        "Platform": platform, "Size": size, "BlobSize": blob,
+        "SizeHuman": output.human_size(size), "BlobSizeHuman": output.human_size(blob),
+    })
+    return rec
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def images(gopts: "GlobalOptions", *, quiet: bool, fmt: str | None, digests: bool, no_trunc: bool,
+           repository: str | None) -> None:
+    from ctk_shared import connect
+
+    client = connect.containerd(gopts)
+    found = sorted(client.images.list(), key=lambda i: i.name)
+    records = [image_record(client, i, gopts.snapshotter, no_trunc) for i in found]
+    if repository:
+        records = [r for r in records if repository in (r["Repository"], f"{r['Repository']}:{r['Tag']}", r["Name"])]
+    columns = list(COLUMNS)
+    if digests:
+        columns.insert(2, ("DIGEST", "Digest"))
+    output.emit_records(records, columns, fmt, quiet_field="ID", quiet=quiet)
+
+
+def inspect(gopts: "GlobalOptions", texts: list[str], platform: "Platform | None", raw: bool) -> None:
+    from ctk_shared import connect
+    from ctk_shared import images as store
+
+    client = connect.containerd(gopts)
+    for text in texts:
+        img = store.load_local(client, text, platform)
+        if raw:
+            output.emit_line(store.read_blob(client, img.image.target).decode())
+            continue
+        repo, tag = split_name(img.image.name)
+        doc: dict[str, Any] = {
+            "Name": img.image.name,
+            "Id": img.manifest.config.digest,
+            "RepoTags": [f"{repo}:{tag}"] if tag != "<none>" else [],
+            "RepoDigests": [f"{repo}@{img.image.target.digest}"],
+            "Digest": img.image.target.digest,
+            "MediaType": img.image.target.media_type,
+            "Created": img.config.created,
+            "Os": img.config.raw.get("os", ""),
+            "Architecture": img.config.raw.get("architecture", ""),
+            "Variant": img.config.raw.get("variant", ""),
+            "Config": img.config.config,
+            "RootFS": img.config.raw.get("rootfs", {}),
+            "ManifestDescriptor": img.manifest_desc.to_json(),
+            "Manifest": json.loads(store.read_blob(client, img.manifest_desc)),
+            "ImageConfig": img.config.raw,
+        }
+        output.emit_json(doc, indent=2 if output.stdout_is_tty() else None)

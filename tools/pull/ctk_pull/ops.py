@@ -1,0 +1,96 @@
+"""What ctk-pull's image commands do, between parsed flags and the shared library."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ctk_shared import output
+from ctk_shared import reference as refs
+from ctk_shared.errors import Conflict, CtkError, NotFound
+
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+    from ctk_shared.oci import Platform
+
+
+def _emit_result(fmt: str, name: str, digest: str, **extra: object) -> None:
+    ref = f"{name.split('@', 1)[0]}@{digest}"
+    if fmt == "json":
+        output.emit_json({"ref": ref, "Name": name, "Digest": digest, **extra})
+    else:
+        output.emit_line(ref)
+
+
+def pull(gopts: "GlobalOptions", texts: list[str], platform: "Platform | None", all_platforms: bool,
+         unpack: bool, quiet: bool, fmt: str, max_concurrent: int) -> None:
+    from ctk_shared import connect
+    from ctk_shared.progress import make_progress
+    from ctk_shared.pull import PullOptions, pull as do_pull
+
+    parsed = [refs.parse(t) for t in texts]  # all refs are checked before any work starts
+    client = connect.containerd(gopts)
+    opts = PullOptions(platform=platform, all_platforms=all_platforms, unpack=unpack,
+                       snapshotter=gopts.snapshotter, max_concurrent_downloads=max_concurrent)
+    for ref in parsed:
+        progress = make_progress(quiet)
+        try:
+            result = do_pull(client, connect.registry(ref.domain, gopts), ref, opts, progress)
+        finally:
+            progress.close()
+        _emit_result(fmt, result.name, result.digest, MediaType=result.media_type,
+                     Platforms=list(result.platforms))
+
+
+def push(gopts: "GlobalOptions", texts: list[str], platform: "Platform | None", quiet: bool, fmt: str) -> None:
+    from ctk_shared import connect
+    from ctk_shared.images import find_image
+    from ctk_shared.progress import make_progress
+    from ctk_shared.push import push as do_push
+
+    client = connect.containerd(gopts)
+    for text in texts:
+        image = find_image(client, text)
+        ref = refs.parse(image.name if "@" not in image.name else text)
+        progress = make_progress(quiet)
+        try:
+            digest = do_push(client, connect.registry(ref.domain, gopts), image, ref, platform, progress)
+        finally:
+            progress.close()
+        _emit_result(fmt, str(ref.with_digest("")), digest)
+
+
+def tag(gopts: "GlobalOptions", source: str, target: str) -> None:
+    from ctk_shared import connect
+    from ctk_shared.containerd import Image
+    from ctk_shared.images import find_image
+
+    dst = refs.parse(target)
+    client = connect.containerd(gopts)
+    src = find_image(client, source)
+    client.images.put(Image(name=str(dst), target=src.target, labels=dict(src.labels),
+                            created_at=None, updated_at=None))
+    output.emit_line(f"{dst}@{src.target.digest}")
+
+
+def remove(gopts: "GlobalOptions", texts: list[str], force: bool) -> None:
+    from ctk_shared import connect
+    from ctk_shared.images import find_image
+
+    client = connect.containerd(gopts)
+    failed: list[CtkError] = []
+    for text in texts:
+        try:
+            image = find_image(client, text)
+            users = client.containers.list([f'image=="{image.name}"']) if not force else []
+            if users:
+                raise Conflict(f"image {image.name} is used by container {users[0].id}",
+                               hint="remove the container first, or use -f")
+            client.images.delete(image.name)
+            output.emit_line(f"Untagged: {image.name}")
+        except NotFound as e:
+            failed.append(e)
+        except Conflict as e:
+            failed.append(e)
+    if failed:
+        if len(failed) == 1:
+            raise failed[0]
+        raise CtkError("; ".join(str(e) for e in failed))
