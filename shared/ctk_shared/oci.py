@@ -252,11 +252,11 @@ class Manifest:
     @classmethod
     def parse(cls, data: bytes, media_type: str | None = None) -> "Manifest":
         doc = parse_json_document(data, "image manifest")
-        mt = media_type or sniff_media_type(doc)
-        if doc.get("schemaVersion") == 1 or mt == DOCKER_SCHEMA1_SIGNED:
+        if doc.get("schemaVersion") == 1 or media_type == DOCKER_SCHEMA1_SIGNED:
             raise InvalidArgument("Docker schema 1 manifests are not supported (push the image again with a current tool)")
         if "config" not in doc or not isinstance(doc.get("layers"), list):
             raise InvalidArgument("image manifest lacks config or layers")
+        mt = media_type or sniff_media_type(doc)
         return cls(mt, Descriptor.from_json(doc["config"]), tuple(Descriptor.from_json(x) for x in doc["layers"]),
                    dict(doc.get("annotations") or {}))
 
