@@ -11,7 +11,6 @@ import json
 import os
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -222,15 +221,11 @@ def _plan_oci(arc: _Archive) -> Plan:
     for i, desc in enumerate(index.manifests):
         name = desc.annotations.get(IMAGE_NAME_ANNOTATION, "")
         if not name:
-            tag = desc.annotations.get(REF_NAME_ANNOTATION, "")
+            # a bare ref name (skopeo's oci-archive:FILE:NAME) is read as a ref, as `docker load` does
             try:
-                name = str(refs.parse(tag)) if tag and ("/" in tag or ":" in tag) else ""
+                name = str(refs.parse(desc.annotations.get(REF_NAME_ANNOTATION, "") or f"import@{desc.digest}"))
             except UsageError:
-                name = ""
-            if not name:
-                # a bare tag or no name at all: keep it findable by digest, as `ctr import` does
-                name = f"import-{time.strftime('%Y-%m-%d')}:{tag}" if tag else f"import@{desc.digest}"
-                name = str(refs.parse(name))
+                name = str(refs.parse(f"import@{desc.digest}"))
         plan.append((name, desc, {}, {}))
     return plan
 

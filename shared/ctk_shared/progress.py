@@ -39,7 +39,9 @@ class NullProgress:
 
 
 class PlainProgress:
-    """One line per state change, for logs and CI: ``sha256:abcd…: downloading (3.2MB)``."""
+    """One line per meaningful state change, for logs and CI: ``abcd…: downloading (3.2MB)``."""
+
+    SILENT = frozenset({"waiting", "verifying", "downloaded", "extracted"})
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stderr
@@ -67,6 +69,8 @@ class PlainProgress:
         if t["status"] == status:
             return
         t["status"] = status
+        if status in self.SILENT:
+            return
         size = f" ({human_size(t['total'])})" if t["total"] else ""
         self._line(f"{t['label']}: {status}{size}")
 

@@ -40,5 +40,7 @@ def logout(server: str | None) -> None:
     from ctk_shared import auth
 
     host = _host(server)
-    auth.erase_credentials(host)
-    sys.stderr.write(f"Removing login credentials for {host}\n")
+    if auth.erase_credentials(host):
+        sys.stderr.write(f"Removing login credentials for {host}\n")
+    else:
+        sys.stderr.write(f"Not logged in to {host}\n")
