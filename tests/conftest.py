@@ -1,1 +1,4 @@
-pytest_plugins = ["tests.support.registry_fixtures"]
+pytest_plugins = [
+    "tests.support.containerd_fixtures",
+    "tests.support.registry_fixtures",
+]

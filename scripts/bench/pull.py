@@ -1,0 +1,219 @@
+"""Pull benchmark harness (run through scripts/bench/pull.sh, as root).
+
+Builds the deterministic 8 x 64 MiB image, serves it from a private registry, and times, alternating:
+  ctk-pull (unpack)         vs  ctr images pull (unpack)          same containerd, fresh namespace, cold store
+  ctk-pull --unpack false   vs  skopeo copy docker:// -> oci:DIR  fetch only
+Before each run every blob and snapshot is removed from all namespaces and the script waits until the
+blob files are gone (content is shared across namespaces). State lives on a loop-mounted journaled ext4.
+With --rate, the registry runs in a network namespace behind a veth shaped with tc (e.g. 200mbit).
+Also reports start-up time of `ctk-pull --help` and `ctk-pull images` on an empty namespace.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.containerd_daemon import start_containerd
+from tests.support.registry_daemon import free_port
+
+BENCH = Path(os.environ.get("CTK_BENCH_DIR", "/var/tmp/ctk-bench"))
+NETNS = "ctkbench"
+HOST_IP, NS_IP = "10.213.7.1", "10.213.7.2"
+
+
+def sh(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, **kw)
+
+
+def loop_fs() -> Path:
+    """A journaled ext4 on a loop device: `/` here has no journal and slows down run after run."""
+    mnt = BENCH / "mnt"
+    if subprocess.run(["mountpoint", "-q", str(mnt)]).returncode == 0:
+        return mnt
+    BENCH.mkdir(parents=True, exist_ok=True)
+    mnt.mkdir(exist_ok=True)
+    img = BENCH / "fs.img"
+    if not img.exists():
+        sh("truncate", "-s", "16G", str(img))
+        sh("mkfs.ext4", "-q", str(img))
+    sh("mount", "-o", "loop", str(img), str(mnt))
+    return mnt
+
+
+def build_image(mnt: Path, zstd: bool) -> Path:
+    out = mnt / ("image-zstd" if zstd else "image-gzip")
+    if not (out / "index.json").exists():
+        args = [sys.executable, "scripts/bench/make-bench-image.py", "--out", str(out)]
+        if zstd:
+            args.append("--zstd")
+        sh(*args, stdout=subprocess.DEVNULL)
+    return out
+
+
+def start_registry_process(mnt: Path, listen: str, netns: str | None) -> subprocess.Popen:
+    data = mnt / "registry"
+    cfg = mnt / "registry.yml"
+    cfg.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
+                   f"  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {listen}\n")
+    cmd = ["docker-registry", "serve", str(cfg)]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import requests
+
+    for _ in range(100):
+        try:
+            requests.get(f"http://{listen}/v2/", timeout=1)
+            return p
+        except requests.RequestException:
+            time.sleep(0.1)
+    p.kill()
+    raise SystemExit("registry did not start")
+
+
+def shaped_netns(rate: str) -> None:
+    sh("ip", "netns", "del", NETNS, check=False, stderr=subprocess.DEVNULL)
+    sh("ip", "link", "del", "ctkb0", check=False, stderr=subprocess.DEVNULL)
+    sh("ip", "netns", "add", NETNS)
+    sh("ip", "link", "add", "ctkb0", "type", "veth", "peer", "name", "ctkb1")
+    sh("ip", "link", "set", "ctkb1", "netns", NETNS)
+    sh("ip", "addr", "add", f"{HOST_IP}/30", "dev", "ctkb0")
+    sh("ip", "link", "set", "ctkb0", "up")
+    sh("ip", "netns", "exec", NETNS, "ip", "addr", "add", f"{NS_IP}/30", "dev", "ctkb1")
+    sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "ctkb1", "up")
+    sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up")
+    # shape what the registry sends (the pull direction), and the way back too
+    for ns in ([], ["ip", "netns", "exec", NETNS]):
+        dev = "ctkb1" if ns else "ctkb0"
+        sh(*ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms")
+
+
+def teardown_netns() -> None:
+    sh("ip", "netns", "del", NETNS, check=False, stderr=subprocess.DEVNULL)
+    sh("ip", "link", "del", "ctkb0", check=False, stderr=subprocess.DEVNULL)
+
+
+def clean_store(client, blobs_dir: Path) -> None:
+    """Remove every image in every namespace and wait for GC to take blobs and snapshots."""
+    from ctk_shared.containerd import Client
+
+    for ns in client.namespaces.list():
+        c = Client(client.address, ns)
+        for img in c.images.list():
+            c.images.delete(img.name)
+        for lease in c.leases.list():
+            c.leases.delete(lease.id)
+        for st in c.content.statuses():
+            c.content.abort(st.ref)
+        imgs = c.images.list()
+        if not imgs:
+            pass
+    # one synchronous GC pass
+    c = Client(client.address, "default")
+    lid = c.leases.create()
+    c.leases.delete(lid, sync=True)
+    for _ in range(200):
+        if not any(blobs_dir.iterdir()) if blobs_dir.exists() else True:
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"blobs still present in {blobs_dir} after clean-up")
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rate", help="shape the registry link, e.g. 200mbit (registry in a netns)")
+    ap.add_argument("--zstd", action="store_true", help="zstd layers instead of gzip")
+    ap.add_argument("--skip", default="", help="comma list of: unpack,fetch,startup")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+
+    mnt = loop_fs()
+    layout = build_image(mnt, args.zstd)
+    daemon_dir = mnt / "ctd"
+    shutil.rmtree(daemon_dir, ignore_errors=True)
+    daemon = start_containerd(daemon_dir)
+    reg_proc = None
+    try:
+        if args.rate:
+            shaped_netns(args.rate)
+            host = f"{NS_IP}:5000"
+            reg_proc = start_registry_process(mnt, host, NETNS)
+        else:
+            host = f"127.0.0.1:{free_port()}"
+            reg_proc = start_registry_process(mnt, host, None)
+        ref = f"{host}/bench/image:latest"
+        sh("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:latest", f"docker://{ref}")
+        from ctk_shared.containerd import Client
+
+        client = Client(daemon.address, "default")
+        blobs = daemon.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
+        insecure = ["--insecure-registry"] if args.rate else []
+        ctk = ["ctk-pull", "--address", daemon.address, *insecure]
+        ctr = ["ctr", "-a", daemon.address]
+        results: dict[str, list[float]] = {k: [] for k in ("ctk", "ctr", "ctk_fetch", "skopeo")}
+        env = dict(os.environ)
+        for i in range(args.runs):
+            ns = f"bench{i}"
+            if "unpack" not in skip:
+                for tool in (("ctk", "ctr") if i % 2 == 0 else ("ctr", "ctk")):
+                    clean_store(client, blobs)
+                    cmd = ctk + ["-n", ns, "-q", ref] if tool == "ctk" else \
+                        ctr + ["-n", ns, "images", "pull", "--plain-http", ref]
+                    results[tool].append(timed(cmd, env))
+            if "fetch" not in skip:
+                for tool in (("ctk_fetch", "skopeo") if i % 2 == 0 else ("skopeo", "ctk_fetch")):
+                    clean_store(client, blobs)
+                    if tool == "skopeo":
+                        dest = mnt / "skopeo-out"
+                        shutil.rmtree(dest, ignore_errors=True)
+                        cmd = ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:x"]
+                    else:
+                        cmd = ctk + ["-n", ns, "-q", "--unpack", "false", ref]
+                    results[tool].append(timed(cmd, env))
+            print(f"run {i + 1}/{args.runs}: " + ", ".join(f"{k}={v[-1]:.2f}s" for k, v in results.items() if v),
+                  file=sys.stderr)
+        report: dict[str, object] = {"image": "8 layers x 64 MiB", "compression": "zstd" if args.zstd else "gzip",
+                                     "rate": args.rate or "loopback", "runs": args.runs}
+        med = {k: statistics.median(v) for k, v in results.items() if v}
+        report["median_s"] = {k: round(v, 3) for k, v in med.items()}
+        if "ctk" in med and "ctr" in med:
+            report["ratio_ctk_vs_ctr_unpack"] = round(med["ctk"] / med["ctr"], 3)
+        if "ctk_fetch" in med and "skopeo" in med:
+            report["ratio_ctk_vs_skopeo_fetch"] = round(med["ctk_fetch"] / med["skopeo"], 3)
+        if "ctk" in med and "ctk_fetch" in med:
+            report["ctk_time_split_s"] = {"fetch": round(med["ctk_fetch"], 3),
+                                          "unpack_not_overlapped": round(med["ctk"] - med["ctk_fetch"], 3)}
+        if "startup" not in skip:
+            clean_store(client, blobs)
+            report["startup_median_s"] = {
+                "ctk-pull --help": round(statistics.median(timed(["ctk-pull", "--help"]) for _ in range(10)), 3),
+                "ctk-pull images (empty)": round(statistics.median(
+                    timed(ctk + ["-n", "empty", "images"]) for _ in range(10)), 3),
+            }
+        print(json.dumps(report, indent=2))
+        return 0
+    finally:
+        if reg_proc:
+            reg_proc.terminate()
+            reg_proc.wait()
+        daemon.stop()
+        if args.rate:
+            teardown_netns()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
