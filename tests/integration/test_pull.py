@@ -170,3 +170,19 @@ def test_unknown_media_type_refused(ctk, ctd, registry):
     r = ctk(f"{registry.host}/test/weird:v1")
     assert r.code == 1 and "application/x-mystery" in r.err
     assert ctd.images.list() == []
+
+
+def test_rm_refuses_an_image_used_by_a_container(ctk, ctd, test_images):
+    from ctk_shared.containerd import Container
+
+    img = test_images["busybox"]
+    assert ctk(img.ref, "-q").code == 0
+    ctd.containers.create(Container(id="user1", image=img.ref, spec=b"{}"))
+    try:
+        r = ctk("rm", img.ref)
+        assert r.code == 1 and "used by container user1" in r.err and "-f" in r.err
+        assert ctd.images.get(img.ref)
+        r = ctk("rm", "-f", img.ref)
+        assert r.code == 0
+    finally:
+        ctd.containers.delete("user1")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .client import DEFAULT_ADDRESS, Client
 from .models import (
+                     Container,
                      ContentInfo,
                      Image,
                      IngestStatus,
@@ -19,5 +20,5 @@ from .models import (
                      SnapshotInfo,
 )
 
-__all__ = ["DEFAULT_ADDRESS", "Client", "ContentInfo", "Image", "IngestStatus", "Lease", "LeaseResource", "Mount",
+__all__ = ["DEFAULT_ADDRESS", "Client", "Container", "ContentInfo", "Image", "IngestStatus", "Lease", "LeaseResource", "Mount",
            "PluginInfo", "SnapshotInfo"]

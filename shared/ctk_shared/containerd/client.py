@@ -15,6 +15,7 @@ from ..errors import CtkError
 from .channel import Connection, Metadata, Service, metadata
 
 if TYPE_CHECKING:
+    from .containers import ContainerStore
     from .content import ContentStore
     from .diff import DiffService
     from .images import ImageStore
@@ -97,6 +98,12 @@ class Client:
         with _stubs():
             from .content import ContentStore
         return ContentStore(self._conn, self._md)
+
+    @cached_property
+    def containers(self) -> ContainerStore:
+        with _stubs():
+            from .containers import ContainerStore
+        return ContainerStore(self._conn, self._md)
 
     @cached_property
     def images(self) -> ImageStore:

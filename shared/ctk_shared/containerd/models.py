@@ -85,3 +85,21 @@ class PluginInfo:
     init_error: str = ""  # why the plugin failed to load ("" when it is usable)
     requires: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Container:
+    """containerd's container record: metadata only (the running process is a task).
+
+    ``spec`` is the OCI runtime spec as JSON bytes, stored verbatim as the bundle's config.json.
+    """
+
+    id: str
+    image: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    runtime: str = "io.containerd.runc.v2"
+    spec: bytes = b""
+    snapshotter: str = ""
+    snapshot_key: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
