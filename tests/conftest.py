@@ -1,4 +1,5 @@
 pytest_plugins = [
     "tests.support.containerd_fixtures",
     "tests.support.registry_fixtures",
+    "tests.support.image_fixtures",
 ]

@@ -90,8 +90,8 @@ class RichProgress:
                                    TimeElapsedColumn, TransferSpeedColumn)
 
         self._console = Console(file=stream or sys.stderr)
-        self._rp = _RP(TextColumn("{task.description:<20}"), TextColumn("{task.fields[status]:<11}"),
-                       BarColumn(bar_width=30), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(),
+        self._rp = _RP(TextColumn("{task.description:<12}"), TextColumn("{task.fields[status]:<11}"),
+                       BarColumn(bar_width=24), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(),
                        console=self._console, transient=False, refresh_per_second=8)
         self._ids: dict[str, Any] = {}
         self._lock = threading.Lock()
