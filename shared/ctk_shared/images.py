@@ -43,11 +43,6 @@ def read_blob(client: "Client", desc_or_digest: oci.Descriptor | str, limit: int
     return data
 
 
-def normalize_name(text: str) -> str:
-    """The image-record name for a user-typed ref (``busybox`` → ``docker.io/library/busybox:latest``)."""
-    return str(refs.parse(text))
-
-
 def find_image(client: "Client", text: str) -> "Image":
     """Look up by full name, then by normalised ref, then by image-ID prefix (as ``docker rmi`` allows)."""
     try:
@@ -55,14 +50,23 @@ def find_image(client: "Client", text: str) -> "Image":
     except NotFound:
         pass
     try:
-        name = normalize_name(text)
+        ref = refs.parse(text)
     except UsageError:
-        name = ""
-    if name and name != text:
-        try:
-            return client.images.get(name)
-        except NotFound:
-            pass
+        ref = None
+    if ref is not None:
+        if str(ref) != text:
+            try:
+                return client.images.get(str(ref))
+            except NotFound:
+                pass
+        if ref.digest:
+            # `name:tag@digest` or `name@digest` (what pull prints): any record of that repository
+            # pointing at that digest, the tagged one first
+            same = [i for i in client.images.list([f'target.digest=="{ref.digest}"'])
+                    if i.name.split("@", 1)[0].rsplit(":", 1)[0] == ref.name or i.name.startswith(ref.name + "@")]
+            same.sort(key=lambda i: i.name != str(ref.with_digest("")))
+            if same:
+                return same[0]
     hexpart = text.removeprefix("sha256:").lower()
     if 4 <= len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart):
         hits = [i for i in client.images.list() if i.target.digest.removeprefix("sha256:").startswith(hexpart)]

@@ -182,6 +182,7 @@ def push(img: BuiltImage, registry_url: str, repo: str, tag: str, *, auth: tuple
     s = requests.Session()
     s.auth = auth
     s.verify = verify
+    s.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment overrides verify
     seen: set[str] = set()
     for b in img.blobs:
         if b.digest in seen or b.media_type in (OCI_MANIFEST, DOCKER_MANIFEST):

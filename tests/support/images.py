@@ -25,6 +25,7 @@ import random
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -660,6 +661,40 @@ def remote_manifest(dest: str, *, tls_verify: bool = False, creds: str | tuple[s
     return _skopeo("inspect", "--raw", *_registry_opts("", tls_verify, creds, cert_dir), f"docker://{dest}").stdout
 
 
+def _has_docker_types(layout: Path, desc: Mapping[str, Any]) -> bool:
+    if desc["mediaType"] in (DOCKER_MANIFEST, DOCKER_LIST):
+        return True
+    if desc["mediaType"] == OCI_INDEX:
+        return any(m["mediaType"] in (DOCKER_MANIFEST, DOCKER_LIST)
+                   for m in json.loads(read_blob(layout, desc["digest"])).get("manifests", []))
+    return False
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _stage_dir_transport(layout: Path, desc: Mapping[str, Any], target: Path) -> None:
+    """Lay out the image ``desc`` points at in containers/image's ``dir:`` format (version 1.1):
+    ``manifest.json`` (the top document), ``<hex>.manifest.json`` per list entry, ``<hex>`` per blob."""
+    blobs = layout / "blobs" / "sha256"
+    (target / "version").write_text("Directory Transport Version: 1.1\n")
+    _link_or_copy(blobs / desc["digest"][7:], target / "manifest.json")
+    top = json.loads(read_blob(layout, desc["digest"]))
+    manifests = [top]
+    for entry in top.get("manifests", []):
+        _link_or_copy(blobs / entry["digest"][7:], target / f"{entry['digest'][7:]}.manifest.json")
+        manifests.append(json.loads(read_blob(layout, entry["digest"])))
+    for m in manifests:
+        for blob in ([m["config"]] if "config" in m else []) + m.get("layers", []):
+            dst = target / blob["digest"][7:]
+            if not dst.exists():
+                _link_or_copy(blobs / blob["digest"][7:], dst)
+
+
 def push_layout(layout_dir: str | os.PathLike[str], ref_name: str, dest: str, *, tls_verify: bool = False,
                 creds: str | tuple[str, str] | None = None, cert_dir: str | os.PathLike[str] | None = None,
                 all_platforms: bool = True) -> str:
@@ -681,9 +716,16 @@ def push_layout(layout_dir: str | os.PathLike[str], ref_name: str, dest: str, *,
         if not match:
             raise PushError(f"{ref_name!r} has no {platform_string(host)} image")
         expected = match[0]["digest"]
-    args = ["copy", "-q", "--preserve-digests", *(["--all"] if all_platforms else []),
-            *_registry_opts("dest-", tls_verify, creds, cert_dir), f"oci:{layout}:{ref_name}", f"docker://{dest}"]
-    _skopeo(*args)
+    opts = ["copy", "-q", "--preserve-digests", *(["--all"] if all_platforms else []),
+            *_registry_opts("dest-", tls_verify, creds, cert_dir)]
+    if not _has_docker_types(layout, desc):
+        _skopeo(*opts, f"oci:{layout}:{ref_name}", f"docker://{dest}")
+    else:
+        # skopeo 1.9's oci: transport ignores index.json entries that are not OCI types ("no descriptor found
+        # for reference"): hand it the same bytes through its dir: transport, which sniffs the media type
+        with tempfile.TemporaryDirectory(prefix=".skopeo-dir-", dir=layout) as tmp:
+            _stage_dir_transport(layout, desc, Path(tmp))
+            _skopeo(*opts, f"dir:{tmp}", f"docker://{dest}")
     pushed = sha256_digest(remote_manifest(dest, tls_verify=tls_verify, creds=creds, cert_dir=cert_dir))
     if pushed != expected:
         raise PushError(f"{dest}: registry serves {pushed}, the layout has {expected} (skopeo rewrote the image)")
@@ -779,22 +821,19 @@ def build_standard_layouts(workdir: str | os.PathLike[str], *, busybox: str | os
     # 1. the plain old busybox: one gzip layer, Cmd ["sh"]
     single("busybox", [bb], {}, history=["COPY busybox / # ctk test image"])
 
-    # 2. three layers with a whiteout and an opaque directory
+    # 2. three layers with a whiteout and an opaque directory; 3-5. the same in the other encodings
     l2 = extra_layer_tar({"/data/a.txt": b"a\n", "/data/b.txt": b"b\n", "/opq/old.txt": b"old\n",
                           "/data/run.sh": (b"#!/bin/sh\necho run\n", 0o755)})
     l3 = extra_layer_tar({"/data/c.txt": b"c\n", "/opq/new.txt": b"new\n"}, whiteouts=["/data/b.txt"],
                          opaque_dirs=["/opq"])
-    single("multilayer", [bb, l2, l3],
-           {"/data/a.txt": b"a\n", "/data/b.txt": None, "/data/c.txt": b"c\n", "/data/.wh.b.txt": None,
-            "/opq/old.txt": None, "/opq/new.txt": b"new\n", "/opq/.wh..wh..opq": None,
-            "/data/run.sh": b"#!/bin/sh\necho run\n"})
-    out["multilayer"]["expect_modes"]["/data/run.sh"] = 0o755
-
-    # 3-5. the same two-layer image in the other encodings
-    for name, kw in (("zstd", {"compression": "zstd"}), ("plain", {"compression": "none"}),
+    ml_files: dict[str, bytes | None] = {
+        "/data/a.txt": b"a\n", "/data/b.txt": None, "/data/c.txt": b"c\n", "/data/.wh.b.txt": None,
+        "/opq/old.txt": None, "/opq/new.txt": b"new\n", "/opq/.wh..wh..opq": None,
+        "/data/run.sh": b"#!/bin/sh\necho run\n"}
+    for name, kw in (("multilayer", {}), ("zstd", {"compression": "zstd"}), ("plain", {"compression": "none"}),
                      ("docker", {"docker_media_types": True})):
-        marker = f"/data/{name}.txt"
-        single(name, [bb, extra_layer_tar({marker: f"{name}\n".encode()})], {marker: f"{name}\n".encode()}, **kw)
+        single(name, [bb, l2, l3], ml_files, **kw)
+        out[name]["expect_modes"]["/data/run.sh"] = 0o755
 
     # 6-7. multi-platform: host = busybox + /platform, the other arch = just /platform (never run)
     other = ("linux", OTHER_ARCH if host[1] != OTHER_ARCH else "amd64")
@@ -823,10 +862,10 @@ def standard_images(workdir: str | os.PathLike[str], registry_host: str, *, tls_
 
     Returns name -> :class:`CatalogImage`; names and repositories are in ``STANDARD_REPOS``:
       busybox     library/busybox:latest  1 gzip layer, Cmd ["sh"]
-      multilayer  test/multilayer:v1      3 layers: busybox; /data/{a,b}.txt, /opq/old.txt, /data/run.sh (0755);
-                                          whiteout of /data/b.txt + /data/c.txt, opaque /opq + /opq/new.txt
-      zstd / plain / docker               busybox + /data/<name>.txt: zstd layers / uncompressed layers /
-                                          Docker schema2 media types
+      multilayer  test/multilayer:v1      3 gzip layers: busybox; /data/{a,b}.txt, /opq/old.txt, /data/run.sh
+                                          (0755); whiteout of /data/b.txt + /data/c.txt, opaque /opq + /opq/new.txt
+      zstd / plain / docker               the multilayer image with zstd layers / uncompressed layers /
+                                          Docker schema2 media types (gzip)
       multiarch   test/multiarch:v1       OCI index: host (busybox + /platform "amd64\\n") and linux/arm64
                                           (only /platform "arm64\\n")
       dockerlist  test/dockerlist:v1      the same as a Docker manifest list of schema2 manifests
