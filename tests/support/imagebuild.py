@@ -204,3 +204,34 @@ def push(img: BuiltImage, registry_url: str, repo: str, tag: str, *, auth: tuple
     r.raise_for_status()
     assert r.headers.get("Docker-Content-Digest", img.digest) == img.digest
     return img.digest
+
+
+def write_archive(img: BuiltImage, path: Path, name: str) -> Path:
+    """An OCI layout as a tar (what ``ctk-pull load`` and ``skopeo oci-archive:`` read)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        write_layout(img, Path(d), name)
+        idx = json.loads((Path(d) / "index.json").read_text())
+        idx["manifests"][-1]["annotations"]["io.containerd.image.name"] = name
+        (Path(d) / "index.json").write_text(json.dumps(idx))
+        with tarfile.open(path, "w") as tar:
+            for p in sorted(Path(d).rglob("*")):
+                tar.add(p, arcname=str(p.relative_to(d)), recursive=False)
+    return path
+
+
+def web_image() -> BuiltImage:
+    """busybox httpd serving a page on port 80: the demo's and the run tests' web server."""
+    page = b"<h1>hello from ctk</h1>\n"
+    return image([busybox_layer(), layer_tar({"www/index.html": page})],
+                 config={"Cmd": ["httpd", "-f", "-v", "-p", "80", "-h", "/www"], "ExposedPorts": {"80/tcp": {}},
+                         "WorkingDir": "/www"})
+
+
+if __name__ == "__main__":  # used by scripts/demo: python3 -m tests.support.imagebuild web OUT.tar NAME
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "web":
+        sys.exit("usage: python3 -m tests.support.imagebuild web OUT.tar NAME")
+    write_archive(web_image(), Path(sys.argv[2]), sys.argv[3])
