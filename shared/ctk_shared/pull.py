@@ -9,6 +9,7 @@ after a day) so the next pull resumes where this one stopped.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -45,6 +46,7 @@ class PullResult:
     media_type: str
     platforms: tuple[str, ...] = field(default=())
     fetched_bytes: int = 0
+    timings: dict[str, float] = field(default_factory=dict, compare=False)  # where the time went (bench)
 
     @property
     def ref(self) -> str:
@@ -65,7 +67,13 @@ class _Fetcher:
         self.progress = progress
         self.stop = stop
         self.fetched = 0
+        self.timings = {"fetch_done": 0.0, "apply": 0.0, "apply_wait": 0.0}
+        self._t0 = time.monotonic()
         self._lock = threading.Lock()
+
+    def mark_fetched(self) -> None:
+        with self._lock:
+            self.timings["fetch_done"] = max(self.timings["fetch_done"], time.monotonic() - self._t0)
 
     def _present(self, desc: oci.Descriptor, labels: dict[str, str]) -> bool:
         try:
@@ -110,6 +118,12 @@ class _Fetcher:
 
     def layer(self, desc: oci.Descriptor, key: str) -> None:
         """Stream one layer into the store, resuming a partial ingest left by an earlier pull."""
+        try:
+            self._layer(desc, key)
+        finally:
+            self.mark_fetched()
+
+    def _layer(self, desc: oci.Descriptor, key: str) -> None:
         if self._present(desc, {}):
             self.progress.status(key, "exists", completed=desc.size)
             return
@@ -196,7 +210,9 @@ def pull(client: "Client", registry: "RegistryClient", ref: Reference, opts: Pul
 
         leased.images.put(Image(name=name, target=target, labels={}, created_at=None, updated_at=None))
         keep_lease = False
-        return PullResult(name, target.digest, target.media_type, tuple(platforms), fetcher.fetched)
+        fetcher.timings["total"] = time.monotonic() - fetcher._t0
+        return PullResult(name, target.digest, target.media_type, tuple(platforms), fetcher.fetched,
+                          {k: round(v, 3) for k, v in fetcher.timings.items()})
     except (IntegrityError, InvalidArgument):
         keep_lease = False  # bad content was aborted; nothing of this pull is worth keeping
         raise
@@ -256,9 +272,13 @@ def _pull_manifest(client: "Client", fetcher: _Fetcher, desc: oci.Descriptor, op
                                        for layer, key in zip(manifest.layers, keys)]
         try:
             for i, (layer, fut) in enumerate(zip(manifest.layers, futures)):
+                t = time.monotonic()
                 fut.result()
+                fetcher.timings["apply_wait"] += time.monotonic() - t
                 if unpacker is not None:
+                    t = time.monotonic()
                     unpacker.apply(i, layer, keys[i])
+                    fetcher.timings["apply"] += time.monotonic() - t
                 progress.status(keys[i], "done")
         except BaseException:
             stop.set()

@@ -255,17 +255,29 @@ def random_bytes(seed: int | str, size: int) -> bytes:
     return _rng(seed, "random").randbytes(size)
 
 
-def text_bytes(seed: int | str, size: int) -> bytes:
-    """Log-like text that gzip shrinks about 3x: lines picked at random from a pool of random word lines."""
+def text_bytes(seed: int | str, size: int, *, source_size: int = 16 << 20) -> bytes:
+    """Log-like text (gzip and zstd both shrink it about 3x), reproducible from ``seed``.
+
+    Random tokens (words, numbers, punctuation, newlines) up to ``source_size``; beyond that, random slices
+    of that source, so large sizes stay cheap while zstd's window still finds little to deduplicate.
+    """
     rng = _rng(seed, "text")
-    pool = []
-    for i in range(4096):
-        words = b" ".join(rng.choices(_WORDS, k=rng.randint(4, 14)))
-        pool.append(b"%08d %s %d\n" % (i * 7919 % 100000000, words, rng.randint(0, 1 << 30)))
-    out = bytearray()
-    while len(out) < size:
-        out += b"".join(rng.choices(pool, k=4096))
-    return bytes(out[:size])
+    pool = ([w + b" " for w in _WORDS] * 4 + [b"%d " % rng.randint(0, 99999) for _ in range(512)]
+            + [b"\n"] * 60 + [b"= ", b": ", b"/", b"-", b"err=nil ", b"\t"] * 4)
+    src_len = min(size, source_size)
+    src = bytearray()
+    while len(src) < src_len:
+        src += b"".join(rng.choices(pool, k=max(1024, (src_len - len(src)) // 5)))
+    del src[src_len:]
+    out = src
+    if size > src_len:
+        out = bytearray(src)
+        while len(out) < size:
+            n = min(rng.randint(4096, 65536), src_len)
+            off = rng.randrange(0, src_len - n + 1)
+            out += src[off:off + n]
+        del out[size:]
+    return bytes(out)
 
 
 def random_layer_tar(seed: int | str, size: int, compressible_fraction: float = 0.0, *,
