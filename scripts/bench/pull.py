@@ -138,6 +138,7 @@ def main() -> int:
     ap.add_argument("--rate", help="shape the registry link, e.g. 200mbit (registry in a netns)")
     ap.add_argument("--zstd", action="store_true", help="zstd layers instead of gzip")
     ap.add_argument("--skip", default="", help="comma list of: unpack,fetch,startup")
+    ap.add_argument("--ctk-args", default="", help="extra ctk-pull flags, e.g. '--max-concurrent-downloads 2'")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -162,7 +163,7 @@ def main() -> int:
         client = Client(daemon.address, "default")
         blobs = daemon.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
         insecure = ["--insecure-registry"] if args.rate else []
-        ctk = ["ctk-pull", "--address", daemon.address, *insecure]
+        ctk = ["ctk-pull", "--address", daemon.address, *insecure, *args.ctk_args.split()]
         ctr = ["ctr", "-a", daemon.address]
         results: dict[str, list[float]] = {k: [] for k in ("ctk", "ctr", "ctk_fetch", "skopeo")}
         env = dict(os.environ)

@@ -36,7 +36,7 @@ class PullOptions:
     all_platforms: bool = False
     unpack: bool = True
     snapshotter: str = "overlayfs"
-    max_concurrent_downloads: int = 6
+    max_concurrent_downloads: int = 3  # in layer order: early layers land first and unpack while the rest download
 
 
 @dataclass(frozen=True)

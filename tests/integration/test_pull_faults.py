@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ctk_shared.errors import NotFound
-from tests.support import imagebuild as ib
+from tests.support import images as im
 from tests.support.cli import run_tool
 from tests.support.registry_daemon import start_registry
 
@@ -50,10 +50,10 @@ def _assert_nothing_left(ctd, digest: str) -> None:
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_damaged_blob_fails_and_leaves_nothing(ctk, ctd, own_registry, damage):
-    img = ib.image([ib.busybox_layer(), ib.layer_tar({"x": b"x" * 100_000})])
-    ib.push(img, own_registry.url, "test/damaged", "v1")
-    layer = img.blobs[-1]
+def test_damaged_blob_fails_and_leaves_nothing(ctk, ctd, own_registry, damage, tmp_path):
+    info = im.build_image(tmp_path / "layout", "v1", [im.busybox_layer_tar(), im.extra_layer_tar({"x": b"x" * 100_000})])
+    im.push_layout(tmp_path / "layout", "v1", f"{own_registry.host}/test/damaged:v1")
+    layer = info.layers[-1]
     f = _blob_file(own_registry, layer.digest)
     data = bytearray(f.read_bytes())
     if damage == "flip":
@@ -70,12 +70,12 @@ def test_damaged_blob_fails_and_leaves_nothing(ctk, ctd, own_registry, damage):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_pull_resumes(containerd, ctd, own_registry, sig):
-    big = ib.layer_tar({"big.bin": ib.random_bytes(7, 96 << 20)})
-    img = ib.image([ib.busybox_layer(), big], compression="none")
-    ib.push(img, own_registry.url, "test/big", "v1")
+def test_interrupted_pull_resumes(containerd, ctd, own_registry, sig, tmp_path):
+    big = im.extra_layer_tar({"big.bin": im.random_bytes(7, 96 << 20)})
+    info = im.build_image(tmp_path / "layout", "v1", [im.busybox_layer_tar(), big], compression="none")
     ref = f"{own_registry.host}/test/big:v1"
-    size = len(img.blobs[-1].data)
+    im.push_layout(tmp_path / "layout", "v1", ref)
+    size = info.layers[-1].size
     p = subprocess.Popen(["ctk-pull", "--address", containerd.address, "-n", ctd.namespace, ref],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -101,14 +101,16 @@ def test_interrupted_pull_resumes(containerd, ctd, own_registry, sig):
 
     r = reference.parse(ref)
     result = pull(ctd, connect.registry(r.domain, GlobalOptions()), r)
-    assert result.digest == img.digest
-    assert result.fetched_bytes <= size + len(img.blobs[1].data) - left  # resumed, not restarted
-    assert ctd.images.get(ref).target.digest == img.digest
+    assert result.digest == info.manifest_digest
+    assert result.fetched_bytes <= size + info.layers[0].size - left  # resumed, not restarted
+    assert ctd.images.get(ref).target.digest == info.manifest_digest
 
 
 def test_login_pull_logout_with_tls_and_basic_auth(ctk, ctd, registry_tls_auth, tmp_path):
     reg = registry_tls_auth
-    ib.push(ib.image([ib.busybox_layer()]), reg.url, "private/bb", "v1", auth=("ctk", "s3cret"), verify=str(reg.ca_path))
+    im.build_image(tmp_path / "layout", "v1", [im.busybox_layer_tar()])
+    im.push_layout(tmp_path / "layout", "v1", f"{reg.host}/private/bb:v1", tls_verify=True, creds=("ctk", "s3cret"),
+                   cert_dir=reg.certs_dir / reg.host)
     env = {"DOCKER_CONFIG": str(tmp_path / "docker")}
     tls = ["--hosts-dir", str(reg.certs_dir)]
     ref = f"{reg.host}/private/bb:v1"

@@ -8,7 +8,7 @@ the same machine give the same digests (the busybox binary, zlib and zstd of the
 Building blocks:
   busybox_layer_tar()                     a runnable root filesystem (busybox + applet symlinks, /etc, /tmp)
   extra_layer_tar(files, ...)             small layers: files, dirs, symlinks, hardlinks, whiteouts
-  random_layer_tar / text_layer_tar / many_files_layer_tar   bulk layers for benchmarks
+  random_layer_tar / many_files_layer_tar  bulk layers for benchmarks (random_bytes, text_bytes)
   build_image(layout, ref, layers, ...)   blobs + config + manifest (OCI or Docker schema2), tagged in index.json
   build_index(layout, ref, images, ...)   OCI image index or Docker manifest list over built images
   push_layout(layout, ref, dest, ...)     skopeo copy to a registry, checking the pushed digest is the layout's
@@ -282,24 +282,28 @@ def text_bytes(seed: int | str, size: int, *, source_size: int = 16 << 20) -> by
 
 def random_layer_tar(seed: int | str, size: int, compressible_fraction: float = 0.0, *,
                      file_size: int = 4 << 20, prefix: str = "data") -> bytes:
-    """A layer of ``size`` bytes of file content in files of ``file_size`` (``<prefix>/<seed>/fNNNN.bin``):
+    """A layer of ``size`` bytes of file content in files of ``file_size`` (``<prefix>/fNNNN.{txt,bin}``):
     a ``compressible_fraction`` of them is text-like (:func:`text_bytes`), the rest random, interleaved."""
     if not 0.0 <= compressible_fraction <= 1.0:
         raise ValueError("compressible_fraction must be within [0, 1]")
-    t = LayerTar()
     n = max(1, -(-size // file_size))
-    text_files = round(n * compressible_fraction)
-    left, acc = size, 0.0
-    for i in range(n):
-        chunk = min(file_size, left)
-        left -= chunk
+    plan: list[tuple[bool, int]] = []  # (is_text, size) per file
+    left, acc, text_left = size, 0.0, round(n * compressible_fraction)
+    for _ in range(n):
         acc += compressible_fraction
-        is_text = acc >= 1.0 - 1e-9 and text_files > 0
+        is_text = text_left > 0 and acc >= 1.0 - 1e-9
         if is_text:
             acc -= 1.0
-            text_files -= 1
-        data = text_bytes(f"{seed}/{i}", chunk) if is_text else random_bytes(f"{seed}/{i}", chunk)
-        t.file(f"{prefix}/{seed}/f{i:04d}.{'txt' if is_text else 'bin'}", data)
+            text_left -= 1
+        plan.append((is_text, min(file_size, left)))
+        left -= plan[-1][1]
+    streams = {True: text_bytes(seed, sum(sz for t, sz in plan if t)),
+               False: random_bytes(seed, sum(sz for t, sz in plan if not t))}
+    pos = {True: 0, False: 0}
+    t = LayerTar()
+    for i, (is_text, sz) in enumerate(plan):
+        t.file(f"{prefix}/f{i:04d}.{'txt' if is_text else 'bin'}", streams[is_text][pos[is_text]:pos[is_text] + sz])
+        pos[is_text] += sz
     return t.to_bytes()
 
 
@@ -465,25 +469,29 @@ def tag_in_layout(layout_dir: str | os.PathLike[str], ref_name: str, descriptor:
     _write_index_json(root, manifests)
 
 
-def _compress_layers(layers: Sequence[bytes], compression: Compression) -> list[bytes]:
-    if compression == "none":
-        return list(layers)
-    big = sum(len(x) for x in layers) > (8 << 20) and len(layers) > 1
-    if not big:
-        return [compress(x, compression) for x in layers]
-    # zlib and zstd release the GIL: compress whole layers in parallel (each stays deterministic)
+def _make_layer(raw: bytes, compression: Compression, media_type: str) -> tuple[LayerInfo, bytes]:
+    blob = compress(raw, compression)
+    return LayerInfo(digest=sha256_digest(blob), diff_id=sha256_digest(raw), size=len(blob),
+                     uncompressed_size=len(raw), media_type=media_type), blob
+
+
+def _make_layers(layers: Iterable[bytes], compression: Compression, media_type: str,
+                 ) -> list[tuple[LayerInfo, bytes]]:
+    """Compress and digest each layer on a worker thread as soon as the iterable yields it (zlib, zstd and
+    hashlib release the GIL), so generating the next layer overlaps compressing this one."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return list(pool.map(lambda x: compress(x, compression), layers))
+        futures = [pool.submit(_make_layer, raw, compression, media_type) for raw in layers]
+        return [f.result() for f in futures]
 
 
-def build_image(layout_dir: str | os.PathLike[str], ref_name: str | None, layers: Sequence[bytes], *,
+def build_image(layout_dir: str | os.PathLike[str], ref_name: str | None, layers: Iterable[bytes], *,
                 compression: Compression = "gzip", docker_media_types: bool = False,
                 config: Mapping[str, Any] | None = None, platform: Sequence[str] | None = None,
                 created: str = CREATED, annotations: Mapping[str, str] | None = None,
                 history: Sequence[str] | None = None) -> ImageInfo:
     """Write an image (layer blobs, config, manifest) into the OCI layout at ``layout_dir``.
 
-    ``layers`` are uncompressed tars, base first. ``config`` is the image's run config (``Cmd``, ``Env``,
+    ``layers`` are uncompressed tars, base first (any iterable: a generator overlaps building and compressing). ``config`` is the image's run config (``Cmd``, ``Env``,
     ``WorkingDir``, ``ExposedPorts``, ...); None means ``{"Env": [DEFAULT_PATH]}``. ``platform`` is
     ``(os, arch[, variant])``, default this machine's. ``history`` gives each layer's ``created_by``.
     ``docker_media_types`` writes Docker schema2 (manifest, config and layer types; no annotations, no zstd).
@@ -495,17 +503,15 @@ def build_image(layout_dir: str | os.PathLike[str], ref_name: str | None, layers
         raise ValueError("Docker schema2 has no zstd layer media type")
     if docker_media_types and annotations:
         raise ValueError("Docker schema2 manifests have no annotations")
-    if history is not None and len(history) != len(layers):
-        raise ValueError("history needs one entry per layer")
     root = init_layout(layout_dir)
     plat = tuple(platform) if platform else host_platform()
     layer_type = _LAYER_TYPES[(docker_media_types, compression)]
-
-    blobs = _compress_layers(layers, compression)
     infos = []
-    for raw, blob in zip(layers, blobs, strict=True):
-        infos.append(LayerInfo(digest=write_blob(root, blob), diff_id=sha256_digest(raw), size=len(blob),
-                               uncompressed_size=len(raw), media_type=layer_type))
+    for layer, blob in _make_layers(layers, compression, layer_type):
+        write_blob(root, blob)
+        infos.append(layer)
+    if history is not None and len(history) != len(infos):
+        raise ValueError("history needs one entry per layer")
 
     cfg: dict[str, Any] = {"created": created, "architecture": plat[1], "os": plat[0]}
     if len(plat) > 2 and plat[2]:
@@ -647,8 +653,8 @@ def _skopeo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[byt
     if not skopeo:
         raise PushError("skopeo is not installed (apt-get install skopeo)")
     # --insecure-policy: no dependence on /etc/containers/policy.json; stdin closed: never prompts
-    p = subprocess.run([skopeo, "--insecure-policy", *args], capture_output=True, stdin=subprocess.DEVNULL,
-                       timeout=timeout)
+    p = subprocess.run([skopeo, "--insecure-policy", *args], check=False, capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=timeout)
     if p.returncode != 0:
         raise PushError(f"skopeo {' '.join(args)} failed ({p.returncode}): {p.stderr.decode(errors='replace').strip()}")
     return p
@@ -826,9 +832,9 @@ def build_standard_layouts(workdir: str | os.PathLike[str], *, busybox: str | os
     def single(name: str, layers: list[bytes], files: Mapping[str, bytes | None], **kw: Any) -> None:
         layout = work / name
         info = build_image(layout, name, layers, config=BUSYBOX_CONFIG, **kw)
-        out[name] = dict(name=name, digest=info.manifest_digest, media_type=info.media_type, layout=layout,
-                         layout_ref=name, image=info, expect_files={**bb_files, **files},
-                         expect_symlinks=dict(bb_links), expect_modes=dict(bb_modes))
+        out[name] = {"name": name, "digest": info.manifest_digest, "media_type": info.media_type, "layout": layout,
+                     "layout_ref": name, "image": info, "expect_files": {**bb_files, **files},
+                     "expect_symlinks": dict(bb_links), "expect_modes": dict(bb_modes)}
 
     # 1. the plain old busybox: one gzip layer, Cmd ["sh"]
     single("busybox", [bb], {}, history=["COPY busybox / # ctk test image"])
@@ -858,12 +864,14 @@ def build_standard_layouts(workdir: str | os.PathLike[str], *, busybox: str | os
                                 config={"Env": [DEFAULT_PATH], "Cmd": ["/bin/true"]}, platform=other,
                                 docker_media_types=docker)
         digest = build_index(layout, name, [host_img, other_img], docker_media_types=docker)
-        out[name] = dict(name=name, digest=digest, media_type=DOCKER_LIST if docker else OCI_INDEX, layout=layout,
-                         layout_ref=name, image=host_img, platforms={host_s: host_img, other_s: other_img},
-                         expect_files={**bb_files, "/platform": f"{host[1]}\n".encode()},
-                         expect_symlinks=dict(bb_links), expect_modes=dict(bb_modes),
-                         platform_files={host_s: {"/platform": f"{host[1]}\n".encode()},
-                                         other_s: {"/platform": f"{other[1]}\n".encode(), "/bin/busybox": None}})
+        out[name] = {
+            "name": name, "digest": digest, "media_type": DOCKER_LIST if docker else OCI_INDEX, "layout": layout,
+            "layout_ref": name, "image": host_img, "platforms": {host_s: host_img, other_s: other_img},
+            "expect_files": {**bb_files, "/platform": f"{host[1]}\n".encode()},
+            "expect_symlinks": dict(bb_links), "expect_modes": dict(bb_modes),
+            "platform_files": {host_s: {"/platform": f"{host[1]}\n".encode()},
+                               other_s: {"/platform": f"{other[1]}\n".encode(), "/bin/busybox": None}},
+        }
     return out
 
 
@@ -889,3 +897,21 @@ def standard_images(workdir: str | os.PathLike[str], registry_host: str, *, tls_
         push_layout(kw["layout"], kw["layout_ref"], ref, tls_verify=tls_verify, creds=creds, cert_dir=cert_dir)
         out[name] = CatalogImage(ref=ref, **kw)
     return out
+
+
+WEB_PAGE = b"<h1>hello from ctk</h1>\n"
+
+
+def web_image(layout_dir: str | os.PathLike[str], ref_name: str) -> ImageInfo:
+    """busybox httpd serving ``WEB_PAGE`` on port 80: the demo's web server."""
+    return build_image(layout_dir, ref_name, [busybox_layer_tar(), extra_layer_tar({"www/index.html": WEB_PAGE})],
+                       config={"Env": [DEFAULT_PATH], "Cmd": ["httpd", "-f", "-v", "-p", "80", "-h", "/www"],
+                               "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/www"})
+
+
+if __name__ == "__main__":  # scripts/demo: python3 -m tests.support.images web LAYOUT_DIR REF
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "web":
+        sys.exit("usage: python3 -m tests.support.images web LAYOUT_DIR REF")
+    web_image(sys.argv[2], sys.argv[3])

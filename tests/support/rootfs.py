@@ -14,9 +14,15 @@ from ctk_shared import images as store
 @contextlib.contextmanager
 def mounted_image(client, name: str, snapshotter: str = "overlayfs", platform=None) -> Iterator[Path]:
     img = store.load_local(client, name, platform)
-    sn = client.snapshots(snapshotter)
+    with client.lease_scope() as leased:  # an unleased view is garbage to containerd's GC
+        with _mounted(leased.snapshots(snapshotter), img.chain_ids[-1]) as root:
+            yield root
+
+
+@contextlib.contextmanager
+def _mounted(sn, parent: str) -> Iterator[Path]:
     key = f"test-view-{secrets.token_hex(6)}"
-    mounts = sn.view(key, img.chain_ids[-1])
+    mounts = sn.view(key, parent)
     target = Path(tempfile.mkdtemp(prefix="ctk-view-"))
     try:
         for m in mounts:

@@ -213,3 +213,31 @@ def test_bulk_layers_are_deterministic():
     files = [m for m in _members(many).values() if m.isfile()]
     assert len(files) == 600
     assert 0.85 < len(many) / (2 << 20) < 1.1
+
+
+def test_bench_image_script(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "make-bench-image.py"
+    digests = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        p = subprocess.run([sys.executable, str(script), "--out", str(out), "--layer-mib", "0.25", "--files", "40",
+                            "-q"], check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == f"{out}\n" and p.stderr == ""
+        assert im.validate_layout(out) == []
+        desc = im.layout_refs(out)["latest"]
+        manifest = json.loads(im.read_blob(out, desc["digest"]))
+        assert len(manifest["layers"]) == 8
+        assert {x["mediaType"] for x in manifest["layers"]} == {im.OCI_LAYER_GZIP}
+        digests.append(desc["digest"])
+    assert digests[0] == digests[1]
+    p = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "z"), "--zstd", "--layer-mib", "0.25",
+                        "--files", "40"], check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert p.returncode == 0, p.stderr
+    desc = im.layout_refs(tmp_path / "z")["latest"]
+    layers = json.loads(im.read_blob(tmp_path / "z", desc["digest"]))["layers"]
+    assert {x["mediaType"] for x in layers} == {im.OCI_LAYER_ZSTD}
+    assert im.validate_layout(tmp_path / "z") == []

@@ -41,7 +41,8 @@ def _platform(value: str | None):  # type: ignore[no-untyped-def]
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 @click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True,
               help="stdout: the pulled ref@digest, or a JSON record")
-@click.option("--max-concurrent-downloads", type=click.IntRange(1, 32), default=6, show_default=True)
+@click.option("--max-concurrent-downloads", type=click.IntRange(1, 32), default=3, show_default=True,
+              help="layers fetched at once; they start in layer order so unpacking overlaps the download")
 @shared_cli.global_options
 def pull(refs: tuple[str, ...], platform: str | None, all_platforms: bool, unpack: str, quiet: bool, fmt: str,
          max_concurrent_downloads: int) -> None:
