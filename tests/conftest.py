@@ -3,3 +3,15 @@ pytest_plugins = [
     "tests.support.registry_fixtures",
     "tests.support.image_fixtures",
 ]
+
+import pytest  # noqa: E402
+
+from tests.support.cli import run_tool  # noqa: E402
+
+
+@pytest.fixture
+def ctk(containerd, ctd):
+    """Run ctk-pull against the test's containerd and namespace: ``ctk("images") -> Result``."""
+    def run(*args, **kw):
+        return run_tool("ctk-pull", *args, address=containerd.address, namespace=ctd.namespace, **kw)
+    return run

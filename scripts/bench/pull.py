@@ -165,7 +165,7 @@ def main() -> int:
         insecure = ["--insecure-registry"] if args.rate else []
         ctk = ["ctk-pull", "--address", daemon.address, *insecure, *args.ctk_args.split()]
         ctr = ["ctr", "-a", daemon.address]
-        results: dict[str, list[float]] = {k: [] for k in ("ctk", "ctr", "ctk_fetch", "skopeo")}
+        results: dict[str, list[float]] = {k: [] for k in ("ctk", "ctr", "ctk_fetch", "skopeo", "ctr_fetch")}
         env = dict(os.environ)
         for i in range(args.runs):
             ns = f"bench{i}"
@@ -176,12 +176,15 @@ def main() -> int:
                         ctr + ["-n", ns, "images", "pull", "--plain-http", ref]
                     results[tool].append(timed(cmd, env))
             if "fetch" not in skip:
-                for tool in (("ctk_fetch", "skopeo") if i % 2 == 0 else ("skopeo", "ctk_fetch")):
+                order = ("ctk_fetch", "skopeo", "ctr_fetch")
+                for tool in (order if i % 2 == 0 else order[::-1]):
                     clean_store(client, blobs)
                     if tool == "skopeo":
                         dest = mnt / "skopeo-out"
                         shutil.rmtree(dest, ignore_errors=True)
                         cmd = ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:x"]
+                    elif tool == "ctr_fetch":
+                        cmd = ctr + ["-n", ns, "content", "fetch", "--plain-http", ref]
                     else:
                         cmd = ctk + ["-n", ns, "-q", "--unpack", "false", ref]
                     results[tool].append(timed(cmd, env))
@@ -195,6 +198,10 @@ def main() -> int:
             report["ratio_ctk_vs_ctr_unpack"] = round(med["ctk"] / med["ctr"], 3)
         if "ctk_fetch" in med and "skopeo" in med:
             report["ratio_ctk_vs_skopeo_fetch"] = round(med["ctk_fetch"] / med["skopeo"], 3)
+        if "ctk_fetch" in med and "ctr_fetch" in med:
+            # the floor for anything that stores into containerd: its own Go client's `content fetch`
+            report["ratio_ctk_vs_ctr_fetch"] = round(med["ctk_fetch"] / med["ctr_fetch"], 3)
+            report["ratio_ctr_fetch_vs_skopeo"] = round(med["ctr_fetch"] / med["skopeo"], 3)
         if "ctk" in med and "ctk_fetch" in med:
             report["ctk_time_split_s"] = {"fetch": round(med["ctk_fetch"], 3),
                                           "unpack_not_overlapped": round(med["ctk"] - med["ctk_fetch"], 3)}

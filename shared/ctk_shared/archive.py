@@ -61,7 +61,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def save(client: "Client", images: list[LocalImage], out: BinaryIO, all_platforms: bool = False) -> None:
+def save(client: Client, images: list[LocalImage], out: BinaryIO, all_platforms: bool = False) -> None:
     """Write ``images`` (one platform each unless ``all_platforms``) to ``out`` as a tar stream."""
     written: set[str] = set()
     index_entries: list[dict[str, Any]] = []
@@ -175,7 +175,7 @@ def open_input(path: str) -> IO[bytes]:
     return spool
 
 
-def load(client: "Client", f: IO[bytes], snapshotter: str, platform: oci.Platform | None = None,
+def load(client: Client, f: IO[bytes], snapshotter: str, platform: oci.Platform | None = None,
          unpack: bool = True, progress: Progress | None = None) -> list[LoadedImage]:
     progress = progress or NullProgress()
     arc = _Archive(f)
@@ -276,7 +276,7 @@ def _layer_identity(arc: _Archive, path: str, diff_id: str) -> tuple[str, str]:
     return digest, DOCKER_LAYER_TAR
 
 
-def _import_tree(client: "Client", arc: _Archive, target: oci.Descriptor, docs: dict[str, bytes],
+def _import_tree(client: Client, arc: _Archive, target: oci.Descriptor, docs: dict[str, bytes],
                  paths: dict[str, str], snapshotter: str,
                  platform: oci.Platform | None, unpack: bool, progress: Progress) -> None:
     def doc(desc: oci.Descriptor) -> bytes:
@@ -332,7 +332,7 @@ def _import_tree(client: "Client", arc: _Archive, target: oci.Descriptor, docs: 
         raise InvalidArgument(f"unsupported media type {target.media_type!r} in the archive index")
 
 
-def _import_manifest(client: "Client", desc: oci.Descriptor, doc: Any, put: Any, snapshotter: str, unpack: bool,
+def _import_manifest(client: Client, desc: oci.Descriptor, doc: Any, put: Any, snapshotter: str, unpack: bool,
                      progress: Progress) -> None:
     data = doc(desc)
     manifest = oci.Manifest.parse(data, desc.media_type)

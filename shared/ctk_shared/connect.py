@@ -9,13 +9,13 @@ if TYPE_CHECKING:
     from .registry.client import RegistryClient
 
 
-def containerd(gopts: "GlobalOptions") -> "Client":
+def containerd(gopts: GlobalOptions) -> Client:
     from .containerd import Client
 
     return Client(gopts.address, gopts.namespace)
 
 
-def registry(host: str, gopts: "GlobalOptions") -> "RegistryClient":
+def registry(host: str, gopts: GlobalOptions) -> RegistryClient:
     from . import auth
     from .registry.client import RegistryClient
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class LocalImage:
     """One platform's view of an image record: the documents needed to run or push it."""
 
-    image: "Image"
+    image: Image
     manifest_desc: oci.Descriptor
     manifest: oci.Manifest
     config: oci.ImageConfig
@@ -34,7 +34,7 @@ class LocalImage:
         return oci.chain_ids(self.config.diff_ids)
 
 
-def read_blob(client: "Client", desc_or_digest: oci.Descriptor | str, limit: int = oci.MAX_MANIFEST_SIZE) -> bytes:
+def read_blob(client: Client, desc_or_digest: oci.Descriptor | str, limit: int = oci.MAX_MANIFEST_SIZE) -> bytes:
     digest = desc_or_digest if isinstance(desc_or_digest, str) else desc_or_digest.digest
     if not isinstance(desc_or_digest, str) and desc_or_digest.size > limit:
         raise InvalidArgument(f"{digest}: {desc_or_digest.size} bytes is over the {limit}-byte limit for documents")
@@ -43,7 +43,7 @@ def read_blob(client: "Client", desc_or_digest: oci.Descriptor | str, limit: int
     return data
 
 
-def find_image(client: "Client", text: str) -> "Image":
+def find_image(client: Client, text: str) -> Image:
     """Look up by full name, then by normalised ref, then by image-ID prefix (as ``docker rmi`` allows)."""
     try:
         return client.images.get(text)
@@ -77,7 +77,7 @@ def find_image(client: "Client", text: str) -> "Image":
     raise NotFound(f"image {text!r} not found", hint="pull it first (ctk-pull REF) or list images with `ctk-pull images`")
 
 
-def resolve_manifest(client: "Client", target: oci.Descriptor, platform: oci.Platform | None = None) -> oci.Descriptor:
+def resolve_manifest(client: Client, target: oci.Descriptor, platform: oci.Platform | None = None) -> oci.Descriptor:
     """Walk an index down to the manifest for ``platform`` (host platform by default)."""
     desc = target
     for _ in range(4):  # nested indexes are legal but never deep
@@ -90,7 +90,7 @@ def resolve_manifest(client: "Client", target: oci.Descriptor, platform: oci.Pla
     raise InvalidArgument("image index nesting is too deep")
 
 
-def load_local(client: "Client", text: str, platform: oci.Platform | None = None) -> LocalImage:
+def load_local(client: Client, text: str, platform: oci.Platform | None = None) -> LocalImage:
     image = find_image(client, text)
     mdesc = resolve_manifest(client, image.target, platform)
     try:
@@ -103,7 +103,7 @@ def load_local(client: "Client", text: str, platform: oci.Platform | None = None
     return LocalImage(image, mdesc, manifest, config)
 
 
-def is_unpacked(client: "Client", config: oci.ImageConfig, snapshotter: str) -> bool:
+def is_unpacked(client: Client, config: oci.ImageConfig, snapshotter: str) -> bool:
     chain = oci.chain_ids(config.diff_ids)
     if not chain:
         return True
@@ -117,8 +117,8 @@ def is_unpacked(client: "Client", config: oci.ImageConfig, snapshotter: str) -> 
 class Unpacker:
     """Applies layers in chain order; a layer whose snapshot exists is skipped (shared base layers)."""
 
-    def __init__(self, client: "Client", snapshotter: str, diff_ids: list[str],
-                 progress: "Progress | None" = None) -> None:
+    def __init__(self, client: Client, snapshotter: str, diff_ids: list[str],
+                 progress: Progress | None = None) -> None:
         self.client = client
         self.snapshotter = snapshotter
         self.sn = client.snapshots(snapshotter)
@@ -160,12 +160,7 @@ class Unpacker:
                 pass  # lost a race with another unpack of the same layer: theirs is as good
             committed = True
         finally:
-            if not committed:
-                try:
-                    self.sn.remove(key)
-                except NotFound:
-                    pass
-            elif self.has(i):
+            if not committed or self.has(i):
                 try:
                     self.sn.remove(key)
                 except NotFound:
@@ -180,7 +175,7 @@ class Unpacker:
             self.client.content.update_labels(config_digest, L.gc_snapshot(self.snapshotter, self.chain[-1]))
 
 
-def unpack(client: "Client", img: LocalImage, snapshotter: str, progress: "Progress | None" = None) -> None:
+def unpack(client: Client, img: LocalImage, snapshotter: str, progress: Progress | None = None) -> None:
     """Unpack an image whose content is all present (load, or a pull with --unpack=false earlier)."""
     u = Unpacker(client, snapshotter, img.config.diff_ids, progress)
     if len(img.manifest.layers) != len(u.diff_ids):
@@ -191,7 +186,7 @@ def unpack(client: "Client", img: LocalImage, snapshotter: str, progress: "Progr
     u.finish(img.manifest.config.digest)
 
 
-def image_sizes(client: "Client", img: LocalImage, snapshotter: str) -> tuple[int, int]:
+def image_sizes(client: Client, img: LocalImage, snapshotter: str) -> tuple[int, int]:
     """(unpacked size of the snapshot chain, size of the compressed blobs), as nerdctl's SIZE and BLOB SIZE."""
     blob = img.manifest_desc.size + img.manifest.config.size + sum(layer.size for layer in img.manifest.layers)
     unpacked = 0

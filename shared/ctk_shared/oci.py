@@ -73,7 +73,7 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def hasher(digest: str) -> "hashlib._Hash":
+def hasher(digest: str) -> hashlib._Hash:
     algo = digest.split(":", 1)[0]
     if algo not in ("sha256", "sha512"):
         raise InvalidArgument(f"unsupported digest algorithm in {digest!r}")
@@ -107,7 +107,7 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
     @classmethod
-    def parse(cls, text: str) -> "Platform":
+    def parse(cls, text: str) -> Platform:
         """Accepts os/arch[/variant] and bare arch, with Docker's aliases (x86_64, aarch64, armhf…)."""
         parts = text.strip().lower().split("/")
         if not parts[0] or len(parts) > 3:
@@ -122,7 +122,7 @@ class Platform:
         return cls(os_, arch, variant)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Platform":
+    def from_json(cls, d: dict[str, Any]) -> Platform:
         arch, variant = _normalize_arch(str(d.get("architecture", "")), str(d.get("variant", "") or ""))
         return cls(str(d.get("os", "")), arch, variant)
 
@@ -132,7 +132,7 @@ class Platform:
             d["variant"] = self.variant
         return d
 
-    def matches(self, other: "Platform") -> bool:
+    def matches(self, other: Platform) -> bool:
         """True if an image for ``other`` runs here; an unset variant matches the default one."""
         if self.os != other.os or self.architecture != other.architecture:
             return False
@@ -176,7 +176,7 @@ class Descriptor:
     urls: tuple[str, ...] = field(default=(), compare=False, hash=False)
 
     @classmethod
-    def from_json(cls, d: Any) -> "Descriptor":
+    def from_json(cls, d: Any) -> Descriptor:
         if not isinstance(d, dict):
             raise InvalidArgument("descriptor is not a JSON object")
         try:
@@ -234,7 +234,7 @@ class Index:
     annotations: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, data: bytes, media_type: str | None = None) -> "Index":
+    def parse(cls, data: bytes, media_type: str | None = None) -> Index:
         doc = parse_json_document(data, "image index")
         mt = media_type or sniff_media_type(doc)
         if not isinstance(doc.get("manifests"), list):
@@ -250,7 +250,7 @@ class Manifest:
     annotations: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, data: bytes, media_type: str | None = None) -> "Manifest":
+    def parse(cls, data: bytes, media_type: str | None = None) -> Manifest:
         doc = parse_json_document(data, "image manifest")
         if doc.get("schemaVersion") == 1 or media_type == DOCKER_SCHEMA1_SIGNED:
             raise InvalidArgument("Docker schema 1 manifests are not supported (push the image again with a current tool)")
@@ -268,7 +268,7 @@ class ImageConfig:
     raw: dict[str, Any]
 
     @classmethod
-    def parse(cls, data: bytes) -> "ImageConfig":
+    def parse(cls, data: bytes) -> ImageConfig:
         doc = parse_json_document(data, "image config")
         rootfs = doc.get("rootfs")
         if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):

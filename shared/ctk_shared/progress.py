@@ -86,8 +86,8 @@ class RichProgress:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress as _RP, TextColumn,
-                                   TimeElapsedColumn, TransferSpeedColumn)
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+        from rich.progress import Progress as _RP
 
         self._console = Console(file=stream or sys.stderr)
         self._rp = _RP(TextColumn("{task.description:<12}"), TextColumn("{task.fields[status]:<11}"),

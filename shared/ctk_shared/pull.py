@@ -58,7 +58,7 @@ class PullResult:
 class _Fetcher:
     """Copies blobs from one repository into the content store, one ingest per blob."""
 
-    def __init__(self, client: "Client", registry: "RegistryClient", ref: Reference, progress: Progress,
+    def __init__(self, client: Client, registry: RegistryClient, ref: Reference, progress: Progress,
                  stop: threading.Event) -> None:
         self.client = client
         self.registry = registry
@@ -186,7 +186,7 @@ class _Fetcher:
         self.progress.status(key, "downloaded")
 
 
-def pull(client: "Client", registry: "RegistryClient", ref: Reference, opts: PullOptions = PullOptions(),
+def pull(client: Client, registry: RegistryClient, ref: Reference, opts: PullOptions = PullOptions(),
          progress: Progress | None = None) -> PullResult:
     """Pull ``ref`` into containerd and (by default) unpack it for ``opts.platform``."""
     progress = progress or NullProgress()
@@ -228,7 +228,7 @@ def pull(client: "Client", registry: "RegistryClient", ref: Reference, opts: Pul
                 pass
 
 
-def _pull_tree(client: "Client", fetcher: _Fetcher, target: oci.Descriptor, want: oci.Platform,
+def _pull_tree(client: Client, fetcher: _Fetcher, target: oci.Descriptor, want: oci.Platform,
                opts: PullOptions, progress: Progress, stop: threading.Event) -> list[str]:
     if target.media_type in oci.INDEX_TYPES:
         data = fetcher.document(target, "index")
@@ -248,7 +248,7 @@ def _pull_tree(client: "Client", fetcher: _Fetcher, target: oci.Descriptor, want
     return [plat]
 
 
-def _pull_manifest(client: "Client", fetcher: _Fetcher, desc: oci.Descriptor, opts: PullOptions,
+def _pull_manifest(client: Client, fetcher: _Fetcher, desc: oci.Descriptor, opts: PullOptions,
                    progress: Progress, stop: threading.Event, unpack: bool) -> str:
     data = fetcher.document(desc, "manifest")
     manifest = oci.Manifest.parse(data, desc.media_type)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 MAX_PARALLEL_UPLOADS = 4
 
 
-def push(client: "Client", registry: "RegistryClient", image: "Image", ref: Reference,
+def push(client: Client, registry: RegistryClient, image: Image, ref: Reference,
          platform: oci.Platform | None = None, progress: Progress | None = None) -> str:
     """Push ``image`` as ``ref``; returns the digest of the pushed target (index or manifest)."""
     progress = progress or NullProgress()
@@ -47,7 +47,7 @@ def push(client: "Client", registry: "RegistryClient", image: "Image", ref: Refe
     return target.digest
 
 
-def _has(client: "Client", digest: str) -> bool:
+def _has(client: Client, digest: str) -> bool:
     try:
         client.content.info(digest)
         return True
@@ -55,7 +55,7 @@ def _has(client: "Client", digest: str) -> bool:
         return False
 
 
-def _push_manifest(client: "Client", registry: "RegistryClient", ref: Reference, desc: oci.Descriptor,
+def _push_manifest(client: Client, registry: RegistryClient, ref: Reference, desc: oci.Descriptor,
                    progress: Progress, tag: str | None = None) -> None:
     data = read_blob(client, desc)
     manifest = oci.Manifest.parse(data, desc.media_type)
@@ -68,7 +68,7 @@ def _push_manifest(client: "Client", registry: "RegistryClient", ref: Reference,
     registry.put_manifest(ref.path, tag or desc.digest, data, desc.media_type)
 
 
-def _push_blob(client: "Client", registry: "RegistryClient", ref: Reference, desc: oci.Descriptor,
+def _push_blob(client: Client, registry: RegistryClient, ref: Reference, desc: oci.Descriptor,
                progress: Progress) -> None:
     key = desc.digest[7:19]
     if registry.blob_exists(ref.path, desc.digest):

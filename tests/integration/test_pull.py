@@ -4,19 +4,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from ctk_shared import oci
+
 from tests.support.cli import run_tool
 from tests.support.rootfs import mounted_image
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def ctk(containerd, ctd):
-    def run(*args, **kw):
-        return run_tool("ctk-pull", *args, address=containerd.address, namespace=ctd.namespace, **kw)
-    return run
 
 
 def _ref(test_images, name):

@@ -5,7 +5,6 @@ Each test gets its own registry so it can damage the stored blobs without touchi
 from __future__ import annotations
 
 import json
-import os
 import signal
 import stat
 import subprocess
@@ -13,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from ctk_shared.errors import NotFound
+
 from tests.support import images as im
-from tests.support.cli import run_tool
 from tests.support.registry_daemon import start_registry
 
 pytestmark = pytest.mark.integration
@@ -28,12 +26,6 @@ def own_registry(tmp_path):
     yield reg
     reg.stop()
 
-
-@pytest.fixture
-def ctk(containerd, ctd):
-    def run(*args, **kw):
-        return run_tool("ctk-pull", *args, address=containerd.address, namespace=ctd.namespace, **kw)
-    return run
 
 
 def _blob_file(reg, digest: str) -> Path:

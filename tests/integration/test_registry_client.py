@@ -284,9 +284,8 @@ def test_https_to_a_plain_http_registry_hints_insecure_registry(registry: Regist
     d = tmp_path / registry.host
     d.mkdir()
     (d / "hosts.toml").write_text(f'server = "https://{registry.host}"\n')
-    with RegistryClient(registry.host, hosts_dirs=(str(tmp_path),)) as c:
-        with pytest.raises(Unavailable) as exc:
-            c.resolve("ctk-test/any", "v1")
+    with RegistryClient(registry.host, hosts_dirs=(str(tmp_path),)) as c, pytest.raises(Unavailable) as exc:
+        c.resolve("ctk-test/any", "v1")
     assert exc.value.hint == "the registry speaks plain HTTP: use --insecure-registry"
     assert "server gave HTTP response to HTTPS client" in str(exc.value)
     # the mapping itself, from what requests raises
@@ -304,9 +303,8 @@ def test_unknown_host() -> None:
 
 def test_connection_refused() -> None:
     host = f"127.0.0.1:{free_port()}"
-    with RegistryClient(host, hosts_dirs=()) as c:
-        with pytest.raises(Unavailable, match="connection refused") as exc:
-            c.resolve("library/busybox", "latest")
+    with RegistryClient(host, hosts_dirs=()) as c, pytest.raises(Unavailable, match="connection refused") as exc:
+        c.resolve("library/busybox", "latest")
     assert host in str(exc.value)
 
 

@@ -13,12 +13,6 @@ from tests.support.rootfs import mounted_image
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def ctk(containerd, ctd):
-    def run(*args, **kw):
-        return run_tool("ctk-pull", *args, address=containerd.address, namespace=ctd.namespace, **kw)
-    return run
-
 
 def _skopeo(*args: str) -> str:
     return subprocess.run(["skopeo", *args], check=True, capture_output=True, text=True).stdout

@@ -3,7 +3,6 @@ import io
 
 import click
 import pytest
-
 from ctk_shared import cli, config, output
 from ctk_shared.errors import CtkError, NotFound
 

@@ -3,7 +3,6 @@ import hashlib
 import json
 
 import pytest
-
 from ctk_shared import oci
 from ctk_shared.errors import InvalidArgument
 

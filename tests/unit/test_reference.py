@@ -1,6 +1,5 @@
 """Refs normalise exactly as Docker's reference package does."""
 import pytest
-
 from ctk_shared import reference as refs
 from ctk_shared.errors import UsageError
 

@@ -23,7 +23,7 @@ def _host(server: str | None) -> str:
     return refs.DEFAULT_DOMAIN if s in ("index.docker.io", "registry-1.docker.io") else s
 
 
-def login(gopts: "GlobalOptions", server: str | None, username: str, password: str) -> None:
+def login(gopts: GlobalOptions, server: str | None, username: str, password: str) -> None:
     from ctk_shared import auth
     from ctk_shared.registry.client import RegistryClient
 

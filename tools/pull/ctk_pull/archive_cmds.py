@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ctk_shared.oci import Platform
 
 
-def save(gopts: "GlobalOptions", texts: list[str], dest: str, platform: "Platform | None",
+def save(gopts: GlobalOptions, texts: list[str], dest: str, platform: Platform | None,
          all_platforms: bool) -> None:
     from ctk_shared import archive, connect
     from ctk_shared.images import load_local
@@ -35,7 +35,7 @@ def save(gopts: "GlobalOptions", texts: list[str], dest: str, platform: "Platfor
             os.unlink(tmp)
 
 
-def load(gopts: "GlobalOptions", src: str, platform: "Platform | None", quiet: bool) -> None:
+def load(gopts: GlobalOptions, src: str, platform: Platform | None, quiet: bool) -> None:
     from ctk_shared import archive, connect
     from ctk_shared.progress import make_progress
 

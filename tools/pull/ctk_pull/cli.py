@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 
 import click
-
 from ctk_shared import cli as shared_cli
 from ctk_shared.errors import UsageError
 

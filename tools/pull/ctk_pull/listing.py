@@ -6,7 +6,7 @@ CreatedSince, Platform, Size, BlobSize, Name): they are the documented contract.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import output
@@ -32,7 +32,7 @@ def split_name(name: str) -> tuple[str, str]:
     return repo, r.tag or "<none>"
 
 
-def image_record(client: "Client", image: "Image", snapshotter: str, no_trunc: bool = False) -> dict[str, Any]:
+def image_record(client: Client, image: Image, snapshotter: str, no_trunc: bool = False) -> dict[str, Any]:
     from ctk_shared import images as store
 
     repo, tag = split_name(image.name)
@@ -51,7 +51,7 @@ def image_record(client: "Client", image: "Image", snapshotter: str, no_trunc: b
             created = _parse_time(img.config.created) or created
     except CtkError:
         platform = "(content missing)"  # e.g. made by another tool for another platform: still listed
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rec.update({
         "CreatedAt": created.isoformat() if created else "",
         "CreatedSince": output.human_duration_ago((now - created).total_seconds()) if created else "",
@@ -66,10 +66,10 @@ def _parse_time(text: str) -> datetime | None:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def images(gopts: "GlobalOptions", *, quiet: bool, fmt: str | None, digests: bool, no_trunc: bool,
+def images(gopts: GlobalOptions, *, quiet: bool, fmt: str | None, digests: bool, no_trunc: bool,
            repository: str | None) -> None:
     from ctk_shared import connect
 
@@ -84,7 +84,7 @@ def images(gopts: "GlobalOptions", *, quiet: bool, fmt: str | None, digests: boo
     output.emit_records(records, columns, fmt, quiet_field="ID", quiet=quiet)
 
 
-def inspect(gopts: "GlobalOptions", texts: list[str], platform: "Platform | None", raw: bool) -> None:
+def inspect(gopts: GlobalOptions, texts: list[str], platform: Platform | None, raw: bool) -> None:
     from ctk_shared import connect
     from ctk_shared import images as store
 

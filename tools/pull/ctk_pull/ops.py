@@ -20,11 +20,12 @@ def _emit_result(fmt: str, name: str, digest: str, **extra: object) -> None:
         output.emit_line(ref)
 
 
-def pull(gopts: "GlobalOptions", texts: list[str], platform: "Platform | None", all_platforms: bool,
+def pull(gopts: GlobalOptions, texts: list[str], platform: Platform | None, all_platforms: bool,
          unpack: bool, quiet: bool, fmt: str, max_concurrent: int) -> None:
     from ctk_shared import connect
     from ctk_shared.progress import make_progress
-    from ctk_shared.pull import PullOptions, pull as do_pull
+    from ctk_shared.pull import PullOptions
+    from ctk_shared.pull import pull as do_pull
 
     parsed = [refs.parse(t) for t in texts]  # all refs are checked before any work starts
     client = connect.containerd(gopts)
@@ -40,7 +41,7 @@ def pull(gopts: "GlobalOptions", texts: list[str], platform: "Platform | None", 
                      Platforms=list(result.platforms))
 
 
-def push(gopts: "GlobalOptions", texts: list[str], platform: "Platform | None", quiet: bool, fmt: str) -> None:
+def push(gopts: GlobalOptions, texts: list[str], platform: Platform | None, quiet: bool, fmt: str) -> None:
     from ctk_shared import connect
     from ctk_shared.images import find_image
     from ctk_shared.progress import make_progress
@@ -58,7 +59,7 @@ def push(gopts: "GlobalOptions", texts: list[str], platform: "Platform | None", 
         _emit_result(fmt, str(ref.with_digest("")), digest)
 
 
-def tag(gopts: "GlobalOptions", source: str, target: str) -> None:
+def tag(gopts: GlobalOptions, source: str, target: str) -> None:
     from ctk_shared import connect
     from ctk_shared.containerd import Image
     from ctk_shared.images import find_image
@@ -71,7 +72,7 @@ def tag(gopts: "GlobalOptions", source: str, target: str) -> None:
     output.emit_line(f"{dst}@{src.target.digest}")
 
 
-def remove(gopts: "GlobalOptions", texts: list[str], force: bool) -> None:
+def remove(gopts: GlobalOptions, texts: list[str], force: bool) -> None:
     from ctk_shared import connect
     from ctk_shared.images import find_image
 
