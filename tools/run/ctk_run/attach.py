@@ -1,0 +1,163 @@
+"""Foreground containers: print their output while they run and return their exit status.
+
+Without ``-i``/``-t`` the output goes through the json-file logger like a detached container's, and the
+CLI follows the log: one path for both, so foreground runs are logged and restart policies work the same.
+With ``-i`` or ``-t`` the CLI attaches to FIFOs, copies stdin in and output out, and writes the log itself.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ctk_shared.errors import CtkError
+
+from . import labels as L
+from . import lifecycle, state
+
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+    from ctk_shared.containerd import Client, Container
+
+LOGGER_GRACE = 0.3  # the logger flushes the last lines just after the process exits
+
+
+class _SignalProxy:
+    """Forward Ctrl-C and SIGTERM to the container, as ``docker run --sig-proxy`` does."""
+
+    def __init__(self, client: "Client", cid: str) -> None:
+        self.client, self.cid = client, cid
+        self.old: dict[int, object] = {}
+
+    def __enter__(self) -> "_SignalProxy":
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+            self.old[s] = signal.signal(s, self._forward)
+        return self
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        try:
+            self.client.tasks.kill(self.cid, signum)
+        except CtkError:
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)  # type: ignore[arg-type]
+
+
+def _wait_thread(client: "Client", cid: str) -> tuple[threading.Event, dict[str, int], list[float]]:
+    done = threading.Event()
+    result: dict[str, int] = {}
+    when: list[float] = []
+
+    def wait() -> None:
+        try:
+            result["code"] = client.tasks.wait(cid).exit_status
+        except CtkError:
+            result["code"] = 255
+        when.append(time.monotonic())
+        done.set()
+
+    threading.Thread(target=wait, daemon=True, name="ctk-wait").start()
+    return done, result, when
+
+
+def run_logged(client: "Client", gopts: "GlobalOptions", c: "Container") -> int:
+    """Start ``c`` with the logger and stream its log to stdout/stderr until it exits."""
+    from .logfile import follow_records, format_record
+
+    lifecycle.start_task(client, gopts, c)
+    done, result, when = _wait_thread(client, c.id)
+    log = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id))
+
+    def running() -> bool:
+        return not done.is_set() or time.monotonic() < when[0] + LOGGER_GRACE
+
+    out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    with _SignalProxy(client, c.id):
+        for rec in follow_records(log, tail=None, since=None, until=None, is_running=running):
+            stream, data = format_record(rec, False)
+            out.get(stream, sys.stdout.buffer).write(data)
+            out.get(stream, sys.stdout.buffer).flush()
+        done.wait()
+    return result.get("code", 255)
+
+
+def run_attached(client: "Client", gopts: "GlobalOptions", c: "Container", *, stdin_open: bool, tty: bool) -> int:
+    """Start ``c`` on FIFOs: stdin from ours, output to ours and to the json-file log."""
+    import termios
+    import tty as ttymod
+
+    from ctk_shared.taskio import FifoSet, copy_output
+
+    from .logfile import JsonLogWriter
+
+    fifo_dir = state.namespace_dir(gopts.data_root, client.namespace) / "fifo"
+    fifo_dir.mkdir(parents=True, exist_ok=True)
+    fifos = FifoSet(str(fifo_dir), c.id, stdin=stdin_open, terminal=tty)
+    log = JsonLogWriter(c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id)))
+    raw = tty and stdin_open and sys.stdin.isatty()
+    saved = termios.tcgetattr(sys.stdin.fileno()) if raw else None
+    try:
+        lifecycle.start_task(client, gopts, c, terminal=tty, io={
+            "stdin": fifos.stdin_path, "stdout": fifos.stdout_path, "stderr": fifos.stderr_path})
+        done, result, _ = _wait_thread(client, c.id)
+        if tty:
+            def resize(*_a: object) -> None:
+                try:
+                    cols, rows = os.get_terminal_size(sys.stdout.fileno())
+                    client.tasks.resize(c.id, cols, rows)
+                except (OSError, CtkError):
+                    pass
+
+            resize()
+            signal.signal(signal.SIGWINCH, resize)
+        if raw:
+            ttymod.setraw(sys.stdin.fileno())
+        if stdin_open:
+            threading.Thread(target=pump_stdin, args=(client, c.id, fifos.stdin_fd), daemon=True).start()
+
+        def sink(stream: str, target: object):  # type: ignore[no-untyped-def]
+            def write(data: bytes) -> None:
+                target.write(data)  # type: ignore[attr-defined]
+                target.flush()  # type: ignore[attr-defined]
+                log.write(stream, data)
+            return write
+
+        sinks = {fifos.stdout_fd: sink("stdout", sys.stdout.buffer)}
+        if fifos.stderr_fd is not None and fifos.stderr_fd >= 0:
+            sinks[fifos.stderr_fd] = sink("stderr", sys.stderr.buffer)
+        with _SignalProxy(client, c.id) if not raw else _NoProxy():
+            copy_output(sinks, done)
+            done.wait()
+        return result.get("code", 255)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+        log.close()
+        fifos.close()
+
+
+class _NoProxy:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def pump_stdin(client: "Client", cid: str, fd: int, exec_id: str = "") -> None:
+    """Copy our stdin into the process's FIFO; at EOF close the process's stdin."""
+    src = sys.stdin.fileno()
+    try:
+        while chunk := os.read(src, 32768):
+            os.write(fd, chunk)
+    except OSError:
+        pass
+    try:
+        client.tasks.close_io(cid, exec_id)
+    except CtkError:
+        pass

@@ -1,0 +1,232 @@
+"""The ctk-run command line: Docker's container commands over containerd.
+
+`ctk-run [OPTIONS] IMAGE [COMMAND...]` runs a container (same as `ctk-run run …`). Heavy modules are imported
+inside the commands that need them.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ctk_shared import cli as shared_cli
+from ctk_shared.errors import CtkError, UsageError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+# `run` and `exec` stop at the image/command (its flags are the container's), and keep -h for --hostname
+RUN_CONTEXT = {**CONTEXT, "help_option_names": ["--help"], "allow_interspersed_args": False}
+
+
+@click.group(cls=shared_cli.DefaultCommandGroup, default_command="run", context_settings=CONTEXT,
+             no_args_is_help=True)
+@shared_cli.global_options
+def cli() -> None:
+    """Containers on containerd, the Docker way.
+
+    `ctk-run IMAGE [COMMAND]` runs a container (same as `ctk-run run`). IMAGE may be `-`: the first ref on stdin.
+    """
+
+
+def _client():  # type: ignore[no-untyped-def]
+    from ctk_shared import connect
+
+    return connect.containerd(shared_cli.options())
+
+
+@cli.command(context_settings=RUN_CONTEXT)
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("-d", "--detach", is_flag=True, help="run in the background and print the container ID")
+@click.option("-i", "--interactive", is_flag=True, help="keep stdin open")
+@click.option("-t", "--tty", is_flag=True, help="allocate a pseudo-TTY")
+@click.option("--rm", "auto_remove", is_flag=True, help="remove the container when it exits")
+@click.option("--name", help="container name (unique in the namespace)")
+@click.option("-e", "--env", multiple=True, help="KEY=VALUE, or KEY to take it from this environment")
+@click.option("--env-file", multiple=True)
+@click.option("-w", "--workdir")
+@click.option("-u", "--user", help="name|uid[:group|gid]")
+@click.option("--entrypoint", help="override the image's entrypoint ('' clears it)")
+@click.option("-h", "--hostname")
+@click.option("-v", "--volume", multiple=True, help="SRC:DST[:ro] bind mount, NAME:DST volume, or DST")
+@click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,source=…,target=…[,readonly]")
+@click.option("--tmpfs", multiple=True, help="DST[:size=64m,mode=1777]")
+@click.option("--read-only", is_flag=True)
+@click.option("--cap-add", multiple=True)
+@click.option("--cap-drop", multiple=True)
+@click.option("--privileged", is_flag=True)
+@click.option("--security-opt", multiple=True, help="seccomp=unconfined|PROFILE.json, no-new-privileges")
+@click.option("--cpus", help="number of CPUs (e.g. 1.5)")
+@click.option("-m", "--memory", help="memory limit (e.g. 512m)")
+@click.option("--pids-limit", type=int)
+@click.option("--ulimit", multiple=True, help="TYPE=SOFT[:HARD], e.g. nofile=1024:2048")
+@click.option("--shm-size", help="size of /dev/shm (default 64m)")
+@click.option("-l", "--label", multiple=True, help="KEY=VALUE")
+@click.option("--stop-signal")
+@click.option("--stop-timeout", type=int)
+@click.option("--init", is_flag=True, help="run an init process that reaps zombies and forwards signals")
+@click.option("--platform", help="os/arch[/variant] of the image")
+@click.option("--restart", default="no", show_default=True, help="no|always|unless-stopped|on-failure[:N]")
+@click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True)
+@click.option("--network", "--net", "network", default="none", show_default=True,
+              help="none|host (bridge networks arrive with ctk-net)")
+@click.option("-q", "--quiet", is_flag=True, help="no pull progress")
+@shared_cli.global_options
+def run(image: str, command: tuple[str, ...], **kw: object) -> None:
+    """Run a command in a new container."""
+    from . import errors
+    from .ops import run_container
+
+    try:
+        code = run_container(shared_cli.options(), image, command, kw)
+    except CtkError as e:
+        raise errors.as_run_error(e) from e
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-a", "--all", "all_", is_flag=True, help="also stopped containers")
+@click.option("-q", "--quiet", is_flag=True, help="only IDs")
+@click.option("-f", "--filter", "filters", multiple=True, help="name=…, status=…, id=…, label=…")
+@click.option("--format", "fmt", help="table, json, or a template like '{{.Names}}'")
+@click.option("--no-trunc", is_flag=True)
+@click.option("--last", type=int, help="only the N most recent")
+@shared_cli.global_options
+def ps(all_: bool, quiet: bool, filters: tuple[str, ...], fmt: str | None, no_trunc: bool, last: int | None) -> None:
+    """List containers (a table on a terminal, JSON lines otherwise)."""
+    from .listing import ps as do_ps
+
+    do_ps(_client(), all_=all_, quiet=quiet, fmt=fmt, filters=list(filters), no_trunc=no_trunc, last=last)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("container")
+@click.option("-f", "--follow", is_flag=True)
+@click.option("-n", "--tail", default="all", help="number of lines from the end, or 'all'")
+@click.option("--since", help="e.g. 10m, 2024-01-01T00:00:00Z")
+@click.option("--until")
+@click.option("-t", "--timestamps", is_flag=True)
+@shared_cli.global_options
+def logs(container: str, follow: bool, tail: str, since: str | None, until: str | None, timestamps: bool) -> None:
+    """Show a container's output (stdout to stdout, stderr to stderr)."""
+    from .ops import show_logs
+
+    show_logs(_client(), shared_cli.options(), container, follow=follow, tail=tail, since=since, until=until,
+              timestamps=timestamps)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-t", "--time", "timeout", type=int, help="seconds to wait before SIGKILL (default 10)")
+@click.option("-s", "--signal", "sig", help="signal to send first (default: the stop signal, SIGTERM)")
+@shared_cli.global_options
+def stop(containers: tuple[str, ...], timeout: int | None, sig: str | None) -> None:
+    """Stop running containers; their restart policy will not start them again."""
+    from . import lifecycle
+    from .ops import for_each
+
+    for_each(_client(), containers, lambda client, c: lifecycle.stop(client, c, timeout, sig))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@shared_cli.global_options
+def start(containers: tuple[str, ...]) -> None:
+    """Start stopped containers (in the background)."""
+    from .ops import start_containers
+
+    start_containers(_client(), shared_cli.options(), containers)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-t", "--time", "timeout", type=int)
+@shared_cli.global_options
+def restart(containers: tuple[str, ...], timeout: int | None) -> None:
+    """Stop, then start containers."""
+    from .ops import restart_containers
+
+    restart_containers(_client(), shared_cli.options(), containers, timeout)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True)
+@shared_cli.global_options
+def kill(containers: tuple[str, ...], sig: str) -> None:
+    """Send a signal to containers."""
+    from . import lifecycle
+    from .ops import for_each
+
+    for_each(_client(), containers, lambda client, c: lifecycle.kill(client, c, sig))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="kill and remove running containers")
+@shared_cli.global_options
+def rm(containers: tuple[str, ...], force: bool) -> None:
+    """Remove containers (with their snapshot and logs)."""
+    from . import lifecycle
+    from .ops import for_each
+
+    gopts = shared_cli.options()
+    for_each(_client(), containers, lambda client, c: lifecycle.remove(client, gopts, c, force))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@shared_cli.global_options
+def wait(containers: tuple[str, ...]) -> None:
+    """Block until containers stop; print their exit codes."""
+    from ctk_shared import output
+
+    from . import lifecycle
+    from .lookup import find_container
+
+    client = _client()
+    for text in containers:
+        output.emit_line(str(lifecycle.wait_exit(client, find_container(client, text))))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("--format", "fmt", help="a template like '{{.State.Status}}'")
+@shared_cli.global_options
+def inspect(containers: tuple[str, ...], fmt: str | None) -> None:
+    """Show containers' configuration and state as JSON (Docker's field names)."""
+    from .ops import inspect_containers
+
+    inspect_containers(_client(), containers, fmt)
+
+
+@cli.command(name="exec", context_settings=RUN_CONTEXT)
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("-d", "--detach", is_flag=True)
+@click.option("-i", "--interactive", is_flag=True)
+@click.option("-t", "--tty", is_flag=True)
+@click.option("-e", "--env", multiple=True)
+@click.option("--env-file", multiple=True)
+@click.option("-w", "--workdir")
+@click.option("-u", "--user")
+@click.option("--privileged", is_flag=True)
+@shared_cli.global_options
+def exec_(container: str, command: tuple[str, ...], detach: bool, interactive: bool, tty: bool, env: tuple[str, ...],
+          env_file: tuple[str, ...], workdir: str | None, user: str | None, privileged: bool) -> None:
+    """Run a command in a running container."""
+    from . import errors
+    from .execs import exec_in
+    from .ops import merge_env
+
+    try:
+        code = exec_in(_client(), shared_cli.options(), container, command, detach=detach, interactive=interactive,
+                       tty=tty, env=merge_env(env, env_file), workdir=workdir, user=user, privileged=privileged)
+    except CtkError as e:
+        raise errors.as_run_error(e) from e
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def main() -> None:
+    sys.exit(shared_cli.run(cli, "ctk-run"))

@@ -1,0 +1,198 @@
+"""Creating a container: make sure the image is here and unpacked, build the spec, take a name, and write the
+container record with its snapshot — all or nothing (a lease holds the snapshot until the record roots it)."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ctk_shared import images as store
+from ctk_shared import reference as refs
+from ctk_shared.errors import AlreadyExists, NotFound
+
+from . import labels as L
+from . import state
+from .lookup import name_in_use
+from .mounts import MountSpec
+from .naming import random_name
+from .restart import RestartPolicy
+
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+    from ctk_shared.containerd import Client, Container
+    from ctk_shared.images import LocalImage
+    from ctk_shared.oci import Platform
+    from ctk_shared.progress import Progress
+
+    from .spec import SpecOptions
+
+RUNTIME = "io.containerd.runc.v2"
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    image: str
+    spec: "SpecOptions"
+    name: str | None = None
+    pull: str = "missing"  # missing | always | never
+    platform: "Platform | None" = None
+    restart: RestartPolicy = field(default_factory=lambda: RestartPolicy("no"))
+    auto_remove: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    stop_timeout: int | None = None
+
+
+def ensure_image(client: "Client", gopts: "GlobalOptions", text: str, pull: str, platform: "Platform | None",
+                 progress: "Progress") -> "LocalImage":
+    """The image, pulled when missing (or always), through the shared library, and unpacked."""
+    from ctk_shared import connect
+    from ctk_shared.pull import PullOptions, pull as do_pull
+
+    ref = refs.parse(text)
+    have = True
+    try:
+        img = store.load_local(client, text, platform)
+    except NotFound:
+        have = False
+    if pull == "always" or (not have and pull == "missing"):
+        do_pull(client, connect.registry(ref.domain, gopts), ref,
+                PullOptions(platform=platform, snapshotter=gopts.snapshotter), progress)
+        img = store.load_local(client, str(ref), platform)
+    elif not have:
+        raise NotFound(f"image {text!r} not found locally and --pull=never", hint=f"ctk-pull {text}")
+    if not store.is_unpacked(client, img.config, gopts.snapshotter):
+        store.unpack(client, img, gopts.snapshotter, progress)
+    return img
+
+
+def _etc_files(client: "Client", img: "LocalImage", snapshotter: str) -> tuple[str | None, str | None]:
+    """/etc/passwd and /etc/group of the image, read through a read-only view of its snapshot."""
+    import subprocess
+    import tempfile
+
+    with client.lease_scope() as leased:
+        sn = leased.snapshots(snapshotter)
+        key = f"ctk-etc-{secrets.token_hex(6)}"
+        mounts = sn.view(key, img.chain_ids[-1])
+        target = tempfile.mkdtemp(prefix="ctk-etc-")
+        try:
+            for m in mounts:
+                opts = [o for o in m.options if o != "rbind"]
+                cmd = ["mount", "-t", m.type, m.source, target] if m.type != "bind" else \
+                    ["mount", "--bind", "-o", "ro", m.source, target]
+                if m.type != "bind" and opts:
+                    cmd[3:3] = ["-o", ",".join(opts)]
+                subprocess.run(cmd, check=True, capture_output=True)
+            out = []
+            for name in ("passwd", "group"):
+                p = Path(target) / "etc" / name
+                out.append(p.read_text(errors="replace") if p.is_file() and not p.is_symlink() else None)
+            return out[0], out[1]
+        finally:
+            subprocess.run(["umount", target], capture_output=True)
+            os.rmdir(target)
+            try:
+                sn.remove(key)
+            except NotFound:
+                pass
+
+
+def _needs_etc(user: str | None) -> bool:
+    return bool(user) and not all(part.isdigit() for part in user.split(":", 1))  # type: ignore[union-attr]
+
+
+def _write_etc_files(cdir: Path, hostname: str) -> tuple[MountSpec, ...]:
+    cdir.mkdir(parents=True, exist_ok=True)
+    (cdir / "hostname").write_text(hostname + "\n")
+    (cdir / "hosts").write_text(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"127.0.1.1\t{hostname}\n")
+    resolv = Path("/etc/resolv.conf")
+    try:
+        (cdir / "resolv.conf").write_text(resolv.read_text())
+    except OSError:
+        (cdir / "resolv.conf").write_text("")
+    return tuple(MountSpec("bind", str(cdir / f), f"/etc/{f}") for f in ("hostname", "hosts", "resolv.conf"))
+
+
+def _volume_mounts(gopts: "GlobalOptions", namespace: str, mounts: tuple[MountSpec, ...]) -> tuple[MountSpec, ...]:
+    """Named and anonymous volumes become bind mounts of directories under the data root."""
+    out = []
+    for m in mounts:
+        if m.type == "volume":
+            name = m.source or secrets.token_hex(32)
+            d = state.namespace_dir(gopts.data_root, namespace) / "volumes" / name / "_data"
+            d.mkdir(parents=True, exist_ok=True)
+            out.append(replace(m, type="bind", source=str(d)))
+        elif m.type == "bind" and not os.path.exists(m.source):
+            os.makedirs(m.source, exist_ok=True)  # Docker's -v creates a missing host directory
+            out.append(m)
+        else:
+            out.append(m)
+    return tuple(out)
+
+
+def create(client: "Client", gopts: "GlobalOptions", opts: CreateOptions, progress: "Progress") -> "Container":
+    from ctk_shared.containerd import Container
+
+    from .spec import build_spec
+
+    img = ensure_image(client, gopts, opts.image, opts.pull, opts.platform, progress)
+    if opts.name:
+        state.validate_name(opts.name)
+    cid = secrets.token_hex(32)
+    hostname = opts.spec.hostname or cid[:12]
+    cdir = state.container_dir(gopts.data_root, client.namespace, cid)
+    try:
+        user = opts.spec.user or str(img.config.config.get("User") or "") or None
+        passwd, group = _etc_files(client, img, gopts.snapshotter) if _needs_etc(user) else (None, None)
+        extra = _write_etc_files(cdir, hostname) if opts.spec.network != "host" else ()
+        spec_opts = replace(opts.spec, hostname=hostname, extra_mounts=extra + opts.spec.extra_mounts,
+                            mounts=_volume_mounts(gopts, client.namespace, opts.spec.mounts))
+        spec = build_spec(cid, client.namespace, img.config.config, spec_opts, passwd=passwd, group=group)
+        import json
+
+        labels = dict(opts.labels)
+        labels.update({
+            L.CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            L.IMAGE_REF: img.image.name,
+            L.PLATFORM: str(img.config.platform),
+            L.RESTART_POLICY: str(opts.restart),
+            L.LOG_PATH: str(state.log_path(gopts.data_root, client.namespace, cid)),
+            L.HOSTNAME: hostname,
+            L.NETWORK: opts.spec.network,
+            L.RESTART_COUNT: "0",
+        })
+        if opts.auto_remove:
+            labels[L.AUTO_REMOVE] = "true"
+        if opts.spec.stop_signal:
+            labels[L.STOP_SIGNAL] = opts.spec.stop_signal
+        if opts.stop_timeout is not None:
+            labels[L.STOP_TIMEOUT] = str(opts.stop_timeout)
+        if opts.restart.name != "no":
+            labels[L.RESTART_POLICY_CTD] = str(opts.restart)
+        with state.name_lock(gopts.data_root, client.namespace):
+            name = opts.name
+            if name:
+                other = name_in_use(client, name)
+                if other is not None:
+                    raise AlreadyExists(f'the container name "{name}" is already in use by container {other.id[:12]}',
+                                        hint="remove that container (ctk-run rm) or choose another --name")
+            else:
+                name = random_name()
+                while name_in_use(client, name) is not None:
+                    name = random_name()
+            labels[L.NAME] = name
+            with client.lease_scope() as leased:
+                leased.snapshots(gopts.snapshotter).prepare(cid, img.chain_ids[-1] if img.chain_ids else "")
+                return leased.containers.create(Container(
+                    id=cid, image=img.image.name, labels=labels, runtime=RUNTIME,
+                    spec=json.dumps(spec).encode(), snapshotter=gopts.snapshotter, snapshot_key=cid))
+    except BaseException:
+        shutil.rmtree(cdir, ignore_errors=True)
+        raise
+

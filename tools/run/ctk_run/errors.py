@@ -1,0 +1,32 @@
+"""Docker's exit codes for ``run`` and ``exec``: 125 when ctk-run itself failed, 126 when the command cannot
+be invoked, 127 when it is not found; otherwise the container's own status."""
+from __future__ import annotations
+
+from ctk_shared.errors import CtkError
+
+CTK_FAILED = 125
+CANNOT_INVOKE = 126
+NOT_FOUND = 127
+
+
+class RunError(CtkError):
+    """A failure of ``run``/``exec`` carrying Docker's exit code for it."""
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int = CTK_FAILED) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+def exec_error(e: CtkError) -> RunError:
+    """Classify runc's failure to start a process the way Docker does."""
+    msg = str(e)
+    low = msg.lower()
+    if "executable file not found" in low or "no such file or directory" in low:
+        return RunError(msg, hint="check the command and the image's PATH", exit_code=NOT_FOUND)
+    if "permission denied" in low:
+        return RunError(msg, exit_code=CANNOT_INVOKE)
+    return RunError(msg, hint=e.hint, exit_code=CTK_FAILED)
+
+
+def as_run_error(e: CtkError) -> RunError:
+    return e if isinstance(e, RunError) else RunError(e.message, hint=e.hint, exit_code=CTK_FAILED)

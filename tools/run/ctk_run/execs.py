@@ -1,0 +1,113 @@
+"""``exec``: a new process in a running container, with the init process's security settings."""
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from typing import TYPE_CHECKING
+
+from ctk_shared.errors import Conflict, CtkError
+
+from . import lifecycle, state
+from .errors import exec_error
+
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+    from ctk_shared.containerd import Client
+
+
+def process_spec(spec: dict, command: tuple[str, ...], *, tty: bool, env: tuple[str, ...], workdir: str | None,
+                 user: str | None, privileged: bool) -> dict:
+    """The container's own process settings (capabilities, seccomp-relevant flags, rlimits, user, env) with the
+    exec's overrides, so an exec is never more privileged than the container unless asked."""
+    proc = json.loads(json.dumps(spec.get("process") or {}))
+    proc["args"] = list(command)
+    proc["terminal"] = tty
+    merged = {e.split("=", 1)[0]: e for e in proc.get("env") or []}
+    merged.update({e.split("=", 1)[0]: e for e in env})
+    proc["env"] = list(merged.values())
+    if workdir:
+        proc["cwd"] = workdir
+    if user:
+        uid, _, gid = user.partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            from .spec import resolve_user
+
+            u, g, extra = resolve_user(user, None, None)
+            proc["user"] = {"uid": u, "gid": g, "additionalGids": extra}
+        else:
+            proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    if privileged:
+        from .spec import ALL_CAPS
+
+        caps = list(ALL_CAPS)
+        proc["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+    return proc
+
+
+def exec_in(client: "Client", gopts: "GlobalOptions", text: str, command: tuple[str, ...], *, detach: bool,
+            interactive: bool, tty: bool, env: tuple[str, ...], workdir: str | None, user: str | None,
+            privileged: bool) -> int:
+    from ctk_shared.taskio import FifoSet, copy_output
+
+    from .lookup import find_container
+
+    c = find_container(client, text)
+    task = lifecycle.task_of(client, c.id)
+    if task is None or task.status != "running":
+        raise Conflict(f"container {c.id[:12]} is not running", hint=f"start it first: ctk-run start {text}")
+    spec = json.loads(c.spec or b"{}")
+    proc = process_spec(spec, command, tty=tty, env=env, workdir=workdir, user=user, privileged=privileged)
+    exec_id = f"exec-{secrets.token_hex(8)}"
+    fifo_dir = state.namespace_dir(gopts.data_root, client.namespace) / "fifo"
+    fifo_dir.mkdir(parents=True, exist_ok=True)
+    fifos = FifoSet(str(fifo_dir), exec_id, stdin=interactive, terminal=tty)
+    try:
+        try:
+            client.tasks.exec(c.id, exec_id, proc, stdin=fifos.stdin_path, stdout=fifos.stdout_path,
+                              stderr=fifos.stderr_path, terminal=tty)
+            client.tasks.start(c.id, exec_id)
+        except CtkError as e:
+            try:
+                client.tasks.delete_process(c.id, exec_id)
+            except CtkError:
+                pass
+            raise exec_error(e) from e
+        if detach:
+            return 0
+        import threading
+
+        done = threading.Event()
+        result: dict[str, int] = {}
+
+        def wait() -> None:
+            try:
+                result["code"] = client.tasks.wait(c.id, exec_id).exit_status
+            finally:
+                done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        if interactive:
+            from .attach import pump_stdin
+
+            threading.Thread(target=pump_stdin, args=(client, c.id, fifos.stdin_fd, exec_id), daemon=True).start()
+        sinks = {fifos.stdout_fd: _writer(sys.stdout.buffer)}
+        if fifos.stderr_fd is not None and fifos.stderr_fd >= 0:
+            sinks[fifos.stderr_fd] = _writer(sys.stderr.buffer)
+        copy_output(sinks, done)
+        done.wait()
+        try:
+            client.tasks.delete_process(c.id, exec_id)
+        except CtkError:
+            pass
+        return result.get("code", 255)
+    finally:
+        fifos.close()
+
+
+def _writer(target):  # type: ignore[no-untyped-def]
+    def write(data: bytes) -> None:
+        target.write(data)
+        target.flush()
+    return write
+

@@ -1,0 +1,28 @@
+"""Container label keys: the state ctk-run keeps in containerd (there is no daemon of ctk's own).
+
+``containerd.io/restart.*`` keys are read by containerd's restart monitor; ``ctk/*`` keys are ctk's.
+"""
+from __future__ import annotations
+
+# containerd's restart monitor (1.6 reads status + loguri; 1.7+ also reads policy)
+RESTART_STATUS = "containerd.io/restart.status"  # "running" | "stopped": the state the monitor enforces
+RESTART_LOGURI = "containerd.io/restart.loguri"  # IO of tasks the monitor recreates
+RESTART_POLICY_CTD = "containerd.io/restart.policy"  # for 1.7+ monitors; ctk writes it, never relies on it
+
+# ctk's own
+NAME = "ctk/name"
+CREATED = "ctk/created"  # RFC 3339, when `run`/`create` made the container
+IMAGE_REF = "ctk/image"  # the ref the user typed, normalised
+PLATFORM = "ctk/platform"
+RESTART_POLICY = "ctk/restart.policy"  # no | always | unless-stopped | on-failure[:N]
+RESTART_COUNT = "ctk/restart.count"  # restarts done by the policy so far
+EXPLICITLY_STOPPED = "ctk/stopped"  # "true" after `stop`/`kill`: the policy never undoes it
+AUTO_REMOVE = "ctk/rm"  # "true" with --rm
+LOG_PATH = "ctk/log.path"  # the json-file log
+STOP_SIGNAL = "ctk/stop-signal"
+STOP_TIMEOUT = "ctk/stop-timeout"
+HOSTNAME = "ctk/hostname"
+NETWORK = "ctk/network"  # none | host | <name>
+STARTED_AT = "ctk/started-at"  # RFC 3339, set by every start (ctk's or the restart monitor's, via the logger)
+FINISHED_AT = "ctk/finished-at"  # RFC 3339 of the last exit ctk saw
+EXIT_CODE = "ctk/exit-code"  # last exit status ctk saw

@@ -1,0 +1,195 @@
+"""Starting, stopping, killing and removing containers, keeping the labels the restart policy reads in step.
+
+Explicit stops are recorded (``ctk/stopped``, restart status ``stopped``) *before* the signal is sent, so
+neither containerd's restart monitor nor the logger's policy check ever undoes them.
+"""
+from __future__ import annotations
+
+import shutil
+import signal as signals
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from ctk_shared.errors import Conflict, CtkError, NotFound, Timeout
+
+from . import labels as L
+from . import state
+
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+    from ctk_shared.containerd import Client, Container
+
+DEFAULT_STOP_TIMEOUT = 10
+
+
+def now_label() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def parse_signal(text: str | int | None, default: int = signals.SIGTERM) -> int:
+    if text is None or text == "":
+        return default
+    if isinstance(text, int) or str(text).isdigit():
+        return int(text)
+    name = str(text).upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signals.Signals[name])
+    except KeyError:
+        from ctk_shared.errors import UsageError
+
+        raise UsageError(f"invalid signal: {text}") from None
+
+
+def logger_executable() -> str | None:
+    """The real ctk-run-logger script: the one installed beside this interpreter first, since the shim runs it
+    with an empty environment (no PATH, so wrappers such as pyenv shims cannot work)."""
+    import sys
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / "ctk-run-logger"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("ctk-run-logger")
+    return str(Path(found).resolve()) if found else None
+
+
+def logger_uri(client: "Client", gopts: "GlobalOptions", c: "Container") -> str:
+    """The ``binary://`` URI that makes the shim start ctk-run-logger for this container's output."""
+    from .logger import build_log_uri
+
+    exe = logger_executable()
+    if not exe:
+        raise CtkError("ctk-run-logger is not on PATH", hint="reinstall ctk-run (pip install ./tools/run)")
+    path = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id))
+    return build_log_uri(exe, path, gopts.socket_path)
+
+
+def task_of(client: "Client", cid: str):  # type: ignore[no-untyped-def]
+    try:
+        return client.tasks.get(cid)
+    except NotFound:
+        return None
+
+
+def _record_exit(client: "Client", cid: str, code: int) -> None:
+    try:
+        client.containers.update_labels(cid, {L.EXIT_CODE: str(code), L.FINISHED_AT: now_label()})
+    except NotFound:
+        pass
+
+
+def delete_task(client: "Client", cid: str) -> int | None:
+    """Delete a stopped task (recording its exit) so the shim goes away; None if there was none."""
+    try:
+        info = client.tasks.delete(cid)
+    except NotFound:
+        return None
+    _record_exit(client, cid, info.exit_status)
+    return info.exit_status
+
+
+def start_task(client: "Client", gopts: "GlobalOptions", c: "Container", *, io: dict[str, str] | None = None,
+               terminal: bool = False) -> int:
+    """Create and start the init task. ``io`` None = the json-file logger (detached and plain foreground)."""
+    from .errors import exec_error
+
+    old = task_of(client, c.id)
+    if old is not None:
+        if old.status in ("running", "paused", "pausing"):
+            raise Conflict(f"container {c.id[:12]} is already running")
+        delete_task(client, c.id)
+    rootfs = client.snapshots(c.snapshotter or gopts.snapshotter).mounts(c.snapshot_key or c.id)
+    uri = logger_uri(client, gopts, c)
+    streams = io if io is not None else {"stdin": "", "stdout": uri, "stderr": uri}
+    policy = c.labels.get(L.RESTART_POLICY, "no")
+    update = {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: ""}
+    if policy not in ("", "no"):
+        update.update({L.RESTART_STATUS: "running", L.RESTART_LOGURI: uri})
+    client.containers.update_labels(c.id, update)
+    try:
+        client.tasks.create(c.id, rootfs, terminal=terminal, **streams)
+        return client.tasks.start(c.id)
+    except CtkError as e:
+        try:
+            client.tasks.delete(c.id)
+        except CtkError:
+            pass
+        client.containers.update_labels(c.id, {L.RESTART_STATUS: "stopped"} if policy not in ("", "no") else {})
+        raise exec_error(e) from e
+
+
+def mark_stopped(client: "Client", c: "Container") -> None:
+    update = {L.EXPLICITLY_STOPPED: "true"}
+    if L.RESTART_STATUS in c.labels:
+        update[L.RESTART_STATUS] = "stopped"
+    client.containers.update_labels(c.id, update)
+
+
+def stop(client: "Client", c: "Container", timeout: int | None = None, sig: str | None = None) -> None:
+    """SIGTERM (or the stop signal), then SIGKILL after ``timeout`` seconds, as ``docker stop``."""
+    mark_stopped(client, c)
+    task = task_of(client, c.id)
+    if task is None or task.status not in ("running", "paused", "pausing"):
+        delete_task(client, c.id)
+        return
+    if timeout is None:
+        timeout = int(c.labels.get(L.STOP_TIMEOUT) or DEFAULT_STOP_TIMEOUT)
+    signum = parse_signal(sig or c.labels.get(L.STOP_SIGNAL) or c.labels.get("io.containerd.image.config.stop-signal"))
+    try:
+        client.tasks.kill(c.id, signum)
+        client.tasks.wait(c.id, timeout=max(timeout, 0) or 0.001)
+    except Timeout:
+        client.tasks.kill(c.id, signals.SIGKILL, all=True)
+        client.tasks.wait(c.id, timeout=30)
+    except NotFound:
+        pass
+    delete_task(client, c.id)
+
+
+def kill(client: "Client", c: "Container", sig: str | None) -> None:
+    signum = parse_signal(sig, signals.SIGKILL)
+    task = task_of(client, c.id)
+    if task is None or task.status not in ("running", "paused", "pausing"):
+        raise Conflict(f"container {c.id[:12]} is not running")
+    if signum in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
+        mark_stopped(client, c)  # as Docker: a killed container is not restarted by its policy
+    client.tasks.kill(c.id, signum)
+
+
+def remove(client: "Client", gopts: "GlobalOptions", c: "Container", force: bool) -> None:
+    task = task_of(client, c.id)
+    if task is not None and task.status in ("running", "paused", "pausing"):
+        if not force:
+            raise Conflict(f"cannot remove container {c.labels.get(L.NAME, c.id[:12])}: it is running",
+                           hint="stop it first (ctk-run stop), or force the removal with -f")
+        mark_stopped(client, c)
+        client.tasks.kill(c.id, signals.SIGKILL, all=True)
+        try:
+            client.tasks.wait(c.id, timeout=30)
+        except CtkError:
+            pass
+    if task is not None:
+        for _ in range(50):
+            try:
+                client.tasks.delete(c.id)
+                break
+            except NotFound:
+                break
+            except CtkError:
+                time.sleep(0.1)  # the task may still be stopping
+    client.containers.delete(c.id)
+    try:
+        client.snapshots(c.snapshotter or gopts.snapshotter).remove(c.snapshot_key or c.id)
+    except NotFound:
+        pass
+    state.remove_container_dir(gopts.data_root, client.namespace, c.id)
+
+
+def wait_exit(client: "Client", c: "Container") -> int:
+    """Block until the container exits; its exit status (also for one that already exited)."""
+    task = task_of(client, c.id)
+    if task is None:
+        return int(c.labels.get(L.EXIT_CODE, "0") or 0)
+    return client.tasks.wait(c.id).exit_status

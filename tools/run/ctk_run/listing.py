@@ -1,0 +1,147 @@
+"""``ps`` and ``inspect``: containers as Docker shows them; other clients' containers are shown too."""
+from __future__ import annotations
+
+import json
+import shlex
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ctk_shared import output
+from ctk_shared.errors import UsageError
+
+from . import labels as L
+from .lookup import display_name
+from .status import State, _time, state_of
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client, Container
+
+PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
+              ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
+
+
+def _spec(c: "Container") -> dict[str, Any]:
+    try:
+        doc = json.loads(c.spec or b"{}")
+        return doc if isinstance(doc, dict) else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def _image_name(c: "Container") -> str:
+    from ctk_shared import reference as refs
+
+    try:
+        r = refs.parse(c.image, default_tag=False)
+        return refs.Reference(r.domain, r.path, r.tag, r.digest).familiar()
+    except UsageError:
+        return c.image
+
+
+def _created(c: "Container") -> datetime | None:
+    return _time(c.labels.get(L.CREATED)) or c.created_at
+
+
+def ps_record(c: "Container", st: State, no_trunc: bool = False) -> dict[str, Any]:
+    args = (_spec(c).get("process") or {}).get("args") or []
+    cmd = shlex.join(args)
+    if not no_trunc and len(cmd) > 20:
+        cmd = cmd[:19] + "…"
+    created = _created(c)
+    now = datetime.now(timezone.utc)
+    return {
+        "ID": c.id if no_trunc else c.id[:12],
+        "Image": _image_name(c),
+        "Command": f'"{cmd}"',
+        "CreatedAt": created.isoformat() if created else "",
+        "RunningFor": output.human_duration_ago((now - created).total_seconds()) if created else "",
+        "Status": st.human(now),
+        "State": st.status,
+        "Ports": c.labels.get("ctk/ports.human", ""),
+        "Names": display_name(c),
+        "Labels": {k: v for k, v in c.labels.items() if not k.startswith(("ctk/", "containerd.io/", "nerdctl/"))},
+        "RestartCount": st.restart_count,
+    }
+
+
+def _match(rec: dict[str, Any], c: "Container", filters: list[str]) -> bool:
+    for f in filters:
+        key, _, value = f.partition("=")
+        if key == "name" and value not in rec["Names"]:
+            return False
+        if key == "status" and rec["State"] != value:
+            return False
+        if key == "id" and not c.id.startswith(value):
+            return False
+        if key == "label":
+            k, _, v = value.partition("=")
+            if k not in c.labels or (v and c.labels[k] != v):
+                return False
+        if key not in ("name", "status", "id", "label"):
+            raise UsageError(f"invalid filter {key!r} (supported: name, status, id, label)")
+    return True
+
+
+def ps(client: "Client", *, all_: bool, quiet: bool, fmt: str | None, filters: list[str], no_trunc: bool,
+       last: int | None = None) -> None:
+    containers = client.containers.list()
+    tasks = {t.id: t for t in client.tasks.list()}
+    rows = []
+    for c in containers:
+        st = state_of(c, tasks.get(c.id))
+        if not all_ and not filters and st.status not in ("running", "paused", "restarting"):
+            continue
+        rec = ps_record(c, st, no_trunc)
+        if _match(rec, c, filters):
+            rows.append((_created(c) or datetime.min.replace(tzinfo=timezone.utc), rec))
+    rows.sort(key=lambda r: r[0], reverse=True)
+    records = [r for _, r in rows][: last if last else None]
+    output.emit_records(records, PS_COLUMNS, fmt, quiet_field="ID", quiet=quiet)
+
+
+def inspect_record(c: "Container", st: State) -> dict[str, Any]:
+    spec = _spec(c)
+    proc = spec.get("process") or {}
+    args = proc.get("args") or []
+    policy = c.labels.get(L.RESTART_POLICY, "no") or "no"
+    name, _, retries = policy.partition(":")
+    user = proc.get("user") or {}
+    return {
+        "Id": c.id,
+        "Created": (_created(c) or datetime.now(timezone.utc)).isoformat(),
+        "Path": args[0] if args else "",
+        "Args": args[1:],
+        "State": {
+            "Status": st.status, "Running": st.status == "running", "Paused": st.status == "paused",
+            "Restarting": st.status == "restarting", "OOMKilled": False, "Dead": False, "Pid": st.pid,
+            "ExitCode": st.exit_code,
+            "StartedAt": st.started_at.isoformat() if st.started_at else "0001-01-01T00:00:00Z",
+            "FinishedAt": st.finished_at.isoformat() if st.finished_at else "0001-01-01T00:00:00Z",
+        },
+        "Image": c.image,
+        "Name": "/" + display_name(c),
+        "RestartCount": st.restart_count,
+        "LogPath": c.labels.get(L.LOG_PATH, ""),
+        "HostConfig": {
+            "RestartPolicy": {"Name": name, "MaximumRetryCount": int(retries or 0)},
+            "AutoRemove": c.labels.get(L.AUTO_REMOVE) == "true",
+            "NetworkMode": c.labels.get(L.NETWORK, ""),
+            "ReadonlyRootfs": bool((spec.get("root") or {}).get("readonly")),
+        },
+        "Config": {
+            "Hostname": spec.get("hostname", ""),
+            "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}",
+            "Env": proc.get("env") or [],
+            "Cmd": args,
+            "Image": c.labels.get(L.IMAGE_REF, c.image),
+            "WorkingDir": proc.get("cwd", ""),
+            "Tty": bool(proc.get("terminal")),
+            "Labels": {k: v for k, v in c.labels.items()},
+            "StopSignal": c.labels.get(L.STOP_SIGNAL, "SIGTERM"),
+        },
+        "Mounts": [{"Type": m.get("type"), "Source": m.get("source"), "Destination": m.get("destination"),
+                    "RW": "ro" not in (m.get("options") or [])}
+                   for m in spec.get("mounts") or [] if m.get("type") == "bind"
+                   and not str(m.get("destination", "")).startswith("/etc/")],
+        "Platform": c.labels.get(L.PLATFORM, ""),
+    }

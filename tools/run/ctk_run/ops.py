@@ -1,0 +1,213 @@
+"""What ctk-run's commands do, between parsed flags and containerd."""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ctk_shared import output
+from ctk_shared.errors import CtkError, UsageError
+
+from . import labels as L
+from . import lifecycle
+
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+    from ctk_shared.containerd import Client, Container
+
+
+def _labels(items: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, _, v = item.partition("=")
+        if not k:
+            raise UsageError(f"invalid label {item!r} (expected KEY=VALUE)")
+        out[k] = v
+    return out
+
+
+def merge_env(env: tuple[str, ...], env_files: tuple[str, ...]) -> tuple[str, ...]:
+    """-e and --env-file as Docker merges them: files first, a bare KEY takes this environment's value."""
+    out: list[str] = []
+    for path in env_files:
+        try:
+            lines = open(path).read().splitlines()
+        except OSError as e:
+            raise UsageError(f"cannot read env file {path}: {e.strerror}") from None
+        out += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    out += list(env)
+    resolved = []
+    for item in out:
+        if "=" not in item:
+            if item in os.environ:
+                resolved.append(f"{item}={os.environ[item]}")
+            continue
+        resolved.append(item)
+    return tuple(resolved)
+
+
+def build_create_options(gopts: "GlobalOptions", image: str, command: tuple[str, ...], kw: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from ctk_shared.oci import Platform
+
+    from .create import CreateOptions
+    from .mounts import parse_mount, parse_tmpfs, parse_volume
+    from .restart import parse_policy
+    from .spec import SpecOptions
+    from .units import parse_bytes, parse_cpus
+
+    if kw["network"] not in ("none", "host"):
+        raise UsageError(f"network {kw['network']!r} is not available yet", hint="use --network none or host")
+    entrypoint = None if kw["entrypoint"] is None else tuple(kw["entrypoint"].split()) if kw["entrypoint"] else ()
+    mounts = tuple(parse_volume(v) for v in kw["volume"]) + tuple(parse_mount(m) for m in kw["mount"]) + \
+        tuple(parse_tmpfs(t) for t in kw["tmpfs"])
+    spec = SpecOptions(
+        command=command or None, entrypoint=entrypoint, env=merge_env(kw["env"], kw["env_file"]),
+        workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"] or "", tty=kw["tty"],
+        stdin_open=kw["interactive"], read_only=kw["read_only"], cap_add=kw["cap_add"], cap_drop=kw["cap_drop"],
+        privileged=kw["privileged"], security_opt=kw["security_opt"],
+        cpus=parse_cpus(kw["cpus"]) if kw["cpus"] else None,
+        memory=parse_bytes(kw["memory"]) if kw["memory"] else None, pids_limit=kw["pids_limit"],
+        ulimits=kw["ulimit"], shm_size=parse_bytes(kw["shm_size"]) if kw["shm_size"] else None, mounts=mounts,
+        init=kw["init"], stop_signal=kw["stop_signal"], network=kw["network"])
+    return CreateOptions(image=image, spec=spec, name=kw["name"], pull=kw["pull"],
+                         platform=Platform.parse(kw["platform"]) if kw["platform"] else None,
+                         restart=parse_policy(kw["restart"]), auto_remove=kw["auto_remove"],
+                         labels=_labels(kw["label"]), stop_timeout=kw["stop_timeout"])
+
+
+def run_container(gopts: "GlobalOptions", image: str, command: tuple[str, ...], kw: dict[str, Any]) -> int:
+    from ctk_shared import connect
+    from ctk_shared.cli import ref_from_line
+    from ctk_shared.progress import make_progress
+
+    from .attach import run_attached, run_logged
+    from .create import create
+
+    if image == "-":
+        image = next((r for r in (ref_from_line(line) for line in sys.stdin) if r), "")
+        if not image:
+            raise UsageError("no image ref on stdin")
+    if kw["auto_remove"] and kw["restart"] not in ("no", ""):
+        raise UsageError("conflicting options: --restart and --rm")
+    opts = build_create_options(gopts, image, command, kw)
+    client = connect.containerd(gopts)
+    progress = make_progress(kw["quiet"])
+    try:
+        c = create(client, gopts, opts, progress)
+    finally:
+        progress.close()
+    if kw["detach"]:
+        try:
+            lifecycle.start_task(client, gopts, c)
+        except CtkError:
+            if kw["auto_remove"]:
+                lifecycle.remove(client, gopts, c, True)
+            raise
+        output.emit_line(c.id)
+        return 0
+    try:
+        if kw["interactive"] or kw["tty"]:
+            code = run_attached(client, gopts, c, stdin_open=kw["interactive"], tty=kw["tty"])
+        else:
+            code = run_logged(client, gopts, c)
+    except BaseException:
+        if kw["auto_remove"]:
+            _cleanup(client, gopts, c)
+        raise
+    if kw["auto_remove"]:
+        _cleanup(client, gopts, c)
+    elif c.labels.get(L.RESTART_POLICY, "no") in ("no", ""):
+        lifecycle.delete_task(client, c.id)  # keep the exit for ps; let the shim go
+    return code
+
+
+def _cleanup(client: "Client", gopts: "GlobalOptions", c: "Container") -> None:
+    try:
+        lifecycle.remove(client, gopts, c, True)
+    except CtkError as e:
+        sys.stderr.write(f"ctk-run: warning: removing {c.id[:12]}: {e}\n")
+
+
+def for_each(client: "Client", texts: Iterable[str], action: Callable[["Client", "Container"], None]) -> None:
+    """Apply ``action`` to each container, printing each name as Docker does; report all failures."""
+    from .lookup import find_container
+
+    failures: list[CtkError] = []
+    for text in texts:
+        try:
+            action(client, find_container(client, text))
+            output.emit_line(text)
+        except CtkError as e:
+            failures.append(e)
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise CtkError("; ".join(str(e) for e in failures))
+
+
+def start_containers(client: "Client", gopts: "GlobalOptions", texts: Iterable[str]) -> None:
+    def start(cl: "Client", c: "Container") -> None:
+        lifecycle.start_task(cl, gopts, c)
+
+    for_each(client, texts, start)
+
+
+def restart_containers(client: "Client", gopts: "GlobalOptions", texts: Iterable[str], timeout: int | None) -> None:
+    from .lookup import find_container
+
+    def restart(cl: "Client", c: "Container") -> None:
+        lifecycle.stop(cl, c, timeout)
+        lifecycle.start_task(cl, gopts, find_container(cl, c.id))
+
+    for_each(client, texts, restart)
+
+
+def inspect_containers(client: "Client", texts: Iterable[str], fmt: str | None) -> None:
+    from .listing import inspect_record
+    from .lookup import find_container
+    from .status import state_of
+
+    docs = []
+    for text in texts:
+        c = find_container(client, text)
+        docs.append(inspect_record(c, state_of(c, lifecycle.task_of(client, c.id))))
+    if fmt:
+        for d in docs:
+            output.emit_line(output.render_template(fmt, d))
+    else:
+        import json
+
+        output.emit_line(json.dumps(docs, indent=2))
+
+
+def show_logs(client: "Client", gopts: "GlobalOptions", text: str, *, follow: bool, tail: str, since: str | None,
+              until: str | None, timestamps: bool) -> None:
+    from . import state
+    from .logfile import follow_records, format_record, parse_since, read_records
+    from .lookup import find_container
+    from .status import state_of
+
+    c = find_container(client, text)
+    path = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id))
+    n = None if tail == "all" else int(tail) if tail.lstrip("-").isdigit() else None
+    if tail != "all" and n is None:
+        raise UsageError(f"invalid --tail {tail!r}")
+    t_since = parse_since(since) if since else None
+    t_until = parse_since(until) if until else None
+
+    def running() -> bool:
+        try:
+            cur = client.containers.get(c.id)
+        except CtkError:
+            return False
+        return state_of(cur, lifecycle.task_of(client, c.id)).status in ("running", "restarting", "paused")
+
+    records = follow_records(path, tail=n, since=t_since, until=t_until, is_running=running) if follow else \
+        read_records(path, tail=n, since=t_since, until=t_until)
+    out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    for rec in records:
+        stream, data = format_record(rec, timestamps)
+        target = out.get(stream, sys.stdout.buffer)
+        target.write(data)
+        target.flush()

@@ -1,0 +1,54 @@
+"""Where ctk-run keeps per-container files under the data root, and the namespace-wide name lock.
+
+Names must be unique per namespace even when two ``run --name x`` race: both take an ``flock`` on one
+lock file before checking and creating, so exactly one wins. The kernel drops an flock when its holder
+dies, so a crashed CLI never leaves a stale lock behind (nerdctl#3351).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ctk_shared.errors import UsageError
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def validate_name(name: str) -> str:
+    if not _NAME_RE.match(name) or len(name) > 128:
+        raise UsageError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name
+
+
+def namespace_dir(data_root: str, namespace: str) -> Path:
+    return Path(data_root) / namespace
+
+
+def container_dir(data_root: str, namespace: str, container_id: str) -> Path:
+    return namespace_dir(data_root, namespace) / "containers" / container_id
+
+
+def log_path(data_root: str, namespace: str, container_id: str) -> Path:
+    return container_dir(data_root, namespace, container_id) / f"{container_id}-json.log"
+
+
+def remove_container_dir(data_root: str, namespace: str, container_id: str) -> None:
+    shutil.rmtree(container_dir(data_root, namespace, container_id), ignore_errors=True)
+
+
+@contextmanager
+def name_lock(data_root: str, namespace: str) -> Iterator[None]:
+    """Serialise name checks and container creation within a namespace (crash-safe: an flock)."""
+    d = namespace_dir(data_root, namespace)
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / "names.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
