@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,39 +71,45 @@ def ensure_image(client: "Client", gopts: "GlobalOptions", text: str, pull: str,
 
 
 def _etc_files(client: "Client", img: "LocalImage", snapshotter: str) -> tuple[str | None, str | None]:
-    """/etc/passwd and /etc/group of the image, read through a read-only view of its snapshot."""
-    import subprocess
-    import tempfile
-
+    """/etc/passwd and /etc/group of the image, read straight from the snapshot's directories (no mount)."""
     with client.lease_scope() as leased:
         sn = leased.snapshots(snapshotter)
         key = f"ctk-etc-{secrets.token_hex(6)}"
-        mounts = sn.view(key, img.chain_ids[-1])
-        target = tempfile.mkdtemp(prefix="ctk-etc-")
         try:
-            for m in mounts:
-                opts = [o for o in m.options if o != "rbind"]
-                cmd = ["mount", "-t", m.type, m.source, target] if m.type != "bind" else \
-                    ["mount", "--bind", "-o", "ro", m.source, target]
-                if m.type != "bind" and opts:
-                    cmd[3:3] = ["-o", ",".join(opts)]
-                subprocess.run(cmd, check=True, capture_output=True)
-            out = []
-            for name in ("passwd", "group"):
-                p = Path(target) / "etc" / name
-                out.append(p.read_text(errors="replace") if p.is_file() and not p.is_symlink() else None)
-            return out[0], out[1]
+            mounts = sn.view(key, img.chain_ids[-1])
+            return _read_layered(mounts, "etc/passwd"), _read_layered(mounts, "etc/group")
         finally:
-            subprocess.run(["umount", target], capture_output=True)
-            os.rmdir(target)
             try:
                 sn.remove(key)
             except NotFound:
                 pass
 
 
-def _needs_etc(user: str | None) -> bool:
-    return bool(user) and not all(part.isdigit() for part in user.split(":", 1))  # type: ignore[union-attr]
+def _read_layered(mounts: list, rel: str) -> str | None:  # type: ignore[type-arg]
+    """Read a file from a view's mounts: a bind mount's source, or an overlay's lower dirs top first (a whiteout
+    ends the search). Other mount types are not read: the caller then resolves users numerically only."""
+    dirs: list[str] = []
+    for m in mounts:
+        if m.type == "bind":
+            dirs.append(m.source)
+        elif m.type == "overlay":
+            for opt in m.options:
+                if opt.startswith("upperdir="):
+                    dirs.insert(0, opt.split("=", 1)[1])
+                elif opt.startswith("lowerdir="):
+                    dirs.extend(opt.split("=", 1)[1].split(":"))
+    for d in dirs:
+        p = Path(d) / rel
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # overlay whiteout: deleted in a later layer
+            return None
+        if stat.S_ISREG(st.st_mode):
+            return p.read_text(errors="replace")
+        return None
+    return None
 
 
 def _write_etc_files(cdir: Path, hostname: str) -> tuple[MountSpec, ...]:
@@ -148,8 +155,7 @@ def create(client: "Client", gopts: "GlobalOptions", opts: CreateOptions, progre
     hostname = opts.spec.hostname or cid[:12]
     cdir = state.container_dir(gopts.data_root, client.namespace, cid)
     try:
-        user = opts.spec.user or str(img.config.config.get("User") or "") or None
-        passwd, group = _etc_files(client, img, gopts.snapshotter) if _needs_etc(user) else (None, None)
+        passwd, group = _etc_files(client, img, gopts.snapshotter) if img.chain_ids else (None, None)
         extra = _write_etc_files(cdir, hostname) if opts.spec.network != "host" else ()
         spec_opts = replace(opts.spec, hostname=hostname, extra_mounts=extra + opts.spec.extra_mounts,
                             mounts=_volume_mounts(gopts, client.namespace, opts.spec.mounts))

@@ -38,9 +38,9 @@ def process_spec(spec: dict, command: tuple[str, ...], *, tty: bool, env: tuple[
         else:
             proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
     if privileged:
-        from .spec import ALL_CAPS
+        from .spec import capabilities
 
-        caps = list(ALL_CAPS)
+        caps = list(capabilities((), (), privileged=True))
         proc["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
     return proc
 

@@ -47,6 +47,16 @@ def merge_env(env: tuple[str, ...], env_files: tuple[str, ...]) -> tuple[str, ..
     return tuple(resolved)
 
 
+def init_binary() -> str:
+    """A static init for --init (Debian's tini-static), bind-mounted into the container."""
+    import shutil
+
+    for cand in (shutil.which("tini-static"), "/usr/bin/tini-static", shutil.which("docker-init")):
+        if cand and os.path.isfile(cand):
+            return cand
+    raise UsageError("--init needs a static init binary (tini-static)", hint="apt-get install tini")
+
+
 def build_create_options(gopts: "GlobalOptions", image: str, command: tuple[str, ...], kw: dict[str, Any]):  # type: ignore[no-untyped-def]
     from ctk_shared.oci import Platform
 
@@ -58,7 +68,7 @@ def build_create_options(gopts: "GlobalOptions", image: str, command: tuple[str,
 
     if kw["network"] not in ("none", "host"):
         raise UsageError(f"network {kw['network']!r} is not available yet", hint="use --network none or host")
-    entrypoint = None if kw["entrypoint"] is None else tuple(kw["entrypoint"].split()) if kw["entrypoint"] else ()
+    entrypoint = None if kw["entrypoint"] is None else (kw["entrypoint"],) if kw["entrypoint"] else ()
     mounts = tuple(parse_volume(v) for v in kw["volume"]) + tuple(parse_mount(m) for m in kw["mount"]) + \
         tuple(parse_tmpfs(t) for t in kw["tmpfs"])
     spec = SpecOptions(
@@ -69,7 +79,8 @@ def build_create_options(gopts: "GlobalOptions", image: str, command: tuple[str,
         cpus=parse_cpus(kw["cpus"]) if kw["cpus"] else None,
         memory=parse_bytes(kw["memory"]) if kw["memory"] else None, pids_limit=kw["pids_limit"],
         ulimits=kw["ulimit"], shm_size=parse_bytes(kw["shm_size"]) if kw["shm_size"] else None, mounts=mounts,
-        init=kw["init"], stop_signal=kw["stop_signal"], network=kw["network"])
+        init=kw["init"], init_path=init_binary() if kw["init"] else None, stop_signal=kw["stop_signal"],
+        network=kw["network"])
     return CreateOptions(image=image, spec=spec, name=kw["name"], pull=kw["pull"],
                          platform=Platform.parse(kw["platform"]) if kw["platform"] else None,
                          restart=parse_policy(kw["restart"]), auto_remove=kw["auto_remove"],
