@@ -11,6 +11,8 @@ from .client import DEFAULT_ADDRESS, Client
 from .models import (
                      Container,
                      ContentInfo,
+                     Event,
+                     ExitInfo,
                      Image,
                      IngestStatus,
                      Lease,
@@ -18,7 +20,8 @@ from .models import (
                      Mount,
                      PluginInfo,
                      SnapshotInfo,
+                     TaskInfo,
 )
 
 __all__ = ["DEFAULT_ADDRESS", "Client", "Container", "ContentInfo", "Image", "IngestStatus", "Lease", "LeaseResource", "Mount",
-           "PluginInfo", "SnapshotInfo"]
+           "PluginInfo", "SnapshotInfo", "Event", "ExitInfo", "TaskInfo"]

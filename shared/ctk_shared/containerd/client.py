@@ -18,11 +18,13 @@ if TYPE_CHECKING:
     from .containers import ContainerStore
     from .content import ContentStore
     from .diff import DiffService
+    from .events import EventService
     from .images import ImageStore
     from .introspection import Introspection
     from .leases import LeaseManager
     from .namespaces import NamespaceStore
     from .snapshots import Snapshotter
+    from .tasks import TaskService
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 
@@ -104,6 +106,18 @@ class Client:
         with _stubs():
             from .containers import ContainerStore
         return ContainerStore(self._conn, self._md)
+
+    @cached_property
+    def tasks(self) -> TaskService:
+        with _stubs():
+            from .tasks import TaskService
+        return TaskService(self._conn, self._md)
+
+    @cached_property
+    def events(self) -> EventService:
+        with _stubs():
+            from .events import EventService
+        return EventService(self._conn, self._md)
 
     @cached_property
     def images(self) -> ImageStore:

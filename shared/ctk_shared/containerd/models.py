@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..oci import Descriptor
 
@@ -103,3 +103,45 @@ class Container:
     snapshot_key: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a task or exec process ended (``Tasks.Wait``/``Delete``). After a signal, ``exit_status`` is 128+sig."""
+
+    exit_status: int
+    exited_at: datetime | None = None
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task (a container's init process) or an exec process, as containerd reports it.
+
+    ``id`` is the container id for a task and the exec id for an exec process. ``status`` is one of
+    'created', 'running', 'stopped', 'paused', 'pausing', 'unknown'. ``stdin``/``stdout``/``stderr`` are the
+    IO URIs or FIFO paths the process was created with (reopen them to re-attach).
+    """
+
+    id: str
+    pid: int
+    status: str
+    exit_status: int = 0
+    exited_at: datetime | None = None
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+    container_id: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One envelope from ``Events.Subscribe``; ``payload`` is the decoded event as a dict of its proto fields
+    (snake_case names, timestamps as RFC 3339 strings, zero values included); {} for unknown types."""
+
+    timestamp: datetime | None
+    namespace: str
+    topic: str
+    type_url: str
+    payload: dict[str, Any] = field(default_factory=dict)

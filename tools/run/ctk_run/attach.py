@@ -20,6 +20,7 @@ from . import lifecycle, state
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
+    from ctk_shared.taskio import FifoSet
     from ctk_shared.containerd import Client, Container
 
 LOGGER_GRACE = 0.3  # the logger flushes the last lines just after the process exits
@@ -118,7 +119,7 @@ def run_attached(client: "Client", gopts: "GlobalOptions", c: "Container", *, st
         if raw:
             ttymod.setraw(sys.stdin.fileno())
         if stdin_open:
-            threading.Thread(target=pump_stdin, args=(client, c.id, fifos.stdin_fd), daemon=True).start()
+            threading.Thread(target=pump_stdin, args=(client, c.id, fifos), daemon=True).start()
 
         def sink(stream: str, target: object):  # type: ignore[no-untyped-def]
             def write(data: bytes) -> None:
@@ -149,14 +150,17 @@ class _NoProxy:
         return None
 
 
-def pump_stdin(client: "Client", cid: str, fd: int, exec_id: str = "") -> None:
-    """Copy our stdin into the process's FIFO; at EOF close the process's stdin."""
+def pump_stdin(client: "Client", cid: str, fifos: "FifoSet", exec_id: str = "") -> None:
+    """Copy our stdin into the process's FIFO. At EOF the process reads EOF only once every writer has closed
+    (ours included) and containerd was told to close its side."""
     src = sys.stdin.fileno()
+    fd = fifos.stdin_fd
     try:
-        while chunk := os.read(src, 32768):
+        while fd is not None and (chunk := os.read(src, 32768)):
             os.write(fd, chunk)
     except OSError:
         pass
+    fifos.close_stdin()
     try:
         client.tasks.close_io(cid, exec_id)
     except CtkError:

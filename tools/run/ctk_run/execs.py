@@ -90,7 +90,7 @@ def exec_in(client: "Client", gopts: "GlobalOptions", text: str, command: tuple[
         if interactive:
             from .attach import pump_stdin
 
-            threading.Thread(target=pump_stdin, args=(client, c.id, fifos.stdin_fd, exec_id), daemon=True).start()
+            threading.Thread(target=pump_stdin, args=(client, c.id, fifos, exec_id), daemon=True).start()
         sinks = {fifos.stdout_fd: _writer(sys.stdout.buffer)}
         if fifos.stderr_fd is not None and fifos.stderr_fd >= 0:
             sinks[fifos.stderr_fd] = _writer(sys.stderr.buffer)

@@ -1,0 +1,221 @@
+"""FIFOs for a task's stdio, made and opened the way containerd's Go client does (``cio.NewFIFOSetInDir``).
+
+The shim opens the FIFO paths given to ``Tasks.Create``/``Exec`` itself; the client must already have its ends
+open, or the shim's opens race with ours. Recipe (notes/containerd.md §3): mkfifo all three under a fresh
+directory; open stdout and stderr ``O_RDONLY|O_NONBLOCK`` (a blocking open would wait for the shim) and
+stdin ``O_RDWR`` (no ENXIO, never blocks); then create the task::
+
+    with FifoSet(fifo_dir, container_id, stdin=False, terminal=False) as io:
+        client.tasks.create(container_id, mounts, **io.uris())
+        client.tasks.start(container_id)
+        copy_output({io.stdout_fd: sys.stdout.buffer, io.stderr_fd: sys.stderr.buffer})
+
+The shim holds a reader of its own on stdout/stderr, so a container never gets EPIPE when nobody reads,
+but it blocks once ~64 KiB are unread: detached containers should use ``file://``/``binary://`` IO.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import BinaryIO, Self
+
+DEFAULT_FIFO_DIR = "/run/containerd/fifo"  # defaults.DefaultFIFODir
+CHUNK = 32 << 10  # as the Go client's copy buffers
+_POLL_INTERVAL_MS = 100  # how often copy_output looks at ``stop``
+
+Sink = BinaryIO | Callable[[bytes], None]
+
+
+def _set_blocking(fd: int, blocking: bool) -> int:
+    os.set_blocking(fd, blocking)
+    return fd
+
+
+class FifoSet:
+    """stdin/stdout/stderr FIFOs for one process, opened on our side.
+
+    ``stdin_path``/``stdout_path``/``stderr_path`` are what to pass to the task ("" when unused: no stdin
+    unless asked; no stderr with a terminal, where everything comes on stdout). ``stdout_fd``/``stderr_fd``
+    are non-blocking read ends (``None`` when unused): pump them with :func:`copy_output`, which polls, rather
+    than ``os.read`` directly, since a FIFO read before the shim's writer arrives returns EOF. ``stdin_fd``
+    is a blocking write end. The process sees EOF on stdin only when every writer of the FIFO is gone: ours
+    (:meth:`close_stdin`, in every attached client) **and** the shim's own, which it drops on
+    ``tasks.close_io`` — so do both, after the task has started.
+    :meth:`close` closes everything and removes the directory (not the paths of an :meth:`attach`).
+    """
+
+    def __init__(self, base_dir: str = DEFAULT_FIFO_DIR, id: str = "io", *, stdin: bool = False,
+                 terminal: bool = False) -> None:
+        self.terminal = terminal
+        self.stdin_fd: int | None = None
+        self.stdout_fd: int | None = None
+        self.stderr_fd: int | None = None
+        os.makedirs(base_dir, mode=0o700, exist_ok=True)
+        self.dir: str | None = tempfile.mkdtemp(dir=base_dir)
+        try:
+            self.stdin_path = os.path.join(self.dir, f"{id}-stdin") if stdin else ""
+            self.stdout_path = os.path.join(self.dir, f"{id}-stdout")
+            self.stderr_path = "" if terminal else os.path.join(self.dir, f"{id}-stderr")
+            for path in (self.stdin_path, self.stdout_path, self.stderr_path):
+                if path:
+                    os.mkfifo(path, 0o700)
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        if self.stdout_path:
+            self.stdout_fd = os.open(self.stdout_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.stderr_path:
+            self.stderr_fd = os.open(self.stderr_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.stdin_path:
+            self.stdin_fd = _set_blocking(os.open(self.stdin_path, os.O_RDWR | os.O_CLOEXEC), True)
+
+    @classmethod
+    def attach(cls, stdin: str, stdout: str, stderr: str, *, terminal: bool = False) -> FifoSet:
+        """Reopen the FIFOs of an existing process (paths from ``tasks.get()``); "" or a URI (``file://``,
+        ``binary://``) means no FIFO for that stream. The files are left in place on :meth:`close`."""
+        self = cls.__new__(cls)
+        self.terminal = terminal
+        self.dir = None
+        self.stdin_fd = self.stdout_fd = self.stderr_fd = None
+
+        def fifo(p: str) -> str:
+            return p if p and "://" not in p else ""
+
+        self.stdin_path, self.stdout_path, self.stderr_path = fifo(stdin), fifo(stdout), fifo(stderr)
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def uris(self) -> dict[str, str | bool]:
+        """Keyword arguments for ``tasks.create``/``tasks.exec``: stdin, stdout, stderr, terminal."""
+        return {"stdin": self.stdin_path, "stdout": self.stdout_path, "stderr": self.stderr_path,
+                "terminal": self.terminal}
+
+    def output_fds(self) -> list[int]:
+        return [fd for fd in (self.stdout_fd, self.stderr_fd) if fd is not None]
+
+    def close_stdin(self) -> None:
+        """Close our write end of stdin. The process reads EOF once ``tasks.close_io`` has been called too
+        (and no other client holds a writer)."""
+        fd, self.stdin_fd = self.stdin_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        self.close_stdin()
+        for name in ("stdout_fd", "stderr_fd"):
+            fd = getattr(self, name)
+            setattr(self, name, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        d, self.dir = self.dir, None
+        if d:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _writer(sink: Sink) -> Callable[[bytes], None]:
+    if callable(sink) and not hasattr(sink, "write"):
+        return sink
+
+    def write(data: bytes) -> None:
+        sink.write(data)  # type: ignore[union-attr]
+        sink.flush()  # type: ignore[union-attr]
+
+    return write
+
+
+def copy_output(fds: Mapping[int, Sink], stop: threading.Event | None = None) -> None:
+    """Copy each FIFO read end in ``fds`` to its sink (a binary file, or a callable taking bytes) until every
+    one reaches EOF, i.e. the process and all holders of its output have closed it (the shim closes its
+    writers once the process has exited and its output is drained).
+
+    ``stop`` ends the copy early: whatever is already readable is still copied. The fds are not closed.
+    """
+    writers = {fd: _writer(sink) for fd, sink in fds.items()}
+    poller = select.poll()
+    for fd in writers:
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    while writers:
+        stopping = stop is not None and stop.is_set()
+        try:
+            ready = poller.poll(0 if stopping else _POLL_INTERVAL_MS)
+        except InterruptedError:
+            continue
+        for fd, events in ready:
+            if fd not in writers:
+                continue
+            if events & select.POLLNVAL:
+                poller.unregister(fd)
+                del writers[fd]
+                continue
+            _drain(fd, writers, poller)
+        if stopping:
+            return
+
+
+def _drain(fd: int, writers: dict[int, Callable[[bytes], None]], poller: select.poll) -> None:
+    """Read what ``fd`` has now; drop it from ``writers`` on EOF."""
+    while True:
+        try:
+            data = os.read(fd, CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                continue
+            data = b""  # EIO and the like: treat as end of stream
+        if not data:
+            poller.unregister(fd)
+            del writers[fd]
+            return
+        writers[fd](data)
+        if len(data) < CHUNK:
+            return
+
+
+def copy_input(src: BinaryIO | int, fd: int, stop: threading.Event | None = None) -> None:
+    """Copy ``src`` (a file or fd, e.g. our stdin) into a process's stdin FIFO ``fd`` until EOF or ``stop``.
+    Does not close ``fd``: to send EOF afterwards call :meth:`FifoSet.close_stdin` and ``tasks.close_io``."""
+    src_fd = src if isinstance(src, int) else src.fileno()
+    while stop is None or not stop.is_set():
+        if stop is not None:
+            r, _, _ = select.select([src_fd], [], [], _POLL_INTERVAL_MS / 1000)
+            if not r:
+                continue
+        try:
+            data = os.read(src_fd, CHUNK)
+        except InterruptedError:
+            continue
+        if not data:
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(fd, view)
+            except InterruptedError:
+                continue
+            except BrokenPipeError:
+                return
+            view = view[n:]
