@@ -81,7 +81,10 @@ class ContainerStore(Service):
         return self.update(Container(id, spec=spec), ["spec"])
 
     def update_labels(self, id: str, labels: Mapping[str, str]) -> Container:
-        """Set only these labels (an empty value removes the key)."""
+        """Set only these labels (an empty value removes the key). No labels: nothing to do (an empty mask
+        would mean "replace every field")."""
+        if not labels:
+            return self.get(id)
         values, mask = label_mask(labels)
         req = pb.UpdateContainerRequest(container=pb.Container(id=id, labels=values))
         req.update_mask.CopyFrom(mask)

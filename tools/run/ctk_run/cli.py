@@ -102,7 +102,7 @@ def ps(all_: bool, quiet: bool, filters: tuple[str, ...], fmt: str | None, no_tr
 @cli.command(context_settings=CONTEXT)
 @click.argument("container")
 @click.option("-f", "--follow", is_flag=True)
-@click.option("-n", "--tail", default="all", help="number of lines from the end, or 'all'")
+@click.option("--tail", default="all", help="number of lines from the end, or all")
 @click.option("--since", help="e.g. 10m, 2024-01-01T00:00:00Z")
 @click.option("--until")
 @click.option("-t", "--timestamps", is_flag=True)

@@ -103,9 +103,11 @@ def start_task(client: "Client", gopts: "GlobalOptions", c: "Container", *, io: 
     rootfs = client.snapshots(c.snapshotter or gopts.snapshotter).mounts(c.snapshot_key or c.id)
     uri = logger_uri(client, gopts, c)
     streams = io if io is not None else {"stdin": "", "stdout": uri, "stderr": uri}
+    from .restart import monitored, parse_policy
+
     policy = c.labels.get(L.RESTART_POLICY, "no")
     update = {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: ""}
-    if policy not in ("", "no"):
+    if monitored(parse_policy(policy or "no")):
         update.update({L.RESTART_STATUS: "running", L.RESTART_LOGURI: uri})
     client.containers.update_labels(c.id, update)
     try:
@@ -116,7 +118,8 @@ def start_task(client: "Client", gopts: "GlobalOptions", c: "Container", *, io: 
             client.tasks.delete(c.id)
         except CtkError:
             pass
-        client.containers.update_labels(c.id, {L.RESTART_STATUS: "stopped"} if policy not in ("", "no") else {})
+        if L.RESTART_STATUS in update:
+            client.containers.update_labels(c.id, {L.RESTART_STATUS: "stopped"})
         raise exec_error(e) from e
 
 

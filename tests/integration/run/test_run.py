@@ -1,0 +1,133 @@
+"""ctk-run against a real containerd: what a Docker user would check first."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.support.cli import run_tool
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def run(containerd, ctd, tmp_path):
+    data_root = tmp_path / "data"
+
+    def go(*args, **kw):
+        env = {"CTK_DATA_ROOT": str(data_root), **kw.pop("env", {})}
+        return run_tool("ctk-run", *args, address=containerd.address, namespace=ctd.namespace, env=env, **kw)
+
+    yield go
+    ids = go("ps", "-a", "-q", "--no-trunc").lines
+    if ids:
+        go("rm", "-f", *ids)
+
+
+@pytest.fixture
+def bb(test_images):
+    return test_images["busybox"].ref
+
+
+def _wait_for(pred, timeout=20.0, step=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
+
+
+def test_foreground_output_and_exit_code(run, bb):
+    r = run("--rm", "-q", bb, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert r.code == 3
+    assert r.out == "out\n" and r.err.endswith("err\n")
+    assert run("ps", "-a", "-q").lines == []  # --rm removed it
+
+
+def test_stdin_with_i(run, bb):
+    r = run("--rm", "-i", "-q", bb, "sh", "-c", "cat; echo done", input="piped line\n")
+    assert r.code == 0 and r.out == "piped line\ndone\n"
+
+
+def test_detached_ps_logs_exec_stop_rm(run, bb):
+    r = run("-d", "--name", "web", bb, "sh", "-c", "echo started; while true; do sleep 1; done")
+    assert r.code == 0 and len(r.out.strip()) == 64
+    cid = r.out.strip()
+    ps = [json.loads(x) for x in run("ps").lines]
+    assert [(p["Names"], p["State"]) for p in ps] == [("web", "running")] and ps[0]["Status"].startswith("Up")
+    assert _wait_for(lambda: run("logs", "web").out == "started\n")
+    ex = run("exec", "web", "sh", "-c", "echo $((6*7)); exit 5")
+    assert ex.code == 5 and ex.out == "42\n"
+    rm = run("rm", "web")
+    assert rm.code == 1 and "running" in rm.err and "-f" in rm.err
+    assert run("stop", "-t", "1", "web").lines == ["web"]
+    doc = json.loads(run("inspect", cid[:12]).out)[0]
+    assert doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 137 and doc["Name"] == "/web"
+    assert "Exited (137)" in json.loads(run("ps", "-a").lines[0])["Status"]
+    assert run("rm", "web").code == 0 and run("ps", "-a", "-q").lines == []
+
+
+def test_names_are_unique_under_concurrency(containerd, ctd, run, bb, tmp_path):
+    assert run("-q", "--rm", bb, "true").code == 0  # image pulled once
+    env = {"CTK_DATA_ROOT": str(tmp_path / "data")}
+    import os
+
+    procs = [subprocess.Popen(["ctk-run", "--address", containerd.address, "-n", ctd.namespace, "-d", "--name",
+                               "same", bb, "sleep", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, **env}) for _ in range(4)]
+    results = [(p.wait(60), p.stdout.read(), p.stderr.read()) for p in procs]
+    ok = [r for r in results if r[0] == 0]
+    assert len(ok) == 1, results
+    assert all("already in use" in r[2] for r in results if r[0] != 0)
+
+
+def test_exit_codes_for_failures(run, bb):
+    r = run("-q", "--rm", "127.0.0.1:1/nowhere/image:1", "true")
+    assert r.code == 125 and "ctk-run: error:" in r.err
+    r = run("-q", "--rm", bb, "no-such-command")
+    assert r.code == 127, r.err
+    r = run("-q", "--rm", "-v", "relative/path:/x", bb, "true")
+    assert r.code == 125
+
+
+def test_user_env_readonly_and_volumes(run, bb, tmp_path):
+    host = tmp_path / "shared"
+    host.mkdir()
+    (host / "in.txt").write_text("from host\n")
+    r = run("--rm", "-q", "-u", "nobody", "-e", "GREETING=hi", "--read-only", "-v", f"{host}:/data:ro", bb,
+            "sh", "-c", "id -u; echo $GREETING; cat /data/in.txt; touch /x 2>/dev/null || echo ro")
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == ["65534", "hi", "from host", "ro"]
+
+
+def test_restart_always_and_explicit_stop(run, bb):
+    r = run("-d", "--name", "flappy", "--restart", "always", bb, "sh", "-c", "echo run; sleep 0.5; exit 1")
+    assert r.code == 0, r.err
+    assert _wait_for(lambda: run("logs", "flappy").out.count("run") >= 3, timeout=30)
+    doc = json.loads(run("inspect", "flappy").out)[0]
+    assert doc["RestartCount"] >= 2 and doc["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    assert run("stop", "-t", "1", "flappy").code == 0
+    n = run("logs", "flappy").out.count("run")
+    time.sleep(3)  # the restart monitor ticks every second in the test daemon
+    assert run("logs", "flappy").out.count("run") == n  # an explicit stop is never undone
+    assert json.loads(run("ps", "-a").lines[0])["State"] == "exited"
+
+
+def test_on_failure_gives_up_after_max_retries(run, bb):
+    r = run("-d", "--name", "twice", "--restart", "on-failure:2", bb, "sh", "-c", "echo try; exit 2")
+    assert r.code == 0, r.err
+    assert _wait_for(lambda: json.loads(run("inspect", "twice").out)[0]["RestartCount"] == 2, timeout=30)
+    time.sleep(3)
+    doc = json.loads(run("inspect", "twice").out)[0]
+    assert doc["RestartCount"] == 2 and doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 2
+    assert run("logs", "twice").out.count("try") == 3
+
+
+def test_always_container_comes_back_after_containerd_restart(containerd, run, bb):
+    assert run("-d", "--name", "survivor", "--restart", "always", bb, "sleep", "300").code == 0
+    containerd.restart()
+    assert _wait_for(lambda: json.loads(run("inspect", "survivor").out)[0]["State"]["Status"] == "running",
+                     timeout=30)
