@@ -106,21 +106,20 @@ def start_task(client: "Client", gopts: "GlobalOptions", c: "Container", *, io: 
     from .restart import monitored, parse_policy
 
     policy = c.labels.get(L.RESTART_POLICY, "no")
-    update = {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: ""}
-    if monitored(parse_policy(policy or "no")):
-        update.update({L.RESTART_STATUS: "running", L.RESTART_LOGURI: uri})
-    client.containers.update_labels(c.id, update)
+    client.containers.update_labels(c.id, {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: ""})
     try:
         client.tasks.create(c.id, rootfs, terminal=terminal, **streams)
-        return client.tasks.start(c.id)
+        pid = client.tasks.start(c.id)
     except CtkError as e:
         try:
             client.tasks.delete(c.id)
         except CtkError:
             pass
-        if L.RESTART_STATUS in update:
-            client.containers.update_labels(c.id, {L.RESTART_STATUS: "stopped"})
         raise exec_error(e) from e
+    if monitored(parse_policy(policy or "no")):
+        # only now: marked earlier, containerd's restart monitor could race us to create the task
+        client.containers.update_labels(c.id, {L.RESTART_STATUS: "running", L.RESTART_LOGURI: uri})
+    return pid
 
 
 def mark_stopped(client: "Client", c: "Container") -> None:
