@@ -67,19 +67,40 @@ def _wait_thread(client: "Client", cid: str) -> tuple[threading.Event, dict[str,
 
 
 def run_logged(client: "Client", gopts: "GlobalOptions", c: "Container") -> int:
-    """Start ``c`` with the logger and stream its log to stdout/stderr until it exits."""
+    """Start ``c`` with the logger and stream its log to stdout/stderr until it exits.
+
+    Without a restart policy the task is deleted as soon as it exits: the shim then closes the logger's pipes
+    and waits for it to finish, so the log is complete when the delete returns and nothing is left to guess.
+    """
     from .logfile import follow_records, format_record
 
+    keep_task = c.labels.get(L.RESTART_POLICY, "no") not in ("", "no")
     lifecycle.start_task(client, gopts, c)
-    done, result, when = _wait_thread(client, c.id)
+    done = threading.Event()
+    result: dict[str, int] = {}
+    when: list[float] = []
+
+    def wait() -> None:
+        try:
+            result["code"] = client.tasks.wait(c.id).exit_status
+            if not keep_task:
+                lifecycle.delete_task(client, c.id)
+        except CtkError:
+            result.setdefault("code", 255)
+        when.append(time.monotonic())
+        done.set()
+
+    threading.Thread(target=wait, daemon=True, name="ctk-wait").start()
     log = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id))
 
     def running() -> bool:
-        return not done.is_set() or time.monotonic() < when[0] + LOGGER_GRACE
+        if not done.is_set():
+            return True
+        return keep_task and time.monotonic() < when[0] + LOGGER_GRACE  # the logger may still be writing
 
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     with _SignalProxy(client, c.id):
-        for rec in follow_records(log, tail=None, since=None, until=None, is_running=running):
+        for rec in follow_records(log, tail=None, since=None, until=None, is_running=running, check_every=0.01):
             stream, data = format_record(rec, False)
             out.get(stream, sys.stdout.buffer).write(data)
             out.get(stream, sys.stdout.buffer).flush()

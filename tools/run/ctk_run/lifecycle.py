@@ -63,7 +63,9 @@ def logger_uri(client: "Client", gopts: "GlobalOptions", c: "Container") -> str:
     if not exe:
         raise CtkError("ctk-run-logger is not on PATH", hint="reinstall ctk-run (pip install ./tools/run)")
     path = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id))
-    return build_log_uri(exe, path, gopts.socket_path)
+    # the logger talks to containerd only to apply a restart policy; without one it stays small and quick
+    wants_policy = c.labels.get(L.RESTART_POLICY, "no") not in ("", "no")
+    return build_log_uri(exe, path, gopts.socket_path if wants_policy else None)
 
 
 def task_of(client: "Client", cid: str):  # type: ignore[no-untyped-def]

@@ -118,8 +118,9 @@ def read_records(path: str, *, tail: int | None = None, since: datetime | None =
 
 
 def follow_records(path: str, *, tail: int | None, since: datetime | None, until: datetime | None,
-                   is_running: Callable[[], bool], poll: float = 0.05) -> Iterator[LogRecord]:
-    """Existing records, then new ones as they are appended; ends once not running and drained."""
+                   is_running: Callable[[], bool], poll: float = 0.02, check_every: float = 0.2) -> Iterator[LogRecord]:
+    """Existing records, then new ones as they are appended; ends once ``is_running()`` is False and the file
+    is drained. ``is_running`` is asked at most every ``check_every`` seconds (it may be an RPC)."""
     f = None
     pending = b""
     last_check, running = 0.0, True
@@ -147,12 +148,14 @@ def follow_records(path: str, *, tail: int | None, since: datetime | None, until
                 if r and _keep(r, since, until):
                     yield r
             continue
+        if not running:
+            break  # the last read after it stopped came up empty: drained
         now = time.monotonic()
-        if now - last_check >= 0.2:
+        if now - last_check >= check_every:
             last_check = now
-            was_running, running = running, is_running()
-            if not running and not was_running:
-                break  # one more read after it stopped has come up empty
+            running = is_running()
+            if not running:
+                continue  # read once more before ending
         time.sleep(poll)
     if f:
         f.close()
