@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from scripts.bench.timing import timed
 from tests.support.containerd_daemon import start_containerd
 from tests.support.registry_daemon import free_port
 
@@ -124,12 +125,6 @@ def clean_store(client, blobs_dir: Path) -> None:
             return
         time.sleep(0.05)
     raise SystemExit(f"blobs still present in {blobs_dir} after clean-up")
-
-
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - t0
 
 
 def main() -> int:

@@ -12,15 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from scripts.bench.timing import timed
 from tests.support import images as im
 from tests.support.containerd_daemon import start_containerd
 from tests.support.registry_daemon import start_registry
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - t0
 
 
 def main() -> int:
