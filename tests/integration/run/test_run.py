@@ -133,3 +133,27 @@ def test_always_container_comes_back_after_containerd_restart(containerd, run, b
     containerd.restart()
     assert _wait_for(lambda: json.loads(run("inspect", "survivor").out)[0]["State"]["Status"] == "running",
                      timeout=30)
+
+
+def test_detached_rm_removes_the_container_when_it_exits(run, bb):
+    r = run("-d", "--rm", "-q", bb, "sh", "-c", "echo bye")
+    assert r.code == 0 and len(r.out.strip()) == 64
+    assert _wait_for(lambda: run("ps", "-a", "-q").lines == [], timeout=15)
+
+
+def test_ps_shows_containers_made_by_ctr(containerd, ctd, run, bb):
+    assert run("--rm", "-q", bb, "true").code == 0  # the image, unpacked, in this namespace
+    subprocess.run(["ctr", "-a", containerd.address, "-n", ctd.namespace, "run", "-d", bb, "from-ctr", "sleep", "30"],
+                   check=True, capture_output=True)
+    try:
+        recs = [json.loads(x) for x in run("ps").lines]
+        assert [(r["Names"], r["State"]) for r in recs] == [("from-ctr", "running")]
+        assert json.loads(run("inspect", "from-ctr").out)[0]["State"]["Running"] is True
+    finally:
+        subprocess.run(["ctr", "-a", containerd.address, "-n", ctd.namespace, "task", "kill", "-s", "SIGKILL",
+                        "from-ctr"], capture_output=True)
+        time.sleep(0.5)
+        subprocess.run(["ctr", "-a", containerd.address, "-n", ctd.namespace, "task", "rm", "from-ctr"],
+                       capture_output=True)
+        subprocess.run(["ctr", "-a", containerd.address, "-n", ctd.namespace, "container", "rm", "from-ctr"],
+                       capture_output=True)

@@ -75,7 +75,7 @@ def run_logged(client: "Client", gopts: "GlobalOptions", c: "Container") -> int:
     from .logfile import follow_records, format_record
 
     keep_task = c.labels.get(L.RESTART_POLICY, "no") not in ("", "no")
-    lifecycle.start_task(client, gopts, c)
+    lifecycle.start_task(client, gopts, c, detached=False)
     done = threading.Event()
     result: dict[str, int] = {}
     when: list[float] = []
@@ -124,7 +124,7 @@ def run_attached(client: "Client", gopts: "GlobalOptions", c: "Container", *, st
     raw = tty and stdin_open and sys.stdin.isatty()
     saved = termios.tcgetattr(sys.stdin.fileno()) if raw else None
     try:
-        lifecycle.start_task(client, gopts, c, terminal=tty, io={
+        lifecycle.start_task(client, gopts, c, terminal=tty, detached=False, io={
             "stdin": fifos.stdin_path, "stdout": fifos.stdout_path, "stderr": fifos.stderr_path})
         done, result, _ = _wait_thread(client, c.id)
         if tty:

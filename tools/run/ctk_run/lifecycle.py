@@ -55,7 +55,7 @@ def logger_executable() -> str | None:
     return str(Path(found).resolve()) if found else None
 
 
-def logger_uri(client: "Client", gopts: "GlobalOptions", c: "Container") -> str:
+def logger_uri(client: "Client", gopts: "GlobalOptions", c: "Container", detached: bool = True) -> str:
     """The ``binary://`` URI that makes the shim start ctk-run-logger for this container's output."""
     from .logger import build_log_uri
 
@@ -63,9 +63,11 @@ def logger_uri(client: "Client", gopts: "GlobalOptions", c: "Container") -> str:
     if not exe:
         raise CtkError("ctk-run-logger is not on PATH", hint="reinstall ctk-run (pip install ./tools/run)")
     path = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id))
-    # the logger talks to containerd only to apply a restart policy; without one it stays small and quick
-    wants_policy = c.labels.get(L.RESTART_POLICY, "no") not in ("", "no")
-    return build_log_uri(exe, path, gopts.socket_path if wants_policy else None)
+    # the logger talks to containerd only to apply a restart policy or --rm; otherwise it stays small and quick
+    # (a foreground --rm run is removed by the CLI; a detached one by a process the logger starts)
+    needs_ctd = c.labels.get(L.RESTART_POLICY, "no") not in ("", "no") or \
+        (detached and c.labels.get(L.AUTO_REMOVE) == "true")
+    return build_log_uri(exe, path, gopts.socket_path if needs_ctd else None)
 
 
 def task_of(client: "Client", cid: str):  # type: ignore[no-untyped-def]
@@ -93,7 +95,7 @@ def delete_task(client: "Client", cid: str) -> int | None:
 
 
 def start_task(client: "Client", gopts: "GlobalOptions", c: "Container", *, io: dict[str, str] | None = None,
-               terminal: bool = False) -> int:
+               terminal: bool = False, detached: bool = True) -> int:
     """Create and start the init task. ``io`` None = the json-file logger (detached and plain foreground)."""
     from .errors import exec_error
 
@@ -103,7 +105,7 @@ def start_task(client: "Client", gopts: "GlobalOptions", c: "Container", *, io: 
             raise Conflict(f"container {c.id[:12]} is already running")
         delete_task(client, c.id)
     rootfs = client.snapshots(c.snapshotter or gopts.snapshotter).mounts(c.snapshot_key or c.id)
-    uri = logger_uri(client, gopts, c)
+    uri = logger_uri(client, gopts, c, detached)
     streams = io if io is not None else {"stdin": "", "stdout": uri, "stderr": uri}
     from .restart import monitored, parse_policy
 

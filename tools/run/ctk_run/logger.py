@@ -161,15 +161,20 @@ def _decide(address: str, cid: str) -> None:
     from .restart import on_exit
 
     namespace = os.environ.get("CONTAINER_NAMESPACE", "default")
-    if on_exit(Client(address, namespace), cid):
-        # Not from here: deleting the task makes the shim wait for this logger to exit. A separate process
-        # in its own session does it once we are gone.
-        import subprocess
+    restart = on_exit(Client(address, namespace), cid)
+    if not restart:
+        _spawn("remove_main", address, namespace, cid)  # removes it only if it was run with --rm
+        return
+    _spawn("relaunch_main", address, namespace, cid, build_log_uri(sys.argv[0], _args(sys.argv)["log"], address))
 
-        uri = build_log_uri(sys.argv[0], _args(sys.argv)["log"], address)
-        subprocess.Popen([sys.executable, "-c", "import sys; from ctk_run.restart import relaunch_main; "
-                          "relaunch_main(sys.argv[1:])", address, namespace, cid, uri],
-                         start_new_session=True, close_fds=True, stdin=subprocess.DEVNULL)
+
+def _spawn(entry: str, *args: str) -> None:
+    """Run ``ctk_run.restart.<entry>(args)`` in its own session: touching the task from the logger itself
+    would deadlock, since deleting the task makes the shim wait for the logger to exit."""
+    import subprocess
+
+    subprocess.Popen([sys.executable, "-c", f"import sys; from ctk_run.restart import {entry}; {entry}(sys.argv[1:])",
+                      *args], start_new_session=True, close_fds=True, stdin=subprocess.DEVNULL)
 
 if __name__ == "__main__":
     main()

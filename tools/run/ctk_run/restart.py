@@ -83,6 +83,39 @@ def relaunch_main(argv: list[str]) -> None:
     relaunch(Client(address, namespace), cid, uri)
 
 
+def remove_main(argv: list[str]) -> None:
+    """After the exit of a container run with ``--rm`` (detached too, as Docker allows): remove it whole."""
+    import os
+    import shutil
+    import time
+
+    from ctk_shared.containerd import Client
+
+    address, namespace, cid = argv
+    client = Client(address, namespace)
+    try:
+        c = client.containers.get(cid)
+        if c.labels.get(L.AUTO_REMOVE) != "true":
+            return
+        for _ in range(100):  # the shim finishes with the logger first
+            try:
+                client.tasks.delete(cid)
+                break
+            except Exception as e:  # noqa: BLE001
+                if "not found" in str(e).lower():
+                    break
+                time.sleep(0.1)
+        client.containers.delete(cid)
+        try:
+            client.snapshots(c.snapshotter).remove(c.snapshot_key or cid)
+        except Exception:  # noqa: BLE001 - the container record roots it; GC takes it anyway
+            pass
+        if c.labels.get(L.LOG_PATH):
+            shutil.rmtree(os.path.dirname(c.labels[L.LOG_PATH]), ignore_errors=True)
+    except Exception as e:  # noqa: BLE001 - a background process: report and carry on
+        sys.stderr.write(f"ctk-run-logger: removing {cid[:12]} failed: {e}\n")
+
+
 def on_exit(client, container_id: str, exit_code: int | None = None) -> bool:  # type: ignore[no-untyped-def]
     """Record the exit and apply the policy; never raises (it runs in the background logger)."""
     from datetime import datetime, timezone
