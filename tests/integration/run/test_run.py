@@ -157,3 +157,63 @@ def test_ps_shows_containers_made_by_ctr(containerd, ctd, run, bb):
                        capture_output=True)
         subprocess.run(["ctr", "-a", containerd.address, "-n", ctd.namespace, "container", "rm", "from-ctr"],
                        capture_output=True)
+
+
+def test_interactive_tty(containerd, ctd, run, bb, tmp_path):
+    """`-it` under a real pseudo-terminal (util-linux `script`): typed input runs, the exit code comes back."""
+    import os
+
+    assert run("--rm", "-q", bb, "true").code == 0
+    cmd = (f"ctk-run --address {containerd.address} -n {ctd.namespace} --rm -it -q {bb} sh")
+    p = subprocess.Popen(["script", "-qec", cmd, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env={**os.environ, "CTK_DATA_ROOT": str(tmp_path / "data")})
+    time.sleep(2)
+    p.stdin.write(b"echo in$((1+1))side\r")
+    p.stdin.flush()
+    time.sleep(0.5)
+    p.stdin.write(b"exit 3\r")
+    p.stdin.flush()
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 3
+    assert b"in2side" in out
+
+
+def test_cli_killed_during_run_d_leaves_nothing_running(containerd, ctd, run, bb, tmp_path):
+    import os
+    import signal
+
+    assert run("--rm", "-q", bb, "true").code == 0
+    for delay in (0.05, 0.15, 0.3):
+        p = subprocess.Popen(["ctk-run", "--address", containerd.address, "-n", ctd.namespace, "-d", "-q",
+                              "--name", "victim", bb, "sleep", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "CTK_DATA_ROOT": str(tmp_path / "data")})
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        # whatever state it died in, rm -f cleans it up and the name is free again
+        run("rm", "-f", "victim")
+        assert run("ps", "-a", "-q").lines == []
+        assert run("-d", "-q", "--name", "victim", bb, "true").code == 0
+        run("rm", "-f", "victim")
+
+
+def test_create_rm_cycles_leak_nothing(containerd, ctd, run, bb):
+    import glob
+
+    assert run("--rm", "-q", bb, "true").code == 0
+
+    def mounts() -> int:
+        return sum(1 for line in open("/proc/mounts") if containerd.base_dir.as_posix() in line)
+
+    def loggers() -> int:
+        out = subprocess.run(["pgrep", "-f", "ctk-run-logger"], capture_output=True, text=True).stdout
+        return len(out.split())
+
+    before = (mounts(), len(list(ctd.snapshots().list())), loggers())
+    for i in range(100):
+        assert run("--rm", "-q", bb, "true").code == 0, i
+    assert _wait_for(lambda: (mounts(), len(list(ctd.snapshots().list())), loggers()) == before, timeout=15)
+    import os
+
+    cg = [d for d in glob.glob(f"/sys/fs/cgroup/*/{ctd.namespace}/*") if os.path.isdir(d)]
+    assert cg == [], cg  # no per-container cgroup left (the namespace's own directory stays, as runc leaves it)
