@@ -100,7 +100,8 @@ def run_logged(client: "Client", gopts: "GlobalOptions", c: "Container") -> int:
 
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     with _SignalProxy(client, c.id):
-        for rec in follow_records(log, tail=None, since=None, until=None, is_running=running, check_every=0.01):
+        for rec in follow_records(log, tail=None, since=None, until=None, is_running=running, check_every=0.01,
+                                  wake=done):
             stream, data = format_record(rec, False)
             out.get(stream, sys.stdout.buffer).write(data)
             out.get(stream, sys.stdout.buffer).flush()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -118,12 +119,14 @@ def read_records(path: str, *, tail: int | None = None, since: datetime | None =
 
 
 def follow_records(path: str, *, tail: int | None, since: datetime | None, until: datetime | None,
-                   is_running: Callable[[], bool], poll: float = 0.02, check_every: float = 0.2) -> Iterator[LogRecord]:
+                   is_running: Callable[[], bool], poll: float = 0.02, check_every: float = 0.2,
+                   wake: "threading.Event | None" = None) -> Iterator[LogRecord]:
     """Existing records, then new ones as they are appended; ends once ``is_running()`` is False and the file
-    is drained. ``is_running`` is asked at most every ``check_every`` seconds (it may be an RPC)."""
+    is drained. ``is_running`` is asked at most every ``check_every`` seconds (it may be an RPC); ``wake``,
+    when set, cuts the wait between reads short (the caller knows the container just exited)."""
     f = None
     pending = b""
-    last_check, running = 0.0, True
+    last_check, running, woken = 0.0, True, False
     while True:
         if f is None:
             try:
@@ -156,7 +159,12 @@ def follow_records(path: str, *, tail: int | None, since: datetime | None, until
             running = is_running()
             if not running:
                 continue  # read once more before ending
-        time.sleep(poll)
+        if wake is not None and wake.is_set() and not woken:
+            woken, last_check = True, 0.0  # ask is_running again at once
+        elif wake is not None and not wake.is_set():
+            wake.wait(poll)
+        else:
+            time.sleep(poll)
     if f:
         f.close()
 
