@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from datetime import UTC
 
 from ctk_shared.errors import UsageError
 
@@ -26,24 +27,35 @@ class RestartPolicy:
 
 
 def parse_policy(text: str) -> RestartPolicy:
+    """``--restart`` as Docker reads it: ``no`` (also empty), ``always``, ``unless-stopped``, ``on-failure[:N]``."""
     name, sep, count = (text or "no").partition(":")
+    if sep and not name:
+        raise UsageError(f"invalid restart policy {text!r}: no policy provided before colon")
     if name not in NAMES:
-        raise UsageError(f"invalid restart policy {text!r} (no, always, unless-stopped, on-failure[:N])")
-    if sep and name != "on-failure":
-        raise UsageError(f"invalid restart policy {text!r}: maximum retry count only applies to on-failure")
-    if sep:
-        if not count.isdigit():
-            raise UsageError(f"invalid restart policy {text!r}: maximum retry count must be a number")
-        return RestartPolicy(name, int(count))
-    return RestartPolicy(name)
+        raise UsageError(f"invalid restart policy {text!r}: unknown policy; use one of 'no', 'always', "
+                         "'on-failure' or 'unless-stopped'")
+    retries = 0
+    if count:
+        try:
+            retries = int(count)
+        except ValueError:
+            raise UsageError(f"invalid restart policy {text!r}: maximum retry count must be an integer") from None
+    if retries and name != "on-failure":
+        raise UsageError(f"invalid restart policy {text!r}: maximum retry count can only be used with 'on-failure'")
+    if retries < 0:
+        raise UsageError(f"invalid restart policy {text!r}: maximum retry count cannot be negative")
+    return RestartPolicy(name, retries)
 
 
 def should_restart(policy: RestartPolicy, exit_code: int, restart_count: int, explicitly_stopped: bool) -> bool:
+    """Docker's restart manager: an explicit stop cancels every policy; ``always`` and ``unless-stopped``
+    restart after any exit; ``on-failure[:N]`` after a non-zero exit while fewer than N restarts were done
+    (N = 0: no limit)."""
     if explicitly_stopped or policy.name == "no":
         return False
     if policy.name in ("always", "unless-stopped"):
         return True
-    if exit_code == 0:
+    if policy.name != "on-failure" or exit_code == 0:
         return False
     return policy.max_retries == 0 or restart_count < policy.max_retries
 
@@ -116,26 +128,69 @@ def remove_main(argv: list[str]) -> None:
         sys.stderr.write(f"ctk-run-logger: removing {cid[:12]} failed: {e}\n")
 
 
-def on_exit(client, container_id: str, exit_code: int | None = None) -> bool:  # type: ignore[no-untyped-def]
-    """Record the exit and apply the policy; never raises (it runs in the background logger)."""
-    from datetime import datetime, timezone
+def _exit_code(client, container_id: str, labels: dict[str, str]) -> int | None:  # type: ignore[no-untyped-def]
+    """How the task ended: Wait (at once once it has exited; Timeout if it still runs), else what whoever
+    deleted the task recorded, else None."""
+    from ctk_shared.errors import NotFound, Timeout
 
     try:
-        c = client.containers.get(container_id)
+        return int(client.tasks.wait(container_id, timeout=5).exit_status)
+    except Timeout:
+        raise
+    except NotFound:
+        pass  # the task was deleted already (rm -f, or our own delete of a policy-less foreground run)
+    except Exception as e:  # noqa: BLE001 - try the next source
+        sys.stderr.write(f"ctk-run-logger: waiting for {container_id[:12]}: {e}\n")
+        try:
+            info = client.tasks.get(container_id)
+            if info.status == "stopped":
+                return int(info.exit_status)
+        except Exception:  # noqa: BLE001
+            pass
+    recorded = labels.get(L.EXIT_CODE, "")
+    return int(recorded) if recorded.lstrip("-").isdigit() else None
+
+
+def decide_exit(client, container_id: str, exit_code: int | None = None) -> tuple[bool, dict[str, str]] | None:  # type: ignore[no-untyped-def]
+    """:func:`on_exit`, also returning the container's labels as they were (the logger's next steps need
+    them); None when no decision could be made (the task still runs, containerd unreachable). Never raises."""
+    from datetime import datetime
+
+    try:
+        labels = dict(client.containers.get(container_id).labels)
         if exit_code is None:
-            exit_code = client.tasks.wait(container_id, timeout=5).exit_status
-        policy = parse_policy(c.labels.get(L.RESTART_POLICY, "no"))
-        count = int(c.labels.get(L.RESTART_COUNT, "0") or 0)
-        stopped = c.labels.get(L.EXPLICITLY_STOPPED) == "true"
-        restart = should_restart(policy, exit_code, count, stopped)
-        update = {L.EXIT_CODE: str(exit_code),
-                  L.FINISHED_AT: datetime.now(timezone.utc).isoformat(timespec="microseconds")}
+            exit_code = _exit_code(client, container_id, labels)
+        try:
+            policy = parse_policy(labels.get(L.RESTART_POLICY) or "no")
+        except UsageError:
+            policy = RestartPolicy("no")  # a label someone else wrote: do not resurrect on a guess
+        try:
+            count = int(labels.get(L.RESTART_COUNT) or 0)
+        except ValueError:
+            count = 0
+        stopped = labels.get(L.EXPLICITLY_STOPPED) == "true"
+        # an unknown exit code (the task was deleted under us) never counts as a failure
+        restart = should_restart(policy, 0 if exit_code is None else exit_code, count, stopped)
+        update = {L.FINISHED_AT: datetime.now(UTC).isoformat(timespec="microseconds")}
+        if exit_code is not None:
+            update[L.EXIT_CODE] = str(exit_code)
         if restart:
-            update[L.RESTART_COUNT] = str(count + 1)
-        elif L.RESTART_STATUS in c.labels:
+            update[L.RESTART_COUNT] = str(count + 1)  # restart.status stays "running": the monitor restarts it
+        elif L.RESTART_STATUS in labels:
             update[L.RESTART_STATUS] = "stopped"
         client.containers.update_labels(container_id, update)
-        return restart
+        return restart, labels
     except Exception as e:  # noqa: BLE001 - a background process: report and carry on
-        sys.stderr.write(f"ctk-run-logger: restart decision for {container_id[:12]} failed: {e}\n")
-        return False
+        from ctk_shared.errors import Timeout
+
+        why = "it is still running" if isinstance(e, Timeout) else str(e)
+        sys.stderr.write(f"ctk-run-logger: no restart decision for {container_id[:12]}: {why}\n")
+        return None
+
+
+def on_exit(client, container_id: str, exit_code: int | None = None) -> bool:  # type: ignore[no-untyped-def]
+    """Record the exit of the container's task (exit code, time) and apply its restart policy: True when it
+    is to be restarted (the count is incremented; ``restart.status`` stays ``running`` for the monitor),
+    False otherwise (``restart.status`` becomes ``stopped`` if present). Never raises: it runs in the logger."""
+    decision = decide_exit(client, container_id, exit_code)
+    return bool(decision and decision[0])
