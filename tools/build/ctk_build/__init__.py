@@ -1,0 +1,1 @@
+"""ctk-build: Dockerfile builds executed natively on containerd."""

@@ -1,0 +1,1 @@
+"""ctk-crypt: ocicrypt-compatible OCI layer encryption."""

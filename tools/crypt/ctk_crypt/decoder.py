@@ -1,0 +1,5 @@
+"""Stream processor stub."""
+
+
+def main() -> None:
+    raise SystemExit(1)
