@@ -218,7 +218,7 @@ Plan = list[tuple[str, oci.Descriptor, dict[str, bytes], dict[str, str]]]
 def _plan_oci(arc: _Archive) -> Plan:
     index = oci.Index.parse(arc.read("index.json"))
     plan: Plan = []
-    for i, desc in enumerate(index.manifests):
+    for desc in index.manifests:
         name = desc.annotations.get(IMAGE_NAME_ANNOTATION, "")
         if not name:
             # a bare ref name (skopeo's oci-archive:FILE:NAME) is read as a ref, as `docker load` does

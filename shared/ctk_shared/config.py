@@ -24,6 +24,8 @@ class GlobalOptions:
     data_root: str = "/var/lib/ctk"
     cni_path: str = "/usr/lib/cni"
     cni_netconfpath: str = "/etc/cni/net.d"
+    bridge_subnet: str = "10.4.0.0/24"  # the default network `bridge` (nerdctl's --bridge-ip)
+    bridge_name: str = "ctk0"  # its bridge device
     insecure_registry: bool = False  # skip TLS verification and allow plain HTTP (nerdctl semantics)
     hosts_dir: tuple[str, ...] = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
     debug: bool = False
@@ -42,6 +44,8 @@ ENV_VARS = {
     "data_root": "CTK_DATA_ROOT",
     "cni_path": "CNI_PATH",
     "cni_netconfpath": "NETCONFPATH",
+    "bridge_subnet": "CTK_BRIDGE_SUBNET",
+    "bridge_name": "CTK_BRIDGE_NAME",
     "insecure_registry": "CTK_INSECURE_REGISTRY",
     "debug": "CTK_DEBUG",
 }

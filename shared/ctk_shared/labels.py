@@ -14,6 +14,22 @@ SNAPSHOT_REF = "containerd.io/snapshot.ref"
 
 # ctk's own keys
 PULL_REF = "ctk/pull.ref"
+# the networks a container joins (JSON list of names; "none"/"host" are not networks): written by ctk-run,
+# read by ctk-net to refuse removing a network in use
+NETWORKS = "ctk/networks"
+
+# OCI annotations ctk-run puts in a networked container's runtime spec; runc hands them to ctk-net's hook
+# (on stdin, in the container state), so the hook never has to ask containerd.
+ANN_NETWORKS = NETWORKS  # JSON list of network names, in interface order (eth0, eth1, …)
+ANN_PORTS = "ctk/ports"  # JSON list of {"hostIP", "hostPort" (0 = pick one), "containerPort", "protocol"}
+ANN_NAMESPACE = "ctk/namespace"
+ANN_NAME = "ctk/name"
+ANN_HOSTNAME = "ctk/hostname"
+ANN_STATE_DIR = "ctk/state-dir"  # the container's directory under the data root (hosts file, network state)
+ANN_IP = "ctk/ip"  # --ip, for the first network
+# written by the hook into the state dir, read by ctk-run (ps PORTS, inspect NetworkSettings, port):
+# {"Networks": {name: {"IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "Interface"}}, "Ports": [mapping]}
+NETWORK_STATE_FILE = "network.json"
 
 
 def gc_config(digest: str) -> dict[str, str]:

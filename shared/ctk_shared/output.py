@@ -72,7 +72,7 @@ def emit_records(records: Iterable[Mapping[str, Any]], columns: Sequence[tuple[s
     rows = [[str(r.get(f, "")) for _, f in columns] for r in records]
     headers = [h for h, _ in columns]
     widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
-    fmt_row = "   ".join("{:<%d}" % w for w in widths)
+    fmt_row = "   ".join(f"{{:<{w}}}" for w in widths)
     emit_line(fmt_row.format(*headers).rstrip())
     for row in rows:
         emit_line(fmt_row.format(*row).rstrip())

@@ -112,9 +112,17 @@ class _Fetcher:
         return data
 
     def store_document(self, desc: oci.Descriptor, kind: str, data: bytes, labels: dict[str, str]) -> None:
-        if self._present(desc, labels):
-            return
-        self.client.content.write_blob(f"{kind}-{desc.digest}", data, desc.digest, {**labels, **self.source})
+        for attempt in range(50):
+            if self._present(desc, labels):
+                return
+            try:
+                self.client.content.write_blob(f"{kind}-{desc.digest}", data, desc.digest, {**labels, **self.source})
+                return
+            except Unavailable as e:  # a concurrent pull of the same image is writing it: wait for its result
+                if "locked" not in str(e) or attempt == 49:
+                    raise
+                if self.stop.wait(_RETRYABLE_LOCK_WAIT):
+                    raise Interrupted("pull interrupted") from None
 
     def layer(self, desc: oci.Descriptor, key: str) -> None:
         """Stream one layer into the store, resuming a partial ingest left by an earlier pull."""

@@ -13,13 +13,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def run(containerd, ctd, tmp_path):
+def run(containerd, ctd, tmp_path, cni_env):
     data_root = tmp_path / "data"
 
     def go(*args, **kw):
-        env = {"CTK_DATA_ROOT": str(data_root), **kw.pop("env", {})}
+        env = {"CTK_DATA_ROOT": str(data_root), **cni_env.env, **kw.pop("env", {})}
         return run_tool("ctk-run", *args, address=containerd.address, namespace=ctd.namespace, env=env, **kw)
 
+    go.env = {"CTK_DATA_ROOT": str(data_root), **cni_env.env}  # for tests that start ctk-run themselves
     yield go
     ids = go("ps", "-a", "-q", "--no-trunc").lines
     if ids:
@@ -72,7 +73,7 @@ def test_detached_ps_logs_exec_stop_rm(run, bb):
 
 def test_names_are_unique_under_concurrency(containerd, ctd, run, bb, tmp_path):
     assert run("-q", "--rm", bb, "true").code == 0  # image pulled once
-    env = {"CTK_DATA_ROOT": str(tmp_path / "data")}
+    env = run.env
     import os
 
     procs = [subprocess.Popen(["ctk-run", "--address", containerd.address, "-n", ctd.namespace, "-d", "--name",
@@ -166,7 +167,7 @@ def test_interactive_tty(containerd, ctd, run, bb, tmp_path):
     assert run("--rm", "-q", bb, "true").code == 0
     cmd = (f"ctk-run --address {containerd.address} -n {ctd.namespace} --rm -it -q {bb} sh")
     p = subprocess.Popen(["script", "-qec", cmd, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         env={**os.environ, "CTK_DATA_ROOT": str(tmp_path / "data")})
+                         env={**os.environ, **run.env})
     time.sleep(2)
     p.stdin.write(b"echo in$((1+1))side\r")
     p.stdin.flush()
@@ -186,7 +187,7 @@ def test_cli_killed_during_run_d_leaves_nothing_running(containerd, ctd, run, bb
     for delay in (0.05, 0.15, 0.3):
         p = subprocess.Popen(["ctk-run", "--address", containerd.address, "-n", ctd.namespace, "-d", "-q",
                               "--name", "victim", bb, "sleep", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env={**os.environ, "CTK_DATA_ROOT": str(tmp_path / "data")})
+                             env={**os.environ, **run.env})
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
         p.wait()
@@ -211,7 +212,7 @@ def test_create_rm_cycles_leak_nothing(containerd, ctd, run, bb):
 
     before = (mounts(), len(list(ctd.snapshots().list())), loggers())
     for i in range(100):
-        assert run("--rm", "-q", bb, "true").code == 0, i
+        assert run("--rm", "-q", "--network", "none", bb, "true").code == 0, i
     assert _wait_for(lambda: (mounts(), len(list(ctd.snapshots().list())), loggers()) == before, timeout=15)
     import os
 

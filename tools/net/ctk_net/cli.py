@@ -1,19 +1,230 @@
-"""The ctk-net command line (under construction)."""
+"""The ctk-net command line: CNI networks (ls, inspect, create, rm, prune) and the OCI hook runc runs.
+
+Results go to stdout (a table on a terminal, JSON lines otherwise; ``inspect`` prints a JSON array like
+``docker network inspect``); warnings and errors go to stderr. pyroute2 and grpc are imported only by the
+commands that need them.
+"""
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
 
 import click
-
 from ctk_shared import cli as shared_cli
+from ctk_shared import output
+from ctk_shared.errors import CtkError, ExitStatus, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+LS_COLUMNS = [("NETWORK ID", "ShortID"), ("NAME", "Name"), ("FILE", "File")]
 
 
 @click.group(context_settings=CONTEXT, no_args_is_help=True)
 @shared_cli.global_options
 def cli() -> None:
-    """ctk-net."""
+    """CNI networks for containerd containers.
+
+    Networks are CNI conflists in --cni-netconfpath (NETCONFPATH, default /etc/cni/net.d); ctk writes
+    ctk-NAME.conflist. The default network `bridge` is written on first use.
+    """
+
+
+def _store():  # type: ignore[no-untyped-def]
+    from .store import NetworkStore
+
+    return NetworkStore(shared_cli.options())
+
+
+def _key_values(items: tuple[str, ...], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE")
+        out[key] = value if sep else ""
+    return out
+
+
+def _fail_each(names: tuple[str, ...], fn) -> int:  # type: ignore[no-untyped-def]
+    """Run ``fn`` per name like ``docker network rm``: report each failure, go on, exit 1 if any failed."""
+    code = ExitStatus.OK
+    for name in names:
+        try:
+            fn(name)
+        except CtkError as e:
+            sys.stderr.write(f"ctk-net: error: {e.message}\n")
+            if e.hint:
+                sys.stderr.write(f"ctk-net: hint: {e.hint}\n")
+            code = max(code, int(e.exit_code))
+    return int(code)
+
+
+@cli.command("ls", context_settings=CONTEXT)
+@click.option("-q", "--quiet", is_flag=True, help="only network IDs")
+@click.option("--format", "fmt", help="table, json, or a template like '{{.Name}}'")
+@click.option("--no-trunc", is_flag=True, help="full network IDs")
+@shared_cli.global_options
+def ls(quiet: bool, fmt: str | None, no_trunc: bool) -> None:
+    """List networks (ctk's and every other conflist in the directory)."""
+    nets = _store().list()
+    records: list[dict[str, Any]] = []
+    for n in sorted(nets, key=lambda n: (n.name, n.file)):
+        records.append({"ID": n.id, "ShortID": n.id if no_trunc else n.id[:12], "Name": n.name, "File": n.file,
+                        "Driver": n.driver, "Subnets": n.subnets, "Labels": n.labels, "Managed": n.managed})
+    if not quiet:
+        # like nerdctl: the two networks that need no configuration are listed too, without ID or file
+        records += [{"ID": "", "ShortID": "", "Name": name, "File": "", "Driver": name if name == "host" else "null",
+                     "Subnets": [], "Labels": {}, "Managed": False} for name in ("host", "none")]
+    output.emit_records(records, LS_COLUMNS, fmt, quiet_field="ShortID", quiet=quiet)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("refs", nargs=-1, required=True, metavar="NAME|ID...")
+@click.option("--mode", type=click.Choice(["dockercompat", "native"]), default="dockercompat", show_default=True,
+              help="Docker's shape, or the raw conflist with ctk's fields")
+@click.option("-f", "--format", "fmt", help="a template like '{{.Name}}', or json (one line per network)")
+@shared_cli.global_options
+def inspect(refs: tuple[str, ...], mode: str, fmt: str | None) -> None:
+    """Show networks as a JSON array (Docker-compatible by default)."""
+    from . import netconf
+
+    store = _store()
+    docs: list[dict[str, Any]] = []
+    missing: list[CtkError] = []
+    for ref in refs:
+        try:
+            net = store.ensure(ref) if ref == netconf.DEFAULT_NETWORK else store.get(ref)
+        except CtkError as e:
+            missing.append(e)
+            continue
+        if mode == "native":
+            docs.append(netconf.native(net))
+        else:
+            docs.append(netconf.dockercompat(net, _attached(net)))
+    if fmt and fmt != "json":
+        for d in docs:
+            output.emit_line(output.render_template(fmt, d))
+    elif fmt == "json":
+        for d in docs:
+            output.emit_json(d)
+    elif docs:
+        output.emit_line(json.dumps(docs, indent=4))
+    if missing:
+        if len(missing) == 1 and not docs:
+            raise missing[0]
+        for err in missing:
+            sys.stderr.write(f"ctk-net: error: {err.message}\n")
+        sys.exit(ExitStatus.FAILURE)
+
+
+def _attached(net) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Running containers attached to ``net``, from the hook's endpoint registry (best effort)."""
+    try:
+        from .endpoints import Endpoints
+
+        records = Endpoints(shared_cli.options().data_root).all()
+    except Exception:  # noqa: BLE001 - the registry is an optional extra for inspect
+        return {}
+    out: dict[str, Any] = {}
+    for ep in records:
+        att = (ep.get("networks") or {}).get(net.name)
+        if not isinstance(att, dict):
+            continue
+        out[str(ep.get("id", ""))] = {"Name": ep.get("name", ""), "MacAddress": att.get("mac", ""),
+                                      "IPv4Address": att.get("address", ""), "IPv6Address": ""}
+    return out
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.option("-d", "--driver", type=click.Choice(["bridge", "macvlan", "ipvlan"]), default="bridge",
+              show_default=True)
+@click.option("-o", "--opt", "opts", multiple=True, metavar="KEY=VALUE",
+              help="driver options: mtu, ip-masq (bridge); parent, mode (macvlan, ipvlan)")
+@click.option("--subnet", help="CIDR, e.g. 10.5.0.0/24 (default: the next free /24 from 10.4.1.0/24)")
+@click.option("--gateway", help="default: the subnet's first address")
+@click.option("--ip-range", help="allocate container IPs from this sub-range of the subnet")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE")
+@click.option("--internal", is_flag=True, help="no gateway, no masquerading, no published ports")
+@click.option("--ipam-driver", type=click.Choice(["default", "host-local"]), default="default", hidden=True)
+@shared_cli.global_options
+def create(name: str, driver: str, opts: tuple[str, ...], subnet: str | None, gateway: str | None,
+           ip_range: str | None, labels: tuple[str, ...], internal: bool, ipam_driver: str) -> None:
+    """Create a network and print its ID."""
+    net = _store().create(name, driver=driver, subnet=subnet, gateway=gateway, ip_range=ip_range,
+                          labels=_key_values(labels, "--label"), internal=internal,
+                          options=_key_values(opts, "-o"))
+    output.emit_line(net.id)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("refs", nargs=-1, required=True, metavar="NAME|ID...")
+@shared_cli.global_options
+def rm(refs: tuple[str, ...]) -> int:
+    """Remove networks no container uses (pre-defined and other tools' networks are refused)."""
+    store = _store()
+
+    def one(ref: str) -> None:
+        output.emit_line(store.remove(ref).name)
+
+    return _fail_each(refs, one)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
+@shared_cli.global_options
+def prune(force: bool) -> int:
+    """Remove every ctk network no container uses (the default network stays)."""
+    from . import netconf
+
+    if not force:
+        try:
+            ok = click.confirm("WARNING! This will remove all ctk networks not used by at least one container.\n"
+                               "Are you sure you want to continue?", err=True)
+        except click.exceptions.Abort:
+            ok = False
+        if not ok:
+            raise CtkError("nothing removed: not confirmed", hint="ctk-net prune -f skips the question")
+    store = _store()
+    candidates = [n for n in store.list()
+                  if n.managed and n.name not in netconf.PREDEFINED and not n.is_default]
+    if not candidates:
+        return 0
+    users = store.users([n.name for n in candidates])
+    code = 0
+    for net in candidates:
+        if users.get(net.name):
+            continue
+        try:
+            store.remove(net.name, users=users)
+        except CtkError as e:
+            sys.stderr.write(f"ctk-net: error: {e.message}\n")
+            code = int(ExitStatus.FAILURE)
+            continue
+        output.emit_line(net.name)
+    return code
+
+
+@cli.command(hidden=True, context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@shared_cli.global_options
+def ensure(names: tuple[str, ...]) -> None:
+    """For ctk-run: resolve networks (writing `bridge` on first use), one JSON line each."""
+    store = _store()
+    for name in names:
+        net = store.ensure(name)
+        output.emit_json({"Name": net.name, "ID": net.id, "File": net.file, "Subnets": net.subnets,
+                          "Gateway": net.gateway})
+
+
+@cli.command(hidden=True, context_settings=CONTEXT)
+@click.argument("phase")
+@shared_cli.global_options
+def hook(phase: str) -> None:
+    """The OCI hook (createRuntime / postStop); runc passes the container state on stdin."""
+    from .hook import main as hook_main
+
+    sys.exit(hook_main(shared_cli.options(), phase))
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ from . import lifecycle, state
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
-    from ctk_shared.taskio import FifoSet
     from ctk_shared.containerd import Client, Container
+    from ctk_shared.taskio import FifoSet
 
 LOGGER_GRACE = 0.3  # the logger flushes the last lines just after the process exits
 
@@ -29,11 +29,11 @@ LOGGER_GRACE = 0.3  # the logger flushes the last lines just after the process e
 class _SignalProxy:
     """Forward Ctrl-C and SIGTERM to the container, as ``docker run --sig-proxy`` does."""
 
-    def __init__(self, client: "Client", cid: str) -> None:
+    def __init__(self, client: Client, cid: str) -> None:
         self.client, self.cid = client, cid
         self.old: dict[int, object] = {}
 
-    def __enter__(self) -> "_SignalProxy":
+    def __enter__(self) -> _SignalProxy:
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
             self.old[s] = signal.signal(s, self._forward)
         return self
@@ -49,7 +49,7 @@ class _SignalProxy:
             signal.signal(s, h)  # type: ignore[arg-type]
 
 
-def _wait_thread(client: "Client", cid: str) -> tuple[threading.Event, dict[str, int], list[float]]:
+def _wait_thread(client: Client, cid: str) -> tuple[threading.Event, dict[str, int], list[float]]:
     done = threading.Event()
     result: dict[str, int] = {}
     when: list[float] = []
@@ -66,7 +66,7 @@ def _wait_thread(client: "Client", cid: str) -> tuple[threading.Event, dict[str,
     return done, result, when
 
 
-def run_logged(client: "Client", gopts: "GlobalOptions", c: "Container") -> int:
+def run_logged(client: Client, gopts: GlobalOptions, c: Container) -> int:
     """Start ``c`` with the logger and stream its log to stdout/stderr until it exits.
 
     Without a restart policy the task is deleted as soon as it exits: the shim then closes the logger's pipes
@@ -109,7 +109,7 @@ def run_logged(client: "Client", gopts: "GlobalOptions", c: "Container") -> int:
     return result.get("code", 255)
 
 
-def run_attached(client: "Client", gopts: "GlobalOptions", c: "Container", *, stdin_open: bool, tty: bool) -> int:
+def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_open: bool, tty: bool) -> int:
     """Start ``c`` on FIFOs: stdin from ours, output to ours and to the json-file log."""
     import termios
     import tty as ttymod
@@ -172,7 +172,7 @@ class _NoProxy:
         return None
 
 
-def pump_stdin(client: "Client", cid: str, fifos: "FifoSet", exec_id: str = "") -> None:
+def pump_stdin(client: Client, cid: str, fifos: FifoSet, exec_id: str = "") -> None:
     """Copy our stdin into the process's FIFO. At EOF the process reads EOF only once every writer has closed
     (ours included) and containerd was told to close its side."""
     src = sys.stdin.fileno()

@@ -8,9 +8,8 @@ from __future__ import annotations
 import sys
 
 import click
-
 from ctk_shared import cli as shared_cli
-from ctk_shared.errors import CtkError, UsageError
+from ctk_shared.errors import CtkError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 # `run` and `exec` stop at the image/command (its flags are the container's), and keep -h for --hostname
@@ -67,8 +66,15 @@ def _client():  # type: ignore[no-untyped-def]
 @click.option("--platform", help="os/arch[/variant] of the image")
 @click.option("--restart", default="no", show_default=True, help="no|always|unless-stopped|on-failure[:N]")
 @click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True)
-@click.option("--network", "--net", "network", default="none", show_default=True,
-              help="none|host (bridge networks arrive with ctk-net)")
+@click.option("--network", "--net", "network", multiple=True,
+              help="bridge (default), host, none, or a network made with ctk-net create (repeatable)")
+@click.option("-p", "--publish", multiple=True, help="[ip:][hostPort[-range]:]containerPort[-range][/tcp|udp]")
+@click.option("-P", "--publish-all", is_flag=True, help="publish every EXPOSEd port to a free host port")
+@click.option("--ip", help="IPv4 address on the first network")
+@click.option("--dns", multiple=True, help="nameserver for resolv.conf")
+@click.option("--dns-search", multiple=True)
+@click.option("--dns-option", "--dns-opt", "dns_option", multiple=True)
+@click.option("--add-host", multiple=True, help="HOST:IP or HOST:host-gateway, added to /etc/hosts")
 @click.option("-q", "--quiet", is_flag=True, help="no pull progress")
 @shared_cli.global_options
 def run(image: str, command: tuple[str, ...], **kw: object) -> None:
@@ -198,6 +204,17 @@ def inspect(containers: tuple[str, ...], fmt: str | None) -> None:
     from .ops import inspect_containers
 
     inspect_containers(_client(), containers, fmt)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("container")
+@click.argument("private_port", required=False, metavar="[PRIVATE_PORT[/PROTO]]")
+@shared_cli.global_options
+def port(container: str, private_port: str | None) -> None:
+    """List a container's published ports (`80/tcp -> 0.0.0.0:8080`), or the host side of one of them."""
+    from .ops import show_ports
+
+    show_ports(_client(), container, private_port)
 
 
 @cli.command(name="exec", context_settings=RUN_CONTEXT)

@@ -6,12 +6,14 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ctk_shared import images as store
+from ctk_shared import labels as SL
 from ctk_shared import reference as refs
 from ctk_shared.errors import AlreadyExists, NotFound
 
@@ -20,6 +22,7 @@ from . import state
 from .lookup import name_in_use
 from .mounts import MountSpec
 from .naming import random_name
+from .network import NetOptions
 from .restart import RestartPolicy
 
 if TYPE_CHECKING:
@@ -37,21 +40,23 @@ RUNTIME = "io.containerd.runc.v2"
 @dataclass(frozen=True)
 class CreateOptions:
     image: str
-    spec: "SpecOptions"
+    spec: SpecOptions
     name: str | None = None
     pull: str = "missing"  # missing | always | never
-    platform: "Platform | None" = None
+    platform: Platform | None = None
     restart: RestartPolicy = field(default_factory=lambda: RestartPolicy("no"))
     auto_remove: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     stop_timeout: int | None = None
+    net: NetOptions = field(default_factory=NetOptions)
 
 
-def ensure_image(client: "Client", gopts: "GlobalOptions", text: str, pull: str, platform: "Platform | None",
-                 progress: "Progress") -> "LocalImage":
+def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, platform: Platform | None,
+                 progress: Progress) -> LocalImage:
     """The image, pulled when missing (or always), through the shared library, and unpacked."""
     from ctk_shared import connect
-    from ctk_shared.pull import PullOptions, pull as do_pull
+    from ctk_shared.pull import PullOptions
+    from ctk_shared.pull import pull as do_pull
 
     ref = refs.parse(text)
     have = True
@@ -70,7 +75,7 @@ def ensure_image(client: "Client", gopts: "GlobalOptions", text: str, pull: str,
     return img
 
 
-def _etc_files(client: "Client", img: "LocalImage", snapshotter: str) -> tuple[str | None, str | None]:
+def _etc_files(client: Client, img: LocalImage, snapshotter: str) -> tuple[str | None, str | None]:
     """/etc/passwd and /etc/group of the image, read straight from the snapshot's directories (no mount)."""
     with client.lease_scope() as leased:
         sn = leased.snapshots(snapshotter)
@@ -112,21 +117,18 @@ def _read_layered(mounts: list, rel: str) -> str | None:  # type: ignore[type-ar
     return None
 
 
-def _write_etc_files(cdir: Path, hostname: str) -> tuple[MountSpec, ...]:
+def _write_etc_files(cdir: Path, hostname: str, net: NetOptions, gateway: str) -> tuple[MountSpec, ...]:
+    from .network import hosts_text, resolv_text
+
+    networked = net.mode == "cni"
     cdir.mkdir(parents=True, exist_ok=True)
     (cdir / "hostname").write_text(hostname + "\n")
-    (cdir / "hosts").write_text(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        f"127.0.1.1\t{hostname}\n")
-    resolv = Path("/etc/resolv.conf")
-    try:
-        (cdir / "resolv.conf").write_text(resolv.read_text())
-    except OSError:
-        (cdir / "resolv.conf").write_text("")
+    (cdir / "hosts").write_text(hosts_text(hostname, list(net.add_hosts), gateway, networked))
+    (cdir / "resolv.conf").write_text(resolv_text(net.dns, net.dns_search, net.dns_options, networked))
     return tuple(MountSpec("bind", str(cdir / f), f"/etc/{f}") for f in ("hostname", "hosts", "resolv.conf"))
 
 
-def _volume_mounts(gopts: "GlobalOptions", namespace: str, mounts: tuple[MountSpec, ...]) -> tuple[MountSpec, ...]:
+def _volume_mounts(gopts: GlobalOptions, namespace: str, mounts: tuple[MountSpec, ...]) -> tuple[MountSpec, ...]:
     """Named and anonymous volumes become bind mounts of directories under the data root."""
     out = []
     for m in mounts:
@@ -143,34 +145,49 @@ def _volume_mounts(gopts: "GlobalOptions", namespace: str, mounts: tuple[MountSp
     return tuple(out)
 
 
-def create(client: "Client", gopts: "GlobalOptions", opts: CreateOptions, progress: "Progress") -> "Container":
+def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: Progress) -> Container:
     from ctk_shared.containerd import Container
 
+    from . import network
+    from .ports import exposed
     from .spec import build_spec
 
     img = ensure_image(client, gopts, opts.image, opts.pull, opts.platform, progress)
     if opts.name:
         state.validate_name(opts.name)
+    net = opts.net
+    nets: list[network.NetworkInfo] = []
+    if net.mode == "cni":
+        need_gw = any(h.endswith(":host-gateway") for h in net.add_hosts)
+        nets = network.resolve(gopts, list(net.networks), need_gw)
+    elif net.publish or net.publish_all:
+        sys.stderr.write(f"ctk-run: warning: published ports are discarded with --network {net.mode}\n")
+    ports = list(net.publish)
+    if net.publish_all and net.mode == "cni":
+        cfg = img.config.config.get("config") or {}
+        have = {(m["containerPort"], m["protocol"]) for m in ports}
+        ports += [m for m in exposed(cfg) if (m["containerPort"], m["protocol"]) not in have]
     cid = secrets.token_hex(32)
     hostname = opts.spec.hostname or cid[:12]
     cdir = state.container_dir(gopts.data_root, client.namespace, cid)
     try:
         passwd, group = _etc_files(client, img, gopts.snapshotter) if img.chain_ids else (None, None)
-        extra = _write_etc_files(cdir, hostname) if opts.spec.network != "host" else ()
+        extra = _write_etc_files(cdir, hostname, net, nets[0].gateway if nets else "") \
+            if net.mode != "host" else ()
         spec_opts = replace(opts.spec, hostname=hostname, extra_mounts=extra + opts.spec.extra_mounts,
-                            mounts=_volume_mounts(gopts, client.namespace, opts.spec.mounts))
-        spec = build_spec(cid, client.namespace, img.config.config, spec_opts, passwd=passwd, group=group)
+                            mounts=_volume_mounts(gopts, client.namespace, opts.spec.mounts),
+                            network="host" if net.mode == "host" else opts.spec.network)
         import json
 
         labels = dict(opts.labels)
         labels.update({
-            L.CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            L.CREATED: datetime.now(UTC).isoformat(timespec="seconds"),
             L.IMAGE_REF: img.image.name,
             L.PLATFORM: str(img.config.platform),
             L.RESTART_POLICY: str(opts.restart),
             L.LOG_PATH: str(state.log_path(gopts.data_root, client.namespace, cid)),
             L.HOSTNAME: hostname,
-            L.NETWORK: opts.spec.network,
+            L.NETWORK: net.mode if net.mode != "cni" else ",".join(net.networks),
             L.RESTART_COUNT: "0",
         })
         if opts.auto_remove:
@@ -193,6 +210,15 @@ def create(client: "Client", gopts: "GlobalOptions", opts: CreateOptions, progre
                 while name_in_use(client, name) is not None:
                     name = random_name()
             labels[L.NAME] = name
+            if nets:
+                spec_opts = replace(spec_opts, hooks=network.hooks(gopts), annotations={
+                    **(spec_opts.annotations or {}),
+                    **network.annotations(client.namespace, [n.name for n in nets], ports, name, hostname,
+                                          cdir, net.ip)})
+                labels[SL.NETWORKS] = json.dumps([n.name for n in nets])
+                if ports:
+                    labels[L.PORTS] = json.dumps(ports)
+            spec = build_spec(cid, client.namespace, img.config.config, spec_opts, passwd=passwd, group=group)
             with client.lease_scope() as leased:
                 leased.snapshots(gopts.snapshotter).prepare(cid, img.chain_ids[-1] if img.chain_ids else "")
                 return leased.containers.create(Container(

@@ -20,6 +20,11 @@ class RunError(CtkError):
 def exec_error(e: CtkError) -> RunError:
     """Classify runc's failure to start a process the way Docker does."""
     msg = str(e)
+    from .network import hook_error
+
+    from_hook = hook_error(msg)
+    if from_hook:  # ctk-net could not attach the container (port taken, unknown network …)
+        return RunError(from_hook, hint=e.hint, exit_code=CTK_FAILED)
     low = msg.lower()
     if "executable file not found" in low or "no such file or directory" in low:
         return RunError(msg, hint="check the command and the image's PATH", exit_code=NOT_FOUND)

@@ -45,7 +45,7 @@ def process_spec(spec: dict, command: tuple[str, ...], *, tty: bool, env: tuple[
     return proc
 
 
-def exec_in(client: "Client", gopts: "GlobalOptions", text: str, command: tuple[str, ...], *, detach: bool,
+def exec_in(client: Client, gopts: GlobalOptions, text: str, command: tuple[str, ...], *, detach: bool,
             interactive: bool, tty: bool, env: tuple[str, ...], workdir: str | None, user: str | None,
             privileged: bool) -> int:
     from ctk_shared.taskio import FifoSet, copy_output

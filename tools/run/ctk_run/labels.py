@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+from ctk_shared.labels import NETWORKS  # noqa: F401 - the networks a container joins (shared with ctk-net)
+
 # containerd's restart monitor (1.6 reads status + loguri; 1.7+ also reads policy)
 RESTART_STATUS = "containerd.io/restart.status"  # "running" | "stopped": the state the monitor enforces
 RESTART_LOGURI = "containerd.io/restart.loguri"  # IO of tasks the monitor recreates
@@ -22,7 +24,8 @@ LOG_PATH = "ctk/log.path"  # the json-file log
 STOP_SIGNAL = "ctk/stop-signal"
 STOP_TIMEOUT = "ctk/stop-timeout"
 HOSTNAME = "ctk/hostname"
-NETWORK = "ctk/network"  # none | host | <name>
+NETWORK = "ctk/network"  # none | host | <name>[,<name>…] (the networks themselves: ctk_shared.labels.NETWORKS)
+PORTS = "ctk/ports.requested"  # JSON list of the -p/-P mappings asked for (host port 0 = any)
 STARTED_AT = "ctk/started-at"  # RFC 3339, set by every start (ctk's or the restart monitor's, via the logger)
 FINISHED_AT = "ctk/finished-at"  # RFC 3339 of the last exit ctk saw
 EXIT_CODE = "ctk/exit-code"  # last exit status ctk saw

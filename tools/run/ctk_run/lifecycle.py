@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 import signal as signals
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ctk_shared.errors import Conflict, CtkError, NotFound, Timeout
@@ -24,7 +24,7 @@ DEFAULT_STOP_TIMEOUT = 10
 
 
 def now_label() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def parse_signal(text: str | int | None, default: int = signals.SIGTERM) -> int:
@@ -55,7 +55,7 @@ def logger_executable() -> str | None:
     return str(Path(found).resolve()) if found else None
 
 
-def logger_uri(client: "Client", gopts: "GlobalOptions", c: "Container", detached: bool = True) -> str:
+def logger_uri(client: Client, gopts: GlobalOptions, c: Container, detached: bool = True) -> str:
     """The ``binary://`` URI that makes the shim start ctk-run-logger for this container's output."""
     from .logger import build_log_uri
 
@@ -65,26 +65,27 @@ def logger_uri(client: "Client", gopts: "GlobalOptions", c: "Container", detache
     path = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id))
     # the logger talks to containerd only to apply a restart policy or --rm; otherwise it stays small and quick
     # (a foreground --rm run is removed by the CLI; a detached one by a process the logger starts)
+    # (and a detached networked one, whose task is deleted at exit so its address and ports are freed)
     needs_ctd = c.labels.get(L.RESTART_POLICY, "no") not in ("", "no") or \
-        (detached and c.labels.get(L.AUTO_REMOVE) == "true")
+        (detached and (c.labels.get(L.AUTO_REMOVE) == "true" or L.NETWORKS in c.labels))
     return build_log_uri(exe, path, gopts.socket_path if needs_ctd else None)
 
 
-def task_of(client: "Client", cid: str):  # type: ignore[no-untyped-def]
+def task_of(client: Client, cid: str):  # type: ignore[no-untyped-def]
     try:
         return client.tasks.get(cid)
     except NotFound:
         return None
 
 
-def _record_exit(client: "Client", cid: str, code: int) -> None:
+def _record_exit(client: Client, cid: str, code: int) -> None:
     try:
         client.containers.update_labels(cid, {L.EXIT_CODE: str(code), L.FINISHED_AT: now_label()})
     except NotFound:
         pass
 
 
-def delete_task(client: "Client", cid: str) -> int | None:
+def delete_task(client: Client, cid: str) -> int | None:
     """Delete a stopped task (recording its exit) so the shim goes away; None if there was none."""
     try:
         info = client.tasks.delete(cid)
@@ -94,7 +95,7 @@ def delete_task(client: "Client", cid: str) -> int | None:
     return info.exit_status
 
 
-def start_task(client: "Client", gopts: "GlobalOptions", c: "Container", *, io: dict[str, str] | None = None,
+def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[str, str] | None = None,
                terminal: bool = False, detached: bool = True) -> int:
     """Create and start the init task. ``io`` None = the json-file logger (detached and plain foreground)."""
     from .errors import exec_error
@@ -110,7 +111,9 @@ def start_task(client: "Client", gopts: "GlobalOptions", c: "Container", *, io: 
     from .restart import monitored, parse_policy
 
     policy = c.labels.get(L.RESTART_POLICY, "no")
-    client.containers.update_labels(c.id, {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: ""})
+    # a start by the user begins a new run: the policy's restart count starts again from 0 (as in Docker)
+    client.containers.update_labels(c.id, {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: "",
+                                           L.RESTART_COUNT: "0"})
     try:
         client.tasks.create(c.id, rootfs, terminal=terminal, **streams)
         pid = client.tasks.start(c.id)
@@ -126,14 +129,14 @@ def start_task(client: "Client", gopts: "GlobalOptions", c: "Container", *, io: 
     return pid
 
 
-def mark_stopped(client: "Client", c: "Container") -> None:
+def mark_stopped(client: Client, c: Container) -> None:
     update = {L.EXPLICITLY_STOPPED: "true"}
     if L.RESTART_STATUS in c.labels:
         update[L.RESTART_STATUS] = "stopped"
     client.containers.update_labels(c.id, update)
 
 
-def stop(client: "Client", c: "Container", timeout: int | None = None, sig: str | None = None) -> None:
+def stop(client: Client, c: Container, timeout: int | None = None, sig: str | None = None) -> None:
     """SIGTERM (or the stop signal), then SIGKILL after ``timeout`` seconds, as ``docker stop``."""
     mark_stopped(client, c)
     task = task_of(client, c.id)
@@ -154,7 +157,7 @@ def stop(client: "Client", c: "Container", timeout: int | None = None, sig: str 
     delete_task(client, c.id)
 
 
-def kill(client: "Client", c: "Container", sig: str | None) -> None:
+def kill(client: Client, c: Container, sig: str | None) -> None:
     signum = parse_signal(sig, signals.SIGKILL)
     task = task_of(client, c.id)
     if task is None or task.status not in ("running", "paused", "pausing"):
@@ -164,7 +167,7 @@ def kill(client: "Client", c: "Container", sig: str | None) -> None:
     client.tasks.kill(c.id, signum)
 
 
-def remove(client: "Client", gopts: "GlobalOptions", c: "Container", force: bool) -> None:
+def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool) -> None:
     task = task_of(client, c.id)
     if task is not None and task.status in ("running", "paused", "pausing"):
         if not force:
@@ -193,7 +196,7 @@ def remove(client: "Client", gopts: "GlobalOptions", c: "Container", force: bool
     state.remove_container_dir(gopts.data_root, client.namespace, c.id)
 
 
-def wait_exit(client: "Client", c: "Container") -> int:
+def wait_exit(client: Client, c: Container) -> int:
     """Block until the container exits; its exit status (also for one that already exited)."""
     task = task_of(client, c.id)
     if task is None:

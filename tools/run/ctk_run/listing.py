@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import output
@@ -20,7 +20,7 @@ PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command")
               ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
 
 
-def _spec(c: "Container") -> dict[str, Any]:
+def _spec(c: Container) -> dict[str, Any]:
     try:
         doc = json.loads(c.spec or b"{}")
         return doc if isinstance(doc, dict) else {}
@@ -28,7 +28,7 @@ def _spec(c: "Container") -> dict[str, Any]:
         return {}
 
 
-def _image_name(c: "Container") -> str:
+def _image_name(c: Container) -> str:
     from ctk_shared import reference as refs
 
     try:
@@ -38,17 +38,31 @@ def _image_name(c: "Container") -> str:
         return c.image
 
 
-def _created(c: "Container") -> datetime | None:
+def _created(c: Container) -> datetime | None:
     return _time(c.labels.get(L.CREATED)) or c.created_at
 
 
-def ps_record(c: "Container", st: State, no_trunc: bool = False) -> dict[str, Any]:
+def network_state(c: Container, st: State) -> dict[str, Any]:
+    """What ctk-net's hook recorded for the running task; {} when stopped or not networked by ctk."""
+    from pathlib import Path
+
+    from .network import read_state
+
+    log = c.labels.get(L.LOG_PATH)
+    if not log or st.status not in ("running", "paused"):
+        return {}
+    return read_state(Path(log).parent)
+
+
+def ps_record(c: Container, st: State, no_trunc: bool = False) -> dict[str, Any]:
+    from .ports import format_ports
+
     args = (_spec(c).get("process") or {}).get("args") or []
     cmd = shlex.join(args)
     if not no_trunc and len(cmd) > 20:
         cmd = cmd[:19] + "…"
     created = _created(c)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return {
         "ID": c.id if no_trunc else c.id[:12],
         "Image": _image_name(c),
@@ -57,14 +71,14 @@ def ps_record(c: "Container", st: State, no_trunc: bool = False) -> dict[str, An
         "RunningFor": output.human_duration_ago((now - created).total_seconds()) if created else "",
         "Status": st.human(now),
         "State": st.status,
-        "Ports": c.labels.get("ctk/ports.human", ""),
+        "Ports": format_ports(network_state(c, st).get("Ports") or []),
         "Names": display_name(c),
         "Labels": {k: v for k, v in c.labels.items() if not k.startswith(("ctk/", "containerd.io/", "nerdctl/"))},
         "RestartCount": st.restart_count,
     }
 
 
-def _match(rec: dict[str, Any], c: "Container", filters: list[str]) -> bool:
+def _match(rec: dict[str, Any], c: Container, filters: list[str]) -> bool:
     for f in filters:
         key, _, value = f.partition("=")
         if key == "name" and value not in rec["Names"]:
@@ -82,7 +96,7 @@ def _match(rec: dict[str, Any], c: "Container", filters: list[str]) -> bool:
     return True
 
 
-def ps(client: "Client", *, all_: bool, quiet: bool, fmt: str | None, filters: list[str], no_trunc: bool,
+def ps(client: Client, *, all_: bool, quiet: bool, fmt: str | None, filters: list[str], no_trunc: bool,
        last: int | None = None) -> None:
     containers = client.containers.list()
     tasks = {t.id: t for t in client.tasks.list()}
@@ -93,13 +107,38 @@ def ps(client: "Client", *, all_: bool, quiet: bool, fmt: str | None, filters: l
             continue
         rec = ps_record(c, st, no_trunc)
         if _match(rec, c, filters):
-            rows.append((_created(c) or datetime.min.replace(tzinfo=timezone.utc), rec))
+            rows.append((_created(c) or datetime.min.replace(tzinfo=UTC), rec))
     rows.sort(key=lambda r: r[0], reverse=True)
     records = [r for _, r in rows][: last if last else None]
     output.emit_records(records, PS_COLUMNS, fmt, quiet_field="ID", quiet=quiet)
 
 
-def inspect_record(c: "Container", st: State) -> dict[str, Any]:
+def _network_settings(c: Container, st: State) -> dict[str, Any]:
+    ns = network_state(c, st)
+    nets = ns.get("Networks") or {}
+    first = next(iter(nets.values()), {})
+    ports: dict[str, Any] = {}
+    for m in ns.get("Ports") or []:
+        ports.setdefault(f"{m['containerPort']}/{m['protocol']}", []).append(
+            {"HostIp": m.get("hostIP") or "0.0.0.0", "HostPort": str(m["hostPort"])})
+    return {"Ports": ports, "IPAddress": first.get("IPAddress", ""), "IPPrefixLen": first.get("IPPrefixLen", 0),
+            "Gateway": first.get("Gateway", ""), "MacAddress": first.get("MacAddress", ""),
+            "Networks": {name: {k: v for k, v in n.items() if k != "Interface"} for name, n in nets.items()}}
+
+
+def _port_bindings(c: Container) -> dict[str, Any]:
+    try:
+        wanted = json.loads(c.labels.get(L.PORTS) or "[]")
+    except json.JSONDecodeError:
+        return {}
+    out: dict[str, Any] = {}
+    for m in wanted:
+        out.setdefault(f"{m['containerPort']}/{m['protocol']}", []).append(
+            {"HostIp": m.get("hostIP") or "", "HostPort": str(m["hostPort"]) if m.get("hostPort") else ""})
+    return out
+
+
+def inspect_record(c: Container, st: State) -> dict[str, Any]:
     spec = _spec(c)
     proc = spec.get("process") or {}
     args = proc.get("args") or []
@@ -108,7 +147,7 @@ def inspect_record(c: "Container", st: State) -> dict[str, Any]:
     user = proc.get("user") or {}
     return {
         "Id": c.id,
-        "Created": (_created(c) or datetime.now(timezone.utc)).isoformat(),
+        "Created": (_created(c) or datetime.now(UTC)).isoformat(),
         "Path": args[0] if args else "",
         "Args": args[1:],
         "State": {
@@ -126,6 +165,7 @@ def inspect_record(c: "Container", st: State) -> dict[str, Any]:
             "RestartPolicy": {"Name": name, "MaximumRetryCount": int(retries or 0)},
             "AutoRemove": c.labels.get(L.AUTO_REMOVE) == "true",
             "NetworkMode": c.labels.get(L.NETWORK, ""),
+            "PortBindings": _port_bindings(c),
             "ReadonlyRootfs": bool((spec.get("root") or {}).get("readonly")),
         },
         "Config": {
@@ -144,4 +184,5 @@ def inspect_record(c: "Container", st: State) -> dict[str, Any]:
                    for m in spec.get("mounts") or [] if m.get("type") == "bind"
                    and not str(m.get("destination", "")).startswith("/etc/")],
         "Platform": c.labels.get(L.PLATFORM, ""),
+        "NetworkSettings": _network_settings(c, st),
     }

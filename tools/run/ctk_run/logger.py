@@ -258,6 +258,8 @@ def _decide(address: str, namespace: str, cid: str, log_path: str) -> None:
                 _spawn("relaunch_main", address, namespace, cid, _self_uri(log_path, address))
         elif labels.get(L.AUTO_REMOVE) == "true":
             _spawn("remove_main", address, namespace, cid)
+        elif labels.get(L.NETWORKS):
+            _spawn("release_main", address, namespace, cid)
     except Exception as e:  # noqa: BLE001 - a background process: report and carry on
         _say(f"restart decision for {cid[:12]} failed: {e}")
 

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from ctk_shared.containerd import Client, Container
 
 
-def find_container(client: "Client", text: str) -> "Container":
+def find_container(client: Client, text: str) -> Container:
     try:
         return client.containers.get(text)
     except NotFound:
@@ -28,12 +28,12 @@ def find_container(client: "Client", text: str) -> "Container":
     raise NotFound(f"no such container: {text}", hint="list containers with `ctk-run ps -a`")
 
 
-def name_in_use(client: "Client", name: str) -> "Container | None":
+def name_in_use(client: Client, name: str) -> Container | None:
     found = client.containers.list([f'labels."{L.NAME}"=={_quote(name)}'])
     return found[0] if found else None
 
 
-def display_name(c: "Container") -> str:
+def display_name(c: Container) -> str:
     """Name for containers made by other tools too (nerdctl's label, else the ID)."""
     return c.labels.get(L.NAME) or c.labels.get("nerdctl/name") or c.id[:12]
 

@@ -57,7 +57,7 @@ def init_binary() -> str:
     raise UsageError("--init needs a static init binary (tini-static)", hint="apt-get install tini")
 
 
-def build_create_options(gopts: "GlobalOptions", image: str, command: tuple[str, ...], kw: dict[str, Any]):  # type: ignore[no-untyped-def]
+def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw: dict[str, Any]):  # type: ignore[no-untyped-def]
     from ctk_shared.oci import Platform
 
     from .create import CreateOptions
@@ -66,8 +66,7 @@ def build_create_options(gopts: "GlobalOptions", image: str, command: tuple[str,
     from .spec import SpecOptions
     from .units import parse_bytes, parse_cpus
 
-    if kw["network"] not in ("none", "host"):
-        raise UsageError(f"network {kw['network']!r} is not available yet", hint="use --network none or host")
+    net = network_options(kw)
     entrypoint = None if kw["entrypoint"] is None else (kw["entrypoint"],) if kw["entrypoint"] else ()
     mounts = tuple(parse_volume(v) for v in kw["volume"]) + tuple(parse_mount(m) for m in kw["mount"]) + \
         tuple(parse_tmpfs(t) for t in kw["tmpfs"])
@@ -80,14 +79,37 @@ def build_create_options(gopts: "GlobalOptions", image: str, command: tuple[str,
         memory=parse_bytes(kw["memory"]) if kw["memory"] else None, pids_limit=kw["pids_limit"],
         ulimits=kw["ulimit"], shm_size=parse_bytes(kw["shm_size"]) if kw["shm_size"] else None, mounts=mounts,
         init=kw["init"], init_path=init_binary() if kw["init"] else None, stop_signal=kw["stop_signal"],
-        network=kw["network"])
+        network=net.mode)
     return CreateOptions(image=image, spec=spec, name=kw["name"], pull=kw["pull"],
                          platform=Platform.parse(kw["platform"]) if kw["platform"] else None,
                          restart=parse_policy(kw["restart"]), auto_remove=kw["auto_remove"],
-                         labels=_labels(kw["label"]), stop_timeout=kw["stop_timeout"])
+                         labels=_labels(kw["label"]), stop_timeout=kw["stop_timeout"], net=net)
 
 
-def run_container(gopts: "GlobalOptions", image: str, command: tuple[str, ...], kw: dict[str, Any]) -> int:
+def network_options(kw: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from .network import NetOptions, parse_add_host
+    from .ports import parse_all
+
+    names: list[str] = []
+    for item in kw.get("network") or ("bridge",):
+        names += [n for n in item.split(",") if n] if item not in ("none", "host") else [item]
+    names = list(dict.fromkeys(names)) or ["bridge"]
+    if len(names) > 1 and {"none", "host"} & set(names):
+        raise UsageError("--network none/host cannot be combined with other networks")
+    if kw.get("ip"):
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Address(kw["ip"])
+        except ValueError:
+            raise UsageError(f"invalid --ip {kw['ip']!r}") from None
+    return NetOptions(networks=tuple(names), publish=tuple(parse_all(kw.get("publish") or ())),
+                      publish_all=bool(kw.get("publish_all")), ip=kw.get("ip"), dns=tuple(kw.get("dns") or ()),
+                      dns_search=tuple(kw.get("dns_search") or ()), dns_options=tuple(kw.get("dns_option") or ()),
+                      add_hosts=tuple(parse_add_host(h) for h in kw.get("add_host") or ()))
+
+
+def run_container(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw: dict[str, Any]) -> int:
     from ctk_shared import connect
     from ctk_shared.cli import ref_from_line
     from ctk_shared.progress import make_progress
@@ -133,14 +155,14 @@ def run_container(gopts: "GlobalOptions", image: str, command: tuple[str, ...], 
     return code
 
 
-def _cleanup(client: "Client", gopts: "GlobalOptions", c: "Container") -> None:
+def _cleanup(client: Client, gopts: GlobalOptions, c: Container) -> None:
     try:
         lifecycle.remove(client, gopts, c, True)
     except CtkError as e:
         sys.stderr.write(f"ctk-run: warning: removing {c.id[:12]}: {e}\n")
 
 
-def for_each(client: "Client", texts: Iterable[str], action: Callable[["Client", "Container"], None]) -> None:
+def for_each(client: Client, texts: Iterable[str], action: Callable[[Client, Container], None]) -> None:
     """Apply ``action`` to each container, printing each name as Docker does; report all failures."""
     from .lookup import find_container
 
@@ -157,24 +179,24 @@ def for_each(client: "Client", texts: Iterable[str], action: Callable[["Client",
         raise CtkError("; ".join(str(e) for e in failures))
 
 
-def start_containers(client: "Client", gopts: "GlobalOptions", texts: Iterable[str]) -> None:
-    def start(cl: "Client", c: "Container") -> None:
+def start_containers(client: Client, gopts: GlobalOptions, texts: Iterable[str]) -> None:
+    def start(cl: Client, c: Container) -> None:
         lifecycle.start_task(cl, gopts, c)
 
     for_each(client, texts, start)
 
 
-def restart_containers(client: "Client", gopts: "GlobalOptions", texts: Iterable[str], timeout: int | None) -> None:
+def restart_containers(client: Client, gopts: GlobalOptions, texts: Iterable[str], timeout: int | None) -> None:
     from .lookup import find_container
 
-    def restart(cl: "Client", c: "Container") -> None:
+    def restart(cl: Client, c: Container) -> None:
         lifecycle.stop(cl, c, timeout)
         lifecycle.start_task(cl, gopts, find_container(cl, c.id))
 
     for_each(client, texts, restart)
 
 
-def inspect_containers(client: "Client", texts: Iterable[str], fmt: str | None) -> None:
+def inspect_containers(client: Client, texts: Iterable[str], fmt: str | None) -> None:
     from .listing import inspect_record
     from .lookup import find_container
     from .status import state_of
@@ -192,7 +214,7 @@ def inspect_containers(client: "Client", texts: Iterable[str], fmt: str | None) 
         output.emit_line(json.dumps(docs, indent=2))
 
 
-def show_logs(client: "Client", gopts: "GlobalOptions", text: str, *, follow: bool, tail: str, since: str | None,
+def show_logs(client: Client, gopts: GlobalOptions, text: str, *, follow: bool, tail: str, since: str | None,
               until: str | None, timestamps: bool) -> None:
     from . import state
     from .logfile import follow_records, format_record, parse_since, read_records
@@ -222,3 +244,23 @@ def show_logs(client: "Client", gopts: "GlobalOptions", text: str, *, follow: bo
         target = out.get(stream, sys.stdout.buffer)
         target.write(data)
         target.flush()
+
+
+def show_ports(client: Client, text: str, private: str | None) -> None:
+    from .listing import network_state
+    from .lookup import find_container
+    from .status import state_of
+
+    c = find_container(client, text)
+    st = state_of(c, lifecycle.task_of(client, c.id))
+    mappings = network_state(c, st).get("Ports") or []
+    if private:
+        num, _, proto = private.partition("/")
+        mappings = [m for m in mappings if str(m["containerPort"]) == num and m["protocol"] == (proto or "tcp")]
+        if not mappings:
+            raise CtkError(f"no public port '{private}' published for {text}")
+        for m in mappings:
+            output.emit_line(f"{m.get('hostIP') or '0.0.0.0'}:{m['hostPort']}")
+        return
+    for m in mappings:
+        output.emit_line(f"{m['containerPort']}/{m['protocol']} -> {m.get('hostIP') or '0.0.0.0'}:{m['hostPort']}")

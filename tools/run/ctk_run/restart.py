@@ -95,6 +95,30 @@ def relaunch_main(argv: list[str]) -> None:
     relaunch(Client(address, namespace), cid, uri)
 
 
+def release_main(argv: list[str]) -> None:
+    """After the exit of a networked container that stays down: delete its task, so that ctk-net's postStop
+    hook frees its address and host ports at once, as Docker does when a container stops (its exit code is
+    already in the labels)."""
+    import time
+
+    from ctk_shared.containerd import Client
+
+    address, namespace, cid = argv
+    client = Client(address, namespace)
+    for _ in range(100):  # the shim finishes with the logger first
+        try:
+            info = client.tasks.get(cid)
+            if info.status != "stopped":
+                return  # started again in between (ctk-run start): not ours to touch
+            client.tasks.delete(cid)
+            return
+        except Exception as e:  # noqa: BLE001 - a background process: report and carry on
+            if "not found" in str(e).lower():
+                return
+            time.sleep(0.1)
+    sys.stderr.write(f"ctk-run-logger: releasing the network of {cid[:12]} failed\n")
+
+
 def remove_main(argv: list[str]) -> None:
     """After the exit of a container run with ``--rm`` (detached too, as Docker allows): remove it whole."""
     import os

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared.output import human_duration_ago
@@ -25,7 +25,7 @@ class State:
     restart_count: int
 
     def human(self, now: datetime | None = None) -> str:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         if self.status == "running":
             if not self.started_at:
                 return "Up"
@@ -46,10 +46,10 @@ def _time(text: str | None) -> datetime | None:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def state_of(c: "Container", task: Any | None) -> State:
+def state_of(c: Container, task: Any | None) -> State:
     """``task`` is the TaskInfo from ``tasks.list()``/``tasks.get()``, or None when there is no task."""
     count = int(c.labels.get(L.RESTART_COUNT, "0") or 0)
     wants_running = c.labels.get(L.RESTART_STATUS) == "running"

@@ -1,0 +1,65 @@
+"""The attached containers, one JSON record each under ``<data_root>/net/endpoints``.
+
+The hook keeps this registry so that it can answer, without asking containerd, the two questions every
+attach and detach raises: which host ports are taken by other containers, and who shares a network with
+whom (for the generated /etc/hosts files). Every change happens under one flock, which the kernel drops
+if the hook dies, so a crash leaves no stale lock.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+class Endpoints:
+    def __init__(self, data_root: str) -> None:
+        self.root = Path(data_root) / "net"
+        self.dir = self.root / "endpoints"
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "endpoints.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _path(self, namespace: str, container_id: str) -> Path:
+        return self.dir / f"{namespace}--{container_id}.json"
+
+    def all(self) -> list[dict[str, Any]]:
+        out = []
+        try:
+            names = sorted(os.listdir(self.dir))
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            try:
+                out.append(json.loads((self.dir / name).read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+        return out
+
+    def get(self, namespace: str, container_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._path(namespace, container_id).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def put(self, record: dict[str, Any]) -> None:
+        path = self._path(record["namespace"], record["id"])
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+
+    def remove(self, namespace: str, container_id: str) -> None:
+        self._path(namespace, container_id).unlink(missing_ok=True)

@@ -1,0 +1,190 @@
+"""The OCI hook runc runs around a networked container: ``createRuntime`` attaches, ``postStop`` detaches.
+
+runc (not ctk-run) runs it, so networking comes back whenever a task is created again, by ``ctk-run start``
+or by containerd's restart monitor, and is released whenever a task is deleted. The container state arrives
+on stdin; the spec's annotations (written by ctk-run, keys in ``ctk_shared.labels``) say which networks and
+ports. The container's network namespace is bind-mounted under the data root while it is attached: the
+bridge plugin can only remove its masquerade rules on DEL while the namespace still exists, and at
+``postStop`` the container's processes (which held it) are gone.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ctk_shared import labels as L
+from ctk_shared.errors import CtkError, InvalidArgument
+
+from .cni import Attachment, Runtime, first_ipv4
+from .endpoints import Endpoints
+from .hosts import entries_for, rewrite
+from .ports import assign, cni_mappings
+
+_MS_BIND = 4096
+_MNT_DETACH = 2
+LOOPBACK = {"cniVersion": "1.0.0", "name": "ctk-loopback", "plugins": [{"type": "loopback"}]}
+
+
+def main(gopts, phase: str) -> int:  # type: ignore[no-untyped-def]
+    """Entry point of ``ctk-net hook PHASE``; errors go to stderr, where runc passes them on to the user."""
+    try:
+        state = json.loads(sys.stdin.read() or "{}")
+    except json.JSONDecodeError as e:
+        raise InvalidArgument(f"hook: the container state on stdin is not JSON: {e}") from None
+    hook = Hook(gopts, state)
+    if phase in ("createRuntime", "prestart"):
+        hook.attach()
+    elif phase in ("postStop", "poststop"):
+        hook.detach()
+    else:
+        raise InvalidArgument(f"hook: unknown phase {phase!r} (createRuntime, postStop)")
+    return 0
+
+
+class Hook:
+    def __init__(self, gopts, state: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+        self.gopts = gopts
+        self.id = str(state.get("id", ""))
+        self.pid = int(state.get("pid") or 0)
+        ann = state.get("annotations") or {}
+        self.namespace = ann.get(L.ANN_NAMESPACE) or gopts.namespace
+        self.networks: list[str] = json.loads(ann.get(L.ANN_NETWORKS) or "[]")
+        self.ports: list[dict[str, Any]] = json.loads(ann.get(L.ANN_PORTS) or "[]")
+        self.name = ann.get(L.ANN_NAME, "")
+        self.hostname = ann.get(L.ANN_HOSTNAME, "")
+        self.state_dir = ann.get(L.ANN_STATE_DIR, "")
+        self.ip = ann.get(L.ANN_IP, "")
+        self.net_root = Path(gopts.data_root) / "net"
+        self.runtime = Runtime(gopts.cni_path, self.net_root / "cache")
+        self.endpoints = Endpoints(gopts.data_root)
+
+    @property
+    def netns_path(self) -> Path:
+        return self.net_root / "netns" / f"{self.namespace}--{self.id}"
+
+    # ------------------------------------------------------------------------------------------- attach
+
+    def attach(self) -> None:
+        from .store import NetworkStore
+
+        if not self.pid:
+            raise InvalidArgument("hook createRuntime: the container state has no pid")
+        store = NetworkStore(self.gopts)
+        nets = [store.ensure(n) for n in self.networks]
+        with self.endpoints.locked():
+            self._detach_leftovers()  # a previous task that died without its postStop (containerd killed)
+            others = [e for e in self.endpoints.all() if not (e["namespace"] == self.namespace and e["id"] == self.id)]
+            mappings = assign(self.ports, [m for e in others for m in e.get("ports", [])])
+            netns = self._pin_netns()
+            attached: list[Attachment] = []
+            record: dict[str, Any] = {"namespace": self.namespace, "id": self.id, "name": self.name,
+                                      "hostname": self.hostname, "state_dir": self.state_dir,
+                                      "networks": {}, "ports": mappings}
+            try:
+                self.runtime.add(LOOPBACK, Attachment("ctk-loopback", self.id, "lo"), netns, {})
+                attached.append(Attachment("ctk-loopback", self.id, "lo"))
+                for i, net in enumerate(nets):
+                    att = Attachment(net.name, self.id, f"eth{i}")
+                    rc: dict[str, Any] = {"portMappings": cni_mappings(mappings)} if i == 0 and mappings else {}
+                    args = f"IgnoreUnknown=1;IP={self.ip}" if i == 0 and self.ip else ""
+                    result = self.runtime.add(net.conflist, att, netns, rc, args)
+                    attached.append(att)
+                    record["networks"][net.name] = {**first_ipv4(result, att.ifname), "interface": att.ifname,
+                                                    "network_id": net.id}
+            except BaseException:
+                for att in reversed(attached):
+                    self.runtime.delete(att, netns)
+                self._unpin_netns()
+                raise
+            self.endpoints.put(record)
+            self._write_state(record)
+            self._refresh_hosts(record)
+
+    # ------------------------------------------------------------------------------------------- detach
+
+    def detach(self) -> None:
+        with self.endpoints.locked():
+            record = self.endpoints.get(self.namespace, self.id)
+            errors = self._detach_all()
+            self.endpoints.remove(self.namespace, self.id)
+            if self.state_dir:
+                (Path(self.state_dir) / L.NETWORK_STATE_FILE).unlink(missing_ok=True)
+            if record:
+                self._refresh_hosts(record, leaving=True)
+        if errors:
+            sys.stderr.write("ctk-net: hook postStop: " + "; ".join(errors) + "\n")
+
+    def _detach_all(self) -> list[str]:
+        netns = str(self.netns_path) if self.netns_path.exists() else ""
+        errors: list[str] = []
+        atts = self.runtime.attachments(self.id)
+        for att in sorted(atts, key=lambda a: a.ifname != "lo", reverse=True):  # eth* first, lo last
+            errors += self.runtime.delete(att, netns)
+        self._unpin_netns()
+        return errors
+
+    def _detach_leftovers(self) -> None:
+        if self.runtime.attachments(self.id) or self.netns_path.exists():
+            self._detach_all()
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _pin_netns(self) -> str:
+        """Bind-mount the container's netns so it outlives the container's processes until DEL."""
+        target = self.netns_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+        _mount(f"/proc/{self.pid}/ns/net", str(target))
+        return str(target)
+
+    def _unpin_netns(self) -> None:
+        target = self.netns_path
+        if not target.exists():
+            return
+        _umount(str(target))
+        target.unlink(missing_ok=True)
+
+    def _write_state(self, record: dict[str, Any]) -> None:
+        if not self.state_dir:
+            return
+        nets = {}
+        for name, att in record["networks"].items():
+            addr, _, prefix = att.get("address", "").partition("/")
+            nets[name] = {"IPAddress": addr, "IPPrefixLen": int(prefix or 0), "Gateway": att.get("gateway", ""),
+                          "MacAddress": att.get("mac", ""), "Interface": att.get("interface", ""),
+                          "NetworkID": att.get("network_id", "")}
+        path = Path(self.state_dir) / L.NETWORK_STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"Networks": nets, "Ports": record["ports"]}))
+        os.replace(tmp, path)
+
+    def _refresh_hosts(self, changed: dict[str, Any], leaving: bool = False) -> None:
+        everyone = self.endpoints.all()
+        shared = set(changed.get("networks") or {})
+        for ep in everyone:
+            if ep.get("namespace") != changed.get("namespace") or not ep.get("state_dir"):
+                continue
+            if ep["id"] != changed["id"] and not shared & set(ep.get("networks") or {}):
+                continue
+            try:
+                rewrite(str(Path(ep["state_dir"]) / "hosts"), entries_for(ep, everyone))
+            except OSError as e:
+                sys.stderr.write(f"ctk-net: hook: updating the hosts file of {ep['id'][:12]}: {e}\n")
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(source: str, target: str) -> None:
+    if _libc().mount(source.encode(), target.encode(), None, _MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        raise CtkError(f"hook: cannot bind-mount the network namespace {source} on {target}: {os.strerror(err)}")
+
+
+def _umount(target: str) -> None:
+    _libc().umount2(target.encode(), _MNT_DETACH)
