@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.bench.timing import timed
+from scripts.bench.timing import timed, tool
 from tests.support import images as im
 from tests.support.containerd_daemon import start_containerd
 from tests.support.registry_daemon import start_registry
@@ -30,8 +30,8 @@ def main() -> int:
         ref = f"{reg.host}/bench/busybox:latest"
         im.push_layout(base / "layout", "latest", ref)
         env = {**os.environ, "CTK_DATA_ROOT": str(base / "data")}
-        ctk = ["ctk-run", "--address", daemon.address, "-n", "bench"]
-        subprocess.run(["ctk-pull", "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
+        ctk = [tool("ctk-run"), "--address", daemon.address, "-n", "bench"]
+        subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
                        stdout=subprocess.DEVNULL, env=env)
         ctr = ["ctr", "-a", daemon.address, "-n", "bench", "run", "--rm", ref, "bench-id", "true"]
         podman = shutil.which("podman")
@@ -50,10 +50,10 @@ def main() -> int:
         timed(ctk + ["--rm", "-q", "--network", "none", ref, "true"], env)  # warm caches
         for i in range(args.runs):
             order = list(times)
-            for tool in (order if i % 2 == 0 else order[::-1]):
-                cmd = ctk + ["--rm", "-q", "--network", "none", ref, "true"] if tool == "ctk" else \
-                    ctr if tool == "ctr" else pod
-                times[tool].append(timed(cmd, env))
+            for name in (order if i % 2 == 0 else order[::-1]):
+                cmd = ctk + ["--rm", "-q", "--network", "none", ref, "true"] if name == "ctk" else \
+                    ctr if name == "ctr" else pod
+                times[name].append(timed(cmd, env))
         med = {k: round(statistics.median(v), 4) for k, v in times.items()}
         report: dict[str, object] = {"runs": args.runs, "median_s": med,
                                      "ratio_ctk_vs_ctr": round(med["ctk"] / med["ctr"], 3)}
@@ -61,7 +61,7 @@ def main() -> int:
             report["ratio_ctk_vs_podman"] = round(med["ctk"] / med["podman"], 3)
         # ps with 50 containers (detached, sleeping), and what each leaves running (its logger)
         ids = []
-        for n in range(50):
+        for _ in range(50):
             out = subprocess.run(ctk + ["-d", "-q", "--network", "none", ref, "sleep", "600"], check=True,
                                  capture_output=True, text=True, env=env).stdout.strip()
             ids.append(out)

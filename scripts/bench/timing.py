@@ -10,3 +10,14 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t0
+
+
+def tool(name: str) -> str:
+    """The installed executable beside this interpreter: a pyenv shim on PATH adds ~60 ms to every call,
+    which a user's real install does not have."""
+    import os
+    import shutil
+    import sys
+
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    return here if os.access(here, os.X_OK) else (shutil.which(name) or name)

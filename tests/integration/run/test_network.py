@@ -182,16 +182,67 @@ def test_kill_containerd_restart_and_rm_leave_nothing(run, bb, containerd, net_s
 def test_concurrent_runs_with_distinct_ports(run, bb, containerd, ctd, cni_env):
     import os
 
-    ports = [free_port() for _ in range(8)]
+    ports = [free_port() for _ in range(20)]
     env = {**os.environ, "CTK_DATA_ROOT": str(run.data_root), **cni_env.env}
     procs = [subprocess.Popen(["ctk-run", "--address", containerd.address, "-n", ctd.namespace, "-d", "-q",
                                "-p", f"{p}:80", bb, "sh", "-c", WEB], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for p in ports]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        out, err = p.communicate(timeout=240)
         assert p.returncode == 0, err
     for port in ports:
         assert fetch(port).startswith("hello from")
     ips = {json.loads(x)["NetworkSettings"]["IPAddress"] for x in
            [json.dumps(d) for d in json.loads(run("inspect", *run("ps", "-q").lines).out)]}
     assert len(ips) == len(ports)
+
+
+def test_dns_add_host_and_hostname(run, bb, cni_env):
+    r = run("--rm", "-q", "--dns", "192.0.2.53", "--dns-search", "corp.example", "--add-host", "db.local:192.0.2.7",
+            "--add-host", "gw:host-gateway", "--hostname", "box", bb, "sh", "-c",
+            "cat /etc/resolv.conf /etc/hosts; hostname")
+    assert r.code == 0, r.err
+    assert "nameserver 192.0.2.53\nsearch corp.example\n" in r.out
+    assert "192.0.2.7\tdb.local" in r.out and f"{cni_env.prefix}1\tgw" in r.out
+    assert r.out.rstrip().endswith("box")
+    mine = [ln for ln in r.out.splitlines() if ln.endswith("\tbox") or "\tbox " in ln]
+    assert mine and mine[0].startswith(cni_env.prefix)  # its own name on its bridge address
+
+
+def test_cli_killed_during_run_with_port_leaks_nothing(containerd, ctd, run, bb, cni_env, net_snapshot):
+    import os
+    import signal
+
+    assert run("--rm", "-q", bb, "true").code == 0
+    before = net_snapshot(run.data_root)
+    leases_before = ipam_leases(cni_env.data_root)
+    port = free_port()
+    env = {**os.environ, "CTK_DATA_ROOT": str(run.data_root), **cni_env.env}
+    for delay in (0.1, 0.25, 0.4, 0.6):
+        p = subprocess.Popen(["ctk-run", "--address", containerd.address, "-n", ctd.namespace, "-d", "-q",
+                              "-p", f"{port}:80", "--name", "victim", bb, "sh", "-c", WEB],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        run("rm", "-f", "victim")
+    assert run("ps", "-a", "-q").lines == []
+    assert _wait_for(lambda: net_snapshot(run.data_root)["veths"] == before["veths"], timeout=10)
+    after = net_snapshot(run.data_root)
+    assert after["netns"] == [] and ipam_leases(cni_env.data_root) == leases_before
+    assert leaked_rules(before["iptables"], after["iptables"], cni_env, [port]) == set()
+    # and the port is free again
+    assert run("-d", "-q", "-p", f"{port}:80", bb, "sh", "-c", WEB).code == 0
+    assert fetch(port).startswith("hello from")
+
+
+def test_stopped_container_frees_its_port(run, bb):
+    port = free_port()
+    first = run("-d", "-q", "-p", f"{port}:80", "--name", "first", bb, "sh", "-c", "sleep 1").out.strip()
+    # it exits by itself after 1 s: its task is deleted (the hook's endpoint record goes) and the port freed
+    endpoints = run.data_root / "net" / "endpoints"
+    assert _wait_for(lambda: not any(first in p.name for p in endpoints.glob("*.json")), timeout=20)
+    r = run("-d", "-q", "-p", f"{port}:80", "--name", "second", bb, "sh", "-c", WEB)
+    assert r.code == 0, r.err
+    assert fetch(port).startswith("hello from")
+    assert json.loads(run("inspect", "first").out)[0]["State"]["ExitCode"] == 0
