@@ -235,3 +235,75 @@ def test_logs_tail_timestamps_since_and_follow(run, bb):
     assert run("logs", "--until", "2000-01-01T00:00:00Z", "talker").out == ""
     followed = run("logs", "-f", "talker", timeout=30)  # returns once the container exits
     assert followed.code == 0 and followed.out == "one\nthree\nfour\n"
+
+
+def _pty_run(argv, env, rows, cols):
+    """Start ``argv`` on a new pseudo-terminal of the given size; returns (process, master fd)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    return p, master
+
+
+def _read_until(master, needle: bytes, timeout=30.0) -> bytes:
+    import os
+    import select
+
+    buf = b""
+    end = time.monotonic() + timeout
+    while needle not in buf and time.monotonic() < end:
+        r, _, _ = select.select([master], [], [], 0.2)
+        if r:
+            try:
+                buf += os.read(master, 4096)
+            except OSError:
+                break
+    assert needle in buf, buf
+    return buf
+
+
+def test_tty_size_follows_the_terminal_in_run_and_exec(containerd, ctd, run, bb):
+    """`-it`: the container's terminal starts at our size and follows it on SIGWINCH, for run and exec."""
+    import fcntl
+    import os
+    import signal
+    import struct
+    import termios
+
+    env = {**os.environ, **run.env}
+    base = ["ctk-run", "--address", containerd.address, "-n", ctd.namespace]
+    assert run("-d", "-q", "--name", "tty", bb, "sleep", "60").code == 0
+    for argv in (base + ["--rm", "-it", "-q", bb, "sh"], base + ["exec", "-it", "tty", "sh"]):
+        p, master = _pty_run(argv, env, 33, 101)
+        try:
+            _read_until(master, b"# ")  # the shell's prompt: it reads from here on
+            os.write(master, b"stty size\r")
+            _read_until(master, b"33 101")
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            p.send_signal(signal.SIGWINCH)
+            time.sleep(0.5)
+            os.write(master, b"stty size\r")
+            _read_until(master, b"40 120")
+            os.write(master, b"exit 4\r")
+            assert p.wait(timeout=30) == 4
+        finally:
+            if p.poll() is None:
+                p.kill()
+            os.close(master)
+
+
+def test_init_and_named_volumes(run, bb):
+    r = run("--rm", "-q", "--init", bb, "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; echo pid=$$")
+    assert r.code == 0, r.err
+    first, second = r.out.splitlines()
+    assert "init" in first.split()[0] and second != "pid=1"  # tini is PID 1, the command its child
+    assert run("--rm", "-q", "-v", "ctkdata:/data", bb, "sh", "-c", "echo kept > /data/f").code == 0
+    again = run("--rm", "-q", "-v", "ctkdata:/data:ro", bb, "sh", "-c", "cat /data/f; touch /data/g || echo ro")
+    assert again.out.splitlines()[0] == "kept" and again.out.splitlines()[-1] == "ro"

@@ -111,9 +111,6 @@ def run_logged(client: Client, gopts: GlobalOptions, c: Container) -> int:
 
 def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_open: bool, tty: bool) -> int:
     """Start ``c`` on FIFOs: stdin from ours, output to ours and to the json-file log."""
-    import termios
-    import tty as ttymod
-
     from ctk_shared.taskio import FifoSet, copy_output
 
     from .logfile import JsonLogWriter
@@ -122,24 +119,12 @@ def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_op
     fifo_dir.mkdir(parents=True, exist_ok=True)
     fifos = FifoSet(str(fifo_dir), c.id, stdin=stdin_open, terminal=tty)
     log = JsonLogWriter(c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id)))
-    raw = tty and stdin_open and sys.stdin.isatty()
-    saved = termios.tcgetattr(sys.stdin.fileno()) if raw else None
+    term = Terminal(client, c.id, tty=tty, stdin_open=stdin_open)
     try:
         lifecycle.start_task(client, gopts, c, terminal=tty, detached=False, io={
             "stdin": fifos.stdin_path, "stdout": fifos.stdout_path, "stderr": fifos.stderr_path})
         done, result, _ = _wait_thread(client, c.id)
-        if tty:
-            def resize(*_a: object) -> None:
-                try:
-                    cols, rows = os.get_terminal_size(sys.stdout.fileno())
-                    client.tasks.resize(c.id, cols, rows)
-                except (OSError, CtkError):
-                    pass
-
-            resize()
-            signal.signal(signal.SIGWINCH, resize)
-        if raw:
-            ttymod.setraw(sys.stdin.fileno())
+        term.attach()
         if stdin_open:
             threading.Thread(target=pump_stdin, args=(client, c.id, fifos), daemon=True).start()
 
@@ -153,13 +138,12 @@ def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_op
         sinks = {fifos.stdout_fd: sink("stdout", sys.stdout.buffer)}
         if fifos.stderr_fd is not None and fifos.stderr_fd >= 0:
             sinks[fifos.stderr_fd] = sink("stderr", sys.stderr.buffer)
-        with _SignalProxy(client, c.id) if not raw else _NoProxy():
+        with _SignalProxy(client, c.id) if not term.raw else _NoProxy():
             copy_output(sinks, done)
             done.wait()
         return result.get("code", 255)
     finally:
-        if saved is not None:
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+        term.restore()
         log.close()
         fifos.close()
 
@@ -170,6 +154,47 @@ class _NoProxy:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+class Terminal:
+    """Our terminal while attached to a process with a TTY (``run -t``, ``exec -t``): raw mode when we also
+    feed its stdin from a terminal (keys such as Ctrl-C go to the process, not to us), and the process's
+    window size following ours on every SIGWINCH."""
+
+    def __init__(self, client: Client, cid: str, *, tty: bool, stdin_open: bool, exec_id: str = "") -> None:
+        self.client, self.cid, self.exec_id, self.tty = client, cid, exec_id, tty
+        self.raw = tty and stdin_open and sys.stdin.isatty()
+        self._saved: list | None = None  # type: ignore[type-arg]
+        self._old_handler: object = None
+
+    def resize(self, *_a: object) -> None:
+        try:
+            cols, rows = os.get_terminal_size(sys.stdout.fileno())
+            self.client.tasks.resize(self.cid, cols, rows, self.exec_id)
+        except (OSError, CtkError):
+            pass
+
+    def attach(self) -> None:
+        """Call once the process exists."""
+        if self.tty:
+            self.resize()
+            self._old_handler = signal.signal(signal.SIGWINCH, self.resize)
+        if self.raw:
+            import termios
+            import tty as ttymod
+
+            self._saved = termios.tcgetattr(sys.stdin.fileno())
+            ttymod.setraw(sys.stdin.fileno())
+
+    def restore(self) -> None:
+        if self._saved is not None:
+            import termios
+
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved)
+            self._saved = None
+        if self._old_handler is not None:
+            signal.signal(signal.SIGWINCH, self._old_handler)  # type: ignore[arg-type]
+            self._old_handler = None
 
 
 def pump_stdin(client: Client, cid: str, fifos: FifoSet, exec_id: str = "") -> None:

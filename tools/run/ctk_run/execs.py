@@ -77,6 +77,11 @@ def exec_in(client: Client, gopts: GlobalOptions, text: str, command: tuple[str,
             return 0
         import threading
 
+        from .attach import Terminal
+
+        term = Terminal(client, c.id, tty=tty, stdin_open=interactive, exec_id=exec_id)
+        term.attach()
+
         done = threading.Event()
         result: dict[str, int] = {}
 
@@ -94,8 +99,11 @@ def exec_in(client: Client, gopts: GlobalOptions, text: str, command: tuple[str,
         sinks = {fifos.stdout_fd: _writer(sys.stdout.buffer)}
         if fifos.stderr_fd is not None and fifos.stderr_fd >= 0:
             sinks[fifos.stderr_fd] = _writer(sys.stderr.buffer)
-        copy_output(sinks, done)
-        done.wait()
+        try:
+            copy_output(sinks, done)
+            done.wait()
+        finally:
+            term.restore()
         try:
             client.tasks.delete_process(c.id, exec_id)
         except CtkError:
