@@ -63,13 +63,15 @@ def iptables_rules() -> set[str]:
     return out
 
 
-def veths() -> set[str]:
+def veths(bridge: str) -> set[str]:
+    """Host-side veths enslaved to ``bridge`` (other test runs on the machine have their own bridges)."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
-        return {str(ln.get_attr("IFLA_IFNAME")) for ln in ipr.get_links()
-                if (ln.get_attr("IFLA_LINKINFO") or {}) and
-                ln.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND") == "veth"}
+        idx = ipr.link_lookup(ifname=bridge)
+        if not idx:
+            return set()
+        return {str(ln.get_attr("IFLA_IFNAME")) for ln in ipr.get_links() if ln.get_attr("IFLA_MASTER") == idx[0]}
 
 
 def netns_mounts(data_root: Path | str) -> list[str]:
@@ -147,8 +149,8 @@ def leaked_rules(before: set[str], after: set[str], cni: CniEnv, ports: list[int
 
 
 @pytest.fixture
-def net_snapshot():
+def net_snapshot(cni_env):
     """A callable returning what networking state exists on the host now (to compare before/after)."""
     def snap(data_root: Path | str) -> dict[str, object]:
-        return {"iptables": iptables_rules(), "veths": veths(), "netns": netns_mounts(data_root)}
+        return {"iptables": iptables_rules(), "veths": veths(cni_env.bridge), "netns": netns_mounts(data_root)}
     return snap

@@ -71,3 +71,15 @@ def test_hook_error_is_extracted_from_runc_message():
            "another host port: unknown")
     assert hook_error(msg) == "port 0.0.0.0:8080/tcp is already allocated"
     assert hook_error("exec: \"nope\": executable file not found in $PATH") is None
+
+
+def test_bridge_without_ctk_net_installed_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    from ctk_run.network import ctk_net_executable
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python3"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UsageError) as e:
+        ctk_net_executable()
+    assert "ctk-net" in e.value.message and "--network none|host" in (e.value.hint or "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import signal as signals
+import sys
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -139,22 +140,30 @@ def mark_stopped(client: Client, c: Container) -> None:
 def stop(client: Client, c: Container, timeout: int | None = None, sig: str | None = None) -> None:
     """SIGTERM (or the stop signal), then SIGKILL after ``timeout`` seconds, as ``docker stop``."""
     mark_stopped(client, c)
-    task = task_of(client, c.id)
-    if task is None or task.status not in ("running", "paused", "pausing"):
-        delete_task(client, c.id)
-        return
     if timeout is None:
         timeout = int(c.labels.get(L.STOP_TIMEOUT) or DEFAULT_STOP_TIMEOUT)
     signum = parse_signal(sig or c.labels.get(L.STOP_SIGNAL) or c.labels.get("io.containerd.image.config.stop-signal"))
-    try:
-        client.tasks.kill(c.id, signum)
-        client.tasks.wait(c.id, timeout=max(timeout, 0) or 0.001)
-    except Timeout:
-        client.tasks.kill(c.id, signals.SIGKILL, all=True)
-        client.tasks.wait(c.id, timeout=30)
-    except NotFound:
-        pass
-    delete_task(client, c.id)
+    # A restart the monitor (or a logger) began before our mark may still create a new task under us: go
+    # round again until no task runs, so an explicit stop is never undone.
+    for _ in range(5):
+        task = task_of(client, c.id)
+        if task is not None and task.status in ("running", "paused", "pausing"):
+            try:
+                client.tasks.kill(c.id, signum)
+                client.tasks.wait(c.id, timeout=max(timeout, 0) or 0.001)
+            except Timeout:
+                client.tasks.kill(c.id, signals.SIGKILL, all=True)
+                client.tasks.wait(c.id, timeout=30)
+            except NotFound:
+                pass
+        try:
+            delete_task(client, c.id)
+        except CtkError as e:
+            if "running" not in str(e):
+                raise
+            continue
+        if task_of(client, c.id) is None:
+            return
 
 
 def kill(client: Client, c: Container, sig: str | None) -> None:
@@ -188,12 +197,41 @@ def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool) -> N
                 break
             except CtkError:
                 time.sleep(0.1)  # the task may still be stopping
+    else:
+        run_poststop_hooks(c)
     client.containers.delete(c.id)
     try:
         client.snapshots(c.snapshotter or gopts.snapshotter).remove(c.snapshot_key or c.id)
     except NotFound:
         pass
     state.remove_container_dir(gopts.data_root, client.namespace, c.id)
+
+
+def run_poststop_hooks(c: Container) -> None:
+    """Run the spec's poststop hooks once more before the container goes. runc runs them whenever a task is
+    deleted; this covers a task whose creation was cut short (the CLI killed during ``run``), after which
+    no task is left to delete. Hooks must be idempotent (ctk-net's detach is); failures are only reported."""
+    import json
+    import subprocess
+
+    try:
+        spec = json.loads(c.spec or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return
+    hooks = (spec.get("hooks") or {}).get("poststop") or []
+    if not hooks:
+        return
+    st = json.dumps({"ociVersion": spec.get("ociVersion", ""), "id": c.id, "status": "stopped", "pid": 0,
+                     "bundle": "", "annotations": spec.get("annotations") or {}})
+    for h in hooks:
+        try:
+            p = subprocess.run([h["path"], *(h.get("args") or [h["path"]])[1:]], input=st, text=True,
+                               env=dict(e.split("=", 1) for e in h.get("env") or [] if "=" in e),
+                               capture_output=True, timeout=h.get("timeout") or 60, check=False)
+            if p.returncode != 0:
+                sys.stderr.write(f"ctk-run: warning: poststop hook of {c.id[:12]}: {p.stderr.strip()}\n")
+        except (OSError, subprocess.TimeoutExpired, KeyError) as e:
+            sys.stderr.write(f"ctk-run: warning: poststop hook of {c.id[:12]}: {e}\n")
 
 
 def wait_exit(client: Client, c: Container) -> int:
