@@ -1,19 +1,116 @@
-"""The ctk-build command line (under construction)."""
+"""The ctk-build command line: ``ctk-build [OPTIONS] CONTEXT`` builds; ``ctk-build prune`` empties the cache.
+
+stdout gets one line, the built image's ``name@digest`` (or a JSON record with ``--format json``); step lines,
+RUN output and errors go to stderr. Heavy modules are imported inside the commands.
+"""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
-
 from ctk_shared import cli as shared_cli
+from ctk_shared.errors import UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
-@click.group(context_settings=CONTEXT, no_args_is_help=True)
+@click.group(cls=shared_cli.DefaultCommandGroup, default_command="build", context_settings=CONTEXT,
+             no_args_is_help=True)
 @shared_cli.global_options
 def cli() -> None:
-    """ctk-build."""
+    """Dockerfile builds executed on containerd (no BuildKit daemon).
+
+    `ctk-build [OPTIONS] CONTEXT` is `ctk-build build [OPTIONS] CONTEXT`. CONTEXT `-` reads the Dockerfile from
+    stdin and builds without a context.
+    """
+
+
+def _build_args(items: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise UsageError(f"--build-arg {item!r}: expected KEY=VALUE or KEY")
+        if eq:
+            out[key] = value
+        elif key in os.environ:
+            out[key] = os.environ[key]  # Docker: a bare KEY takes the value from the environment
+    return out
+
+
+def _labels(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"--label {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _epoch(value: str | None) -> int | None:
+    text = value if value is not None else os.environ.get("SOURCE_DATE_EPOCH") or None
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise UsageError(f"source date epoch {text!r} is not a number of seconds")
+    return int(text)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("context_dir", metavar="CONTEXT")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]", help="name the image (repeatable)")
+@click.option("-f", "--file", "dockerfile", metavar="PATH", help="the Dockerfile [default: CONTEXT/Dockerfile]; - = stdin")
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY[=VALUE]", help="set a build ARG (repeatable)")
+@click.option("--target", help="build up to this stage (only the stages it needs)")
+@click.option("--no-cache", is_flag=True, help="do not reuse cached steps")
+@click.option("-q", "--quiet", is_flag=True, help="no step lines or RUN output; stdout still gets the ref")
+@click.option("--network", type=click.Choice(["host", "none", "default"]), default="host", show_default=True,
+              help="network of RUN steps")
+@click.option("--platform", help="the platform of base images (os/arch[/variant])")
+@click.option("--source-date-epoch", metavar="SECONDS",
+              help="pin every timestamp for reproducible digests [$SOURCE_DATE_EPOCH]")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="add a label to the image")
+@click.option("--push", is_flag=True, help="push every -t name after the build")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="type=oci|docker,dest=PATH",
+              help="also write the image as a tar (OCI layout + docker-archive in one)")
+@click.option("--compression", type=click.Choice(["auto", "gzip", "uncompressed"]), default="auto",
+              show_default=True, help="of the layers; auto: uncompressed locally, gzip with --push or -o")
+@click.option("--pull", is_flag=True, help="pull base images even when they are in the store")
+@click.option("--digestfile", metavar="PATH", help="also write the image's manifest digest to PATH")
+@click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True,
+              help="stdout: the ref@digest, or a JSON record")
+@shared_cli.global_options
+def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build_args: tuple[str, ...],
+          target: str | None, no_cache: bool, quiet: bool, network: str, platform: str | None,
+          source_date_epoch: str | None, labels: tuple[str, ...], push: bool, outputs: tuple[str, ...],
+          compression: str, pull: bool, digestfile: str | None, fmt: str) -> None:
+    """Build an image from a Dockerfile."""
+    from ctk_shared.oci import Platform
+
+    from . import ops
+
+    req = ops.BuildRequest(
+        context=context_dir, dockerfile=dockerfile, tags=tags, build_args=_build_args(build_args), target=target,
+        no_cache=no_cache, quiet=quiet, network="host" if network == "default" else network,
+        platform=Platform.parse(platform) if platform else None, source_date_epoch=_epoch(source_date_epoch),
+        labels=_labels(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
+        pull=pull, digestfile=digestfile)
+    ops.build(shared_cli.options(), req)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="accepted for Docker compatibility (prune never asks)")
+@shared_cli.global_options
+def prune(force: bool) -> None:
+    """Remove the build cache of the namespace (layers no image uses are then collected)."""
+    from ctk_shared.output import human_size
+
+    from . import ops
+
+    count, size = ops.prune(shared_cli.options())
+    sys.stderr.write(f"removed {count} cache entries ({human_size(size)} of layers released)\n")
 
 
 def main() -> None:

@@ -1,0 +1,136 @@
+"""Build benchmark harness (through scripts/bench/build.sh, as root): ctk-build vs buildah bud, same run.
+
+The Dockerfile: FROM a local busybox base, RUN writing 200 files, COPY of a 50 MiB random file, ENV, CMD.
+Measured, alternating the order of the tools each run:
+
+* cold: ``ctk-build --no-cache`` vs ``buildah bud`` (default: one commit at the end) and
+  ``buildah bud --layers --no-cache`` (a commit per step, like ctk-build)
+* cached: a rebuild with nothing changed, ``ctk-build`` vs ``buildah bud --layers``
+* invalidation: one byte of the 50 MiB file changes; both rebuild from the COPY on (checked for ctk-build
+  from its step lines: the RUN before the COPY is cached, the COPY is not)
+
+Prints JSON with medians and ratios (ctk / buildah).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from scripts.bench.timing import timed, tool
+from tests.support import images as im
+from tests.support.containerd_daemon import start_containerd
+from tests.support.registry_daemon import start_registry
+
+DOCKERFILE = """\
+FROM {base}
+RUN mkdir -p /data && for i in $(seq 1 200); do echo "line $i" > /data/f$i; done
+COPY big.bin /big.bin
+ENV APP=bench
+CMD ["sh"]
+"""
+BIG = 50 << 20
+
+
+
+def _buildah_storage(root: Path) -> list[str]:
+    """overlay when the kernel lets buildah use it here, else vfs."""
+    for driver in ("overlay", "vfs"):
+        g = ["buildah", "--root", str(root / driver / "root"), "--runroot", str(root / driver / "run"),
+             "--storage-driver", driver]
+        if subprocess.run([*g, "images"], capture_output=True).returncode == 0:
+            return g
+    raise SystemExit("buildah cannot initialise its storage here")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    if shutil.which("buildah") is None:
+        print("buildah is not installed (apt-get install buildah)", file=sys.stderr)
+        return 1
+    base = Path(tempfile.mkdtemp(prefix="ctk-bench-build-", dir=os.environ.get("CTK_BENCH_DIR", "/var/tmp")))
+    daemon = start_containerd(base / "ctd")
+    reg = start_registry(base / "reg")
+    try:
+        im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
+        ref = f"{reg.host}/bench/busybox:latest"
+        im.push_layout(base / "layout", "latest", ref)
+        ctx = base / "ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=ref))
+        (ctx / "big.bin").write_bytes(random.Random(1).randbytes(BIG))
+        env = {**os.environ, "CTK_DATA_ROOT": str(base / "data")}
+        ctk = [tool("ctk-build"), "--address", daemon.address, "-n", "bench"]
+        subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
+                       stdout=subprocess.DEVNULL, env=env)
+        bh = _buildah_storage(base / "buildah")
+        subprocess.run([*bh, "pull", "--tls-verify=false", "-q", ref], check=True, stdout=subprocess.DEVNULL)
+        bud = [*bh, "bud", "--isolation", "chroot", "--tls-verify=false", "-q"]
+
+        cmds = {
+            "cold": {"ctk": ctk + ["-q", "--no-cache", "-t", "bench", str(ctx)],
+                     "buildah": bud + ["-t", "bench", str(ctx)],
+                     "buildah_layers": bud + ["--layers", "--no-cache", "-t", "bench", str(ctx)]},
+            "cached": {"ctk": ctk + ["-q", "-t", "bench", str(ctx)],
+                       "buildah_layers": bud + ["--layers", "-t", "bench", str(ctx)]},
+        }
+        times: dict[str, dict[str, list[float]]] = {k: {t: [] for t in v} for k, v in cmds.items()}
+        for phase in ("cold", "cached"):
+            for _t, cmd in cmds[phase].items():  # warm-up: page cache, and the cache for the cached phase
+                timed(cmd, env)
+            for i in range(args.runs):
+                order = list(cmds[phase])
+                for who in (order if i % 2 == 0 else order[::-1]):
+                    times[phase][who].append(timed(cmds[phase][who], env))
+
+        # invalidation: a new content of the COPY source each run; both rebuild from that step on
+        inval: dict[str, list[float]] = {"ctk": [], "buildah_layers": []}
+        data = bytearray((ctx / "big.bin").read_bytes())
+        ctk_ok = True
+        for i in range(args.runs):
+            data[i] ^= 0xFF
+            (ctx / "big.bin").write_bytes(bytes(data))
+            order = ["ctk", "buildah_layers"] if i % 2 == 0 else ["buildah_layers", "ctk"]
+            for who in order:
+                if who == "buildah_layers":
+                    inval[who].append(timed(cmds["cached"][who], env))
+                    continue
+                t0 = time.perf_counter()
+                r = subprocess.run(ctk + ["-t", "bench", str(ctx)], capture_output=True, text=True, env=env)
+                inval[who].append(time.perf_counter() - t0)
+                steps = [ln for ln in r.stderr.splitlines() if ln.startswith("[")]
+                ctk_ok &= r.returncode == 0 and steps[1].endswith("(cached)") and \
+                    not steps[2].endswith("(cached)")
+
+        med = {phase: {t: round(statistics.median(v), 3) for t, v in d.items()} for phase, d in times.items()}
+        report = {
+            "runs": args.runs,
+            "ctk_build": ctk[0],
+            "buildah_storage": bh[bh.index("--storage-driver") + 1],
+            "median_s": med,
+            "ratio_cold_ctk_vs_buildah": round(med["cold"]["ctk"] / med["cold"]["buildah"], 3),
+            "ratio_cold_ctk_vs_buildah_layers": round(med["cold"]["ctk"] / med["cold"]["buildah_layers"], 3),
+            "ratio_cached_ctk_vs_buildah_layers": round(med["cached"]["ctk"] / med["cached"]["buildah_layers"], 3),
+            "invalidation_median_s": {t: round(statistics.median(v), 3) for t, v in inval.items()},
+            "ctk_copy_change_invalidates_from_copy": ctk_ok,
+        }
+        print(json.dumps(report, indent=2))
+        return 0
+    finally:
+        reg.stop()
+        daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

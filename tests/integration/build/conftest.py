@@ -1,0 +1,51 @@
+"""Fixtures for ctk-build against the session's containerd and registry."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support.cli import run_tool
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def build(containerd, ctd, data_root):
+    """Run ctk-build in the test's namespace: ``build("-t", "app", str(ctx)) -> Result``."""
+    def go(*args, **kw):
+        env = {"CTK_DATA_ROOT": str(data_root), **kw.pop("env", {})}
+        return run_tool("ctk-build", *args, address=containerd.address, namespace=ctd.namespace, env=env, **kw)
+    return go
+
+
+@pytest.fixture
+def run(containerd, ctd, data_root):
+    """ctk-run in the same namespace (to run what was built)."""
+    def go(*args, **kw):
+        env = {"CTK_DATA_ROOT": str(data_root), **kw.pop("env", {})}
+        return run_tool("ctk-run", *args, address=containerd.address, namespace=ctd.namespace, env=env, **kw)
+    yield go
+    ids = go("ps", "-a", "-q", "--no-trunc").lines
+    if ids:
+        go("rm", "-f", *ids)
+
+
+@pytest.fixture
+def bb(test_images):
+    return test_images["busybox"].ref
+
+
+def write(ctx, files):
+    """Create files under ``ctx``: name -> text/bytes, or (content, mode)."""
+    for name, content in files.items():
+        mode = None
+        if isinstance(content, tuple):
+            content, mode = content
+        p = ctx / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+        if mode is not None:
+            p.chmod(mode)
+    return ctx

@@ -1,0 +1,105 @@
+"""What leaves a build: tars (-o), the registry (--push), reproducible digests, and cleanup on Ctrl-C."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import time
+
+import pytest
+import requests
+
+from .conftest import write
+
+pytestmark = pytest.mark.integration
+
+
+def test_output_tar_and_push(build, ctd, registry, bb, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN echo x > /x\nCMD [\"cat\", \"/x\"]\n"})
+    dest = tmp_path / "app.tar"
+    name = f"{registry.host}/built/app:v1"
+    r = build("-q", "-t", name, "-t", f"{registry.host}/built/app:latest", "-o", f"type=oci,dest={dest}", "--push", str(ctx))
+    assert r.code == 0, r.err
+    assert len(r.lines) == 1 and r.lines[0].startswith(f"{name}@sha256:")
+    digest = r.lines[0].split("@", 1)[1]
+    with tarfile.open(dest) as t:
+        names = t.getnames()
+        index = json.loads(t.extractfile("index.json").read())
+        manifest = json.loads(t.extractfile(f"blobs/sha256/{digest[7:]}").read())
+    assert "manifest.json" in names and "oci-layout" in names
+    assert index["manifests"][0]["digest"] == digest
+    # layers that leave the machine are gzip (the base's, and ours: converted from the local cache form)
+    assert {m["mediaType"] for m in manifest["layers"]} <= {"application/vnd.oci.image.layer.v1.tar+gzip",
+                                                             "application/vnd.docker.image.rootfs.diff.tar.gzip"}
+    local = build("-q", "-t", "local", str(ctx))
+    assert local.code == 0
+    from ctk_shared import images as store
+
+    img = store.load_local(ctd, "docker.io/library/local:latest")
+    assert img.manifest.layers[-1].media_type == "application/vnd.oci.image.layer.v1.tar"  # auto: uncompressed
+    assert img.config.diff_ids == json.loads(tarfile.open(dest).extractfile(
+        f"blobs/sha256/{manifest['config']['digest'][7:]}").read())["rootfs"]["diff_ids"]
+    h = requests.head(f"{registry.url}/v2/built/app/manifests/v1",
+                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert h.status_code == 200 and h.headers["Docker-Content-Digest"] == digest
+
+
+def test_source_date_epoch_gives_reproducible_digests(build, ctd, bb, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN echo x > /x && rm -f /etc/group\n"
+                                                 f"COPY f /f\nENV A=1\n", "f": "data\n"})
+    first = build("-q", "--no-cache", "--source-date-epoch", "1700000000", "-t", "r1", str(ctx))
+    assert first.code == 0, first.err
+    time.sleep(1.1)
+    os.utime(ctx / "f", None)  # a new mtime in the context must not matter either
+    second = build("-q", "--no-cache", "-t", "r2", str(ctx), env={"SOURCE_DATE_EPOCH": "1700000000"})
+    assert second.code == 0, second.err
+    assert first.out.split("@")[1] == second.out.split("@")[1]
+    from ctk_shared import images as store
+
+    cfg = store.load_local(ctd, "docker.io/library/r1:latest").config.raw
+    assert cfg["created"] == "2023-11-14T22:13:20Z"
+    assert {h["created"] for h in cfg["history"][-3:]} == {"2023-11-14T22:13:20Z"}
+
+
+def test_ctrl_c_mid_run_cleans_up(containerd, ctd, data_root, bb, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN echo started; sleep 60\n"})
+    # pull the base first, so the interrupt lands in the RUN step
+    subprocess.run(["ctk-pull", "--address", containerd.address, "-n", ctd.namespace, "-q", bb], check=True,
+                   capture_output=True)
+    before = {s.name for s in ctd.snapshots().list()}
+    env = {**os.environ, "CTK_DATA_ROOT": str(data_root)}
+    p = subprocess.Popen(["ctk-build", "--address", containerd.address, "-n", ctd.namespace, "-t", "int",
+                          str(ctx)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not ctd.tasks.list():
+        time.sleep(0.1)
+    assert ctd.tasks.list(), "the RUN step never started"
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    assert out == "" and "interrupted" in err
+    assert ctd.tasks.list() == [] and ctd.containers.list() == []
+    assert [s for s in ctd.snapshots().list() if s.name not in before] == []
+    assert ctd.leases.list() == []
+    assert [i for i in ctd.images.list() if "int" in i.name] == []
+
+
+def test_leftovers_of_a_killed_build_are_removed_by_the_next(build, containerd, ctd, data_root, bb, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN sleep 60\n"})
+    subprocess.run(["ctk-pull", "--address", containerd.address, "-n", ctd.namespace, "-q", bb], check=True,
+                   capture_output=True)
+    env = {**os.environ, "CTK_DATA_ROOT": str(data_root)}
+    p = subprocess.Popen(["ctk-build", "--address", containerd.address, "-n", ctd.namespace, "-q", str(ctx)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not ctd.tasks.list():
+        time.sleep(0.1)
+    p.kill()  # SIGKILL: no cleanup of its own
+    p.wait()
+    assert len(ctd.containers.list()) == 1
+    r = build("prune")
+    assert r.code == 0, r.err
+    assert ctd.containers.list() == [] and ctd.tasks.list() == []

@@ -1,0 +1,280 @@
+"""Executing a parsed Dockerfile on containerd: which stages to build, in which order, with which arguments.
+
+Only the stages the target needs are built (``FROM <stage>`` and ``COPY --from=<stage>`` are the edges).
+Each stage runs in a :class:`~ctk_build.stage.StageContext`. ``ARG``s before the first ``FROM`` are seen by
+``FROM`` lines only (and by a stage's bare ``ARG NAME``); BuildKit's platform ARGs are predefined there.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ctk_shared import images as store
+from ctk_shared import oci
+from ctk_shared import reference as refs
+from ctk_shared.errors import CtkError, Interrupted, NotFound, UsageError
+
+from .cache import Cache
+from .dockerfile.instructions import BuildPlan, Copy, From, KeyValues, Stage
+from .dockerfile.parser import DockerfileError, Node
+from .dockerfile.shell import Lexer, ShellError
+from .imagestate import ImageState
+from .runner import RunningTasks
+from .runsteps import PROXY_ARGS
+from .sources import SourceTree
+
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+    from ctk_shared.containerd import Client
+
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    dockerfile: str  # its text
+    dockerfile_name: str = "Dockerfile"
+    context: str | None = None  # None: no context (``ctk-build - < Dockerfile``)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    network: str = "host"
+    platform: oci.Platform | None = None
+    source_date_epoch: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    quiet: bool = False
+    compression: str = "uncompressed"  # of the layers: gzip, or uncompressed (faster builds, bigger pushes)
+    pull: bool = False  # pull base images even when they are in the store
+
+
+class BuildLog:
+    """Step lines and RUN output on stderr (nothing with -q)."""
+
+    def __init__(self, quiet: bool, write: Callable[[bytes], None]) -> None:
+        self.quiet = quiet
+        self._write = write
+
+    def step(self, text: str) -> None:
+        if not self.quiet:
+            self._write((text + "\n").encode())
+
+    def output(self, data: bytes) -> None:
+        if not self.quiet:
+            self._write(data)
+
+
+@dataclass
+class StageResult:
+    state: ImageState
+    key: str  # cache key of the stage's last step
+
+
+def _expand_args(items: list[KeyValues], build_args: dict[str, str], env: dict[str, str],
+                 lexer: Lexer, df_error: Callable[[Node, str], DockerfileError], used: set[str]) -> dict[str, str]:
+    out = dict(env)
+    for ins in items:
+        for name, default in ins.pairs:
+            if name in build_args:
+                out[name] = build_args[name]
+                used.add(name)
+            elif default is not None:
+                try:
+                    out[name] = lexer.process_word(default, out)
+                except ShellError as e:
+                    raise df_error(ins.node, str(e)) from None
+    return out
+
+
+def platform_args(target: oci.Platform) -> dict[str, str]:
+    """BuildKit's automatic platform ARGs (build and target are the same here: no emulation)."""
+    host = oci.host_platform()
+    out = {}
+    for prefix, p in (("TARGET", target), ("BUILD", host)):
+        out[f"{prefix}PLATFORM"] = str(p)
+        out[f"{prefix}OS"] = p.os
+        out[f"{prefix}ARCH"] = p.architecture
+        out[f"{prefix}VARIANT"] = p.variant
+    return out
+
+
+class Builder:
+    """One build: ``client`` must be bound to the build's lease (everything made joins it)."""
+
+    def __init__(self, client: Client, gopts: GlobalOptions, opts: BuildOptions, plan: BuildPlan, log: BuildLog,
+                 context: SourceTree | None) -> None:
+        self.client = client
+        self.gopts = gopts
+        self.opts = opts
+        self.plan = plan
+        self.df = plan.dockerfile
+        self.lexer = Lexer(self.df.escape)
+        self.log = log
+        self.context = context
+        self.sn_name = gopts.snapshotter
+        self.cache = Cache(client, self.sn_name, read=not opts.no_cache)
+        self.platform = opts.platform or oci.host_platform()
+        self.used_args: set[str] = set()
+        self.meta = _expand_args(plan.meta_args, opts.build_args, platform_args(self.platform), self.lexer,
+                                 self.df.error, self.used_args)
+        self.results: dict[int, StageResult] = {}
+        self.fifo_dir = os.path.join(gopts.data_root, "build", "fifo")
+        self.steps_total = 0
+        self.step_no = 0
+        self.cached_steps = 0
+        self.deps: dict[int, set[int]] = {}  # stage index -> the stages it needs
+        self.max_parallel = max(1, min(4, os.cpu_count() or 1))
+        self.stopping = threading.Event()
+        self.tasks = RunningTasks()
+        self._lock = threading.Lock()
+
+    # -- planning -------------------------------------------------------------------------------
+    def target_stage(self) -> Stage:
+        if not self.opts.target:
+            return self.plan.stages[-1]
+        st = next((s for s in self.plan.stages if s.name == self.opts.target.lower()), None)
+        if st is None:
+            raise UsageError(f"target stage {self.opts.target!r} could not be found",
+                             hint="stages: " + ", ".join(s.label() for s in self.plan.stages))
+        return st
+
+    def _stage_ref(self, text: str, before: int) -> Stage | None:
+        """The earlier stage a ``FROM``/``--from`` names (by name, or index for --from), if any."""
+        key = text.lower()
+        for s in self.plan.stages[:before]:
+            if s.name and s.name == key:
+                return s
+        if key.isdigit() and int(key) < before:
+            return self.plan.stages[int(key)]
+        return None
+
+    def needed(self, target: Stage) -> list[Stage]:
+        """The stages ``target`` needs, itself included, in file order; fills :attr:`deps`."""
+        seen: set[int] = set()
+        order: list[Stage] = []
+
+        def visit(st: Stage) -> None:
+            if st.index in seen:
+                return
+            seen.add(st.index)
+            deps = self.deps.setdefault(st.index, set())
+            dep = self._stage_ref(self._from_image(st.from_), st.index)
+            if dep is not None:
+                deps.add(dep.index)
+                visit(dep)
+            for ins in st.instructions:
+                if isinstance(ins, Copy) and isinstance(ins.flags.get("from"), str):
+                    src = self._expand(ins.node, str(ins.flags["from"]), self.meta)
+                    dep = self._stage_ref(src, st.index)
+                    if dep is not None:
+                        deps.add(dep.index)
+                        visit(dep)
+                    elif any(s.name == src.lower() for s in self.plan.stages):
+                        raise self.df.error(ins.node, f"COPY --from={src}: stage {src!r} is defined later")
+            order.append(st)
+
+        visit(target)
+        order.sort(key=lambda s: s.index)
+        return order
+
+    def _from_image(self, f: From) -> str:
+        return self._expand(f.node, f.image, self.meta)
+
+    def _expand(self, node: Node, text: str, env: dict[str, str]) -> str:
+        try:
+            return self.lexer.process_word(text, env)
+        except ShellError as e:
+            raise self.df.error(node, str(e)) from None
+
+    def base_image(self, text: str, platform: oci.Platform | None, node: Node) -> tuple[ImageState, str]:
+        """The state of an image from containerd, pulled (and unpacked) when missing."""
+        try:
+            ref = refs.parse(text)
+        except CtkError as e:
+            raise self.df.error(node, f"invalid image reference {text!r}: {e.message}") from None
+        img = None
+        if not self.opts.pull:
+            try:
+                img = store.load_local(self.client, text, platform)
+            except NotFound:
+                pass
+        if img is None:
+            from ctk_shared import connect
+            from ctk_shared.progress import make_progress
+            from ctk_shared.pull import PullOptions, pull
+
+            progress = make_progress(self.opts.quiet)
+            try:
+                pull(self.client, connect.registry(ref.domain, self.gopts), ref,
+                     PullOptions(platform=platform, snapshotter=self.sn_name), progress)
+            finally:
+                progress.close()
+            img = store.load_local(self.client, str(ref), platform)
+        if not store.is_unpacked(self.client, img.config, self.sn_name):
+            store.unpack(self.client, img, self.sn_name)
+        state = ImageState.from_config(img.config.raw, list(img.manifest.layers), img.manifest_desc.digest)
+        return state, img.manifest_desc.digest
+
+    # -- running --------------------------------------------------------------------------------
+    def build(self) -> StageResult:
+        target = self.target_stage()
+        stages = self.needed(target)
+        self.steps_total = sum(1 + len(s.instructions) for s in stages)
+        if len(stages) == 1 or self.max_parallel == 1:
+            for st in stages:
+                self.results[st.index] = self.run_stage(st)
+        else:
+            self._run_concurrently(stages)
+        unused = sorted(set(self.opts.build_args) - self.used_args - PROXY_ARGS)
+        if unused:
+            self.log.step(f"[warning] build-args not consumed: {', '.join(unused)}")
+        return self.results[target.index]
+
+    def _run_concurrently(self, stages: list[Stage]) -> None:
+        """Independent stages at the same time. On the first failure (or Ctrl-C) the other stages stop: their
+        RUN tasks are killed, and each stage cleans up its own snapshot before the error goes on."""
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        pending = {s.index: s for s in stages}
+        running: dict[Future[StageResult], int] = {}
+        with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="ctk-build-stage") as pool:
+            try:
+                while pending or running:
+                    for idx, st in sorted(pending.items()):
+                        if self.deps.get(idx, set()) <= self.results.keys() and len(running) < self.max_parallel:
+                            running[pool.submit(self.run_stage, st)] = idx
+                            del pending[idx]
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        self.results[running.pop(fut)] = fut.result()
+            except BaseException:
+                self.stopping.set()
+                self.tasks.kill_all(self.client)
+                wait(list(running))
+                raise
+
+    def _announce(self, stage: Stage, node: Node, note: str = "") -> None:
+        with self._lock:
+            self.step_no += 1
+        text = " ".join(node.original.split())
+        if len(text) > 100:
+            text = text[:97] + "..."
+        self.log.step(f"[{stage.label()} {self.step_no}/{self.steps_total}] {text}{note}")
+
+    def run_stage(self, stage: Stage) -> StageResult:
+        from .stage import StageContext
+
+        sc = StageContext(self, stage)
+        try:
+            sc.do_from()
+        except (DockerfileError, KeyboardInterrupt):
+            raise
+        except CtkError as e:
+            raise type(e)(f"{self.df.filename}:{stage.from_.line}: FROM {stage.from_.image}: {e.message}",
+                          hint=e.hint) from e
+        for ins in stage.instructions:
+            if self.stopping.is_set():
+                raise Interrupted(f"stage {stage.label()} stopped: another stage failed")
+            sc.dispatch(ins)
+        return StageResult(sc.state, sc.key)

@@ -1,0 +1,123 @@
+"""The layer cache, kept inside containerd so it follows the namespace and survives any ctk process.
+
+A step's key is ``sha256(parent key, instruction, inputs)``: the base manifest digest starts the chain;
+``RUN`` adds its command, environment, user, directory and network; ``COPY``/``ADD`` add a checksum of the
+copied files' names, modes and contents (not their mtimes). A hit needs no work at all.
+
+Each entry is a tiny JSON blob in the content store, found by its ``ctk/build.cache`` label, that names the
+layer blob and the committed snapshot. Its ``containerd.io/gc.root`` label keeps it, and through its
+``gc.ref`` labels the layer and snapshot, from the garbage collector; ``ctk-build prune`` deletes the entries
+and lets the collector take what no image uses.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ctk_shared import labels as L
+from ctk_shared import oci
+from ctk_shared.errors import CtkError, NotFound
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client
+
+CACHE_LABEL = "ctk/build.cache"
+GC_ROOT = "containerd.io/gc.root"
+FORMAT = 1
+
+
+def chain_key(parent: str, *parts: Any) -> str:
+    """The next key in a chain: stable JSON of the parts, hashed with the parent key."""
+    h = hashlib.sha256()
+    h.update(parent.encode())
+    h.update(b"\n")
+    h.update(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    key: str
+    created: str  # when the layer was first built (history time)
+    layer: oci.Descriptor | None  # None: the step changed no file
+    diff_id: str = ""
+    chain_id: str = ""
+    digest: str = ""  # of the entry blob itself
+
+
+class Cache:
+    def __init__(self, client: Client, snapshotter: str, *, read: bool = True) -> None:
+        self.client = client
+        self.snapshotter = snapshotter
+        self.read = read
+
+    def _entries(self, key: str) -> list[CacheEntry]:
+        out = []
+        for info in self.client.content.list([f'labels."{CACHE_LABEL}"=="{key}"']):
+            try:
+                doc = json.loads(self.client.content.read_all(info.digest))
+                layer = oci.Descriptor.from_json(doc["layer"]) if doc.get("layer") else None
+                out.append(CacheEntry(key, str(doc["created"]), layer, str(doc.get("diff_id", "")),
+                                      str(doc.get("chain_id", "")), info.digest))
+            except (CtkError, ValueError, KeyError):
+                continue
+        return out
+
+    def lookup(self, key: str, media_type: str = "") -> CacheEntry | None:
+        """A usable entry for ``key``, one whose layer has ``media_type`` first."""
+        if not self.read:
+            return None
+        usable = [e for e in self._entries(key) if e.layer is None or self._usable(e)]
+        usable.sort(key=lambda e: e.layer is not None and e.layer.media_type != media_type)
+        return usable[0] if usable else None
+
+    def _usable(self, entry: CacheEntry) -> bool:
+        """The layer blob and its snapshot must both still exist (a prune or GC may have taken them)."""
+        assert entry.layer is not None
+        try:
+            self.client.content.info(entry.layer.digest)
+            self.client.snapshots(self.snapshotter).stat(entry.chain_id)
+        except NotFound:
+            return False
+        return True
+
+    def store(self, key: str, created: str, layer: oci.Descriptor | None, diff_id: str = "",
+              chain_id: str = "") -> None:
+        doc = {"v": FORMAT, "key": key, "created": created, "layer": layer.to_json() if layer else None,
+               "diff_id": diff_id, "chain_id": chain_id}
+        data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        digest = oci.sha256_digest(data)
+        labels = {CACHE_LABEL: key, GC_ROOT: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        if layer is not None:
+            labels[f"{L.GC_REF_CONTENT}.layer"] = layer.digest
+            labels.update(L.gc_snapshot(self.snapshotter, chain_id))
+        self.client.content.write_blob(f"ctk-build-cache-{digest}", data, digest, labels)
+        for old in self._entries(key):  # one entry per key and layer form: --no-cache rebuilds replace
+            same_form = (old.layer.media_type if old.layer else "") == (layer.media_type if layer else "")
+            if old.digest != digest and same_form:
+                try:
+                    self.client.content.delete(old.digest)
+                except NotFound:
+                    pass
+
+
+def prune(client: Client) -> tuple[int, int]:
+    """Drop every cache entry of the namespace; returns (entries, bytes of layers they referenced).
+    containerd's GC then removes the layers and snapshots that no image uses."""
+    count = size = 0
+    for info in client.content.list([f'labels."{CACHE_LABEL}"']):
+        layer = info.labels.get(f"{L.GC_REF_CONTENT}.layer")
+        if layer:
+            try:
+                size += client.content.info(layer).size
+            except NotFound:
+                pass
+        try:
+            client.content.delete(info.digest)
+            count += 1
+        except NotFound:
+            pass
+    return count, size

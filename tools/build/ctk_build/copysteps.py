@@ -1,0 +1,188 @@
+"""COPY and ADD: sources (context, heredocs, URLs, other stages or images), their checksum for the cache,
+and the copy into the step's mounted snapshot (:mod:`copier`)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import re
+import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ctk_shared import oci
+from ctk_shared import reference as refs
+from ctk_shared.errors import CtkError, NotFound
+
+from . import copier, mounting, users
+from .cache import chain_key
+from .dockerfile.instructions import Copy
+from .dockerfile.parser import DockerfileError
+from .dockerfile.shell import Lexer, ShellError
+from .sources import SourceTree, file_digest
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Mount
+
+    from .stage import StageContext
+
+
+def copy(sc: StageContext, ins: Copy) -> None:
+    """COPY or ADD (``ins.add``) as one layer step of the stage ``sc``."""
+    kw = ins.keyword.upper()
+    for flag in ("parents", "exclude"):
+        if flag in ins.flags:
+            raise sc.b.df.error(ins.node, f"{kw} --{flag} is not supported by ctk-build yet")
+    chmod = None
+    if isinstance(ins.flags.get("chmod"), str):
+        text = sc.expand(ins.node, str(ins.flags["chmod"]))
+        if not re.fullmatch(r"[0-7]{1,4}", text):
+            raise sc.b.df.error(ins.node, f"invalid --chmod={text}: an octal mode is required")
+        chmod = int(text, 8)
+    chown = sc.expand(ins.node, str(ins.flags["chown"])) if isinstance(ins.flags.get("chown"), str) else ""
+    dest = sc.expand(ins.node, ins.dest)
+    inline: dict[str, bytes] = {}
+    doc_names = {d.name: d for d in ins.heredocs}
+    patterns: list[str] = []
+    for raw in ins.sources:
+        m = re.match(r"^\d*<<-?(.*)$", raw)
+        if m and ins.heredocs:
+            name = m.group(1).strip("'\"")
+            doc = doc_names.get(name)
+            if doc is not None:
+                body = doc.body
+                if doc.expand:
+                    try:
+                        body = Lexer(sc.b.df.escape, raw_quotes=True, raw_escapes=True).process_word(
+                            body, sc.word_env())
+                    except ShellError as e:
+                        raise sc.b.df.error(ins.node, f"heredoc {name}: {e}") from None
+                inline[name] = body.encode()
+                continue
+        for w in sc.expand_words(ins.node, raw) if ins.node.json_args() is None else [sc.expand(ins.node, raw)]:
+            patterns.append(w)
+    if "keep-git-dir" in ins.flags or any(re.match(r"^(git@|https?://\S*\.git(#|$))", p) for p in patterns):
+        raise sc.b.df.error(ins.node, "ADD of a git repository is not supported by ctk-build")
+    urls = [p for p in patterns if re.match(r"^https?://", p)]
+    if "checksum" in ins.flags and (len(urls) != 1 or len(patterns) != 1):
+        raise sc.b.df.error(ins.node, "ADD --checksum needs exactly one http(s) source")
+    if urls and not ins.add:
+        raise sc.b.df.error(ins.node, "COPY cannot copy from a URL (use ADD)")
+    src_from = sc.expand(ins.node, str(ins.flags["from"])) if isinstance(ins.flags.get("from"), str) else ""
+    if sc.b.context is None and not src_from and [p for p in patterns if p not in urls]:
+        raise sc.b.df.error(ins.node, f"{kw} needs a build context (none was given)")
+    with _source(sc, ins, src_from, urls) as (tree, from_key):
+        rels: list[str] = []
+        wildcard = False
+        local = [p for p in patterns if p not in urls]
+        for p in local:
+            wildcard = wildcard or bool(re.search(r"[*?\[]", p))
+            assert tree is not None  # a local source without a context was refused above
+            try:
+                rels.extend(tree.expand(p))
+            except CtkError as e:
+                raise sc.b.df.error(ins.node, e.message) from None
+        for u in urls:
+            rels.append(posixpath.basename(u.split("?", 1)[0]) or "download")
+        try:
+            checksum = tree.checksum(rels) if tree is not None else ""
+        except CtkError as e:
+            raise sc.b.df.error(ins.node, e.message) from None
+        inline_sums = {k: oci.sha256_digest(v) for k, v in inline.items()}
+        kind = "multi" if len(rels) + len(inline) > 1 else \
+            ("dir" if rels and tree is not None and os.path.isdir(tree.resolve(rels[0])) else "file")
+        digest = checksum or (oci.sha256_digest(repr(sorted(inline_sums.items())).encode())[7:])
+        created_by = f"/bin/sh -c #(nop) {kw} {kind}:{digest} in {dest} "
+        workdir = str(sc.state.config.get("WorkingDir") or "/")
+        key = chain_key(sc.key, kw.lower(), dest, workdir, chown, chmod, checksum, from_key, inline_sums,
+                        sorted(rels))
+
+        def change(mounts: list[Mount], _skey: str) -> None:
+            with mounting.mounted(mounts) as root:
+                owner = None
+                if chown:
+                    try:
+                        owner = copier.CopyOwner(*users.resolve_chown(chown, [root]))
+                    except CtkError as e:
+                        raise sc.b.df.error(ins.node, e.message) from None
+                try:
+                    copier.copy(root, tree if tree is not None else SourceTree(root, context=False), rels,
+                                dest, workdir, owner=owner, chmod=chmod, add=ins.add, wildcard=wildcard,
+                                inline=inline)
+                except CtkError as e:
+                    raise sc.b.df.error(ins.node, e.message) from None
+
+        sc.layer_step(ins, key, created_by, change)
+
+
+@contextlib.contextmanager
+
+
+def _source(sc: StageContext, ins: Copy, src_from: str,
+            urls: list[str]) -> Iterator[tuple[SourceTree | None, str]]:
+    """The tree COPY reads: the context, a downloaded URL, or a view of a stage or image."""
+    if urls:
+        with tempfile.TemporaryDirectory(prefix="ctk-build-url-") as tmp:
+            for u in urls:
+                dest = os.path.join(tmp, posixpath.basename(u.split("?", 1)[0]) or "download")
+                _download(u, dest)
+                want = str(ins.flags.get("checksum") or "")
+                if want:
+                    got = "sha256:" + file_digest(dest)
+                    if got != sc.expand(ins.node, want):
+                        raise sc.b.df.error(ins.node, f"ADD --checksum: {u} has digest {got}, "
+                                              f"expected {want}")
+            yield SourceTree(tmp, context=True, label="download"), ""
+        return
+    if not src_from:
+        yield sc.b.context, ""
+        return
+    dep = sc.b._stage_ref(src_from, sc.stage.index)
+    if dep is not None:
+        res = sc.b.results[dep.index]
+        chain, from_key = res.state.chain_id, res.key
+    else:
+        if any(s.name == src_from.lower() for s in sc.b.plan.stages):
+            raise sc.b.df.error(ins.node, f"--from={src_from}: stage is defined later")
+        try:
+            refs.parse(src_from)
+        except CtkError:
+            raise sc.b.df.error(ins.node, f"--from={src_from}: no such stage, and not an image "
+                                  "reference") from None
+        try:
+            state, digest = sc.b.base_image(src_from, sc.b.opts.platform, ins.node)
+        except DockerfileError:
+            raise
+        except CtkError as e:
+            raise sc.b.df.error(ins.node, f"COPY --from={src_from}: no such stage, and no such image "
+                                  f"({e.message})") from None
+        chain, from_key = state.chain_id, digest
+    if not chain:
+        with tempfile.TemporaryDirectory(prefix="ctk-build-empty-") as tmp:
+            yield SourceTree(tmp, context=False, label=f"stage {src_from}"), from_key
+        return
+    sn = sc.b.client.snapshots(sc.b.sn_name)
+    from .layers import new_key
+
+    vkey = new_key("from")
+    mounts = sn.view(vkey, chain)
+    try:
+        with mounting.mounted(mounts) as root:
+            yield SourceTree(root, context=False, label=f"stage {src_from}"), from_key
+    finally:
+        with contextlib.suppress(NotFound):
+            sn.remove(vkey)
+
+
+def _download(url: str, dest: str) -> None:
+    import requests
+
+    try:
+        with requests.get(url, stream=True, timeout=60) as r:
+            r.raise_for_status()
+            with open(dest, "wb") as f:
+                for chunk in r.iter_content(1 << 20):
+                    f.write(chunk)
+    except requests.RequestException as e:
+        raise CtkError(f"downloading {url}: {e}") from e
+    os.chmod(dest, 0o600)

@@ -1,0 +1,327 @@
+"""Docker's word processing for Dockerfile arguments: quote removal, escapes and ``$VAR`` substitution.
+
+This is the small shell-like language the Dockerfile reference calls "environment replacement": not a shell
+(no globbing, no command substitution), but quotes, the escape token (``\\`` or a backtick set by the
+``escape`` directive) and these expansions::
+
+    $VAR ${VAR}                         value, "" when unset
+    ${VAR:-word} ${VAR-word}            word when VAR is empty/unset (":") or unset only
+    ${VAR:+word} ${VAR+word}            word when VAR is non-empty/set, else ""
+    ${VAR:?msg} ${VAR?msg}              error when VAR is empty/unset or unset only
+    ${VAR#pat} ${VAR##pat} ${VAR%pat} ${VAR%%pat}    strip shortest/longest prefix/suffix matching pat
+    ${VAR/pat/repl} ${VAR//pat/repl}    replace the first/every match of pat
+
+Unquoted expansions split into several words in :meth:`Lexer.process_words` (as Docker does for ``COPY``,
+``EXPOSE`` and the like); quoted ones never do.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+Env = Mapping[str, str]
+
+_SPECIAL_PARAMS = "@*#?-$!0"
+
+
+class ShellError(ValueError):
+    """A word that cannot be processed (unbalanced quote, bad substitution); the parser adds file:line."""
+
+
+@dataclass
+class _Words:
+    """Collects words while scanning: unquoted whitespace ends a word; quoted text never does."""
+
+    words: list[str] = field(default_factory=list)
+    current: list[str] = field(default_factory=list)
+    in_word: bool = False  # a quoted "" makes an (empty) word exist
+
+    def add_char(self, ch: str) -> None:
+        if ch.isspace():
+            self.end()
+        else:
+            self.current.append(ch)
+            self.in_word = True
+
+    def add_raw(self, text: str) -> None:
+        self.current.append(text)
+        self.in_word = True
+
+    def add_expanded(self, text: str) -> None:
+        for ch in text:
+            self.add_char(ch)
+
+    def end(self) -> None:
+        if self.in_word:
+            self.words.append("".join(self.current))
+        self.current, self.in_word = [], False
+
+    def result(self) -> list[str]:
+        self.end()
+        return self.words
+
+
+class _Scanner:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def next(self) -> str:
+        ch = self.peek()
+        if ch:
+            self.pos += 1
+        return ch
+
+
+class Lexer:
+    """Processes words with one escape token; ``raw_quotes``/``raw_escapes`` keep quotes/escapes in the output
+    (used to find heredoc markers without changing the text)."""
+
+    def __init__(self, escape: str = "\\", *, raw_quotes: bool = False, raw_escapes: bool = False,
+                 skip_unset: bool = False) -> None:
+        self.escape = escape
+        self.raw_quotes = raw_quotes
+        self.raw_escapes = raw_escapes
+        self.skip_unset = skip_unset  # leave $UNSET as written (heredoc marker detection)
+
+    def process_word(self, text: str, env: Env) -> str:
+        """One word: quotes removed, escapes applied, variables substituted; whitespace kept as is."""
+        return _Run(self, text, env).process()[0]
+
+    def process_words(self, text: str, env: Env) -> list[str]:
+        """Words split on unquoted whitespace (including whitespace produced by unquoted expansions)."""
+        return _Run(self, text, env).process()[1]
+
+
+class _Run:
+    """One pass of the lexer over one text (keeps the scanner state out of the reusable :class:`Lexer`)."""
+
+    def __init__(self, lexer: Lexer, text: str, env: Env) -> None:
+        self.lx = lexer
+        self.sc = _Scanner(text)
+        self.env = env
+
+    def process(self) -> tuple[str, list[str]]:
+        return self.stop_on("")
+
+    def stop_on(self, stop: str) -> tuple[str, list[str]]:
+        out: list[str] = []
+        words = _Words()
+        while self.sc.peek():
+            ch = self.sc.peek()
+            if stop and ch == stop:
+                self.sc.next()
+                return "".join(out), words.result()
+            if ch == "'":
+                tmp = self.single_quote()
+                out.append(tmp)
+                words.add_raw(tmp)
+            elif ch == '"':
+                tmp = self.double_quote()
+                out.append(tmp)
+                words.add_raw(tmp)
+            elif ch == "$":
+                tmp = self.dollar()
+                out.append(tmp)
+                words.add_expanded(tmp)
+            else:
+                ch = self.sc.next()
+                if ch == self.lx.escape:
+                    if self.lx.raw_escapes:
+                        words.add_raw(ch)
+                        out.append(ch)
+                    ch = self.sc.next()
+                    if not ch:
+                        break
+                    words.add_raw(ch)
+                else:
+                    words.add_char(ch)
+                out.append(ch)
+        if stop:
+            raise ShellError(f"syntax error: missing '{stop}'" if stop == "}" else f"missing {stop!r}")
+        return "".join(out), words.result()
+
+    def single_quote(self) -> str:
+        # everything up to the next ' is literal, the escape token included
+        self.sc.next()
+        out = ["'"] if self.lx.raw_quotes else []
+        while True:
+            ch = self.sc.next()
+            if not ch:
+                raise ShellError("unexpected end of statement while looking for matching single-quote")
+            if ch == "'":
+                break
+            out.append(ch)
+        if self.lx.raw_quotes:
+            out.append("'")
+        return "".join(out)
+
+    def double_quote(self) -> str:
+        # $ expands; the escape token escapes only ", $ and itself (other escapes stay as written)
+        self.sc.next()
+        out = ['"'] if self.lx.raw_quotes else []
+        while True:
+            if not self.sc.peek():
+                raise ShellError("unexpected end of statement while looking for matching double-quote")
+            if self.sc.peek() == '"':
+                self.sc.next()
+                break
+            if self.sc.peek() == "$":
+                out.append(self.dollar())
+                continue
+            ch = self.sc.next()
+            if ch == self.lx.escape:
+                nxt = self.sc.peek()
+                if not nxt:
+                    continue
+                if nxt in ('"', "$", self.lx.escape):
+                    if self.lx.raw_escapes:
+                        out.append(ch)
+                    ch = self.sc.next()
+            out.append(ch)
+        if self.lx.raw_quotes:
+            out.append('"')
+        return "".join(out)
+
+    def name(self) -> str:
+        """A variable name: letters, digits and _, or a run of digits, or one special parameter."""
+        sc = self.sc
+        if sc.peek().isdigit():
+            digits = []
+            while sc.peek().isdigit():
+                digits.append(sc.next())
+            return "".join(digits)
+        if sc.peek() and sc.peek() in _SPECIAL_PARAMS:
+            return sc.next()
+        chars = []
+        while sc.peek() and (sc.peek().isalnum() or sc.peek() == "_"):
+            chars.append(sc.next())
+        return "".join(chars)
+
+    def lookup(self, name: str) -> tuple[str, bool]:
+        if name in self.env:
+            return self.env[name], True
+        return "", False
+
+    def dollar(self) -> str:
+        sc = self.sc
+        sc.next()  # $
+        if sc.peek() != "{":
+            name = self.name()
+            if not name:
+                return "$"
+            value, found = self.lookup(name)
+            if not found and self.lx.skip_unset:
+                return "$" + name
+            return value
+        sc.next()  # {
+        if not sc.peek():
+            raise ShellError("syntax error: missing '}'")
+        if sc.peek() in "{}:":
+            raise ShellError("syntax error: bad substitution")
+        name = self.name()
+        if not name:
+            raise ShellError("syntax error: bad substitution")
+        op = sc.next()
+        value, found = self.lookup(name)
+        if op == "}":
+            if not found and self.lx.skip_unset:
+                return "${" + name + "}"
+            return value
+        if op == ":":
+            modifier = sc.next()
+            if modifier not in ("-", "+", "?"):
+                raise ShellError(f"unsupported modifier ({modifier}) in substitution" if modifier
+                                 else "syntax error: missing '}'")
+            word = self.word_until_brace()
+            if self.lx.skip_unset and not found:
+                return "${" + name + ":" + modifier + word + "}"
+            if modifier == "-":
+                return value if value else word
+            if modifier == "+":
+                return word if value else ""
+            if not found:
+                raise ShellError(f"{name}: {word or 'is not allowed to be unset'}")
+            if not value:
+                raise ShellError(f"{name}: {word or 'is not allowed to be empty'}")
+            return value
+        if op in ("-", "+", "?"):
+            word = self.word_until_brace()
+            if self.lx.skip_unset and not found:
+                return "${" + name + op + word + "}"
+            if op == "-":
+                return value if found else word
+            if op == "+":
+                return word if found else ""
+            if not found:
+                raise ShellError(f"{name}: {word or 'is not allowed to be unset'}")
+            return value
+        if op in ("#", "%"):
+            longest = sc.peek() == op
+            if longest:
+                sc.next()
+            pattern = self.word_until_brace()
+            return _trim(value, pattern, prefix=op == "#", longest=longest)
+        if op == "/":
+            every = sc.peek() == "/"
+            if every:
+                sc.next()
+            pattern = self.word_until(("/", "}"))
+            repl = self.word_until_brace() if self._last_stop == "/" else ""
+            return _replace(value, pattern, repl, every)
+        if not op:
+            raise ShellError("syntax error: missing '}'")
+        raise ShellError(f"unsupported modifier ({op}) in substitution")
+
+    _last_stop = ""
+
+    def word_until_brace(self) -> str:
+        try:
+            word, _ = self.stop_on("}")
+        except ShellError as e:
+            if not self.sc.peek():
+                raise ShellError("syntax error: missing '}'") from e
+            raise
+        return word
+
+    def word_until(self, stops: tuple[str, ...]) -> str:
+        """Raw text up to the first unescaped stop character (for ${VAR/pattern/...})."""
+        out: list[str] = []
+        while True:
+            ch = self.sc.next()
+            if not ch:
+                raise ShellError("syntax error: missing '}'")
+            if ch in stops:
+                self._last_stop = ch
+                return "".join(out)
+            if ch == self.lx.escape and self.sc.peek():
+                ch = self.sc.next()
+            out.append(ch)
+
+
+def _glob_re(pattern: str) -> str:
+    """Shell pattern (``*``, ``?``, ``[...]``) as a regex without anchors."""
+    return fnmatch.translate(pattern).removeprefix("(?s:").removesuffix(")\\Z")
+
+
+def _trim(value: str, pattern: str, *, prefix: bool, longest: bool) -> str:
+    rx = re.compile(_glob_re(pattern), re.S)
+    cuts: Callable[[], range] = (lambda: range(len(value), -1, -1)) if longest else (lambda: range(len(value) + 1))
+    for n in cuts():
+        part = value[:n] if prefix else value[len(value) - n:]
+        if rx.fullmatch(part):
+            return value[n:] if prefix else value[:len(value) - n]
+    return value
+
+
+def _replace(value: str, pattern: str, repl: str, every: bool) -> str:
+    if not pattern:
+        return value
+    rx = re.compile(_glob_re(pattern), re.S)
+    # shell replacement takes the longest match at the leftmost position; regex * is greedy already
+    return rx.sub(lambda _m: repl, value, count=0 if every else 1)

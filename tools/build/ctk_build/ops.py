@@ -1,0 +1,250 @@
+"""What ``ctk-build`` does between parsed flags and containerd: read the Dockerfile and context, build under
+one lease, then name, push or export the image and print its ref.
+
+The image record is created only when the whole build succeeded: a failed build leaves no image, and its
+lease (deleted on the way out, even on Ctrl-C) takes the half-made snapshots and blobs with it.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ctk_shared import output
+from ctk_shared import reference as refs
+from ctk_shared.errors import CtkError, NotFound, UsageError
+
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+    from ctk_shared.oci import Platform
+
+DANGLING = "ctk-build-dangling"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    context: str  # a directory, or "-" (Dockerfile on stdin, no context)
+    dockerfile: str | None = None  # -f; "-" reads stdin
+    tags: tuple[str, ...] = ()
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    quiet: bool = False
+    network: str = "host"
+    platform: Platform | None = None
+    source_date_epoch: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    push: bool = False
+    outputs: tuple[str, ...] = ()
+    fmt: str = "ref"
+    compression: str = "auto"  # auto: uncompressed for local builds, gzip with --push or -o
+    pull: bool = False
+    digestfile: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    name: str
+    digest: str
+    names: tuple[str, ...]
+    cached_steps: int
+    steps: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name.split('@', 1)[0]}@{self.digest}"
+
+
+def _read_dockerfile(req: BuildRequest) -> tuple[str, str, str | None, str | None]:
+    """(text, display name, context dir or None, Dockerfile path or None)."""
+    if req.context == "-":
+        if req.dockerfile not in (None, "-"):
+            raise UsageError("with CONTEXT '-' the Dockerfile comes from stdin; -f cannot name another")
+        return sys.stdin.read(), "Dockerfile", None, None
+    if not os.path.isdir(req.context):
+        raise UsageError(f"build context {req.context!r} is not a directory")
+    if req.dockerfile == "-":
+        return sys.stdin.read(), "Dockerfile", req.context, None
+    path = req.dockerfile or os.path.join(req.context, "Dockerfile")
+    if req.dockerfile and not os.path.exists(path) and os.path.exists(os.path.join(req.context, req.dockerfile)):
+        path = os.path.join(req.context, req.dockerfile)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(), req.dockerfile or "Dockerfile", req.context, path
+    except FileNotFoundError:
+        raise NotFound(f"cannot read the Dockerfile {path}: no such file",
+                       hint="name it with -f, or pass the directory that holds it as CONTEXT") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CtkError(f"cannot read the Dockerfile {path}: {e}") from None
+
+
+def _ignore(context: str, dockerfile: str | None):  # type: ignore[no-untyped-def]
+    from .dockerignore import IgnoreMatcher
+
+    candidates = []
+    if dockerfile:
+        candidates.append(dockerfile + ".dockerignore")  # BuildKit: a Dockerfile-specific ignore file wins
+    candidates.append(os.path.join(context, ".dockerignore"))
+    for c in candidates:
+        try:
+            with open(c) as f:
+                return IgnoreMatcher.from_text(f.read())
+        except FileNotFoundError:
+            continue
+    return IgnoreMatcher([])
+
+
+def _compression(req: BuildRequest) -> str:
+    """Layers stay uncompressed in the local store (as buildah keeps them: no CPU spent on compression) unless
+    they are going out: ``--push`` and ``-o`` get gzip, what Docker and registries expect."""
+    if req.compression != "auto":
+        return req.compression
+    return "gzip" if req.push or req.outputs else "uncompressed"
+
+
+def _parse_output(spec: str) -> tuple[str, str]:
+    kv: dict[str, str] = {}
+    for part in spec.split(","):
+        key, eq, value = part.partition("=")
+        kv[key if eq else "type"] = value if eq else key
+    kind, dest = kv.get("type", ""), kv.get("dest", "")
+    if kind not in ("oci", "docker", "tar"):
+        raise UsageError(f"-o {spec}: type must be oci or docker")
+    if not dest:
+        raise UsageError(f"-o {spec}: dest=PATH is required")
+    return kind, dest
+
+
+def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
+    from ctk_shared import connect
+
+    from .builder import Builder, BuildLog, BuildOptions
+    from .dockerfile import parse, plan
+    from .sources import SourceTree
+
+    tags = [refs.parse(t) for t in req.tags]  # bad names fail before any work
+    outputs = [_parse_output(o) for o in req.outputs]
+    if req.push and not tags:
+        raise UsageError("--push needs a name (-t)")
+    text, df_name, context_dir, df_path = _read_dockerfile(req)
+    bplan = plan(parse(text, df_name))
+    from .sources import DigestCache
+
+    digests = DigestCache(os.path.join(gopts.data_root, "build", "digests.json"))
+    context = SourceTree(context_dir, _ignore(context_dir, df_path), digests=digests) if context_dir else None
+    opts = BuildOptions(text, df_name, context_dir, dict(req.build_args), req.target, req.no_cache, req.network,
+                        req.platform, req.source_date_epoch, dict(req.labels), req.quiet, _compression(req),
+                        req.pull)
+
+    def write_err(data: bytes) -> None:
+        sys.stderr.buffer.write(data)
+        sys.stderr.buffer.flush()
+
+    log = BuildLog(req.quiet, write_err)
+    client = connect.containerd(gopts)
+    from .runner import remove_stale_steps
+
+    remove_stale_steps(client)
+    old_term = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        with client.lease_scope() as leased:
+            b = Builder(leased, gopts, opts, bplan, log, context)
+            try:
+                result = b.build()
+            except CtkError as e:
+                _show_tail(e, req.quiet)
+                raise
+            state = result.state
+            if req.labels:
+                state.config["Labels"] = {**(state.config.get("Labels") or {}), **req.labels}
+            from .imagestate import write_image
+
+            written = write_image(leased, state, gopts.snapshotter)
+            names = [str(t) for t in tags] or [f"{DANGLING}@{written.manifest.digest}"]
+            from ctk_shared.containerd import Image
+
+            for name in names:
+                leased.images.put(Image(name=name, target=written.manifest, labels={}))
+            for _kind, dest in outputs:
+                _export(leased, names[0], dest)
+            if req.push:
+                _push(leased, gopts, tags, req.quiet)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        try:
+            digests.save()
+        except OSError:
+            pass  # only a speed-up for the next build
+    res = BuildResult(names[0], written.manifest.digest, tuple(names), b.cached_steps, b.step_no)
+    log.step(f"built {res.ref} ({res.cached_steps} of {res.steps} steps cached)")
+    if req.digestfile:
+        with open(req.digestfile, "w") as f:
+            f.write(res.digest)
+    if any(dest == "-" for _kind, dest in outputs):
+        return res  # stdout carried the tar
+    if req.fmt == "json":
+        output.emit_json({"ref": res.ref, "Name": res.name, "Names": list(res.names), "Digest": res.digest,
+                          "Config": written.config_digest})
+    else:
+        output.emit_line(res.ref)
+    return res
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _show_tail(e: CtkError, quiet: bool) -> None:
+    from .runner import StepFailed
+
+    if isinstance(e, StepFailed) and e.tail:
+        sys.stderr.write("------ last output lines ------\n")
+        for line in e.tail:
+            sys.stderr.write(f"  {line}\n")
+        sys.stderr.write("-------------------------------\n")
+        sys.stderr.flush()
+
+
+def _export(client, name: str, dest: str) -> None:  # type: ignore[no-untyped-def]
+    from ctk_shared import archive
+    from ctk_shared.images import load_local
+
+    img = load_local(client, name)
+    if dest == "-":
+        archive.save(client, [img], sys.stdout.buffer)
+        return
+    tmp = dest + ".partial"
+    with open(tmp, "wb") as f:
+        archive.save(client, [img], f)
+    os.replace(tmp, dest)
+
+
+def _push(client, gopts: GlobalOptions, tags, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    from ctk_shared import connect
+    from ctk_shared.images import find_image
+    from ctk_shared.progress import make_progress
+    from ctk_shared.push import push
+
+    for ref in tags:
+        progress = make_progress(quiet)
+        try:
+            push(client, connect.registry(ref.domain, gopts), find_image(client, str(ref)), ref, None, progress)
+        finally:
+            progress.close()
+
+
+def prune(gopts: GlobalOptions) -> tuple[int, int]:
+    from ctk_shared import connect
+
+    from .cache import prune as prune_cache
+    from .runner import remove_stale_steps
+
+    client = connect.containerd(gopts)
+    remove_stale_steps(client)
+    result = prune_cache(client)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(gopts.data_root, "build", "digests.json"))  # checksums of context files
+    return result

@@ -1,0 +1,170 @@
+"""Run one ``RUN`` step as a containerd task on an active snapshot, streaming its output live.
+
+The container record exists only for the step (containerd needs one to create a task): created, task
+created and started on FIFOs, waited for, then task and record deleted, in a ``finally`` so Ctrl-C
+or an error leaves neither behind. The last lines of output are kept to explain a failure.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from ctk_shared.errors import CtkError, NotFound
+
+from .stepspec import StepProcess, build_step_spec
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client, Mount
+
+RUNTIME = "io.containerd.runc.v2"
+STEP_LABEL = "ctk/build.step"  # on the short-lived container record of a RUN step
+PID_LABEL = "ctk/build.pid"  # the ctk-build process that made it
+TAIL_LINES = 10
+OUTPUT_GRACE = 2.0  # seconds to wait for the rest of the output after the exit
+
+
+class StepFailed(CtkError):
+    """A RUN command exited non-zero; ``exit_code`` and the ``tail`` of its output are kept."""
+
+    def __init__(self, message: str, exit_code: int, tail: list[str], *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_status = exit_code
+        self.tail = tail
+
+
+class _Tail:
+    """Remembers the last lines written (both streams) while passing the bytes on."""
+
+    def __init__(self, sink: Callable[[bytes], None]) -> None:
+        self.sink = sink
+        self.lines: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.partial = b""
+        self.lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            self.sink(data)
+            buf = self.partial + data
+            *done, self.partial = buf.split(b"\n")
+            for line in done:
+                self.lines.append(line.decode(errors="replace").rstrip("\r"))
+            if len(self.partial) > 4096:
+                self.lines.append(self.partial.decode(errors="replace"))
+                self.partial = b""
+
+    def result(self) -> list[str]:
+        out = list(self.lines)
+        if self.partial:
+            out.append(self.partial.decode(errors="replace"))
+        return out[-TAIL_LINES:]
+
+
+class RunningTasks:
+    """The step containers running now, so a failing or interrupted build can stop the others at once."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, cid: str) -> None:
+        with self._lock:
+            self._ids.add(cid)
+
+    def discard(self, cid: str) -> None:
+        with self._lock:
+            self._ids.discard(cid)
+
+    def kill_all(self, client: Client) -> None:
+        with self._lock:
+            ids = list(self._ids)
+        for cid in ids:
+            with contextlib.suppress(CtkError):
+                client.tasks.kill(cid, signal.SIGKILL, all=True)
+
+
+def run_step(client: Client, snapshotter: str, key: str, mounts: Sequence[Mount], proc: StepProcess,
+             fifo_dir: str, output: Callable[[bytes], None], running: RunningTasks | None = None) -> None:
+    """Run ``proc`` in the snapshot ``key``; raise :class:`StepFailed` on a non-zero exit."""
+    from ctk_shared.containerd import Container
+    from ctk_shared.taskio import FifoSet, copy_output
+
+    cid = key.replace(" ", "-")[:76]
+    spec = build_step_spec(cid, client.namespace, proc)
+    client.containers.create(Container(id=cid, runtime=RUNTIME, spec=json.dumps(spec).encode(),
+                                       snapshotter=snapshotter, snapshot_key=key,
+                                       labels={STEP_LABEL: "true", PID_LABEL: str(os.getpid())}))
+    tail = _Tail(output)
+    created = False
+    try:
+        os.makedirs(fifo_dir, exist_ok=True)
+        with FifoSet(fifo_dir, cid) as fifos:
+            client.tasks.create(cid, mounts, **fifos.uris())  # type: ignore[arg-type]
+            created = True
+            if running is not None:
+                running.add(cid)
+            waiter = client.tasks.wait_async(cid)
+            client.tasks.start(cid)
+            stop = threading.Event()
+            sinks = {fd: tail.write for fd in fifos.output_fds()}
+            pump = threading.Thread(target=copy_output, args=(sinks, stop), daemon=True, name="ctk-build-io")
+            pump.start()
+            code = waiter.result().exit_status
+            pump.join(OUTPUT_GRACE)  # the shim closes the FIFOs once the output is drained
+            stop.set()
+            pump.join()
+    except BaseException:
+        if created:
+            with contextlib.suppress(CtkError):
+                client.tasks.kill(cid, signal.SIGKILL, all=True)
+            with contextlib.suppress(CtkError):
+                client.tasks.wait(cid, timeout=10)
+        raise
+    finally:
+        if running is not None:
+            running.discard(cid)
+        if created:
+            with contextlib.suppress(NotFound):
+                client.tasks.delete(cid)
+        with contextlib.suppress(NotFound):
+            client.containers.delete(cid)
+    if code != 0:
+        raise StepFailed(f"exit code {code}", code, tail.result())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_steps(client: Client, *, all_steps: bool = False) -> int:
+    """Remove RUN-step containers (task, record, snapshot) left by a ctk-build that was killed (SIGKILL, power
+    loss): their process is gone. ``all_steps`` removes every one (``ctk-build prune``). Returns how many."""
+    removed = 0
+    for c in client.containers.list([f'labels."{STEP_LABEL}"']):
+        pid = c.labels.get(PID_LABEL, "")
+        if not all_steps and pid.isdigit() and _alive(int(pid)):
+            continue
+        with contextlib.suppress(CtkError):
+            client.tasks.kill(c.id, signal.SIGKILL, all=True)
+        with contextlib.suppress(CtkError):
+            client.tasks.wait(c.id, timeout=10)
+        with contextlib.suppress(CtkError):
+            client.tasks.delete(c.id)
+        with contextlib.suppress(CtkError):
+            client.containers.delete(c.id)
+        if c.snapshot_key:
+            with contextlib.suppress(CtkError):
+                client.snapshots(c.snapshotter or "overlayfs").remove(c.snapshot_key)
+        removed += 1
+    return removed

@@ -1,0 +1,116 @@
+"""RUN: the command as Docker forms it (exec form, SHELL + text, heredocs), the process environment, and the
+task on the step's snapshot (:mod:`runner`)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import TYPE_CHECKING
+
+from ctk_shared.errors import CtkError
+
+from . import mounting, users
+from .cache import chain_key
+from .dockerfile.instructions import Command
+from .dockerfile.parser import as_written, heredoc_markers
+from .runner import StepFailed, run_step
+from .stepspec import StepProcess
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Mount
+
+    from .stage import StageContext
+
+PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+                        "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
+# what runc creates in the rootfs when missing, to mount on: not part of the step's changes
+_MOUNT_POINTS = ("proc", "dev", "sys", "etc/hosts", "etc/resolv.conf", "etc")
+
+
+def _run_args(sc: StageContext, ins: Command) -> tuple[list[str], dict[str, str]]:
+    """The process args, and files (name → content) to bind under /dev/pipes for a #! heredoc."""
+    if ins.exec_form is not None:
+        return list(ins.exec_form), {}
+    if not ins.heredocs:
+        return [*sc.shell, ins.shell_form], {}
+    markers = heredoc_markers(ins.shell_form, sc.b.df.escape)
+    words = ins.shell_form.split()
+    if len(words) == 1 and markers:
+        doc = ins.heredocs[0]
+        if doc.body.startswith("#!"):
+            return [f"/dev/pipes/{doc.name}"], {doc.name: doc.body}
+        return [*sc.shell, doc.body], {}
+    full = ins.shell_form + "".join(f"\n{d.body}{d.name}" for d in ins.heredocs)
+    return [*sc.shell, full], {}
+
+
+def run(sc: StageContext, ins: Command) -> None:
+    """RUN as one layer step of the stage ``sc``."""
+    for flag in ("mount", "security"):
+        if flag in ins.flags:
+            raise sc.b.df.error(ins.node, f"RUN --{flag} is not supported by ctk-build yet")
+    network = str(ins.flags.get("network") or sc.b.opts.network)
+    if network == "default":
+        network = sc.b.opts.network
+    if network not in ("host", "none"):
+        raise sc.b.df.error(ins.node, f"RUN --network={network}: only host and none are supported")
+    args, pipes = _run_args(sc, ins)
+    env_list = sc.state.env_list()
+    env_keys = {e.partition("=")[0] for e in env_list}
+    build_env = [f"{n}={sc.args[n]}" for n in sc.arg_names if n in sc.args and n not in env_keys]
+    proxies = [f"{k}={v}" for k, v in sc.b.opts.build_args.items() if k in PROXY_ARGS and k not in sc.args]
+    process_env = env_list + build_env + proxies
+    user = str(sc.state.config.get("User") or "")
+    cwd = str(sc.state.config.get("WorkingDir") or "/")
+    shown = (ins.shell_form + "".join(f"\n{d.content}{d.name}" for d in ins.heredocs)) \
+        if ins.exec_form is None else ins.node.rest.strip()
+    prefix = f"|{len(build_env)} {' '.join(build_env)} " if build_env else ""
+    created_by = f"{prefix}{' '.join(sc.shell)} {shown}"
+    key = chain_key(sc.key, "run", args, env_list + build_env, user, cwd, network, pipes)
+    sc.layer_step(ins, key, created_by, lambda mounts, skey: _run_in(
+        sc, ins, mounts, skey, args, process_env, user, cwd, network, pipes))
+
+
+def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args: list[str], env: list[str],
+            user: str, cwd: str, network: str, pipes: dict[str, str]) -> None:
+    dirs = mounting.layered_dirs(mounts)
+    try:
+        uid, gid, extra = users.resolve(user, dirs) if user else (0, 0, ())
+    except CtkError as e:
+        raise sc.b.df.error(ins.node, e.message) from None
+    missing = [p for p in _MOUNT_POINTS if not any(os.path.lexists(os.path.join(d, p)) for d in dirs)]
+    binds: list[tuple[str, str]] = []
+    if network == "host":
+        binds += [(p, p) for p in ("/etc/hosts", "/etc/resolv.conf") if os.path.exists(p)]
+    with contextlib.ExitStack() as stack:
+        if pipes:  # a "#!" heredoc: the script is bound read-only at /dev/pipes/NAME
+            pipe_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ctk-build-pipes-"))
+            for name, body in pipes.items():
+                path = os.path.join(pipe_dir, name)
+                with open(path, "w") as fh:
+                    fh.write(body)
+                os.chmod(path, 0o755)
+                binds.append((path, f"/dev/pipes/{name}"))
+        proc = StepProcess(tuple(args), tuple(env), cwd, uid, gid, extra, network, tuple(binds))
+        try:
+            run_step(sc.b.client, sc.b.sn_name, skey, mounts, proc, sc.b.fifo_dir, sc.b.log.output,
+                     sc.b.tasks)
+        except StepFailed as e:
+            raise StepFailed(f"{sc.b.df.filename}:{ins.line}: {as_written(ins.node)}: "
+                             f"exit code {e.exit_status}", e.exit_status, e.tail) from None
+    upper = mounting.upper_dir(mounts)
+    if upper:
+        _remove_mount_points(upper, missing)
+
+
+def _remove_mount_points(upper: str, missing: list[str]) -> None:
+    """Drop the empty mount points runc had to create (/proc, /etc/hosts …): they are not the step's work."""
+    for rel in missing:
+        p = os.path.join(upper, rel)
+        try:
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.rmdir(p)
+            elif os.path.isfile(p) and os.path.getsize(p) == 0:
+                os.unlink(p)
+        except OSError:
+            pass
