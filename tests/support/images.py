@@ -909,9 +909,15 @@ def web_image(layout_dir: str | os.PathLike[str], ref_name: str) -> ImageInfo:
                                "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/www"})
 
 
-if __name__ == "__main__":  # scripts/demo: python3 -m tests.support.images web LAYOUT_DIR REF
+def busybox_image(layout_dir: str | os.PathLike[str], ref_name: str) -> ImageInfo:
+    """A one-layer busybox base image (Debian's static busybox and its applet links), nothing else."""
+    return build_image(layout_dir, ref_name, [busybox_layer_tar()], config={"Env": [DEFAULT_PATH], "Cmd": ["sh"]})
+
+
+if __name__ == "__main__":  # scripts/demo: python3 -m tests.support.images web|busybox LAYOUT_DIR REF
     import sys
 
-    if len(sys.argv) != 4 or sys.argv[1] != "web":
-        sys.exit("usage: python3 -m tests.support.images web LAYOUT_DIR REF")
-    web_image(sys.argv[2], sys.argv[3])
+    makers = {"web": web_image, "busybox": busybox_image}
+    if len(sys.argv) != 4 or sys.argv[1] not in makers:
+        sys.exit("usage: python3 -m tests.support.images web|busybox LAYOUT_DIR REF")
+    makers[sys.argv[1]](sys.argv[2], sys.argv[3])
