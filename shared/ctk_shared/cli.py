@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from . import config
-from .errors import CtkError, ExitStatus
+from .errors import CtkError, ExitStatus, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,6 +89,17 @@ def ref_from_line(line: str) -> str:
     if isinstance(repo, str) and repo and repo != "<none>":
         return f"{repo}:{tag}" if isinstance(tag, str) and tag and tag != "<none>" else repo
     raise CtkError(f"stdin: JSON record has no ref/Name/Repository field: {line[:80]!r}")
+
+
+def labels_from_args(items: Iterable[str], flag: str = "--label") -> dict[str, str]:
+    """Repeated ``--label KEY=VALUE`` values as a dict (a later KEY wins; ``KEY`` alone is an empty value)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
 
 
 def _debug() -> bool:

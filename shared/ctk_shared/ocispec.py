@@ -8,6 +8,7 @@ flags) stays in the tools. Values are plain dicts and lists, ready for ``json.du
 from __future__ import annotations
 
 import resource
+from collections.abc import Iterable
 from typing import Any
 
 OCI_VERSION = "1.0.2-dev"
@@ -77,13 +78,25 @@ def device_rules() -> list[dict[str, Any]]:
     return rules
 
 
+def nofile_hard() -> int | None:
+    """This process's hard RLIMIT_NOFILE (None when unlimited): runc cannot grant a container more."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return None if hard == resource.RLIM_INFINITY else hard
+
+
+def default_nofile() -> int:
+    """Docker's RLIMIT_NOFILE, capped by what this process may grant."""
+    hard = nofile_hard()
+    return DEFAULT_NOFILE if hard is None else min(DEFAULT_NOFILE, hard)
+
+
 def default_rlimits() -> list[dict[str, Any]]:
     """RLIMIT_NOFILE as Docker sets it, capped by what this process may grant."""
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    n = DEFAULT_NOFILE if hard == resource.RLIM_INFINITY else min(DEFAULT_NOFILE, hard)
+    n = default_nofile()
     return [{"type": "RLIMIT_NOFILE", "hard": n, "soft": n}]
 
 
-def capabilities(caps: tuple[str, ...] = DEFAULT_CAPS) -> dict[str, list[str]]:
+def capabilities(caps: Iterable[str] = DEFAULT_CAPS) -> dict[str, list[str]]:
+    """The process's capability sets: ``caps`` bounding, effective and permitted; nothing inheritable."""
     c = list(caps)
     return {"bounding": c, "effective": c, "permitted": c, "inheritable": [], "ambient": []}

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -27,3 +30,25 @@ def run_tool(tool: str, *args: str, address: str, namespace: str, input: str | b
     out = p.stdout if text else p.stdout.decode(errors="replace")
     err = p.stderr if text else p.stderr.decode(errors="replace")
     return Result(p.returncode, out, err)
+
+
+def tool_runner(tool: str, *, address: str, namespace: str, data_root: Path,
+                env: Mapping[str, str] | None = None) -> Callable[..., Result]:
+    """``go(*args, tool=tool, env={...}, **kw) -> Result``: a ctk tool with the test's containerd, namespace and
+    data root (``CTK_DATA_ROOT``) plus ``env``. ``go.env`` and ``go.data_root`` are for tests that start the
+    tool themselves."""
+    base = {"CTK_DATA_ROOT": str(data_root), **(env or {})}
+
+    def go(*args: str, tool: str = tool, **kw: Any) -> Result:
+        return run_tool(tool, *args, address=address, namespace=namespace, env={**base, **kw.pop("env", {})}, **kw)
+
+    go.env = base  # type: ignore[attr-defined]
+    go.data_root = data_root  # type: ignore[attr-defined]
+    return go
+
+
+def remove_containers(run: Callable[..., Result]) -> None:
+    """``ctk-run rm -f`` every container of the namespace (a fixture's teardown)."""
+    ids = run("ps", "-a", "-q", "--no-trunc").lines
+    if ids:
+        run("rm", "-f", *ids)

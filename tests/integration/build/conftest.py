@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.cli import run_tool
+from tests.support.cli import remove_containers, tool_runner
 
 
 @pytest.fixture
@@ -14,22 +14,15 @@ def data_root(tmp_path):
 @pytest.fixture
 def build(containerd, ctd, data_root):
     """Run ctk-build in the test's namespace: ``build("-t", "app", str(ctx)) -> Result``."""
-    def go(*args, **kw):
-        env = {"CTK_DATA_ROOT": str(data_root), **kw.pop("env", {})}
-        return run_tool("ctk-build", *args, address=containerd.address, namespace=ctd.namespace, env=env, **kw)
-    return go
+    return tool_runner("ctk-build", address=containerd.address, namespace=ctd.namespace, data_root=data_root)
 
 
 @pytest.fixture
 def run(containerd, ctd, data_root):
     """ctk-run in the same namespace (to run what was built)."""
-    def go(*args, **kw):
-        env = {"CTK_DATA_ROOT": str(data_root), **kw.pop("env", {})}
-        return run_tool("ctk-run", *args, address=containerd.address, namespace=ctd.namespace, env=env, **kw)
+    go = tool_runner("ctk-run", address=containerd.address, namespace=ctd.namespace, data_root=data_root)
     yield go
-    ids = go("ps", "-a", "-q", "--no-trunc").lines
-    if ids:
-        go("rm", "-f", *ids)
+    remove_containers(go)
 
 
 @pytest.fixture

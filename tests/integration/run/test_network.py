@@ -14,32 +14,12 @@ import urllib.request
 
 import pytest
 
-from tests.support.cli import run_tool
 from tests.support.net_fixtures import ipam_leases, leaked_rules, netns_mounts
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
 WEB = "mkdir -p /w && echo hello from $(hostname) > /w/index.html && exec httpd -f -p 80 -h /w"
-
-
-@pytest.fixture
-def run(containerd, ctd, tmp_path, cni_env):
-    data_root = tmp_path / "data"
-
-    def go(*args, tool="ctk-run", **kw):
-        env = {"CTK_DATA_ROOT": str(data_root), **cni_env.env, **kw.pop("env", {})}
-        return run_tool(tool, *args, address=containerd.address, namespace=ctd.namespace, env=env, **kw)
-
-    go.data_root = data_root
-    yield go
-    ids = go("ps", "-a", "-q", "--no-trunc").lines
-    if ids:
-        go("rm", "-f", *ids)
-
-
-@pytest.fixture
-def bb(test_images):
-    return test_images["busybox"].ref
 
 
 def free_port() -> int:
@@ -61,15 +41,6 @@ def fetch(port: int, timeout: float = 20.0) -> str:
             last = e
             time.sleep(0.2)
     raise AssertionError(f"nothing answered on 127.0.0.1:{port}: {last}")
-
-
-def _wait_for(pred, timeout=20.0, step=0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_published_port_answers_and_is_shown(run, bb, cni_env):
@@ -154,7 +125,7 @@ def test_restart_always_comes_back_on_its_port(run, bb):
     r = run("-d", "-q", "-p", f"{port}:80", "--restart=always", "--name", "web", bb, "sh", "-c", brief)
     assert r.code == 0, r.err
     assert fetch(port).startswith("hello from")
-    assert _wait_for(lambda: json.loads(run("inspect", "web").out)[0]["RestartCount"] >= 1, timeout=30)
+    assert wait_for(lambda: json.loads(run("inspect", "web").out)[0]["RestartCount"] >= 1, timeout=30)
     assert fetch(port, timeout=30).startswith("hello from")
 
 
@@ -172,7 +143,7 @@ def test_kill_containerd_restart_and_rm_leave_nothing(run, bb, containerd, net_s
     assert run("ps", "-a", "-q").code == 0
     run("rm", "-f", "w0", "w1", "w2")
     # the kernel destroys a network namespace (and its veth) a moment after its last user is gone
-    assert _wait_for(lambda: net_snapshot(run.data_root)["veths"] == before["veths"], timeout=10)
+    assert wait_for(lambda: net_snapshot(run.data_root)["veths"] == before["veths"], timeout=10)
     after = net_snapshot(run.data_root)
     assert after["netns"] == [] and netns_mounts(run.data_root) == []
     assert ipam_leases(cni_env.data_root) == leases_before
@@ -227,7 +198,7 @@ def test_cli_killed_during_run_with_port_leaks_nothing(containerd, ctd, run, bb,
         p.wait()
         run("rm", "-f", "victim")
     assert run("ps", "-a", "-q").lines == []
-    assert _wait_for(lambda: net_snapshot(run.data_root)["veths"] == before["veths"], timeout=10)
+    assert wait_for(lambda: net_snapshot(run.data_root)["veths"] == before["veths"], timeout=10)
     after = net_snapshot(run.data_root)
     assert after["netns"] == [] and ipam_leases(cni_env.data_root) == leases_before
     assert leaked_rules(before["iptables"], after["iptables"], cni_env, [port]) == set()
@@ -241,7 +212,7 @@ def test_stopped_container_frees_its_port(run, bb):
     first = run("-d", "-q", "-p", f"{port}:80", "--name", "first", bb, "sh", "-c", "sleep 1").out.strip()
     # it exits by itself after 1 s: its task is deleted (the hook's endpoint record goes) and the port freed
     endpoints = run.data_root / "net" / "endpoints"
-    assert _wait_for(lambda: not any(first in p.name for p in endpoints.glob("*.json")), timeout=20)
+    assert wait_for(lambda: not any(first in p.name for p in endpoints.glob("*.json")), timeout=20)
     r = run("-d", "-q", "-p", f"{port}:80", "--name", "second", bb, "sh", "-c", WEB)
     assert r.code == 0, r.err
     assert fetch(port).startswith("hello from")

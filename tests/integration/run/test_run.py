@@ -7,38 +7,9 @@ import time
 
 import pytest
 
-from tests.support.cli import run_tool
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def run(containerd, ctd, tmp_path, cni_env):
-    data_root = tmp_path / "data"
-
-    def go(*args, **kw):
-        env = {"CTK_DATA_ROOT": str(data_root), **cni_env.env, **kw.pop("env", {})}
-        return run_tool("ctk-run", *args, address=containerd.address, namespace=ctd.namespace, env=env, **kw)
-
-    go.env = {"CTK_DATA_ROOT": str(data_root), **cni_env.env}  # for tests that start ctk-run themselves
-    yield go
-    ids = go("ps", "-a", "-q", "--no-trunc").lines
-    if ids:
-        go("rm", "-f", *ids)
-
-
-@pytest.fixture
-def bb(test_images):
-    return test_images["busybox"].ref
-
-
-def _wait_for(pred, timeout=20.0, step=0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_foreground_output_and_exit_code(run, bb):
@@ -59,7 +30,7 @@ def test_detached_ps_logs_exec_stop_rm(run, bb):
     cid = r.out.strip()
     ps = [json.loads(x) for x in run("ps").lines]
     assert [(p["Names"], p["State"]) for p in ps] == [("web", "running")] and ps[0]["Status"].startswith("Up")
-    assert _wait_for(lambda: run("logs", "web").out == "started\n")
+    assert wait_for(lambda: run("logs", "web").out == "started\n")
     ex = run("exec", "web", "sh", "-c", "echo $((6*7)); exit 5")
     assert ex.code == 5 and ex.out == "42\n"
     rm = run("rm", "web")
@@ -107,9 +78,9 @@ def test_user_env_readonly_and_volumes(run, bb, tmp_path):
 def test_restart_always_and_explicit_stop(run, bb):
     r = run("-d", "--name", "flappy", "--restart", "always", bb, "sh", "-c", "echo run; sleep 0.5; exit 1")
     assert r.code == 0, r.err
-    assert _wait_for(lambda: run("logs", "flappy").out.count("run") >= 3, timeout=30)
+    assert wait_for(lambda: run("logs", "flappy").out.count("run") >= 3, timeout=30)
     # the count is written by the logger of each run as it exits, so it may trail the log by a moment
-    assert _wait_for(lambda: json.loads(run("inspect", "flappy").out)[0]["RestartCount"] >= 2, timeout=10)
+    assert wait_for(lambda: json.loads(run("inspect", "flappy").out)[0]["RestartCount"] >= 2, timeout=10)
     doc = json.loads(run("inspect", "flappy").out)[0]
     assert doc["HostConfig"]["RestartPolicy"]["Name"] == "always"
     assert run("stop", "-t", "1", "flappy").code == 0
@@ -122,7 +93,7 @@ def test_restart_always_and_explicit_stop(run, bb):
 def test_on_failure_gives_up_after_max_retries(run, bb):
     r = run("-d", "--name", "twice", "--restart", "on-failure:2", bb, "sh", "-c", "echo try; exit 2")
     assert r.code == 0, r.err
-    assert _wait_for(lambda: json.loads(run("inspect", "twice").out)[0]["RestartCount"] == 2, timeout=30)
+    assert wait_for(lambda: json.loads(run("inspect", "twice").out)[0]["RestartCount"] == 2, timeout=30)
     time.sleep(3)
     doc = json.loads(run("inspect", "twice").out)[0]
     assert doc["RestartCount"] == 2 and doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 2
@@ -132,14 +103,14 @@ def test_on_failure_gives_up_after_max_retries(run, bb):
 def test_always_container_comes_back_after_containerd_restart(containerd, run, bb):
     assert run("-d", "--name", "survivor", "--restart", "always", bb, "sleep", "300").code == 0
     containerd.restart()
-    assert _wait_for(lambda: json.loads(run("inspect", "survivor").out)[0]["State"]["Status"] == "running",
+    assert wait_for(lambda: json.loads(run("inspect", "survivor").out)[0]["State"]["Status"] == "running",
                      timeout=30)
 
 
 def test_detached_rm_removes_the_container_when_it_exits(run, bb):
     r = run("-d", "--rm", "-q", bb, "sh", "-c", "echo bye")
     assert r.code == 0 and len(r.out.strip()) == 64
-    assert _wait_for(lambda: run("ps", "-a", "-q").lines == [], timeout=15)
+    assert wait_for(lambda: run("ps", "-a", "-q").lines == [], timeout=15)
 
 
 def test_ps_shows_containers_made_by_ctr(containerd, ctd, run, bb):
@@ -214,7 +185,7 @@ def test_create_rm_cycles_leak_nothing(containerd, ctd, run, bb):
     before = (mounts(), len(list(ctd.snapshots().list())), loggers())
     for i in range(100):
         assert run("--rm", "-q", "--network", "none", bb, "true").code == 0, i
-    assert _wait_for(lambda: (mounts(), len(list(ctd.snapshots().list())), loggers()) == before, timeout=15)
+    assert wait_for(lambda: (mounts(), len(list(ctd.snapshots().list())), loggers()) == before, timeout=15)
     import os
 
     cg = [d for d in glob.glob(f"/sys/fs/cgroup/*/{ctd.namespace}/*") if os.path.isdir(d)]
@@ -225,7 +196,7 @@ def test_logs_tail_timestamps_since_and_follow(run, bb):
     r = run("-d", "-q", "--name", "talker", bb, "sh", "-c",
             "echo one; echo two >&2; echo three; sleep 2; echo four")
     assert r.code == 0
-    assert _wait_for(lambda: "three" in run("logs", "talker").out)
+    assert wait_for(lambda: "three" in run("logs", "talker").out)
     logs = run("logs", "talker")
     assert logs.out == "one\nthree\n" and logs.err == "two\n"  # streams kept apart
     last = run("logs", "--tail", "1", "talker")  # the last line of either stream (two pipes: order between them is not fixed)

@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from ctk_run import seccomp
 from ctk_run.mounts import parse_mount, parse_tmpfs, parse_volume
 from ctk_run.spec import DEFAULT_CAPS, SpecOptions, build_spec
+from ctk_shared import seccomp
 
 pytestmark = pytest.mark.integration
 

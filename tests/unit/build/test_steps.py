@@ -97,6 +97,7 @@ def test_step_spec_defaults():
     assert {"type": "network"} in spec["linux"]["namespaces"]
     assert "CAP_CHOWN" in spec["process"]["capabilities"]["bounding"]
     assert [m["destination"] for m in spec["mounts"]][:3] == ["/proc", "/dev", "/dev/pts"]
+    assert spec["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"  # Docker's default profile, as BuildKit
     host = build_step_spec("abc", "ns", StepProcess(("true",), ()))
     assert {"type": "network"} not in host["linux"]["namespaces"]
 

@@ -6,6 +6,7 @@ from ctk_run import spec as S
 from ctk_run.mounts import parse_mount, parse_tmpfs, parse_volume
 from ctk_run.spec import ALL_CAPS, DEFAULT_CAPS, SpecOptions, build_spec, resolve_user
 from ctk_run.units import parse_bytes, parse_cpus, parse_ulimit
+from ctk_shared import ocispec
 from ctk_shared.errors import UsageError
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
@@ -29,7 +30,7 @@ IMAGE = {"config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]
 @pytest.fixture(autouse=True)
 def fixed_host(monkeypatch):
     """Host facts a spec depends on, pinned so the tests mean the same on every machine."""
-    monkeypatch.setattr(S, "_nofile_hard", lambda: None)
+    monkeypatch.setattr(ocispec, "nofile_hard", lambda: None)
     monkeypatch.setattr(S, "_cgroup_v2", lambda: False)
     monkeypatch.setattr(S, "_sysctl_exists", lambda name: True)
     monkeypatch.setattr(S, "host_capabilities", lambda: ALL_CAPS)
@@ -94,7 +95,7 @@ def test_devices_default_nodes_and_cgroup_rules():
 
 
 def test_nofile_is_capped_at_what_this_process_may_grant(monkeypatch):
-    monkeypatch.setattr(S, "_nofile_hard", lambda: 20000)
+    monkeypatch.setattr(ocispec, "nofile_hard", lambda: 20000)
     assert {"type": "RLIMIT_NOFILE", "hard": 20000, "soft": 20000} in build()["process"]["rlimits"]
 
 

@@ -39,16 +39,6 @@ def _build_args(items: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _labels(items: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise UsageError(f"--label {item!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
-
-
 def _epoch(value: str | None) -> int | None:
     text = value if value is not None else os.environ.get("SOURCE_DATE_EPOCH") or None
     if text is None:
@@ -95,7 +85,7 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
         context=context_dir, dockerfile=dockerfile, tags=tags, build_args=_build_args(build_args), target=target,
         no_cache=no_cache, quiet=quiet, network="host" if network == "default" else network,
         platform=Platform.parse(platform) if platform else None, source_date_epoch=_epoch(source_date_epoch),
-        labels=_labels(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
+        labels=shared_cli.labels_from_args(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
         pull=pull, digestfile=digestfile)
     ops.build(shared_cli.options(), req)
 

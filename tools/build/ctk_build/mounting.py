@@ -77,21 +77,6 @@ def mounted(mounts: Sequence[Mount], base: str | None = None) -> Iterator[str]:
             os.rmdir(target)
 
 
-def layered_dirs(mounts: Sequence[Mount]) -> list[str]:
-    """The directories of a snapshot, top first (upper, then lowers), to read a file without mounting."""
-    dirs: list[str] = []
-    for m in mounts:
-        if m.type == "bind":
-            dirs.append(m.source)
-        elif m.type == "overlay":
-            for opt in m.options:
-                if opt.startswith("upperdir="):
-                    dirs.insert(0, opt.split("=", 1)[1])
-                elif opt.startswith("lowerdir="):
-                    dirs.extend(opt.split("=", 1)[1].split(":"))
-    return dirs
-
-
 def upper_dir(mounts: Sequence[Mount]) -> str | None:
     """The writable directory of an active snapshot (overlay upperdir or the bind source)."""
     for m in mounts:

@@ -8,6 +8,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from ctk_shared.errors import CtkError
+from ctk_shared.snapshotfs import layered_dirs
 
 from . import mounting, users
 from .cache import chain_key
@@ -73,7 +74,7 @@ def run(sc: StageContext, ins: Command) -> None:
 
 def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args: list[str], env: list[str],
             user: str, cwd: str, network: str, pipes: dict[str, str]) -> None:
-    dirs = mounting.layered_dirs(mounts)
+    dirs = layered_dirs(mounts)
     try:
         uid, gid, extra = users.resolve(user, dirs) if user else (0, 0, ())
     except CtkError as e:

@@ -1,8 +1,9 @@
 """The OCI runtime spec of one ``RUN`` step: Docker's defaults plus the stage's environment, user and cwd.
 
 A build step is a short-lived container: host network by default (as ``docker build``), a private one
-with ``--network none``; no seccomp profile (as ``ctr run`` without ``--seccomp``); the build's hosts and
-resolv.conf files bound read-only so name resolution works in the host network.
+with ``--network none``; Docker's default seccomp profile for the default capabilities (as BuildKit applies
+it to RUN steps); the build's hosts and resolv.conf files bound read-only so name resolution works in the host
+network.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctk_shared import ocispec
+from ctk_shared import ocispec, seccomp
 
 
 @dataclass(frozen=True)
@@ -56,5 +57,6 @@ def build_step_spec(container_id: str, namespace: str, proc: StepProcess) -> dic
             "devices": ocispec.device_nodes(),
             "maskedPaths": list(ocispec.MASKED_PATHS),
             "readonlyPaths": list(ocispec.READONLY_PATHS),
+            "seccomp": seccomp.default_profile(ocispec.DEFAULT_CAPS),
         },
     }

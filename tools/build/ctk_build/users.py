@@ -1,31 +1,14 @@
 """``USER`` and ``--chown`` values to numeric ids, looked up in the image's own /etc/passwd and /etc/group.
 
-The files are read from the snapshot's directories (top layer first; an overlay whiteout hides a file), so
-no mount is needed before a ``RUN``.
+The files are read from the snapshot's directories (``ctk_shared.snapshotfs``: top layer first; an overlay
+whiteout hides a file), so no mount is needed before a ``RUN``.
 """
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Sequence
 
 from ctk_shared.errors import InvalidArgument
-
-
-def read_layered(dirs: Sequence[str], rel: str) -> str | None:
-    for d in dirs:
-        p = os.path.join(d, rel)
-        try:
-            st = os.lstat(p)
-        except OSError:
-            continue
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-            return None  # whiteout: deleted in a later layer
-        if stat.S_ISREG(st.st_mode):
-            with open(p, errors="replace") as f:
-                return f.read()
-        return None
-    return None
+from ctk_shared.snapshotfs import read_layered
 
 
 def _entries(text: str | None) -> list[list[str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import stat
 import sys
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from ctk_shared import images as store
 from ctk_shared import labels as SL
 from ctk_shared import reference as refs
 from ctk_shared.errors import AlreadyExists, NotFound
+from ctk_shared.snapshotfs import layered_dirs, read_layered
 
 from . import labels as L
 from . import state
@@ -81,40 +81,14 @@ def _etc_files(client: Client, img: LocalImage, snapshotter: str) -> tuple[str |
         sn = leased.snapshots(snapshotter)
         key = f"ctk-etc-{secrets.token_hex(6)}"
         try:
-            mounts = sn.view(key, img.chain_ids[-1])
-            return _read_layered(mounts, "etc/passwd"), _read_layered(mounts, "etc/group")
+            # a mount type other than bind/overlay gives no dirs: users then resolve numerically only
+            dirs = layered_dirs(sn.view(key, img.chain_ids[-1]))
+            return read_layered(dirs, "etc/passwd"), read_layered(dirs, "etc/group")
         finally:
             try:
                 sn.remove(key)
             except NotFound:
                 pass
-
-
-def _read_layered(mounts: list, rel: str) -> str | None:  # type: ignore[type-arg]
-    """Read a file from a view's mounts: a bind mount's source, or an overlay's lower dirs top first (a whiteout
-    ends the search). Other mount types are not read: the caller then resolves users numerically only."""
-    dirs: list[str] = []
-    for m in mounts:
-        if m.type == "bind":
-            dirs.append(m.source)
-        elif m.type == "overlay":
-            for opt in m.options:
-                if opt.startswith("upperdir="):
-                    dirs.insert(0, opt.split("=", 1)[1])
-                elif opt.startswith("lowerdir="):
-                    dirs.extend(opt.split("=", 1)[1].split(":"))
-    for d in dirs:
-        p = Path(d) / rel
-        try:
-            st = p.lstat()
-        except OSError:
-            continue
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # overlay whiteout: deleted in a later layer
-            return None
-        if stat.S_ISREG(st.st_mode):
-            return p.read_text(errors="replace")
-        return None
-    return None
 
 
 def _write_etc_files(cdir: Path, hostname: str, net: NetOptions, gateway: str) -> tuple[MountSpec, ...]:

@@ -16,7 +16,7 @@ import time
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the logger's RSS)
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
     from dataclasses import dataclass
     from datetime import datetime
 
@@ -233,6 +233,20 @@ def _keep(rec: LogRecord, since: datetime | None, until: datetime | None) -> boo
     return (since is None or rec.time >= since) and (until is None or rec.time <= until)
 
 
+def _records_until(lines: Iterable[bytes], since: datetime | None,
+                   until: datetime | None) -> Generator[LogRecord, None, bool]:
+    """The records of ``lines`` from ``since`` on; returns True (stop following) at the first one after ``until``."""
+    for x in lines:
+        r = _parse(x)
+        if r is None:
+            continue
+        if until is not None and r.time > until:
+            return True
+        if since is None or r.time >= since:
+            yield r
+    return False
+
+
 def _tail(f, n: int) -> tuple[list[bytes], int]:  # type: ignore[no-untyped-def]
     """The last ``n`` complete lines (without their \\n) of binary file ``f``, read backwards in blocks, and the
     offset just past the last complete line (where following should continue)."""
@@ -310,27 +324,15 @@ def follow_records(path: str, *, tail: int | None = None, since: datetime | None
                     if tail is not None:
                         lines, offset = _tail(f, tail)
                         f.seek(offset)
-                        for x in lines:
-                            r = _parse(x)
-                            if r is None:
-                                continue
-                            if until is not None and r.time > until:
-                                return
-                            if since is None or r.time >= since:
-                                yield r
+                        if (yield from _records_until(lines, since, until)):
+                            return
             if f is not None:
                 chunk = f.read(READ_CHUNK)
                 if chunk:
                     pending += chunk
                     *complete, pending = pending.split(b"\n")
-                    for x in complete:
-                        r = _parse(x)
-                        if r is None:
-                            continue
-                        if until is not None and r.time > until:
-                            return
-                        if since is None or r.time >= since:
-                            yield r
+                    if (yield from _records_until(complete, since, until)):
+                        return
                     delay = 0.005
                     continue
                 if os.fstat(f.fileno()).st_size < f.tell():  # truncated: start over

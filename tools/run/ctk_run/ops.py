@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import output
+from ctk_shared.cli import labels_from_args
 from ctk_shared.errors import CtkError, UsageError
 
 from . import labels as L
@@ -15,16 +16,6 @@ from . import lifecycle
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container
-
-
-def _labels(items: Iterable[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        k, _, v = item.partition("=")
-        if not k:
-            raise UsageError(f"invalid label {item!r} (expected KEY=VALUE)")
-        out[k] = v
-    return out
 
 
 def merge_env(env: tuple[str, ...], env_files: tuple[str, ...]) -> tuple[str, ...]:
@@ -83,7 +74,7 @@ def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, .
     return CreateOptions(image=image, spec=spec, name=kw["name"], pull=kw["pull"],
                          platform=Platform.parse(kw["platform"]) if kw["platform"] else None,
                          restart=parse_policy(kw["restart"]), auto_remove=kw["auto_remove"],
-                         labels=_labels(kw["label"]), stop_timeout=kw["stop_timeout"], net=net)
+                         labels=labels_from_args(kw["label"]), stop_timeout=kw["stop_timeout"], net=net)
 
 
 def network_options(kw: dict[str, Any]):  # type: ignore[no-untyped-def]

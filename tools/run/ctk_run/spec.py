@@ -2,39 +2,30 @@
 
 ``build_spec`` does what Docker's daemon does between ``docker run`` and runc: entrypoint/cmd merging, the
 environment, user lookup in the image's ``/etc/passwd``, Docker's default capabilities, mounts, masked paths,
-device rules and seccomp profile, and resource limits. The result is a plain dict for ``json.dumps``.
+device rules and seccomp profile, and resource limits. The result is a plain dict for ``json.dumps``. The
+generic defaults (shared with ctk-build's RUN steps) come from ``ctk_shared.ocispec`` and ``ctk_shared.seccomp``;
+what depends on ctk-run's flags (--privileged, --cap-add, --security-opt, --ulimit …) is decided here.
 
 It is pure apart from a few facts read from the host, each behind one small function that tests can replace:
-the nofile hard limit (``resource.getrlimit``), the capabilities this process can grant (``/proc/self/status``),
+the nofile hard limit (``ocispec.nofile_hard``), the capabilities this process can grant (``/proc/self/status``),
 whether cgroups are v2, which sysctls exist, and the kernel version and CPU architecture (for seccomp).
 """
 from __future__ import annotations
 
 import os
 import posixpath
-import resource
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ctk_shared import ocispec, seccomp
 from ctk_shared.errors import InvalidArgument, UsageError
+from ctk_shared.ocispec import DEFAULT_CAPS, DEFAULT_PATH, MASKED_PATHS, OCI_VERSION, READONLY_PATHS
 
-from . import seccomp
 from .mounts import BIND, NOCOPY, NONRECURSIVE, TMPFS, VOLUME, MountSpec, merge_tmpfs_options
 from .units import RLIM_INFINITY, parse_ulimit
 
-OCI_VERSION = "1.0.2-dev"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_SHM_SIZE = 64 << 20
-DEFAULT_NOFILE = 1048576
 INIT_TARGET = "/sbin/ctk-init"
-
-# Docker's default set (moby oci/caps/defaults.go), in Docker's order.
-DEFAULT_CAPS: tuple[str, ...] = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-)
 
 # Every capability Linux knows, indexed by its number (linux/capability.h, 0 … 40).
 ALL_CAPS: tuple[str, ...] = (
@@ -47,18 +38,6 @@ ALL_CAPS: tuple[str, ...] = (
     "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 )
-
-MASKED_PATHS = (
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
-)
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-
-# Device nodes every container gets, and what the device cgroup lets it use (containerd's
-# WithDefaultUnixDevices, plus mknod of any device as in Docker/runc).
-_DEVICE_NODES = (("/dev/null", 1, 3), ("/dev/random", 1, 8), ("/dev/full", 1, 7), ("/dev/tty", 5, 0),
-                 ("/dev/zero", 1, 5), ("/dev/urandom", 1, 9))
-_DEVICE_RULES = ((1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 1), (136, None), (5, 2))
 
 # Sysctls a container may set: they are per network / IPC namespace (Docker's opts.ValidateSysctl).
 _SYSCTL_NAMES = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
@@ -134,8 +113,7 @@ def build_spec(container_id: str, namespace: str, image_config: dict, opts: Spec
         "args": args,
         "env": merge_env(cfg.get("Env") or [], opts.env, hostname=hostname, tty=opts.tty),
         "cwd": _cwd(opts.workdir, cfg.get("WorkingDir")),
-        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
-                         "inheritable": [], "ambient": []},
+        "capabilities": ocispec.capabilities(caps),
         "rlimits": _rlimits(opts.ulimits),
         "noNewPrivileges": sec.no_new_privileges,
         "oomScoreAdj": 0,
@@ -151,8 +129,7 @@ def build_spec(container_id: str, namespace: str, image_config: dict, opts: Spec
         "namespaces": [{"type": t} for t in namespaces],
         "cgroupsPath": f"/{namespace}/{container_id}",
         "resources": _resources(opts),
-        "devices": [{"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
-                    for p, ma, mi in _DEVICE_NODES],
+        "devices": ocispec.device_nodes(),
     }
     sysctl = _sysctls(opts.sysctls, host_net)
     if sysctl:
@@ -405,12 +382,8 @@ def _parse_bool(item: str, value: str) -> bool:
 
 
 def _rlimits(ulimits: Iterable[str]) -> list[dict]:
-    limits: dict[str, tuple[int, int]] = {}
-    default = DEFAULT_NOFILE
-    hard = _nofile_hard()
-    if hard is not None:
-        default = min(default, hard)
-    limits["RLIMIT_NOFILE"] = (default, default)
+    nofile = ocispec.default_nofile()
+    limits: dict[str, tuple[int, int]] = {"RLIMIT_NOFILE": (nofile, nofile)}
     for text in ulimits:
         u = parse_ulimit(text)
         limits[u.oci_type] = (_rlim(u.soft), _rlim(u.hard))
@@ -421,22 +394,8 @@ def _rlim(v: int) -> int:
     return RLIM_INFINITY if v == -1 else v
 
 
-def _nofile_hard() -> int | None:
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    return None if hard == resource.RLIM_INFINITY else hard
-
-
 def _resources(opts: SpecOptions) -> dict:
-    if opts.privileged:
-        devices = [{"allow": True, "access": "rwm"}]
-    else:
-        devices = [{"allow": False, "access": "rwm"},
-                   {"allow": True, "type": "c", "access": "m"}, {"allow": True, "type": "b", "access": "m"}]
-        for major, minor in _DEVICE_RULES:
-            rule = {"allow": True, "type": "c", "major": major, "access": "rwm"}
-            if minor is not None:
-                rule["minor"] = minor
-            devices.append(rule)
+    devices = [{"allow": True, "access": "rwm"}] if opts.privileged else ocispec.device_rules()
     res: dict = {"devices": devices}
     if opts.memory is not None:
         if opts.memory < 6 * 1024 * 1024 and opts.memory != 0:
@@ -484,22 +443,10 @@ def _cgroup_v2() -> bool:
 
 def default_mounts(*, shm_size: int | None = None, privileged: bool = False,
                    writable_cgroups: bool = False) -> list[dict]:
-    """Docker's default mounts (moby oci/defaults.go), /dev/shm as a tmpfs of ``shm_size`` bytes."""
-    shm = DEFAULT_SHM_SIZE if shm_size is None else shm_size
-    sys_opts = ["nosuid", "noexec", "nodev"] + ([] if privileged else ["ro"])
-    cgroup_opts = ([] if privileged or writable_cgroups else ["ro"]) + ["nosuid", "noexec", "nodev"]
-    return [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": cgroup_opts},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm}"]},
-    ]
+    """Docker's default mounts (moby oci/defaults.go), /dev/shm as a tmpfs of ``shm_size`` bytes; privileged
+    containers get /sys and /sys/fs/cgroup writable, ``writable-cgroups`` only the latter."""
+    return ocispec.default_mounts(shm_size=ocispec.DEFAULT_SHM_SIZE if shm_size is None else shm_size,
+                                  sys_readonly=not privileged, cgroup_readonly=not (privileged or writable_cgroups))
 
 
 def _mounts(opts: SpecOptions, sec: SecurityOptions) -> list[dict]:

@@ -2,9 +2,9 @@
 import json
 
 import pytest
-from ctk_run import seccomp
-from ctk_run.spec import DEFAULT_CAPS
+from ctk_shared import seccomp
 from ctk_shared.errors import UsageError
+from ctk_shared.ocispec import DEFAULT_CAPS
 
 DEFAULT = set(DEFAULT_CAPS)
 MASK = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET

@@ -1,4 +1,6 @@
-"""Seccomp for ctk-run: Docker's default profile, and Docker-format profiles turned into the OCI form.
+"""Seccomp: Docker's default profile, and Docker-format profiles turned into the OCI form.
+
+ctk-run applies it to containers (``--security-opt seccomp=``), ctk-build to ``RUN`` steps (as BuildKit does).
 
 A Docker profile (``--security-opt seccomp=profile.json``) has ``defaultAction``, ``archMap`` (or the older
 ``architectures``) and ``syscalls`` whose entries may carry ``includes``/``excludes`` conditions on the
