@@ -84,6 +84,7 @@ def test_restart_always_and_explicit_stop(run, bb):
     doc = json.loads(run("inspect", "flappy").out)[0]
     assert doc["HostConfig"]["RestartPolicy"]["Name"] == "always"
     assert run("stop", "-t", "1", "flappy").code == 0
+    assert json.loads(run("ps", "-a").lines[0])["State"] == "exited"
     n = run("logs", "flappy").out.count("run")
     time.sleep(3)  # the restart monitor ticks every second in the test daemon
     assert run("logs", "flappy").out.count("run") == n  # an explicit stop is never undone

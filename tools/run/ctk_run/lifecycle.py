@@ -163,7 +163,24 @@ def stop(client: Client, c: Container, timeout: int | None = None, sig: str | No
                 raise
             continue
         if task_of(client, c.id) is None:
-            return
+            break
+    from .restart import monitored, parse_policy
+
+    if monitored(parse_policy(c.labels.get(L.RESTART_POLICY) or "no")):
+        # containerd's restart monitor may have read the labels just before our mark and still be creating a
+        # task: give such a restart a moment to show itself and end it (it never outlives the stop)
+        for _ in range(4):
+            time.sleep(0.25)
+            task = task_of(client, c.id)
+            if task is None:
+                continue
+            try:
+                if task.status in ("running", "paused", "pausing", "created"):
+                    client.tasks.kill(c.id, signals.SIGKILL, all=True)
+                    client.tasks.wait(c.id, timeout=30)
+                delete_task(client, c.id)
+            except CtkError:
+                pass
 
 
 def kill(client: Client, c: Container, sig: str | None) -> None:
