@@ -38,7 +38,8 @@ def main() -> int:
         pod_root = base / "podman"
         pod = ["podman", "--root", str(pod_root / "root"), "--runroot", str(pod_root / "run"), "--runtime", "runc",
                "--cgroup-manager", "cgroupfs", "--events-backend", "none", "run", "--rm", "--network", "none",
-               "--ulimit", "nofile=1024:1024", "--pids-limit", "1024", f"oci:{base / 'layout'}:latest", "true"]
+               "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--pids-limit", "1024",
+               f"oci:{base / 'layout'}:latest", "true"]
         times: dict[str, list[float]] = {"ctk": [], "ctr": []}
         if podman:
             times["podman"] = []
