@@ -176,5 +176,47 @@ def load(input_: str, platform: str | None, quiet: bool) -> None:
     archive_cmds.load(shared_cli.options(), input_, _platform(platform), quiet)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("source", metavar="SRC")
+@click.argument("target", metavar="DST")
+@click.option("--estargz", "fmt_estargz", is_flag=True, help="eStargz layers (lazy pulling), still plain tar+gzip")
+@click.option("--zstd", "fmt_zstd", is_flag=True, help="recompress layers with zstd (needs an OCI manifest)")
+@click.option("--uncompressed", "fmt_uncompressed", is_flag=True, help="store layers as plain tars")
+@click.option("--estargz-record-in", type=click.Path(dir_okay=False), metavar="FILE",
+              help="files to prioritise (ctr-remote's record JSON, or a JSON list of paths)")
+@click.option("--chunk-size", "--estargz-chunk-size", type=click.IntRange(0), default=0, show_default=True,
+              help="eStargz chunk size in bytes (0: 4 MiB)")
+@click.option("--compression-level", "--estargz-compression-level", "level", type=click.IntRange(0, 22),
+              help="gzip 0-9 (eStargz default 9) or zstd 1-22 (default 3)")
+@click.option("--oci", is_flag=True, help="write OCI media types for a Docker image")
+@click.option("--platform", help="convert these platforms (os/arch[/variant], comma-separated; default: host)")
+@click.option("--all-platforms", is_flag=True, help="convert every platform (all must be in the store)")
+@click.option("-q", "--quiet", is_flag=True, help="no progress output")
+@click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True,
+              help="stdout: DST@DIGEST, or a JSON record")
+@shared_cli.global_options
+def convert(source: str, target: str, fmt_estargz: bool, fmt_zstd: bool, fmt_uncompressed: bool,
+            estargz_record_in: str | None, chunk_size: int, level: int | None, oci: bool, platform: str | None,
+            all_platforms: bool, quiet: bool, fmt: str) -> None:
+    """Convert an image in the store into DST: eStargz, zstd or uncompressed layers (SRC may be `-`)."""
+    from . import convert_cmds
+
+    chosen = [n for n, on in (("estargz", fmt_estargz), ("zstd", fmt_zstd), ("uncompressed", fmt_uncompressed))
+              if on]
+    if len(chosen) != 1:
+        raise UsageError("choose exactly one of --estargz, --zstd, --uncompressed")
+    if platform and all_platforms:
+        raise UsageError("--platform and --all-platforms are mutually exclusive")
+    if chosen[0] != "estargz" and (estargz_record_in or chunk_size):
+        raise UsageError("--estargz-record-in and --chunk-size only apply to --estargz")
+    src = next(shared_cli.refs_from_args([source]), None)
+    if src is None:
+        raise UsageError("no source ref on stdin")
+    platforms = [_platform(p.strip()) for p in platform.split(",") if p.strip()] if platform else []
+    convert_cmds.convert(shared_cli.options(), src, target, chosen[0], record_in=estargz_record_in,
+                         chunk_size=chunk_size, level=level, oci=oci, platforms=platforms,
+                         all_platforms=all_platforms, quiet=quiet, fmt=fmt)
+
+
 def main() -> None:
     sys.exit(shared_cli.run(cli, "ctk-pull"))
