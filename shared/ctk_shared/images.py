@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -118,8 +119,11 @@ class Unpacker:
     """Applies layers in chain order; a layer whose snapshot exists is skipped (shared base layers)."""
 
     def __init__(self, client: Client, snapshotter: str, diff_ids: list[str],
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None,
+                 payloads: Callable[[oci.Descriptor], Mapping[str, tuple[str, bytes]]] | None = None) -> None:
         self.client = client
+        # per-layer Diff.Apply payloads for stream processors (e.g. decryption keys for encrypted layers)
+        self.payloads = payloads
         self.snapshotter = snapshotter
         self.sn = client.snapshots(snapshotter)
         self.diff_ids = diff_ids
@@ -150,7 +154,7 @@ class Unpacker:
         try:
             if self.progress and key_label:
                 self.progress.status(key_label, "extracting")
-            applied = self.client.diff.apply(layer, mounts)
+            applied = self.client.diff.apply(layer, mounts, self.payloads(layer) if self.payloads else None)
             if applied.digest != self.diff_ids[i]:
                 raise IntegrityError(f"layer {layer.digest}: unpacked content has digest {applied.digest}, "
                                      f"the image config says {self.diff_ids[i]}")

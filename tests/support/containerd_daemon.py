@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,8 @@ def _toml_str(p: Path | str) -> str:
     return '"' + str(p).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(base_dir: Path) -> Path:
+def write_config(base_dir: Path, extra_config: str = "") -> Path:
+    """``extra_config``: TOML appended verbatim (e.g. a ``[proxy_plugins.X]`` table)."""
     root, state = base_dir / "root", base_dir / "state"
     cfg = base_dir / "config.toml"
     cfg.write_text(f"""\
@@ -60,8 +62,26 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 [plugins."io.containerd.internal.v1.restart"]
   interval = "1s"
-""")
+{_stream_processors()}{extra_config}""")
     return cfg
+
+
+def _stream_processors() -> str:
+    """ctk-crypt's decoder for encrypted layers, under imgcrypt's processor ids (replacing the defaults, which
+    name ctd-decoder); found beside the interpreter because a pyenv shim would not be on containerd's PATH."""
+    decoder = _toml_str(Path(sys.executable).parent / "ctk-crypt-decoder")
+    oci, nd = "application/vnd.oci.image.layer.v1.tar", "application/vnd.oci.image.layer.nondistributable.v1.tar"
+    out = []
+    for suffix, ext in (("", ""), (".gzip", "+gzip"), (".zstd", "+zstd")):
+        accepts = ", ".join(f'"{t}{ext}+encrypted"' for t in (oci, nd))
+        out.append(f"""
+[stream_processors."io.containerd.ocicrypt.decoder.v1.tar{suffix}"]
+  accepts = [{accepts}]
+  returns = "{oci}{ext}"
+  path = {decoder}
+  args = []
+""")
+    return "".join(out)
 
 
 @dataclass
@@ -185,7 +205,7 @@ class ContainerdDaemon:
             subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
 
 
-def start_containerd(base_dir: Path) -> ContainerdDaemon:
+def start_containerd(base_dir: Path, extra_config: str = "") -> ContainerdDaemon:
     """Write a config under ``base_dir`` and start containerd; raises (never skips) if it cannot start."""
     binary = find_binary()
     base_dir = Path(base_dir).resolve()
@@ -196,7 +216,7 @@ def start_containerd(base_dir: Path) -> ContainerdDaemon:
         raise RuntimeError("containerd needs root: run the integration tests as root")
     base_dir.mkdir(parents=True, exist_ok=True)
     (base_dir / "opt").mkdir(exist_ok=True)
-    write_config(base_dir)
+    write_config(base_dir, extra_config)
     daemon = ContainerdDaemon(base_dir, binary)
     daemon.start()
     return daemon

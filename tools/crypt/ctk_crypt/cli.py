@@ -1,11 +1,14 @@
-"""The ctk-crypt command line (under construction)."""
+"""The ctk-crypt command line: flags in, one call into ``ops``, the produced ``NAME@DIGEST`` out.
+
+cryptography and grpc are imported inside the commands, so ``--help`` stays fast.
+"""
 from __future__ import annotations
 
 import sys
 
 import click
-
 from ctk_shared import cli as shared_cli
+from ctk_shared.errors import UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -13,7 +16,107 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 @click.group(context_settings=CONTEXT, no_args_is_help=True)
 @shared_cli.global_options
 def cli() -> None:
-    """ctk-crypt."""
+    """OCI layer encryption for images in containerd, compatible with ocicrypt (skopeo, nerdctl, imgcrypt).
+
+    SRC and DST are image names in the containerd store; SRC may be `-` (a ref, or a JSON record, on stdin).
+    The produced image's NAME@DIGEST goes to stdout; progress and errors go to stderr.
+    """
+
+
+def _one_ref(text: str) -> str:
+    ref = next(shared_cli.refs_from_args([text]), None)
+    if ref is None:
+        raise UsageError("no source ref on stdin")
+    return ref
+
+
+def _platforms(values: tuple[str, ...]) -> list:  # type: ignore[type-arg]
+    from ctk_shared.oci import Platform
+
+    return [Platform.parse(p) for v in values for p in v.split(",") if p]
+
+
+def _options(recipients: tuple[str, ...] = (), keys: tuple[str, ...] = (), platforms: tuple[str, ...] = (),
+             layers: tuple[int, ...] = (), quiet: bool = False, fmt: str = "ref"):  # type: ignore[no-untyped-def]
+    from .ops import CryptOptions
+
+    return CryptOptions(list(recipients), list(keys), _platforms(platforms), list(layers), quiet, fmt)
+
+
+_platform_opt = click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
+                             help="only these platforms of a multi-platform image (repeatable; default: all in "
+                                  "the store)")
+_layer_opt = click.option("--layer", "layers", multiple=True, type=int, metavar="N",
+                          help="only layer N (0-based; negative counts from the top; repeatable; default: all)")
+_quiet_opt = click.option("-q", "--quiet", is_flag=True, help="no progress output")
+_format_opt = click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True,
+                           help="stdout: NAME@DIGEST, or a JSON record")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("src")
+@click.argument("dst")
+@click.option("-r", "--recipient", "recipients", multiple=True, metavar="jwe:PUBKEY|pkcs7:CERT",
+              help="who can decrypt: a public key (RSA/EC; PEM, DER or JWK) or an x509 certificate (repeatable)")
+@click.option("-k", "--key", "keys", multiple=True, metavar="FILE[:pass=PW]",
+              help="a private key of the layers' recipients, to add recipients to an encrypted image")
+@_layer_opt
+@_platform_opt
+@_quiet_opt
+@_format_opt
+@shared_cli.global_options
+def encrypt(src: str, dst: str, recipients: tuple[str, ...], keys: tuple[str, ...], layers: tuple[int, ...],
+            platforms: tuple[str, ...], quiet: bool, fmt: str) -> None:
+    """Write DST: SRC with its layers encrypted for the recipients (or more recipients added)."""
+    from . import ops
+
+    ops.encrypt(shared_cli.options(), _one_ref(src), dst, _options(recipients, keys, platforms, layers, quiet, fmt))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("src")
+@click.argument("dst")
+@click.option("-k", "--key", "keys", multiple=True, metavar="FILE[:pass=PW]",
+              help="private key (PEM, DER, JWK; PKCS#1/#8/SEC1; FILE:pass=PW, FILE:file=PWFILE, FILE:fd=N for "
+                   "encrypted keys); certificates are accepted too (repeatable)")
+@_layer_opt
+@_platform_opt
+@_quiet_opt
+@_format_opt
+@shared_cli.global_options
+def decrypt(src: str, dst: str, keys: tuple[str, ...], layers: tuple[int, ...], platforms: tuple[str, ...],
+            quiet: bool, fmt: str) -> None:
+    """Write DST: SRC with its encrypted layers decrypted (HMAC-checked; nothing is kept if a check fails)."""
+    from . import ops
+
+    ops.decrypt(shared_cli.options(), _one_ref(src), dst, _options((), keys, platforms, layers, quiet, fmt))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("ref")
+@shared_cli.global_options
+def inspect(ref: str) -> None:
+    """Per manifest and layer: encrypted?, cipher, key-wrap schemes and what the wrapping tells of recipients."""
+    from . import ops
+
+    ops.inspect(shared_cli.options(), _one_ref(ref))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-t", "--type", "kind", type=click.Choice(["rsa", "ec"]), default="rsa", show_default=True)
+@click.option("-o", "--output", "out", required=True, metavar="NAME",
+              help="writes NAME.pem (private, mode 0600) and NAME.pub.pem; prints the paths")
+@click.option("--bits", type=click.IntRange(2048, 8192), default=4096, show_default=True, help="RSA key size")
+@click.option("--curve", type=click.Choice(["P-256", "P-384", "P-521"]), default="P-256", show_default=True)
+@click.option("--password", help="encrypt the private key (PKCS#8) with this password")
+@click.option("--cert-days", type=click.IntRange(0, 36500), default=0,
+              help="also write NAME.crt, a self-signed certificate valid this many days (a pkcs7 recipient)")
+@shared_cli.global_options
+def keygen(kind: str, out: str, bits: int, curve: str, password: str | None, cert_days: int) -> None:
+    """Make a key pair for --recipient jwe:NAME.pub.pem / --key NAME.pem."""
+    from . import ops
+
+    ops.keygen(kind, out, bits, curve, password, cert_days)
 
 
 def main() -> None:

@@ -1,0 +1,158 @@
+"""Decryption keys named on a command line, and the payload that carries them to containerd's decoder.
+
+Shared because three tools need it without needing any cryptography: ctk-crypt reads keys itself, while
+ctk-run and ctk-pull only pass them through ``Diff.Apply`` payloads to the stream processor containerd runs
+(``ctk-crypt-decoder``, or imgcrypt's ``ctd-decoder``: the payload format is imgcrypt's).
+
+Key specs follow ocicrypt: ``FILE``, ``FILE:pass=PASSWORD``, ``FILE:file=PASSWORD_FILE``, ``FILE:fd=N``, or
+``FILE:PASSWORD``. Unlike ocicrypt, a FILE whose name contains ``:`` works when the file exists.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidArgument, UsageError
+from .oci import Descriptor
+
+# the Any type URL imgcrypt registers for its payload (a JSON value, not protobuf)
+PAYLOAD_TYPE_URL = "io.containerd.ocicrypt.v1.Payload"
+# stream processor ids the payload is sent under: imgcrypt's, which containerd's default config also uses
+PROCESSOR_IDS = (
+    "io.containerd.ocicrypt.decoder.v1.tar",
+    "io.containerd.ocicrypt.decoder.v1.tar.gzip",
+    "io.containerd.ocicrypt.decoder.v1.tar.zstd",
+)
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """The bytes of one key or certificate file, with its password (None: not given)."""
+
+    data: bytes
+    password: bytes | None = None
+    origin: str = ""  # where it came from, for messages
+
+    @property
+    def looks_like_certificate(self) -> bool:
+        return b"-----BEGIN CERTIFICATE-----" in self.data
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
+
+
+def _password(kind: str, value: str, spec: str) -> bytes:
+    if kind == "pass":
+        return value.encode()
+    if kind == "file":
+        return _read(value, "password file").rstrip(b"\r\n")
+    if kind == "fd":
+        try:
+            fd = int(value)
+        except ValueError:
+            raise UsageError(f"{spec}: fd= needs a file descriptor number") from None
+        chunks = []
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+        return b"".join(chunks).rstrip(b"\r\n")
+    raise UsageError(f"{spec}: unknown password form {kind!r}")
+
+
+def parse_key_spec(spec: str) -> tuple[str, bytes | None]:
+    """Split ``FILE[:pass=…|:file=…|:fd=N|:PASSWORD]`` into the path and the password."""
+    if not spec:
+        raise UsageError("empty key name")
+    if os.path.exists(spec) or ":" not in spec:
+        return spec, None
+    # the longest existing file prefix wins, so a path with ':' still works; else split at the first ':'
+    cut = next((i for i in range(len(spec) - 1, 0, -1) if spec[i] == ":" and os.path.exists(spec[:i])),
+               spec.index(":"))
+    path, rest = spec[:cut], spec[cut + 1:]
+    kind, sep, value = rest.partition("=")
+    if sep and kind in ("pass", "file", "fd"):
+        return path, _password(kind, value, spec)
+    return path, rest.encode()
+
+
+def read_key_specs(specs: Iterable[str]) -> list[KeySource]:
+    out = []
+    for spec in specs:
+        path, password = parse_key_spec(spec)
+        out.append(KeySource(_read(path, "key"), password, path))
+    return out
+
+
+def keys_from_dir(directory: str) -> list[KeySource]:
+    """Every regular file of a key directory (ctd-decoder's ``--decryption-keys-path``); no passwords."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        p = os.path.join(directory, name)
+        if os.path.isfile(p):
+            out.append(KeySource(_read(p, "key"), None, p))
+    return out
+
+
+# --- the stream processor payload ------------------------------------------------------------------
+def payload_value(keys: Iterable[KeySource], layer: Descriptor) -> bytes:
+    """imgcrypt's Payload as Go marshals it: ``{"DecryptConfig":{"Parameters":{...}},"Descriptor":{...}}``."""
+    privkeys: list[str] = []
+    passwords: list[str] = []
+    certs: list[str] = []
+    for k in keys:
+        if k.looks_like_certificate:
+            certs.append(base64.b64encode(k.data).decode())
+        else:
+            privkeys.append(base64.b64encode(k.data).decode())
+            passwords.append(base64.b64encode(k.password or b"").decode())
+    params: dict[str, list[str]] = {"privkeys": privkeys, "privkeys-passwords": passwords}
+    if certs:
+        params["x509s"] = certs
+    return json.dumps({"DecryptConfig": {"Parameters": params}, "Descriptor": layer.to_json()},
+                      separators=(",", ":")).encode()
+
+
+def unpack_payloads(keys: Iterable[KeySource], layer: Descriptor) -> dict[str, tuple[str, bytes]]:
+    """What ``DiffService.apply(payloads=…)`` takes for one layer: the same payload under every decoder id."""
+    value = payload_value(list(keys), layer)
+    return {pid: (PAYLOAD_TYPE_URL, value) for pid in PROCESSOR_IDS}
+
+
+@dataclass(frozen=True)
+class Payload:
+    keys: list[KeySource]
+    layer: Descriptor | None
+
+
+def parse_payload_value(value: bytes) -> Payload:
+    """The reverse of :func:`payload_value` (also reads what imgcrypt's Go clients send)."""
+    try:
+        doc = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidArgument("decoder payload is not JSON") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument("decoder payload is not a JSON object")
+    params: Mapping[str, Any] = ((doc.get("DecryptConfig") or {}).get("Parameters") or {})
+
+    def blobs(name: str) -> list[bytes]:
+        return [base64.b64decode(v) if isinstance(v, str) else b"" for v in (params.get(name) or [])]
+
+    pws = blobs("privkeys-passwords")
+    keys = [KeySource(k, (pws[i] or None) if i < len(pws) else None, f"payload key {i}")
+            for i, k in enumerate(blobs("privkeys"))]
+    keys += [KeySource(c, None, f"payload certificate {i}") for i, c in enumerate(blobs("x509s"))]
+    desc = doc.get("Descriptor")
+    layer = Descriptor.from_json(desc) if isinstance(desc, dict) and desc.get("digest") else None
+    return Payload(keys, layer)
