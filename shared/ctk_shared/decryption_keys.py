@@ -156,3 +156,21 @@ def parse_payload_value(value: bytes) -> Payload:
     desc = doc.get("Descriptor")
     layer = Descriptor.from_json(desc) if isinstance(desc, dict) and desc.get("digest") else None
     return Payload(keys, layer)
+
+
+def require_keys(layers: Iterable[Descriptor], keys: Iterable[KeySource]) -> None:
+    """Refuse, before any work, to unpack encrypted layers without a key (containerd's decoder would fail
+    late, with a message about a missing payload)."""
+
+    encrypted = [d for d in layers if d.media_type.endswith("+encrypted")]
+    if encrypted and not list(keys):
+        raise UsageError(f"the image has {len(encrypted)} encrypted layer(s) and no decryption key was given",
+                         hint="pass --decryption-key KEY.pem[:pass=…], or pull with --unpack=false")
+
+
+def layer_payloads(keys: Iterable[KeySource]):  # type: ignore[no-untyped-def]
+    """The Unpacker's ``payloads`` callback for these keys (None without keys: plain layers need none)."""
+    keys = list(keys)
+    if not keys:
+        return None
+    return lambda layer: unpack_payloads(keys, layer) if layer.media_type.endswith("+encrypted") else {}

@@ -179,9 +179,13 @@ class Unpacker:
             self.client.content.update_labels(config_digest, L.gc_snapshot(self.snapshotter, self.chain[-1]))
 
 
-def unpack(client: Client, img: LocalImage, snapshotter: str, progress: Progress | None = None) -> None:
+def unpack(client: Client, img: LocalImage, snapshotter: str, progress: Progress | None = None,
+           decryption_keys: tuple = ()) -> None:
     """Unpack an image whose content is all present (load, or a pull with --unpack=false earlier)."""
-    u = Unpacker(client, snapshotter, img.config.diff_ids, progress)
+    from .decryption_keys import layer_payloads, require_keys
+
+    require_keys(img.manifest.layers, decryption_keys)
+    u = Unpacker(client, snapshotter, img.config.diff_ids, progress, layer_payloads(decryption_keys))
     if len(img.manifest.layers) != len(u.diff_ids):
         raise InvalidArgument(f"image {img.image.name}: {len(img.manifest.layers)} layers but "
                               f"{len(u.diff_ids)} diff_ids in its config")

@@ -37,6 +37,7 @@ class PullOptions:
     unpack: bool = True
     snapshotter: str = "overlayfs"
     max_concurrent_downloads: int = 3  # in layer order: early layers land first and unpack while the rest download
+    decryption_keys: tuple = ()  # ctk_shared.decryption_keys.KeySource: for unpacking encrypted layers
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,13 @@ def _pull_manifest(client: Client, fetcher: _Fetcher, desc: oci.Descriptor, opts
     if len(config.diff_ids) != len(manifest.layers):
         raise InvalidArgument(f"manifest {desc.digest}: {len(manifest.layers)} layers but the config lists "
                               f"{len(config.diff_ids)} diff_ids")
-    unpacker = Unpacker(client, opts.snapshotter, config.diff_ids, progress) if unpack else None
+    unpacker = None
+    if unpack:
+        from .decryption_keys import layer_payloads, require_keys
+
+        require_keys(manifest.layers, opts.decryption_keys)
+        unpacker = Unpacker(client, opts.snapshotter, config.diff_ids, progress,
+                            layer_payloads(opts.decryption_keys))
     keys = [layer.digest.split(":", 1)[1][:12] for layer in manifest.layers]
     for layer, key in zip(manifest.layers, keys):
         progress.task(key, key, layer.size)

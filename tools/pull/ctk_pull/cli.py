@@ -42,14 +42,16 @@ def _platform(value: str | None):  # type: ignore[no-untyped-def]
               help="stdout: the pulled ref@digest, or a JSON record")
 @click.option("--max-concurrent-downloads", type=click.IntRange(1, 32), default=3, show_default=True,
               help="layers fetched at once; they start in layer order so unpacking overlaps the download")
+@click.option("--decryption-key", "decryption_keys", multiple=True, metavar="KEY[:pass=…]",
+              help="private key (or cert) to unpack encrypted layers with (repeatable)")
 @shared_cli.global_options
 def pull(refs: tuple[str, ...], platform: str | None, all_platforms: bool, unpack: str, quiet: bool, fmt: str,
-         max_concurrent_downloads: int) -> None:
+         max_concurrent_downloads: int, decryption_keys: tuple[str, ...]) -> None:
     """Pull images from a registry into containerd (REF may be `-`: refs from stdin)."""
     from . import ops
 
     ops.pull(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform), all_platforms,
-             unpack != "false", quiet, fmt, max_concurrent_downloads)
+             unpack != "false", quiet, fmt, max_concurrent_downloads, decryption_keys)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -216,6 +218,26 @@ def convert(source: str, target: str, fmt_estargz: bool, fmt_zstd: bool, fmt_unc
     convert_cmds.convert(shared_cli.options(), src, target, chosen[0], record_in=estargz_record_in,
                          chunk_size=chunk_size, level=level, oci=oci, platforms=platforms,
                          all_platforms=all_platforms, quiet=quiet, fmt=fmt)
+
+
+@cli.command("lazy-serve", context_settings=CONTEXT)
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="directory holding the snapshots")
+@click.option("--socket", "socket_path", required=True, type=click.Path(dir_okay=False),
+              help="unix socket to serve containerd's Snapshots API on")
+@shared_cli.global_options
+def lazy_serve(root: str, socket_path: str) -> None:
+    """Run ctk's snapshotter daemon (containerd proxy plugin) until SIGTERM.
+
+    Register it in containerd's config.toml, then use it with `--snapshotter ctk-lazy`:
+
+    \b
+      [proxy_plugins.ctk-lazy]
+        type = "snapshot"
+        address = "SOCKET"
+    """
+    from .snapshotter import daemon
+
+    daemon.serve(root, socket_path, debug=shared_cli.options().debug)
 
 
 def main() -> None:

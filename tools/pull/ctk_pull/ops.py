@@ -21,16 +21,19 @@ def _emit_result(fmt: str, name: str, digest: str, **extra: object) -> None:
 
 
 def pull(gopts: GlobalOptions, texts: list[str], platform: Platform | None, all_platforms: bool,
-         unpack: bool, quiet: bool, fmt: str, max_concurrent: int) -> None:
+         unpack: bool, quiet: bool, fmt: str, max_concurrent: int, decryption_keys: tuple[str, ...] = ()) -> None:
     from ctk_shared import connect
+    from ctk_shared.decryption_keys import read_key_specs
     from ctk_shared.progress import make_progress
     from ctk_shared.pull import PullOptions
     from ctk_shared.pull import pull as do_pull
 
     parsed = [refs.parse(t) for t in texts]  # all refs are checked before any work starts
+    keys = tuple(read_key_specs(decryption_keys))
     client = connect.containerd(gopts)
     opts = PullOptions(platform=platform, all_platforms=all_platforms, unpack=unpack,
-                       snapshotter=gopts.snapshotter, max_concurrent_downloads=max_concurrent)
+                       snapshotter=gopts.snapshotter, max_concurrent_downloads=max_concurrent,
+                       decryption_keys=keys)
     for ref in parsed:
         progress = make_progress(quiet)
         try:

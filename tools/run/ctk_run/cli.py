@@ -75,6 +75,8 @@ def _client():  # type: ignore[no-untyped-def]
 @click.option("--dns-search", multiple=True)
 @click.option("--dns-option", "--dns-opt", "dns_option", multiple=True)
 @click.option("--add-host", multiple=True, help="HOST:IP or HOST:host-gateway, added to /etc/hosts")
+@click.option("--decryption-key", "decryption_keys", multiple=True, metavar="KEY[:pass=…]",
+              help="private key (or cert) for an encrypted image's layers (repeatable)")
 @click.option("-q", "--quiet", is_flag=True, help="no pull progress")
 @shared_cli.global_options
 def run(image: str, command: tuple[str, ...], **kw: object) -> None:

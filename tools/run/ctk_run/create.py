@@ -49,10 +49,11 @@ class CreateOptions:
     labels: dict[str, str] = field(default_factory=dict)
     stop_timeout: int | None = None
     net: NetOptions = field(default_factory=NetOptions)
+    decryption_keys: tuple = ()  # ctk_shared.decryption_keys.KeySource, for encrypted images
 
 
 def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, platform: Platform | None,
-                 progress: Progress) -> LocalImage:
+                 progress: Progress, decryption_keys: tuple = ()) -> LocalImage:
     """The image, pulled when missing (or always), through the shared library, and unpacked."""
     from ctk_shared import connect
     from ctk_shared.pull import PullOptions
@@ -66,12 +67,13 @@ def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, pla
         have = False
     if pull == "always" or (not have and pull == "missing"):
         do_pull(client, connect.registry(ref.domain, gopts), ref,
-                PullOptions(platform=platform, snapshotter=gopts.snapshotter), progress)
+                PullOptions(platform=platform, snapshotter=gopts.snapshotter, decryption_keys=decryption_keys),
+                progress)
         img = store.load_local(client, str(ref), platform)
     elif not have:
         raise NotFound(f"image {text!r} not found locally and --pull=never", hint=f"ctk-pull {text}")
     if not store.is_unpacked(client, img.config, gopts.snapshotter):
-        store.unpack(client, img, gopts.snapshotter, progress)
+        store.unpack(client, img, gopts.snapshotter, progress, decryption_keys)
     return img
 
 
@@ -126,7 +128,7 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
     from .ports import exposed
     from .spec import build_spec
 
-    img = ensure_image(client, gopts, opts.image, opts.pull, opts.platform, progress)
+    img = ensure_image(client, gopts, opts.image, opts.pull, opts.platform, progress, opts.decryption_keys)
     if opts.name:
         state.validate_name(opts.name)
     net = opts.net

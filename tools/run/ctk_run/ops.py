@@ -74,7 +74,16 @@ def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, .
     return CreateOptions(image=image, spec=spec, name=kw["name"], pull=kw["pull"],
                          platform=Platform.parse(kw["platform"]) if kw["platform"] else None,
                          restart=parse_policy(kw["restart"]), auto_remove=kw["auto_remove"],
-                         labels=labels_from_args(kw["label"]), stop_timeout=kw["stop_timeout"], net=net)
+                         labels=labels_from_args(kw["label"]), stop_timeout=kw["stop_timeout"], net=net,
+                         decryption_keys=decryption_keys(kw.get("decryption_keys") or ()))
+
+
+def decryption_keys(specs: tuple[str, ...]) -> tuple:
+    if not specs:
+        return ()
+    from ctk_shared.decryption_keys import read_key_specs
+
+    return tuple(read_key_specs(specs))
 
 
 def network_options(kw: dict[str, Any]):  # type: ignore[no-untyped-def]
