@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from scripts.bench.timing import tool
+from scripts.bench.timing import tool, unmount_under
 from tests.support import images as im
 from tests.support.containerd_daemon import start_containerd
 from tests.support.registry_daemon import start_registry
@@ -134,6 +134,7 @@ def main() -> int:
         from ctk_net.store import delete_isolation_rules
 
         delete_isolation_rules(bridge)
+        unmount_under(str(base))
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.bench.timing import timed, tool
+from scripts.bench.timing import timed, tool, unmount_under
 from tests.support import images as im
 from tests.support.containerd_daemon import start_containerd
 from tests.support.registry_daemon import start_registry
@@ -85,6 +85,7 @@ def main() -> int:
     finally:
         reg.stop()
         daemon.stop()
+        unmount_under(str(base))
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -21,3 +21,13 @@ def tool(name: str) -> str:
 
     here = os.path.join(os.path.dirname(sys.executable), name)
     return here if os.access(here, os.X_OK) else (shutil.which(name) or name)
+
+
+def unmount_under(base: str) -> None:
+    """Lazily unmount whatever a peer (podman's overlay storage) left mounted below ``base``."""
+    import subprocess
+
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f if line.split()[1].startswith(str(base))]
+    for p in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", p], capture_output=True, check=False)
