@@ -3,6 +3,7 @@ pytest_plugins = [
     "tests.support.registry_fixtures",
     "tests.support.image_fixtures",
     "tests.support.net_fixtures",
+    "tests.support.lazy_fixtures",
 ]
 
 import pytest  # noqa: E402
