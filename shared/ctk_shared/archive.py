@@ -11,7 +11,6 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
@@ -21,6 +20,7 @@ from . import reference as refs
 from .errors import CtkError, InvalidArgument, NotFound, UsageError
 from .images import LocalImage, Unpacker, read_blob
 from .progress import NullProgress, Progress
+from .streams import ChunkReader
 
 if TYPE_CHECKING:
     from .containerd import Client
@@ -31,28 +31,6 @@ DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 
 
 # --- save ----------------------------------------------------------------------------------------
-class _ContentReader(io.RawIOBase):
-    """A file object over a content-store blob, so tarfile can stream it without loading it whole."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -75,7 +53,7 @@ def save(client: Client, images: list[LocalImage], out: BinaryIO, all_platforms:
                 info.size = desc.size
                 info.mtime = 0
                 info.mode = 0o444
-                tar.addfile(info, io.BufferedReader(_ContentReader(client.content.read(desc.digest)), 1 << 20))
+                tar.addfile(info, io.BufferedReader(ChunkReader(client.content.read(desc.digest)), 1 << 20))
                 written.add(desc.digest)
             return path
 

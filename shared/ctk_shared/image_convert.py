@@ -12,7 +12,6 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from . import labels as L
 from .errors import CtkError, IntegrityError, InvalidArgument, NotFound, UsageError
 from .images import read_blob
 from .progress import NullProgress, Progress
+from .streams import ChunkReader
 
 if TYPE_CHECKING:
     from .containerd import Client, Image
@@ -54,31 +54,6 @@ class ConvertResult:
     target: oci.Descriptor
     platforms: tuple[str, ...]
     missed_prioritized: tuple[str, ...] = ()
-
-
-class _ContentStream(io.RawIOBase):
-    """A content-store blob as a file object, counting bytes read into the progress display."""
-
-    def __init__(self, chunks: Iterator[bytes], on_read: Any = None) -> None:
-        self._chunks = chunks
-        self._buf = b""
-        self._on_read = on_read
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = next(self._chunks)
-            except StopIteration:
-                return 0
-            if self._on_read:
-                self._on_read(len(self._buf))
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
 
 class _HashingWriter:
@@ -247,7 +222,7 @@ class Converter:
             self._layers[(layer.digest, media_type)] = result
             return result
         self.progress.status(key, "converting")
-        src = io.BufferedReader(_ContentStream(self.client.content.read(layer.digest),
+        src = io.BufferedReader(ChunkReader(self.client.content.read(layer.digest),
                                                lambda n: self.progress.advance(key, n)), _COPY)
         with tempfile.TemporaryFile(dir=self.opts.tmpdir) as tmp:
             if self.opts.format == ESTARGZ:
