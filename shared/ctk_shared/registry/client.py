@@ -476,14 +476,22 @@ class RegistryClient:
             return digest
         return reference if ":" in reference else oci.sha256_digest(data)
 
-    def open_blob(self, repo: str, digest: str, offset: int = 0) -> BlobStream:
-        """Stream a blob from byte ``offset`` (Range request); the caller verifies the digest."""
+    def open_blob(self, repo: str, digest: str, offset: int = 0, length: int | None = None) -> BlobStream:
+        """Stream a blob from byte ``offset`` (Range request); the caller verifies the digest.
+
+        With ``length`` the request asks for ``bytes=offset-(offset+length-1)`` only; a registry may still send
+        more (one that ignores Range sends everything from ``offset`` on), so read at most ``length`` bytes.
+        """
         oci.validate_digest(digest)
         if offset < 0:
             raise InvalidArgument(f"negative blob offset {offset}")
+        if length is not None and length < 1:
+            raise InvalidArgument(f"blob range length {length} is not positive")
         what = f"fetching blob {digest} from {self.host}/{repo}"
         headers = {"Accept-Encoding": "identity"}
-        if offset:
+        if length is not None:
+            headers["Range"] = f"bytes={offset}-{offset + length - 1}"
+        elif offset:
             headers["Range"] = f"bytes={offset}-"
         resp = self._request("GET", f"/v2/{repo}/blobs/{digest}", scopes=[tokens.repository_scope(repo)], what=what,
                              ok=(200, 206), not_found_code=rerr.BLOB_UNKNOWN, headers=headers, stream=True)

@@ -1,0 +1,502 @@
+"""A read-only FUSE view of one eStargz layer whose file contents are fetched lazily (phase 2b, first piece).
+
+The tree (directories, files, symlinks, hardlinks, devices, fifos, modes, owners, mtimes, sizes, xattrs) comes
+from the layer's TOC, read once through an :class:`ctk_shared.estargz.Reader`. ``read()`` fetches only the chunks
+covering the requested range through the reader's ``read_at(offset, length)`` — a :class:`RangeReader` doing HTTP
+Range GETs against the registry, or any other callable (a local file in tests). Each chunk is checked against its
+``chunkDigest`` before it is used or cached; a mismatch or a fetch failure is logged and answered with EIO, never
+with unverified bytes. Verified chunks are kept in a content-addressed cache directory (``<cache>/<hex digest>``),
+re-verified when read back.
+
+Like the stargz snapshotter's FUSE layer, the view is overlay-ready: a ``.wh.<name>`` entry appears as a 0/0
+character device ``<name>``, ``.wh..wh..opq`` as ``trusted.overlay.opaque=y`` on its directory, and the TOC's
+landmark files are hidden.
+
+``mfusepy`` (libfuse3) is imported only by :func:`mount`; everything else is plain Python and unit-testable.
+``python -m ctk_pull.snapshotter.lazyfs`` mounts one layer in the foreground (used by the integration tests).
+"""
+from __future__ import annotations
+
+import base64
+import bisect
+import calendar
+import errno
+import hashlib
+import json
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ctk_shared import estargz
+from ctk_shared.errors import CtkError, IntegrityError, Timeout, Unavailable
+from ctk_shared.registry.errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_WHITEOUT = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+HIDDEN = frozenset({estargz.PREFETCH_LANDMARK, estargz.NO_PREFETCH_LANDMARK, estargz.TOC_TAR_NAME})
+BLOCK = 512
+
+ReadAt = Callable[[int, int], bytes]
+
+
+class FetchError(OSError):
+    """The blob's bytes could not be fetched (after retries); FUSE answers EIO."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(errno.EIO, msg)
+
+
+# --- remote blob access ------------------------------------------------------------------------------------------
+class RangeReader:
+    """``read_at(offset, length)`` over a registry blob, one HTTP Range GET per call, with retries.
+
+    ``client`` is a :class:`ctk_shared.registry.client.RegistryClient` (``connect.registry(host, gopts)``).
+    Transient failures (unreachable, timeout, HTTP 5xx/429, short answer) are retried ``retries`` times with
+    exponential back-off; then, or at once for other errors, :class:`FetchError` (EIO) is raised.
+    ``requests``/``bytes_fetched`` count what went over the wire.
+    """
+
+    def __init__(self, client: Any, repo: str, digest: str, *, retries: int = 3, backoff: float = 0.2) -> None:
+        self.client, self.repo, self.digest = client, repo, digest
+        self.retries, self.backoff = retries, backoff
+        self.requests = 0
+        self.bytes_fetched = 0
+        self._lock = threading.Lock()
+
+    def _once(self, offset: int, length: int) -> tuple[bytes, int | None]:
+        with self._lock:
+            self.requests += 1
+        buf = bytearray()
+        with self.client.open_blob(self.repo, self.digest, offset, length) as s:
+            for piece in s:
+                buf += piece
+                if len(buf) >= length:
+                    break
+            size = s.size
+        with self._lock:
+            self.bytes_fetched += len(buf)
+        return bytes(buf[:length]), size
+
+    def _retrying(self, offset: int, length: int) -> tuple[bytes, int | None]:
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                data, size = self._once(offset, length)
+                if len(data) == length:
+                    return data, size
+                err: Exception = IntegrityError(f"short answer: {len(data)} of {length} bytes at {offset}")
+            except (Unavailable, Timeout) as e:
+                err = e
+            except RegistryError as e:
+                if not (e.status >= 500 or e.status == 429):
+                    raise FetchError(f"{self.digest}: {e}") from None
+                err = e
+            except CtkError as e:
+                raise FetchError(f"{self.digest}: {e}") from None
+            if attempt < self.retries:
+                log.debug("range %d+%d of %s failed (%s), retrying", offset, length, self.digest, err)
+                time.sleep(delay)
+                delay *= 2
+        raise FetchError(f"{self.digest}: bytes {offset}+{length}: {err} (after {self.retries} retries)")
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        return self._retrying(offset, length)[0]
+
+    def blob_size(self) -> int:
+        """The blob's size, from the Content-Range of a one-byte request."""
+        _, size = self._retrying(0, 1)
+        if size is None:
+            raise FetchError(f"{self.digest}: the registry did not say how large the blob is")
+        return size
+
+
+# --- the tree ----------------------------------------------------------------------------------------------------
+_TYPES = {"dir": stat.S_IFDIR, "reg": stat.S_IFREG, "symlink": stat.S_IFLNK, "char": stat.S_IFCHR,
+          "block": stat.S_IFBLK, "fifo": stat.S_IFIFO}
+
+
+def parse_modtime(s: str | None) -> int:
+    """TOC ``modtime`` (RFC 3339, UTC) as nanoseconds since the epoch; 0 when absent or unparsable."""
+    if not s:
+        return 0
+    try:
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    return calendar.timegm(dt.utctimetuple()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+@dataclass
+class Node:
+    ino: int
+    kind: str  # dir, reg, symlink, char, block, fifo
+    mode: int = 0o755
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    mtime_ns: int = 0
+    link: str = ""  # symlink target
+    rdev: int = 0
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+    content: str = ""  # for reg: the TOC name whose chunks hold the bytes
+    nlink: int = 1
+    children: dict[str, Node] = field(default_factory=dict)
+
+    def attrs(self) -> dict[str, Any]:
+        return {"st_mode": _TYPES[self.kind] | (self.mode & 0o7777), "st_ino": self.ino, "st_nlink": self.nlink,
+                "st_uid": self.uid, "st_gid": self.gid, "st_size": self.size, "st_rdev": self.rdev,
+                "st_atime": self.mtime_ns, "st_mtime": self.mtime_ns, "st_ctime": self.mtime_ns,
+                "st_blocks": (self.size + BLOCK - 1) // BLOCK, "st_blksize": 4096}
+
+
+class Tree:
+    """The layer's files, keyed by absolute path (``/`` is the root)."""
+
+    def __init__(self, reader: estargz.Reader) -> None:
+        self.reader = reader
+        self.nodes: dict[str, Node] = {}
+        self._next_ino = 1
+        self.root = self._new("dir")
+        self.nodes["/"] = self.root
+        self._build()
+
+    def _new(self, kind: str, **kw: Any) -> Node:
+        n = Node(self._next_ino, kind, **kw)
+        self._next_ino += 1
+        return n
+
+    def _dir(self, path: str) -> Node:
+        """The directory at ``path``, created (0755 root:root) with its parents if the TOC skipped it."""
+        n = self.nodes.get(path)
+        if n is not None:
+            return n
+        parent, base = _split(path)
+        n = self._new("dir")
+        self._dir(parent).children[base] = n
+        self.nodes[path] = n
+        return n
+
+    def _build(self) -> None:
+        hardlinks: list[tuple[str, str]] = []
+        for e in self.reader.toc.entries:
+            kind = e.get("type")
+            name = e.get("_name", "")
+            if kind == "chunk" or name in HIDDEN:
+                continue
+            path = "/" + name if name else "/"
+            parent, base = _split(path)
+            if base == OPAQUE_WHITEOUT:
+                self._dir(parent).xattrs[OPAQUE_XATTR] = b"y"
+                continue
+            if kind == "hardlink":
+                hardlinks.append((path, "/" + estargz.clean_name(e.get("linkName", ""))))
+                continue
+            if kind not in _TYPES:
+                log.warning("TOC entry %r has unknown type %r; skipped", name, kind)
+                continue
+            attrs = {"mode": int(e.get("mode", 0)) & 0o7777, "uid": int(e.get("uid", 0)),
+                     "gid": int(e.get("gid", 0)), "mtime_ns": parse_modtime(e.get("modtime")),
+                     "xattrs": {k: base64.b64decode(v) for k, v in (e.get("xattrs") or {}).items()}}
+            if base.startswith(WHITEOUT_PREFIX):  # overlayfs whiteout: a 0/0 char device
+                base = base[len(WHITEOUT_PREFIX):]
+                path = parent.rstrip("/") + "/" + base
+                kind, attrs["rdev"] = "char", 0
+            elif kind == "reg":
+                attrs.update(size=int(e.get("size", 0)), content=name)
+            elif kind == "symlink":
+                attrs.update(link=e.get("linkName", ""), size=len(os.fsencode(e.get("linkName", ""))))
+            elif kind in ("char", "block"):
+                attrs["rdev"] = os.makedev(int(e.get("devMajor", 0)), int(e.get("devMinor", 0)))
+            if path == "/":
+                for k, v in attrs.items():
+                    setattr(self.root, k, v)
+                continue
+            old = self.nodes.get(path)
+            if old is not None and old.kind == "dir" and kind == "dir":
+                for k, v in attrs.items():  # an implicit parent, described later
+                    setattr(old, k, v)
+                continue
+            n = self._new(kind, **attrs)
+            self._dir(parent).children[base] = n
+            self.nodes[path] = n
+        for path, target in hardlinks:
+            t = self.nodes.get(target)
+            if t is None or t.kind == "dir":
+                log.warning("hardlink %r points at %r, which is not in the layer; skipped", path, target)
+                continue
+            t.nlink += 1
+            parent, base = _split(path)
+            self._dir(parent).children[base] = t
+            self.nodes[path] = t
+
+    def get(self, path: str) -> Node:
+        n = self.nodes.get(path)
+        if n is None:
+            raise OSError(errno.ENOENT, path)
+        return n
+
+
+def _split(path: str) -> tuple[str, str]:
+    parent, _, base = path.rpartition("/")
+    return parent or "/", base
+
+
+# --- verified chunk cache ----------------------------------------------------------------------------------------
+class ChunkCache:
+    """Verified chunk bytes on disk, named by their sha256; a cached chunk that no longer matches is dropped."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.fspath(root)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        self.hits = 0
+
+    def _path(self, digest: str) -> str | None:
+        algo, _, hexd = digest.partition(":")
+        if algo != "sha256" or len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
+            return None
+        return os.path.join(self.root, hexd)
+
+    def get(self, digest: str) -> bytes | None:
+        p = self._path(digest)
+        if p is None:
+            return None
+        try:
+            with open(p, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            log.warning("cached chunk %s is corrupt; dropped", digest)
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+            return None
+        self.hits += 1
+        return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        p = self._path(digest)
+        if p is None:
+            return
+        tmp = f"{p}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, p)
+        except OSError as e:
+            log.warning("cannot cache chunk %s: %s", digest, e)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+# --- file contents -----------------------------------------------------------------------------------------------
+class Contents:
+    """Byte ranges of regular files, assembled from verified chunks (from the cache or fetched)."""
+
+    def __init__(self, reader: estargz.Reader, cache: ChunkCache | None = None) -> None:
+        self.reader = reader
+        self.cache = cache
+        self._starts: dict[str, list[int]] = {}
+        self.chunks_fetched = 0
+
+    def _chunk_list(self, name: str) -> tuple[list[dict[str, Any]], list[int]]:
+        chunks = self.reader.chunks.get(name, [])
+        starts = self._starts.get(name)
+        if starts is None:
+            starts = self._starts[name] = [int(c.get("chunkOffset", 0)) for c in chunks]
+        return chunks, starts
+
+    def _chunk(self, c: dict[str, Any]) -> bytes:
+        digest = c.get("chunkDigest", "")
+        if self.cache is not None and digest:
+            data = self.cache.get(digest)
+            if data is not None:
+                return data
+        data = self.reader.read_chunk(c)  # verifies chunkDigest
+        self.chunks_fetched += 1
+        if self.cache is not None:
+            self.cache.put(digest, data)
+        return data
+
+    def read(self, node: Node, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes of ``node`` from ``offset``; OSError(EIO) on a fetch or verification failure."""
+        end = min(node.size, offset + size)
+        if offset >= end:
+            return b""
+        chunks, starts = self._chunk_list(node.content)
+        out = bytearray()
+        i = max(0, bisect.bisect_right(starts, offset) - 1)
+        while i < len(chunks) and starts[i] < end:
+            try:
+                data = self._chunk(chunks[i])
+            except IntegrityError as e:
+                log.error("%s: %s", node.content, e)
+                raise OSError(errno.EIO, str(e)) from None
+            except FetchError as e:
+                log.error("%s: %s", node.content, e.strerror)
+                raise
+            except (CtkError, OSError) as e:
+                log.error("%s: fetching a chunk failed: %s", node.content, e)
+                raise OSError(errno.EIO, str(e)) from None
+            lo = max(offset, starts[i]) - starts[i]
+            hi = min(end, starts[i] + len(data)) - starts[i]
+            out += data[lo:hi]
+            i += 1
+        if len(out) != end - offset:
+            msg = f"{node.content}: chunks cover {len(out)} of {end - offset} bytes at {offset}"
+            log.error(msg)
+            raise OSError(errno.EIO, msg)
+        return bytes(out)
+
+
+# --- FUSE operations ---------------------------------------------------------------------------------------------
+class LazyFS:
+    """mfusepy operations (duck-typed, so mfusepy need not be imported to build or test this)."""
+
+    use_ns = True  # st_*time are integer nanoseconds
+
+    def __init__(self, reader: estargz.Reader, cache_dir: str | os.PathLike[str] | None = None,
+                 on_fetch: Callable[[], None] | None = None) -> None:
+        self.tree = Tree(reader)
+        self.contents = Contents(reader, ChunkCache(cache_dir) if cache_dir is not None else None)
+        self._on_fetch = on_fetch
+
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        return self.tree.get(path).attrs()
+
+    def readdir(self, path: str, fh: int) -> list[str]:
+        n = self.tree.get(path)
+        if n.kind != "dir":
+            raise OSError(errno.ENOTDIR, path)
+        return [".", "..", *n.children]
+
+    def readlink(self, path: str) -> str:
+        n = self.tree.get(path)
+        if n.kind != "symlink":
+            raise OSError(errno.EINVAL, path)
+        return n.link
+
+    def open(self, path: str, flags: int) -> int:
+        n = self.tree.get(path)
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+            raise OSError(errno.EROFS, path)
+        return n.ino
+
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        n = self.tree.get(path)
+        if n.kind != "reg":
+            raise OSError(errno.EISDIR if n.kind == "dir" else errno.EINVAL, path)
+        try:
+            return self.contents.read(n, offset, size)
+        finally:
+            if self._on_fetch is not None:
+                self._on_fetch()
+
+    def listxattr(self, path: str) -> list[str]:
+        return list(self.tree.get(path).xattrs)
+
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        try:
+            return self.tree.get(path).xattrs[name]
+        except KeyError:
+            raise OSError(errno.ENODATA, name) from None
+
+    def statfs(self, path: str) -> dict[str, int]:
+        return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": 0, "f_bfree": 0, "f_bavail": 0,
+                "f_files": len(self.tree.nodes), "f_ffree": 0, "f_namemax": 255}
+
+    def access(self, path: str, amode: int) -> int:
+        self.tree.get(path)
+        if amode & os.W_OK:
+            raise OSError(errno.EROFS, path)
+        return 0
+
+
+def mount(ops: LazyFS, mountpoint: str, *, allow_other: bool | None = None) -> None:
+    """Serve ``ops`` at ``mountpoint`` in the foreground until unmounted (``fusermount3 -u``)."""
+    import mfusepy  # lazily: libfuse3 is needed only to mount
+
+    if allow_other is None:
+        allow_other = os.geteuid() == 0
+    opts: dict[str, Any] = {"foreground": True, "ro": True, "default_permissions": True,
+                            "fsname": "ctk-estargz", "subtype": "ctk-estargz"}
+    if allow_other:
+        opts["allow_other"] = True
+    mfusepy.FUSE(ops, mountpoint, **opts)
+
+
+# --- entry point (testing / debugging) ---------------------------------------------------------------------------
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m ctk_pull.snapshotter.lazyfs",
+                                description="Mount one eStargz layer read-only, fetching contents lazily.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--blob", help="a local eStargz blob file")
+    src.add_argument("--ref", help="HOST/REPO of the registry repository holding the blob")
+    p.add_argument("--digest", help="the layer blob's digest (with --ref)")
+    p.add_argument("--toc-digest", help="containerd.io/snapshot/stargz/toc.digest of the layer")
+    p.add_argument("--cache", help="chunk cache directory")
+    p.add_argument("--stats", help="write fetch counters (JSON) to this file after each read")
+    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS")
+    p.add_argument("mountpoint")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="lazyfs: %(levelname)s %(message)s")
+
+    counters: dict[str, int] = {"requests": 0, "bytes": 0}
+    if a.blob:
+        fd = os.open(a.blob, os.O_RDONLY)
+        size = os.fstat(fd).st_size
+
+        def read_at(off: int, n: int) -> bytes:
+            counters["requests"] += 1
+            data = os.pread(fd, n, off)
+            counters["bytes"] += len(data)
+            return data
+
+        stats = counters.copy
+        reader = estargz.Reader(read_at, size, a.toc_digest)
+    else:
+        from ctk_shared import auth
+        from ctk_shared.registry.client import RegistryClient
+
+        if not a.digest:
+            p.error("--ref needs --digest")
+        host, _, repo = a.ref.partition("/")
+        rr = RangeReader(RegistryClient(host, insecure=a.insecure, credentials=auth.get_credentials), repo, a.digest)
+        reader = estargz.Reader(rr, rr.blob_size(), a.toc_digest)
+
+        def stats() -> dict[str, int]:
+            return {"requests": rr.requests, "bytes": rr.bytes_fetched}
+
+    def dump() -> None:
+        if a.stats:
+            d = dict(stats(), size=reader.size, chunks_fetched=ops.contents.chunks_fetched,
+                     cache_hits=ops.contents.cache.hits if ops.contents.cache else 0)
+            tmp = a.stats + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(d, f)
+            os.replace(tmp, a.stats)
+
+    ops = LazyFS(reader, a.cache, on_fetch=dump)
+    dump()
+    mount(ops, a.mountpoint)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
