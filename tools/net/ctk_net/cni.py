@@ -16,6 +16,8 @@ from typing import Any
 
 from ctk_shared.errors import CtkError, NotFound
 
+from . import jsonfiles
+
 PLUGIN_TIMEOUT = 60.0
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -85,25 +87,12 @@ class Runtime:
         return errors
 
     def cached(self, att: Attachment) -> dict[str, Any] | None:
-        try:
-            return json.loads(self._cache_path(att).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+        return jsonfiles.read(self._cache_path(att))
 
     def attachments(self, container_id: str) -> list[Attachment]:
         """Every attachment of a container that is still cached (to clean up after a crash)."""
         out = []
-        try:
-            names = os.listdir(self.cache_dir)
-        except FileNotFoundError:
-            return []
-        for name in names:
-            if not name.endswith(".json"):
-                continue
-            try:
-                rec = json.loads((self.cache_dir / name).read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
+        for rec in jsonfiles.read_dir(self.cache_dir, contains=f"-{container_id}-"):
             a = rec.get("attachment") or {}
             if a.get("container_id") == container_id:
                 out.append(Attachment(a["network"], container_id, a["ifname"]))
@@ -160,9 +149,7 @@ class Runtime:
     def _save(self, att: Attachment, record: dict[str, Any]) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         record["attachment"] = {"network": att.network, "container_id": att.container_id, "ifname": att.ifname}
-        tmp = self._cache_path(att).with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self._cache_path(att))
+        jsonfiles.write(self._cache_path(att), record)
 
 
 def _error_text(stdout: bytes, stderr: bytes) -> str:

@@ -8,12 +8,13 @@ if the hook dies, so a crash leaves no stale lock.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from . import jsonfiles
 
 
 class Endpoints:
@@ -35,31 +36,13 @@ class Endpoints:
         return self.dir / f"{namespace}--{container_id}.json"
 
     def all(self) -> list[dict[str, Any]]:
-        out = []
-        try:
-            names = sorted(os.listdir(self.dir))
-        except FileNotFoundError:
-            return []
-        for name in names:
-            if not name.endswith(".json"):
-                continue
-            try:
-                out.append(json.loads((self.dir / name).read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue
-        return out
+        return jsonfiles.read_dir(self.dir)
 
     def get(self, namespace: str, container_id: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(self._path(namespace, container_id).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+        return jsonfiles.read(self._path(namespace, container_id))
 
     def put(self, record: dict[str, Any]) -> None:
-        path = self._path(record["namespace"], record["id"])
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
+        jsonfiles.write(self._path(record["namespace"], record["id"]), record)
 
     def remove(self, namespace: str, container_id: str) -> None:
         self._path(namespace, container_id).unlink(missing_ok=True)

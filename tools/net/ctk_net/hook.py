@@ -19,6 +19,7 @@ from typing import Any
 from ctk_shared import labels as L
 from ctk_shared.errors import CtkError, InvalidArgument
 
+from . import jsonfiles
 from .cni import Attachment, Runtime, first_ipv4
 from .endpoints import Endpoints
 from .hosts import entries_for, rewrite
@@ -128,7 +129,7 @@ class Hook:
         netns = str(self.netns_path) if self.netns_path.exists() else ""
         errors: list[str] = []
         atts = self.runtime.attachments(self.id)
-        for att in sorted(atts, key=lambda a: a.ifname != "lo", reverse=True):  # eth* first, lo last
+        for att in sorted(atts, key=lambda a: a.ifname == "lo"):  # eth* first, lo last
             errors += self.runtime.delete(att, netns)
         self._unpin_netns()
         return errors
@@ -163,10 +164,7 @@ class Hook:
             nets[name] = {"IPAddress": addr, "IPPrefixLen": int(prefix or 0), "Gateway": att.get("gateway", ""),
                           "MacAddress": att.get("mac", ""), "Interface": att.get("interface", ""),
                           "NetworkID": att.get("network_id", "")}
-        path = Path(self.state_dir) / L.NETWORK_STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"Networks": nets, "Ports": record["ports"]}))
-        os.replace(tmp, path)
+        jsonfiles.write(Path(self.state_dir) / L.NETWORK_STATE_FILE, {"Networks": nets, "Ports": record["ports"]})
 
     def _refresh_hosts(self, changed: dict[str, Any], leaving: bool = False) -> None:
         everyone = self.endpoints.all()

@@ -92,8 +92,8 @@ def _global_args(gopts: GlobalOptions) -> list[str]:
             "--cni-netconfpath", gopts.cni_netconfpath]
 
 
-def _hook_env() -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH") or _PATH}
+def _hook_env(path: str | None = None) -> dict[str, str]:
+    env = {"PATH": path or os.environ.get("PATH") or _PATH}
     env.update({k: os.environ[k] for k in _PASSED_ENV if os.environ.get(k)})
     return env
 
@@ -102,8 +102,8 @@ def hooks(gopts: GlobalOptions) -> dict[str, Any]:
     """The runtime spec's ``hooks``: attach after the namespaces exist, detach when the task is deleted."""
     exe = ctk_net_executable()
     base = [exe, *_global_args(gopts), "--namespace", gopts.namespace, "hook"]
-    env = [f"{k}={v}" for k, v in _hook_env().items()]
-    env[0] = f"PATH={_PATH}:{Path(exe).parent}"  # the plugins need iptables; the hook needs nothing else
+    # runc gives a hook only this environment: the plugins need iptables on PATH
+    env = [f"{k}={v}" for k, v in _hook_env(f"{_PATH}:{Path(exe).parent}").items()]
     return {"createRuntime": [{"path": exe, "args": [*base, "createRuntime"], "env": env, "timeout": HOOK_TIMEOUT}],
             "poststop": [{"path": exe, "args": [*base, "postStop"], "env": env, "timeout": HOOK_TIMEOUT}]}
 
