@@ -54,6 +54,16 @@ def emit_json(record: Mapping[str, Any] | Sequence[Any], *, indent: int | None =
     emit_line(json.dumps(record, indent=indent, sort_keys=False, default=str))
 
 
+def emit_image(fmt: str, name: str, digest: str, **extra: Any) -> None:
+    """The result line of every command that produces an image (DESIGN §3): ``NAME@DIGEST``, or with
+    ``fmt == "json"`` the record ``{"ref", "Name", "Digest", …extra}``."""
+    ref = f"{name.split('@', 1)[0]}@{digest}"
+    if fmt == "json":
+        emit_json({"ref": ref, "Name": name, "Digest": digest, **extra})
+    else:
+        emit_line(ref)
+
+
 def emit_records(records: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, str]],
                  fmt: str | None = None, quiet_field: str | None = None, quiet: bool = False) -> None:
     """Write list results: ``columns`` is (header, field) for the table view."""

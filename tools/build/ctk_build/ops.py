@@ -185,11 +185,7 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
             f.write(res.digest)
     if any(dest == "-" for _kind, dest in outputs):
         return res  # stdout carried the tar
-    if req.fmt == "json":
-        output.emit_json({"ref": res.ref, "Name": res.name, "Names": list(res.names), "Digest": res.digest,
-                          "Config": written.config_digest})
-    else:
-        output.emit_line(res.ref)
+    output.emit_image(req.fmt, res.name, res.digest, Names=list(res.names), Config=written.config_digest)
     return res
 
 

@@ -24,14 +24,6 @@ class CryptOptions:
     fmt: str = "ref"
 
 
-def _emit(fmt: str, name: str, digest: str, **extra: Any) -> None:
-    ref = f"{name.split('@', 1)[0]}@{digest}"
-    if fmt == "json":
-        output.emit_json({"ref": ref, "Name": name, "Digest": digest, **extra})
-    else:
-        output.emit_line(ref)
-
-
 def _dst_name(text: str) -> str:
     ref = refs.parse(text)
     if ref.digest:
@@ -88,7 +80,7 @@ def encrypt(gopts: GlobalOptions, src_text: str, dst_text: str, opts: CryptOptio
             _put(leased, dst, result.target, src)
     finally:
         progress.close()
-    _emit(opts.fmt, dst, result.target.digest, Layers=result.changed_layers)
+    output.emit_image(opts.fmt, dst, result.target.digest, Layers=result.changed_layers)
 
 
 def decrypt(gopts: GlobalOptions, src_text: str, dst_text: str, opts: CryptOptions) -> None:
@@ -123,7 +115,7 @@ def decrypt(gopts: GlobalOptions, src_text: str, dst_text: str, opts: CryptOptio
             _put(leased, dst, result.target, src)
     finally:
         progress.close()
-    _emit(opts.fmt, dst, result.target.digest, Layers=result.changed_layers)
+    output.emit_image(opts.fmt, dst, result.target.digest, Layers=result.changed_layers)
 
 
 def inspect(gopts: GlobalOptions, text: str) -> None:

@@ -37,10 +37,5 @@ def convert(gopts: GlobalOptions, source: str, target: str, fmt_name: str, *, re
                           f"{result.missed_prioritized[0]}")
     finally:
         progress.close()
-    ref = f"{dst}@{result.target.digest}"
-    if fmt == "json":
-        output.emit_json({"ref": ref, "Name": dst, "Digest": result.target.digest,
-                          "MediaType": result.target.media_type, "Platforms": list(result.platforms),
-                          "Source": image.name})
-    else:
-        output.emit_line(ref)
+    output.emit_image(fmt, dst, result.target.digest, MediaType=result.target.media_type,
+                      Platforms=list(result.platforms), Source=image.name)

@@ -12,14 +12,6 @@ if TYPE_CHECKING:
     from ctk_shared.oci import Platform
 
 
-def _emit_result(fmt: str, name: str, digest: str, **extra: object) -> None:
-    ref = f"{name.split('@', 1)[0]}@{digest}"
-    if fmt == "json":
-        output.emit_json({"ref": ref, "Name": name, "Digest": digest, **extra})
-    else:
-        output.emit_line(ref)
-
-
 def pull(gopts: GlobalOptions, texts: list[str], platform: Platform | None, all_platforms: bool,
          unpack: bool, quiet: bool, fmt: str, max_concurrent: int, decryption_keys: tuple[str, ...] = ()) -> None:
     from ctk_shared import connect
@@ -40,7 +32,7 @@ def pull(gopts: GlobalOptions, texts: list[str], platform: Platform | None, all_
             result = do_pull(client, connect.registry(ref.domain, gopts), ref, opts, progress)
         finally:
             progress.close()
-        _emit_result(fmt, result.name, result.digest, MediaType=result.media_type,
+        output.emit_image(fmt, result.name, result.digest, MediaType=result.media_type,
                      Platforms=list(result.platforms))
 
 
@@ -59,7 +51,7 @@ def push(gopts: GlobalOptions, texts: list[str], platform: Platform | None, quie
             digest = do_push(client, connect.registry(ref.domain, gopts), image, ref, platform, progress)
         finally:
             progress.close()
-        _emit_result(fmt, str(ref.with_digest("")), digest)
+        output.emit_image(fmt, str(ref.with_digest("")), digest)
 
 
 def tag(gopts: GlobalOptions, source: str, target: str) -> None:
