@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 LEASE_EXPIRE = timedelta(hours=24)
 _RETRYABLE_LOCK_WAIT = 0.2
+_LOCK_ATTEMPTS = 50
 
 
 @dataclass(frozen=True)
@@ -113,17 +115,25 @@ class _Fetcher:
         return data
 
     def store_document(self, desc: oci.Descriptor, kind: str, data: bytes, labels: dict[str, str]) -> None:
-        for attempt in range(50):
+        self._write_unless_present(
+            desc, labels, lambda: self.client.content.write_blob(f"{kind}-{desc.digest}", data, desc.digest,
+                                                                 {**labels, **self.source}))
+
+    def _write_unless_present(self, desc: oci.Descriptor, labels: dict[str, str], write: Callable[[], None]) -> bool:
+        """Run ``write`` unless the blob is already stored; when a concurrent pull of the same image holds the
+        ingest (containerd: "… locked"), wait for it and take its result. False when the blob was present."""
+        for attempt in range(_LOCK_ATTEMPTS):
             if self._present(desc, labels):
-                return
+                return False
             try:
-                self.client.content.write_blob(f"{kind}-{desc.digest}", data, desc.digest, {**labels, **self.source})
-                return
-            except Unavailable as e:  # a concurrent pull of the same image is writing it: wait for its result
-                if "locked" not in str(e) or attempt == 49:
+                write()
+                return True
+            except Unavailable as e:
+                if "locked" not in str(e) or attempt == _LOCK_ATTEMPTS - 1:
                     raise
                 if self.stop.wait(_RETRYABLE_LOCK_WAIT):
                     raise Interrupted("pull interrupted") from None
+        return False
 
     def layer(self, desc: oci.Descriptor, key: str) -> None:
         """Stream one layer into the store, resuming a partial ingest left by an earlier pull."""
@@ -133,23 +143,8 @@ class _Fetcher:
             self.mark_fetched()
 
     def _layer(self, desc: oci.Descriptor, key: str) -> None:
-        if self._present(desc, {}):
+        if not self._write_unless_present(desc, {}, lambda: self._copy(f"layer-{desc.digest}", desc, key)):
             self.progress.status(key, "exists", completed=desc.size)
-            return
-        ref = f"layer-{desc.digest}"
-        for attempt in range(50):
-            try:
-                self._copy(ref, desc, key)
-                return
-            except Unavailable as e:
-                # another pull holds this ingest; wait for it, then take its result or the ingest
-                if "locked" not in str(e) or attempt == 49:
-                    raise
-                if self.stop.wait(_RETRYABLE_LOCK_WAIT):
-                    raise Interrupted("pull interrupted") from None
-                if self._present(desc, {}):
-                    self.progress.status(key, "exists", completed=desc.size)
-                    return
 
     def _copy(self, ref: str, desc: oci.Descriptor, key: str) -> None:
         with self.client.content.writer(ref, desc.size, desc.digest) as w:
