@@ -32,6 +32,11 @@ ANN_IP = "ctk/ip"  # --ip, for the first network
 NETWORK_STATE_FILE = "network.json"
 
 
+def conflist_name(network: str) -> str:
+    """The file ctk-net writes for a network in the CNI config dir (ctk-run recognises it without ctk-net)."""
+    return f"ctk-{network}.conflist"
+
+
 def gc_config(digest: str) -> dict[str, str]:
     return {f"{GC_REF_CONTENT}.config": digest}
 

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ctk_shared.errors import InvalidArgument, NotFound, UsageError
+from ctk_shared.labels import conflist_name
 
 from . import subnets
 
 CNI_VERSION = "1.0.0"
-FILE_PREFIX = "ctk-"
-FILE_SUFFIX = ".conflist"
 EXTENSIONS = (".conf", ".conflist", ".json")
 DEFAULT_NETWORK = "bridge"
 DEFAULT_LABEL = "ctk/default-network=true"
@@ -46,7 +45,7 @@ def check_name(name: str) -> None:
 
 
 def file_for(netconfpath: str, name: str) -> Path:
-    return Path(netconfpath) / f"{FILE_PREFIX}{name}{FILE_SUFFIX}"
+    return Path(netconfpath) / conflist_name(name)
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class Network:
         raw_id = doc.get(ID_KEY, doc.get("nerdctlID"))  # nerdctl's files carry the same two fields
         raw_labels = doc.get(LABELS_KEY, doc.get("nerdctlLabels"))
         labels = {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, dict) else {}
-        managed = ID_KEY in doc and os.path.basename(file) == f"{FILE_PREFIX}{name}{FILE_SUFFIX}"
+        managed = ID_KEY in doc and os.path.basename(file) == conflist_name(name)
         return cls(name=name, id=raw_id if isinstance(raw_id, str) and raw_id else network_id(name),
                    file=str(file), conflist=doc, labels=labels, managed=managed)
 

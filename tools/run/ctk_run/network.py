@@ -69,7 +69,7 @@ def resolve(gopts: GlobalOptions, names: list[str], need_gateway: bool) -> list[
 
     Fast path: a conflist ctk-net wrote is recognised by its file name without starting ctk-net (0.1 s saved
     per run); anything else asks ``ctk-net ensure``, which also creates the default network on first use."""
-    if not need_gateway and all((Path(gopts.cni_netconfpath) / f"ctk-{n}.conflist").is_file() for n in names):
+    if not need_gateway and all((Path(gopts.cni_netconfpath) / SL.conflist_name(n)).is_file() for n in names):
         return [NetworkInfo(n) for n in names]
     exe = ctk_net_executable()
     p = subprocess.run([exe, *_global_args(gopts), "ensure", *names], capture_output=True, text=True,
