@@ -137,8 +137,31 @@ def mark_stopped(client: Client, c: Container) -> None:
     client.containers.update_labels(c.id, update)
 
 
+def _end_task(client: Client, cid: str, signum: int, timeout: int) -> bool:
+    """Signal a live task, SIGKILL it after ``timeout`` seconds, delete it; True when no task is left."""
+    task = task_of(client, cid)
+    if task is not None and task.status in ("running", "paused", "pausing", "created"):
+        try:
+            client.tasks.kill(cid, signum)
+            client.tasks.wait(cid, timeout=max(timeout, 0) or 0.001)
+        except Timeout:
+            client.tasks.kill(cid, signals.SIGKILL, all=True)
+            client.tasks.wait(cid, timeout=30)
+        except NotFound:
+            pass
+    try:
+        delete_task(client, cid)
+    except CtkError as e:
+        if "running" not in str(e):
+            raise
+        return False  # a new task appeared between our wait and our delete
+    return task_of(client, cid) is None
+
+
 def stop(client: Client, c: Container, timeout: int | None = None, sig: str | None = None) -> None:
     """SIGTERM (or the stop signal), then SIGKILL after ``timeout`` seconds, as ``docker stop``."""
+    from .restart import monitored, parse_policy
+
     mark_stopped(client, c)
     if timeout is None:
         timeout = int(c.labels.get(L.STOP_TIMEOUT) or DEFAULT_STOP_TIMEOUT)
@@ -146,39 +169,15 @@ def stop(client: Client, c: Container, timeout: int | None = None, sig: str | No
     # A restart the monitor (or a logger) began before our mark may still create a new task under us: go
     # round again until no task runs, so an explicit stop is never undone.
     for _ in range(5):
-        task = task_of(client, c.id)
-        if task is not None and task.status in ("running", "paused", "pausing"):
-            try:
-                client.tasks.kill(c.id, signum)
-                client.tasks.wait(c.id, timeout=max(timeout, 0) or 0.001)
-            except Timeout:
-                client.tasks.kill(c.id, signals.SIGKILL, all=True)
-                client.tasks.wait(c.id, timeout=30)
-            except NotFound:
-                pass
-        try:
-            delete_task(client, c.id)
-        except CtkError as e:
-            if "running" not in str(e):
-                raise
-            continue
-        if task_of(client, c.id) is None:
+        if _end_task(client, c.id, signum, timeout):
             break
-    from .restart import monitored, parse_policy
-
     if monitored(parse_policy(c.labels.get(L.RESTART_POLICY) or "no")):
         # containerd's restart monitor may have read the labels just before our mark and still be creating a
         # task: give such a restart a moment to show itself and end it (it never outlives the stop)
         for _ in range(4):
             time.sleep(0.25)
-            task = task_of(client, c.id)
-            if task is None:
-                continue
             try:
-                if task.status in ("running", "paused", "pausing", "created"):
-                    client.tasks.kill(c.id, signals.SIGKILL, all=True)
-                    client.tasks.wait(c.id, timeout=30)
-                delete_task(client, c.id)
+                _end_task(client, c.id, signals.SIGKILL, 0)
             except CtkError:
                 pass
 
