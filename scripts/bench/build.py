@@ -21,14 +21,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from scripts.bench.timing import timed, tool
+from scripts.bench.timing import bench_stack, timed, tool
 from tests.support import images as im
-from tests.support.containerd_daemon import start_containerd
-from tests.support.registry_daemon import start_registry
 
 DOCKERFILE = """\
 FROM {base}
@@ -58,10 +55,7 @@ def main() -> int:
     if shutil.which("buildah") is None:
         print("buildah is not installed (apt-get install buildah)", file=sys.stderr)
         return 1
-    base = Path(tempfile.mkdtemp(prefix="ctk-bench-build-", dir=os.environ.get("CTK_BENCH_DIR", "/var/tmp")))
-    daemon = start_containerd(base / "ctd")
-    reg = start_registry(base / "reg")
-    try:
+    with bench_stack("build", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg):
         im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
         ref = f"{reg.host}/bench/busybox:latest"
         im.push_layout(base / "layout", "latest", ref)
@@ -126,10 +120,6 @@ def main() -> int:
         }
         print(json.dumps(report, indent=2))
         return 0
-    finally:
-        reg.stop()
-        daemon.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,24 +8,18 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from scripts.bench.timing import timed, tool, unmount_under
+from scripts.bench.timing import bench_stack, timed, tool
 from tests.support import images as im
-from tests.support.containerd_daemon import start_containerd
-from tests.support.registry_daemon import start_registry
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="ctk-bench-run-", dir="/tmp"))
-    daemon = start_containerd(base / "ctd")
-    reg = start_registry(base / "reg")
-    try:
+    with bench_stack("run") as (base, daemon, reg):
         im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
         ref = f"{reg.host}/bench/busybox:latest"
         im.push_layout(base / "layout", "latest", ref)
@@ -82,11 +76,6 @@ def main() -> int:
         subprocess.run(ctk + ["rm", "-f", *ids], check=False, capture_output=True, env=env)
         print(json.dumps(report, indent=2))
         return 0
-    finally:
-        reg.stop()
-        daemon.stop()
-        unmount_under(str(base))
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

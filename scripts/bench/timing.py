@@ -1,8 +1,13 @@
-"""What every benchmark here shares: timing one command, silently."""
+"""What every benchmark here shares: timing one command silently, the real executables, and a private
+containerd + registry that are torn down (with whatever a peer left mounted) at the end."""
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -25,9 +30,32 @@ def tool(name: str) -> str:
 
 def unmount_under(base: str) -> None:
     """Lazily unmount whatever a peer (podman's overlay storage) left mounted below ``base``."""
-    import subprocess
-
     with open("/proc/self/mounts") as f:
         points = [line.split()[1] for line in f if line.split()[1].startswith(str(base))]
     for p in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "-l", p], capture_output=True, check=False)
+
+
+@contextmanager
+def bench_stack(name: str, parent: str = "/tmp") -> Iterator[tuple[Path, Any, Any]]:
+    """(base dir, containerd, registry): a private containerd and registry under a fresh temp dir."""
+    import shutil
+    import tempfile
+
+    from tests.support.containerd_daemon import start_containerd
+    from tests.support.registry_daemon import start_registry
+
+    base = Path(tempfile.mkdtemp(prefix=f"ctk-bench-{name}-", dir=parent))
+    try:
+        daemon = start_containerd(base / "ctd")
+        try:
+            reg = start_registry(base / "reg")
+            try:
+                yield base, daemon, reg
+            finally:
+                reg.stop()
+        finally:
+            daemon.stop()
+    finally:
+        unmount_under(str(base))
+        shutil.rmtree(base, ignore_errors=True)
