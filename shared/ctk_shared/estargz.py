@@ -627,20 +627,26 @@ class Reader:
                 return n
         return None
 
+    def read_raw(self, offset: int, length: int) -> bytes:
+        """Blob bytes as stored (compressed), e.g. many chunks' members in one request; unverified."""
+        return bytes(self._read_at(offset, length))
+
     def prefetch_range(self) -> tuple[int, int]:
         """The byte range a snapshotter prefetches: up to the ``.prefetch.landmark`` member, else nothing."""
         e = self.by_name.get(PREFETCH_LANDMARK)
         return (0, int(e["offset"])) if e else (0, 0)
 
-    def read_chunk(self, chunk: dict[str, Any]) -> bytes:
-        """One chunk's bytes, verified against its chunkDigest (IntegrityError otherwise)."""
+    def read_chunk(self, chunk: dict[str, Any], member: bytes | None = None) -> bytes:
+        """One chunk's bytes, verified against its chunkDigest (IntegrityError otherwise). ``member``: the
+        chunk's gzip member (blob bytes ``offset`` to ``_end``) when the caller fetched it already."""
         off, end = int(chunk["offset"]), int(chunk["_end"])
         want = chunk.get("chunkDigest")
         if not want:
             raise IntegrityError(f"{chunk['_name']}: chunk at {off} has no chunkDigest")
         inner = int(chunk.get("innerOffset", 0))
         n = int(chunk["_chunk_size"])
-        data = decompress_member(self._read_at(off, end - off), inner + n)[inner:inner + n]
+        raw = self._read_at(off, end - off) if member is None else member
+        data = decompress_member(raw, inner + n)[inner:inner + n]
         if len(data) != n:
             raise IntegrityError(f"{chunk['_name']}: chunk at {off} decompresses to {len(data)} bytes, "
                                  f"expected {n}")

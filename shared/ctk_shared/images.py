@@ -17,7 +17,7 @@ from . import reference as refs
 from .errors import AlreadyExists, IntegrityError, InvalidArgument, NotFound, UsageError
 
 if TYPE_CHECKING:
-    from .containerd import Client, Image
+    from .containerd import Client, Image, Mount
     from .progress import Progress
 
 
@@ -137,19 +137,35 @@ class Unpacker:
         except NotFound:
             return False
 
-    def apply(self, i: int, layer: oci.Descriptor, key_label: str = "") -> None:
-        """Unpack layer ``i``; layers 0..i-1 must be unpacked already."""
+    def prepare(self, i: int, layer: oci.Descriptor, extra_labels: Mapping[str, str] | None = None
+                ) -> tuple[str, list[Mount]] | None:
+        """Start unpacking layer ``i`` (layers 0..i-1 must be unpacked): None when its snapshot already exists,
+        or a remote snapshotter just made it from ``extra_labels`` (it answers AlreadyExists: nothing to fetch);
+        else the active snapshot's key and mounts, for :meth:`apply_prepared` once the blob is stored."""
         chain_id = self.chain[i]
         if self.has(i):
-            return
+            return None
         parent = self.chain[i - 1] if i else ""
         key = f"extract-{time.time_ns()}-{secrets.token_hex(6)} {chain_id}"
-        snap_labels = {L.SNAPSHOT_REF: chain_id}
-        snap_labels.update({k: v for k, v in layer.annotations.items() if k.startswith("containerd.io/snapshot/")})
+        snap_labels = {k: v for k, v in layer.annotations.items() if k.startswith(L.SNAPSHOT_LABEL_PREFIX)}
+        snap_labels.update(extra_labels or {})
+        snap_labels[L.SNAPSHOT_REF] = chain_id
         try:
-            mounts = self.sn.prepare(key, parent, snap_labels)
+            return key, self.sn.prepare(key, parent, snap_labels)
         except AlreadyExists:
-            return  # a remote snapshotter, or a concurrent unpack, has it
+            return None  # a remote snapshotter, or a concurrent unpack, has it
+
+    def apply(self, i: int, layer: oci.Descriptor, key_label: str = "") -> None:
+        """Unpack layer ``i`` from the content store; layers 0..i-1 must be unpacked already."""
+        prepared = self.prepare(i, layer)
+        if prepared is not None:
+            self.apply_prepared(i, layer, prepared, key_label)
+
+    def apply_prepared(self, i: int, layer: oci.Descriptor, prepared: tuple[str, list[Mount]],
+                       key_label: str = "") -> None:
+        """Apply the stored blob of layer ``i`` onto the snapshot :meth:`prepare` made, and commit it."""
+        chain_id = self.chain[i]
+        key, mounts = prepared
         committed = False
         try:
             if self.progress and key_label:
@@ -165,13 +181,17 @@ class Unpacker:
             committed = True
         finally:
             if not committed or self.has(i):
-                try:
-                    self.sn.remove(key)
-                except NotFound:
-                    pass
+                self.discard(key)
         self.client.content.update_labels(layer.digest, {L.UNCOMPRESSED: self.diff_ids[i]})
         if self.progress and key_label:
             self.progress.status(key_label, "extracted")
+
+    def discard(self, key: str) -> None:
+        """Drop an active snapshot :meth:`prepare` made (a failed or abandoned unpack)."""
+        try:
+            self.sn.remove(key)
+        except NotFound:
+            pass
 
     def finish(self, config_digest: str) -> None:
         """Root the snapshot chain from the config, so it lives as long as the image."""

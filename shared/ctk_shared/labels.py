@@ -12,6 +12,20 @@ UNCOMPRESSED = "containerd.io/uncompressed"
 DISTRIBUTION_SOURCE = "containerd.io/distribution.source"
 SNAPSHOT_REF = "containerd.io/snapshot.ref"
 
+# The remote-snapshot protocol: a Prepare carrying SNAPSHOT_REF plus these labels lets a snapshotter that can serve
+# the layer from its registry (stargz, ctk-lazy) commit it at once and answer AlreadyExists, so the layer is never
+# downloaded. stargz reads either set; ctk's client sends both, as nerdctl does.
+SNAPSHOT_LABEL_PREFIX = "containerd.io/snapshot/"  # what containerd passes from layer annotations to a snapshotter
+REMOTE_SNAPSHOT = "containerd.io/snapshot/remote"  # on a committed snapshot the snapshotter serves remotely
+STARGZ_REFERENCE = "containerd.io/snapshot/remote/stargz.reference"
+STARGZ_DIGEST = "containerd.io/snapshot/remote/stargz.digest"
+STARGZ_LAYERS = "containerd.io/snapshot/remote/stargz.layers"
+CRI_IMAGE_REF = "containerd.io/snapshot/cri.image-ref"
+CRI_LAYER_DIGEST = "containerd.io/snapshot/cri.layer-digest"
+CRI_IMAGE_LAYERS = "containerd.io/snapshot/cri.image-layers"
+CRI_MANIFEST_DIGEST = "containerd.io/snapshot/cri.manifest-digest"
+_LAYERS_LABEL_LIMIT = 4096  # containerd caps a label at 4 KiB: list as many following layers as fit
+
 # ctk's own keys
 PULL_REF = "ctk/pull.ref"
 # the networks a container joins (JSON list of names; "none"/"host" are not networks): written by ctk-run,
@@ -30,6 +44,21 @@ ANN_IP = "ctk/ip"  # --ip, for the first network
 # written by the hook into the state dir, read by ctk-run (ps PORTS, inspect NetworkSettings, port):
 # {"Networks": {name: {"IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "Interface"}}, "Ports": [mapping]}
 NETWORK_STATE_FILE = "network.json"
+
+
+def remote_layer_labels(ref: str, manifest_digest: str, layer_digests: list[str], i: int) -> dict[str, str]:
+    """What a remote snapshotter needs to fetch layer ``i`` itself: where it lives and which layers follow."""
+    following: list[str] = []
+    size = 0
+    for d in layer_digests[i:]:
+        size += len(d) + 1
+        if size > _LAYERS_LABEL_LIMIT - len(STARGZ_LAYERS):
+            break
+        following.append(d)
+    layers = ",".join(following)
+    return {STARGZ_REFERENCE: ref, STARGZ_DIGEST: layer_digests[i], STARGZ_LAYERS: layers,
+            CRI_IMAGE_REF: ref, CRI_LAYER_DIGEST: layer_digests[i], CRI_IMAGE_LAYERS: layers,
+            CRI_MANIFEST_DIGEST: manifest_digest}
 
 
 def conflist_name(network: str) -> str:

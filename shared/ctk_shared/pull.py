@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 LEASE_EXPIRE = timedelta(hours=24)
 _RETRYABLE_LOCK_WAIT = 0.2
 _LOCK_ATTEMPTS = 50
+# containerd's own snapshotters, which cannot serve a layer remotely: no point offering them one
+LOCAL_SNAPSHOTTERS = frozenset({"overlayfs", "native", "btrfs", "zfs", "devmapper", "aufs", "blockfile"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class PullResult:
     media_type: str
     platforms: tuple[str, ...] = field(default=())
     fetched_bytes: int = 0
+    remote_layers: int = 0  # served by a remote snapshotter (lazy pulling): not downloaded
     timings: dict[str, float] = field(default_factory=dict, compare=False)  # where the time went (bench)
 
     @property
@@ -66,6 +69,8 @@ class _Fetcher:
         self.client = client
         self.registry = registry
         self.repo = ref.path
+        self.ref = str(ref)
+        self.remote_layers = 0  # layers a remote snapshotter serves: never downloaded
         self.source = L.distribution_source(ref.domain, ref.path)
         self.progress = progress
         self.stop = stop
@@ -216,7 +221,7 @@ def pull(client: Client, registry: RegistryClient, ref: Reference, opts: PullOpt
         keep_lease = False
         fetcher.timings["total"] = time.monotonic() - fetcher._t0
         return PullResult(name, target.digest, target.media_type, tuple(platforms), fetcher.fetched,
-                          {k: round(v, 3) for k, v in fetcher.timings.items()})
+                          fetcher.remote_layers, {k: round(v, 3) for k, v in fetcher.timings.items()})
     except (IntegrityError, InvalidArgument):
         keep_lease = False  # bad content was aborted; nothing of this pull is worth keeping
         raise
@@ -276,23 +281,52 @@ def _pull_manifest(client: Client, fetcher: _Fetcher, desc: oci.Descriptor, opts
     keys = [layer.digest.split(":", 1)[1][:12] for layer in manifest.layers]
     for layer, key in zip(manifest.layers, keys):
         progress.task(key, key, layer.size)
+    # a layer a remote snapshotter may serve from the registry is offered to it before anything is downloaded
+    remote = [unpacker is not None and opts.snapshotter not in LOCAL_SNAPSHOTTERS
+              and any(k.startswith(L.SNAPSHOT_LABEL_PREFIX) for k in layer.annotations) for layer in manifest.layers]
+    digests = [layer.digest for layer in manifest.layers]
     with ThreadPoolExecutor(max_workers=max(1, opts.max_concurrent_downloads),
                             thread_name_prefix="ctk-fetch") as pool:
-        futures: list[Future[None]] = [pool.submit(fetcher.layer, layer, key)
-                                       for layer, key in zip(manifest.layers, keys)]
+        futures: dict[int, Future[None]] = {}
+
+        def fetch(i: int) -> Future[None]:
+            if i not in futures:
+                futures[i] = pool.submit(fetcher.layer, manifest.layers[i], keys[i])
+            return futures[i]
+
+        for i in range(len(manifest.layers)):
+            if not remote[i]:
+                fetch(i)
         try:
-            for i, (layer, fut) in enumerate(zip(manifest.layers, futures)):
-                t = time.monotonic()
-                fut.result()
-                fetcher.timings["apply_wait"] += time.monotonic() - t
-                if unpacker is not None:
+            for i, layer in enumerate(manifest.layers):
+                prepared = None
+                if unpacker is not None and remote[i]:
                     t = time.monotonic()
-                    unpacker.apply(i, layer, keys[i])
+                    prepared = unpacker.prepare(i, layer, L.remote_layer_labels(fetcher.ref, desc.digest, digests, i))
                     fetcher.timings["apply"] += time.monotonic() - t
+                    if prepared is None:
+                        fetcher.remote_layers += 1
+                        progress.status(keys[i], "lazy (remote)")
+                        continue
+                try:
+                    t = time.monotonic()
+                    fetch(i).result()
+                    fetcher.timings["apply_wait"] += time.monotonic() - t
+                    if unpacker is not None:
+                        t = time.monotonic()
+                        if prepared is not None:
+                            unpacker.apply_prepared(i, layer, prepared, keys[i])
+                            prepared = None
+                        else:
+                            unpacker.apply(i, layer, keys[i])
+                        fetcher.timings["apply"] += time.monotonic() - t
+                finally:
+                    if prepared is not None and unpacker is not None:
+                        unpacker.discard(prepared[0])
                 progress.status(keys[i], "done")
         except BaseException:
             stop.set()
-            for f in futures:
+            for f in futures.values():
                 f.cancel()
             raise
     # configs root the snapshot chain; manifests root config and layers

@@ -7,19 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.cli import remove_containers, tool_runner
 from tests.support.lazy_fixtures import SNAPSHOTTER
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def lz(lazy_snapshotter, lazy_ctd, tmp_path):
-    """ctk-pull (``tool="ctk-pull"``) or ctk-run on the lazy containerd, with --snapshotter ctk-lazy."""
-    go = tool_runner("ctk-run", address=lazy_snapshotter.address, namespace=lazy_ctd.namespace,
-                     data_root=tmp_path / "data", env={"CONTAINERD_SNAPSHOTTER": SNAPSHOTTER})
-    yield go
-    remove_containers(go)
 
 
 def _chain(ctd, ref):

@@ -3,6 +3,7 @@
 * ``lazy_snapshotter`` (session) — a :class:`LazyEnv`: the daemon's process, root and socket, and a second private
   containerd (separate from the session's ``containerd``) whose config registers it as snapshotter ``ctk-lazy``.
 * ``lazy_ctd`` (function) — a Client on that containerd in a fresh namespace, cleaned up afterwards.
+* ``lz`` (function) — ctk-run (or ``tool="ctk-pull"``) on that containerd and namespace, ``--snapshotter ctk-lazy``.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 from ctk_shared.containerd import Client
 from ctk_shared.errors import AlreadyExists, CtkError
 
+from .cli import Result, remove_containers, tool_runner
 from .containerd_daemon import ContainerdDaemon, _toml_str, start_containerd
 from .containerd_fixtures import clean_namespace, namespace_for
 
@@ -139,6 +141,29 @@ class LazyEnv:
             mounts = []
         for mnt in sorted((m for m in mounts if m == base or m.startswith(base + "/")), key=len, reverse=True):
             subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
+        self.kill_layer_processes()
+
+    def layer_processes(self) -> list[int]:
+        """PIDs of the lazyfs processes serving this environment's layers (they outlive the daemon)."""
+        root = str(self.root.resolve())
+        pids = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                cmd = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"ctk_pull.snapshotter.lazyfs" in cmd and any(a.decode(errors="replace").startswith(root) for a in cmd):
+                pids.append(int(d.name))
+        return pids
+
+    def kill_layer_processes(self, sig: int = signal.SIGKILL) -> None:
+        for pid in self.layer_processes():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture(scope="session")
@@ -174,3 +199,11 @@ def lazy_ctd(lazy_snapshotter: LazyEnv, request: pytest.FixtureRequest) -> Itera
     finally:
         clean_namespace(client, (SNAPSHOTTER, "overlayfs"))
         client.close()
+
+
+@pytest.fixture
+def lz(lazy_snapshotter: LazyEnv, lazy_ctd: Client, tmp_path: Path) -> Iterator[Callable[..., Result]]:
+    go = tool_runner("ctk-run", address=lazy_snapshotter.address, namespace=lazy_ctd.namespace,
+                     data_root=tmp_path / "data", env={"CONTAINERD_SNAPSHOTTER": SNAPSHOTTER})
+    yield go
+    remove_containers(go)

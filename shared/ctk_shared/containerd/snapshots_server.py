@@ -86,6 +86,7 @@ class _Servicer:
             context.abort(_code(e), f"{name}: {e}")
 
     def Prepare(self, req: pb.PrepareSnapshotRequest, ctx: grpc.ServicerContext) -> pb.PrepareSnapshotResponse:
+        log.debug("Prepare key=%r parent=%r labels=%r", req.key, req.parent, dict(req.labels))
         mounts = self._guard("Prepare", lambda: self.b.prepare(req.key, req.parent, dict(req.labels)), ctx)
         return pb.PrepareSnapshotResponse(mounts=mounts_to_pb(mounts))
 

@@ -237,7 +237,8 @@ def lazy_serve(root: str, socket_path: str) -> None:
     """
     from .snapshotter import daemon
 
-    daemon.serve(root, socket_path, debug=shared_cli.options().debug)
+    gopts = shared_cli.options()
+    daemon.serve(root, socket_path, debug=gopts.debug, insecure=gopts.insecure_registry, hosts_dirs=gopts.hosts_dir)
 
 
 def main() -> None:

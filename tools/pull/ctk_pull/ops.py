@@ -33,7 +33,8 @@ def pull(gopts: GlobalOptions, texts: list[str], platform: Platform | None, all_
         finally:
             progress.close()
         output.emit_image(fmt, result.name, result.digest, MediaType=result.media_type,
-                     Platforms=list(result.platforms))
+                          Platforms=list(result.platforms), FetchedBytes=result.fetched_bytes,
+                          RemoteLayers=result.remote_layers)
 
 
 def push(gopts: GlobalOptions, texts: list[str], platform: Platform | None, quiet: bool, fmt: str) -> None:

@@ -1,6 +1,7 @@
 """``ctk-pull lazy-serve``: run the snapshot store as a containerd proxy plugin until SIGTERM/SIGINT.
 
-containerd's config names the socket::
+eStargz layers whose Prepare carries the remote-snapshot labels are mounted lazily (:mod:`.remote`); everything
+else gets overlay snapshots. containerd's config names the socket::
 
     [proxy_plugins.ctk-lazy]
       type = "snapshot"
@@ -12,20 +13,28 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
+from .remote import LazyMounter
 from .store import SnapshotStore
 
 log = logging.getLogger("ctk.snapshotter")
 
 
-def serve(root: str, socket: str, *, debug: bool = False, ready: threading.Event | None = None) -> None:
+def serve(root: str, socket: str, *, debug: bool = False, insecure: bool = False, hosts_dirs: Sequence[str] = (),
+          ready: threading.Event | None = None) -> None:
+    """Layers of running containers stay mounted when this returns: their lazyfs processes outlive it."""
     from ctk_shared.containerd.snapshots_server import SnapshotServer
 
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if debug else logging.INFO,
                         format="ctk-pull lazy-serve: %(levelname)s %(message)s")
-    store = SnapshotStore(Path(root))
+    root_path = Path(root).resolve()
+    lazy = LazyMounter(root_path / "cache", insecure=insecure, hosts_dirs=hosts_dirs)
+    store = SnapshotStore(root_path, lazy=lazy)
     store.cleanup()
+    if (n := store.remount()):
+        log.info("mounted %d lazily served layer(s) again", n)
     server = SnapshotServer(store, socket)
     stop = threading.Event()
 

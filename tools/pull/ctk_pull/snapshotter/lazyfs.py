@@ -28,6 +28,7 @@ import os
 import stat
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -305,13 +306,21 @@ class ChunkCache:
 
 # --- file contents -----------------------------------------------------------------------------------------------
 class Contents:
-    """Byte ranges of regular files, assembled from verified chunks (from the cache or fetched)."""
+    """Byte ranges of regular files, assembled from verified chunks: from memory (the last few chunks, since
+    the kernel reads a big chunk in 128 KiB pieces), the disk cache, or the registry, each chunk fetched once
+    even when several FUSE threads want it at the same time."""
 
-    def __init__(self, reader: estargz.Reader, cache: ChunkCache | None = None) -> None:
+    def __init__(self, reader: estargz.Reader, cache: ChunkCache | None = None,
+                 memory_bytes: int = 64 << 20) -> None:
         self.reader = reader
         self.cache = cache
         self._starts: dict[str, list[int]] = {}
         self.chunks_fetched = 0
+        self.memory_bytes = memory_bytes
+        self._memory: OrderedDict[str, bytes] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+        self._inflight: dict[str, threading.Lock] = {}
 
     def _chunk_list(self, name: str) -> tuple[list[dict[str, Any]], list[int]]:
         chunks = self.reader.chunks.get(name, [])
@@ -320,17 +329,71 @@ class Contents:
             starts = self._starts[name] = [int(c.get("chunkOffset", 0)) for c in chunks]
         return chunks, starts
 
-    def _chunk(self, c: dict[str, Any]) -> bytes:
-        digest = c.get("chunkDigest", "")
-        if self.cache is not None and digest:
-            data = self.cache.get(digest)
+    def _remember(self, digest: str, data: bytes) -> None:
+        with self._lock:
+            if digest in self._memory or len(data) > self.memory_bytes:
+                return
+            self._memory[digest] = data
+            self._held += len(data)
+            while self._held > self.memory_bytes:
+                _, old = self._memory.popitem(last=False)
+                self._held -= len(old)
+
+    def _recall(self, digest: str) -> bytes | None:
+        with self._lock:
+            data = self._memory.get(digest)
             if data is not None:
-                return data
-        data = self.reader.read_chunk(c)  # verifies chunkDigest
-        self.chunks_fetched += 1
-        if self.cache is not None:
-            self.cache.put(digest, data)
+                self._memory.move_to_end(digest)
+            return data
+
+    def _chunk(self, c: dict[str, Any], member: bytes | None = None) -> bytes:
+        digest = c.get("chunkDigest", "")
+        data = self._recall(digest) if digest else None
+        if data is not None:
+            return data
+        with self._lock:
+            gate = self._inflight.setdefault(digest, threading.Lock())
+        with gate:  # one fetch per chunk; the others wait for it and then find it in memory
+            data = self._recall(digest) if digest else None
+            if data is None and self.cache is not None and digest:
+                data = self.cache.get(digest)
+            if data is None:
+                data = self.reader.read_chunk(c, member)  # verifies chunkDigest
+                with self._lock:
+                    self.chunks_fetched += 1
+                if self.cache is not None:
+                    self.cache.put(digest, data)
+            self._remember(digest, data)
+        with self._lock:
+            self._inflight.pop(digest, None)
         return data
+
+    def prefetch(self, batch_bytes: int = 8 << 20) -> int:
+        """Fetch every chunk before the ``.prefetch.landmark`` (the files the image's builder recorded as
+        read at start-up) in a few large Range requests, into the caches; returns the chunks stored. Errors
+        are logged only: a file that fails here is fetched again (and fails properly) when it is read."""
+        _, end = self.reader.prefetch_range()
+        if end <= 0:
+            return 0
+        wanted = sorted((c for lst in self.reader.chunks.values() for c in lst if int(c["offset"]) < end),
+                        key=lambda c: int(c["offset"]))
+        done = 0
+        i = 0
+        while i < len(wanted):
+            first = int(wanted[i]["offset"])
+            j = i
+            while j + 1 < len(wanted) and int(wanted[j + 1]["_end"]) - first <= batch_bytes:
+                j += 1
+            last = int(wanted[j]["_end"])
+            try:
+                raw = self.reader.read_raw(first, last - first)
+                for c in wanted[i:j + 1]:
+                    self._chunk(c, raw[int(c["offset"]) - first:int(c["_end"]) - first])
+                    done += 1
+            except (CtkError, OSError) as e:
+                log.warning("prefetch of bytes %d-%d failed: %s", first, last, e)
+            i = j + 1
+        return done
 
     def read(self, node: Node, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes of ``node`` from ``offset``; OSError(EIO) on a fetch or verification failure."""
@@ -432,14 +495,40 @@ def mount(ops: LazyFS, mountpoint: str, *, allow_other: bool | None = None) -> N
 
     if allow_other is None:
         allow_other = os.geteuid() == 0
+    # a layer never changes: the kernel may keep pages, attributes and names for as long as it likes
     opts: dict[str, Any] = {"foreground": True, "ro": True, "default_permissions": True,
-                            "fsname": "ctk-estargz", "subtype": "ctk-estargz"}
+                            "fsname": "ctk-estargz", "subtype": "ctk-estargz", "kernel_cache": True,
+                            "entry_timeout": 86400, "attr_timeout": 86400, "negative_timeout": 86400}
     if allow_other:
         opts["allow_other"] = True
     mfusepy.FUSE(ops, mountpoint, **opts)
 
 
-# --- entry point (testing / debugging) ---------------------------------------------------------------------------
+# --- entry point: one process per mounted layer (started by the snapshotter, or by hand for debugging) -----------
+def _open_reader(a: Any) -> tuple[estargz.Reader, Callable[[], dict[str, int]]]:
+    """The layer's reader (footer and TOC fetched and checked against ``--toc-digest``) and its fetch counters."""
+    if a.blob:
+        fd = os.open(a.blob, os.O_RDONLY)
+        counters = {"requests": 0, "bytes": 0}
+
+        def read_at(off: int, n: int) -> bytes:
+            counters["requests"] += 1
+            data = os.pread(fd, n, off)
+            counters["bytes"] += len(data)
+            return data
+
+        return estargz.Reader(read_at, os.fstat(fd).st_size, a.toc_digest), counters.copy
+    from ctk_shared import auth
+    from ctk_shared.registry.client import RegistryClient
+
+    host, _, repo = a.ref.partition("/")
+    client = RegistryClient(host, insecure=a.insecure, credentials=auth.get_credentials,
+                            **({"hosts_dirs": tuple(a.hosts_dir)} if a.hosts_dir else {}))
+    rr = RangeReader(client, repo, a.digest)
+    reader = estargz.Reader(rr, rr.blob_size(), a.toc_digest)
+    return reader, lambda: {"requests": rr.requests, "bytes": rr.bytes_fetched}
+
+
 def _main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -453,35 +542,18 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", help="chunk cache directory")
     p.add_argument("--stats", help="write fetch counters (JSON) to this file after each read")
     p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS")
+    p.add_argument("--hosts-dir", action="append", default=[], help="registry hosts.toml / certs directory")
+    p.add_argument("--no-prefetch", action="store_true", help="do not fetch the landmark region after mounting")
     p.add_argument("mountpoint")
     a = p.parse_args(argv)
+    if a.ref and not a.digest:
+        p.error("--ref needs --digest")
     logging.basicConfig(level=logging.INFO, format="lazyfs: %(levelname)s %(message)s")
-
-    counters: dict[str, int] = {"requests": 0, "bytes": 0}
-    if a.blob:
-        fd = os.open(a.blob, os.O_RDONLY)
-        size = os.fstat(fd).st_size
-
-        def read_at(off: int, n: int) -> bytes:
-            counters["requests"] += 1
-            data = os.pread(fd, n, off)
-            counters["bytes"] += len(data)
-            return data
-
-        stats = counters.copy
-        reader = estargz.Reader(read_at, size, a.toc_digest)
-    else:
-        from ctk_shared import auth
-        from ctk_shared.registry.client import RegistryClient
-
-        if not a.digest:
-            p.error("--ref needs --digest")
-        host, _, repo = a.ref.partition("/")
-        rr = RangeReader(RegistryClient(host, insecure=a.insecure, credentials=auth.get_credentials), repo, a.digest)
-        reader = estargz.Reader(rr, rr.blob_size(), a.toc_digest)
-
-        def stats() -> dict[str, int]:
-            return {"requests": rr.requests, "bytes": rr.bytes_fetched}
+    try:
+        reader, stats = _open_reader(a)
+    except (CtkError, OSError) as e:  # the snapshotter reports this last line as the reason
+        log.error("%s%s", f"layer {a.digest}: " if a.digest else "", e)
+        return 2
 
     def dump() -> None:
         if a.stats:
@@ -492,8 +564,15 @@ def _main(argv: list[str] | None = None) -> int:
                 json.dump(d, f)
             os.replace(tmp, a.stats)
 
-    ops = LazyFS(reader, a.cache, on_fetch=dump)
+    ops = LazyFS(reader, a.cache, on_fetch=dump if a.stats else None)
     dump()
+    if not a.no_prefetch and reader.prefetch_range()[1] > 0:
+        def prefetch() -> None:
+            n = ops.contents.prefetch()
+            log.info("prefetched %d chunk(s) before the landmark", n)
+            dump()
+
+        threading.Thread(target=prefetch, name="prefetch", daemon=True).start()
     mount(ops, a.mountpoint)
     return 0
 

@@ -15,6 +15,7 @@ directories no record names (left by a crash).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -24,8 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ctk_shared import labels as L
 from ctk_shared.containerd import Mount, SnapshotInfo
 from ctk_shared.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+
+from .remote import LazyMounter, MountError, RemoteLayer
+
+log = logging.getLogger("ctk.snapshotter")
 
 METADATA = "metadata.json"
 
@@ -115,9 +121,12 @@ class _Filter:
 class SnapshotStore:
     """Thread-safe; every public method is one atomic step on the metadata."""
 
-    def __init__(self, root: Path | str, *, overlay_options: Sequence[str] = ("index=off",)) -> None:
+    def __init__(self, root: Path | str, *, overlay_options: Sequence[str] = ("index=off",),
+                 lazy: LazyMounter | None = None) -> None:
         self.root = Path(root).resolve()
         self.overlay_options = tuple(overlay_options)
+        self.lazy = lazy  # serves eStargz layers from their registry; None: every layer is unpacked
+        self._mounting: set[str] = set()  # snapshot dirs of lazy mounts in progress (no record yet)
         self._lock = threading.RLock()
         (self.root / "snapshots").mkdir(parents=True, exist_ok=True)
         self._meta = self._load()
@@ -215,8 +224,84 @@ class SnapshotStore:
                 raise
             return self._mounts(rec)
 
+    # -- lazily served layers -------------------------------------------------------------------------
+    def _prepare_remote(self, parent: str, labels: dict[str, str], layer: RemoteLayer) -> None:
+        """The remote-snapshot protocol: mount the layer lazily and commit it under the ``snapshot.ref`` name,
+        then raise AlreadyExists so containerd (or ctk's unpacker) skips downloading it. Returns only when the
+        layer cannot be served lazily, and the caller prepares an ordinary snapshot for a full download."""
+        target = labels[L.SNAPSHOT_REF]
+        with self._lock:
+            if target in self._snaps:
+                raise AlreadyExists(f"snapshot {target} already exists")
+            if parent:
+                self._get(parent)
+            sid = self._meta["next_id"]
+            self._meta["next_id"] = sid + 1
+            self._save()
+            self._mounting.add(str(sid))
+        d = self.root / "snapshots" / str(sid)
+        try:
+            self._mount_and_commit(d, target, parent, labels, layer)
+        finally:
+            with self._lock:
+                self._mounting.discard(str(sid))
+
+    def _mount_and_commit(self, d: Path, target: str, parent: str, labels: dict[str, str],
+                          layer: RemoteLayer) -> None:
+        sid = int(d.name)
+        (d / "fs").mkdir(parents=True, exist_ok=True)
+        assert self.lazy is not None
+        try:
+            self.lazy.mount(layer, d / "fs", d / "lazyfs.log")
+        except MountError as e:
+            log.warning("layer %s cannot be served lazily (%s): it will be downloaded", layer.digest, e)
+            shutil.rmtree(d, ignore_errors=True)
+            return
+        with self._lock:
+            lost = target in self._snaps or (parent and parent not in self._snaps)
+            if not lost:
+                now = _now()
+                kept = {k: v for k, v in labels.items() if k.startswith(L.SNAPSHOT_LABEL_PREFIX)}
+                self._snaps[target] = {"id": sid, "kind": "committed", "parent": parent, "created": now,
+                                       "updated": now, "remote": layer.record(),
+                                       "labels": {**kept, L.SNAPSHOT_REF: target,
+                                                  L.REMOTE_SNAPSHOT: "remote snapshot"}}
+                self._save()
+        if lost:  # a concurrent Prepare of the same layer won, or the parent went away meanwhile
+            self._drop_dir(d)
+        raise AlreadyExists(f"snapshot {target} already exists")
+
+    def _drop_dir(self, d: Path) -> None:
+        if self.lazy is not None:
+            self.lazy.unmount(d / "fs")
+        shutil.rmtree(d, ignore_errors=True)
+
+    def remount(self) -> int:
+        """Mount again every lazily served layer whose lazyfs process is gone (after a reboot or a kill);
+        returns how many were mounted. A layer that fails stays unreadable and is logged."""
+        if self.lazy is None:
+            return 0
+        with self._lock:
+            remote = [(k, self._dir(r), RemoteLayer.from_record(r["remote"])) for k, r in self._snaps.items()
+                      if r.get("remote")]
+        n = 0
+        for key, d, layer in remote:
+            if self.lazy.alive(d / "fs"):
+                continue
+            try:
+                self.lazy.unmount(d / "fs")
+                self.lazy.mount(layer, d / "fs", d / "lazyfs.log")
+                n += 1
+            except (MountError, OSError) as e:
+                log.error("snapshot %s (layer %s) cannot be mounted again: %s", key, layer.digest, e)
+        return n
+
     # -- the Snapshots API ----------------------------------------------------------------------------
     def prepare(self, key: str, parent: str, labels: dict[str, str]) -> list[Mount]:
+        if self.lazy is not None:
+            layer = RemoteLayer.from_labels(labels)
+            if layer is not None:
+                self._prepare_remote(parent, labels, layer)
         return self._create("active", key, parent, labels)
 
     def view(self, key: str, parent: str, labels: dict[str, str]) -> list[Mount]:
@@ -251,6 +336,11 @@ class SnapshotStore:
             rec = self._get(key)
             if any(r["parent"] == key for r in self._snaps.values()):
                 raise Conflict(f"cannot remove snapshot {key}: it has children")
+            if rec.get("remote") and self.lazy is not None:
+                try:
+                    self.lazy.unmount(self._dir(rec) / "fs")
+                except OSError as e:
+                    raise Conflict(f"cannot remove snapshot {key}: {e.strerror or e}") from None
             del self._snaps[key]
             self._save()
             shutil.rmtree(self._dir(rec), ignore_errors=True)
@@ -297,7 +387,10 @@ class SnapshotStore:
     def cleanup(self) -> None:
         """Delete snapshot directories no record names (left by a crash between the two steps of a change)."""
         with self._lock:
-            known = {str(r["id"]) for r in self._snaps.values()}
+            known = {str(r["id"]) for r in self._snaps.values()} | self._mounting
             for d in (self.root / "snapshots").iterdir():
                 if d.name not in known:
-                    shutil.rmtree(d, ignore_errors=True)
+                    try:
+                        self._drop_dir(d)
+                    except OSError as e:
+                        log.warning("leftover %s stays: %s", d, e)

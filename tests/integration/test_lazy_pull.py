@@ -1,0 +1,85 @@
+"""Lazy pulling end to end: an eStargz image in the registry, pulled with ``--snapshotter ctk-lazy`` through a real
+containerd whose proxy plugin is ``ctk-pull lazy-serve``. The layers are mounted from the registry (nothing is
+downloaded at pull time), containers read them, and only the chunks read are fetched."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from ctk_shared import estargz
+from ctk_shared import images as store
+from ctk_shared import labels as L
+from ctk_shared.errors import NotFound
+
+from tests.support.lazy_fixtures import SNAPSHOTTER
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("fusermount3") is None or not os.path.exists("/dev/fuse"),
+                       reason="needs /dev/fuse and fusermount3"),
+]
+
+RUN = ("--rm", "-q", "--network", "none")
+
+
+def make_esgz(ctk, registry, src_ref: str, repo: str, chunk_size: int = 65536) -> str:
+    """Convert ``src_ref`` (in the session containerd) to eStargz and push it as ``repo:esgz``; a chunk size of
+    its own gives the test blobs no other test shares."""
+    assert ctk(src_ref, "-q").code == 0
+    dst = f"{registry.host}/{repo}:esgz"
+    r = ctk("convert", "--estargz", "--estargz-chunk-size", str(chunk_size), "--oci", src_ref, dst)
+    assert r.code == 0, r.err
+    p = ctk("push", dst)
+    assert p.code == 0, p.err
+    return dst
+
+
+def stored(client, digest: str) -> bool:
+    try:
+        client.content.info(digest)
+        return True
+    except NotFound:
+        return False
+
+
+def cached_chunks(lazy_snapshotter) -> int:
+    cache = lazy_snapshotter.root / "cache"
+    return len(os.listdir(cache)) if cache.exists() else 0
+
+
+def remote_snapshots(lazy_snapshotter) -> list:
+    return [i for i in lazy_snapshotter.direct().snapshots(SNAPSHOTTER).list() if L.REMOTE_SNAPSHOT in i.labels]
+
+
+def test_lazy_pull_fetches_no_layer_and_run_reads_only_what_it_needs(ctk, ctd, registry, test_images, lz, lazy_ctd,
+                                                                      lazy_snapshotter):
+    src = test_images["multilayer"]
+    ref = make_esgz(ctk, registry, src.ref, "lazy/pull")
+    layers = store.load_local(ctd, ref).manifest.layers
+    chunks_total = sum(len(c) for x in layers
+                       for c in estargz.Reader.from_bytes(ctd.content.read_all(x.digest)).chunks.values())
+
+    r = lz("--snapshotter", SNAPSHOTTER, "--format", "json", ref, tool="ctk-pull")
+    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
+    rec = json.loads(r.out)
+    assert rec["RemoteLayers"] == len(layers) and rec["FetchedBytes"] == 0, rec
+    # no layer blob entered the content store: containerd never downloaded them
+    assert not any(stored(lazy_ctd, x.digest) for x in layers)
+    assert len(remote_snapshots(lazy_snapshotter)) >= len(layers)
+
+    path = next(p for p, data in src.expect_files.items() if data and p.startswith("/data/"))
+    r = lz("--snapshotter", SNAPSHOTTER, *RUN, ref, "cat", path)
+    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
+    assert r.out.encode() == src.expect_files[path]
+    # only the chunks of what the container read (busybox, the file) were fetched, not the image
+    assert 0 < cached_chunks(lazy_snapshotter) < chunks_total
+
+    # every file reads back as it was built (overlay over the lazy layers: whiteouts, opaque dirs)
+    for p, data in src.expect_files.items():
+        if p.startswith(("/data/", "/opq/")):
+            r = lz("--snapshotter", SNAPSHOTTER, *RUN, ref, "cat", p)
+            assert (r.code == 0 and r.out.encode() == data) if data is not None else r.code != 0, (p, r.err)
+
+    assert lz("rm", ref, tool="ctk-pull").code == 0

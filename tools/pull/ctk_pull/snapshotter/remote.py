@@ -1,0 +1,152 @@
+"""Lazy layer mounts: each eStargz layer is served by its own ``lazyfs`` process, mounted where the layer's
+snapshot keeps its files, so overlay mounts stack on it exactly as on an unpacked layer.
+
+A process per layer, not threads in the daemon: libfuse's loop takes over SIGINT/SIGTERM/SIGHUP of the process
+that runs it, so two loops (or a loop and the gRPC server) cannot share one. The processes run in sessions of
+their own and outlive the daemon, so restarting ``lazy-serve`` (or containerd) leaves the layers of running
+containers readable; on start the daemon mounts again any layer whose process is gone (:meth:`LazyMounter.alive`).
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ctk_shared import estargz
+from ctk_shared import labels as L
+from ctk_shared import reference as refs
+from ctk_shared.errors import CtkError, UsageError
+
+log = logging.getLogger("ctk.snapshotter")
+
+FSTYPE = "fuse.ctk-estargz"
+MOUNT_TIMEOUT = 60.0  # footer + TOC of a big layer over a slow link, plus the interpreter's start
+
+
+class MountError(CtkError):
+    """The layer cannot be served lazily (not eStargz, TOC digest mismatch, registry unreachable…)."""
+
+
+@dataclass(frozen=True)
+class RemoteLayer:
+    """Where a layer's blob lives, and the TOC digest its annotation promises."""
+
+    host: str
+    repo: str
+    digest: str
+    toc_digest: str
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str]) -> RemoteLayer | None:
+        """The layer the Prepare labels describe, if they say enough to serve it lazily (stargz's or CRI's set)."""
+        toc = labels.get(estargz.TOC_DIGEST_ANNOTATION, "")
+        ref = labels.get(L.STARGZ_REFERENCE) or labels.get(L.CRI_IMAGE_REF, "")
+        digest = labels.get(L.STARGZ_DIGEST) or labels.get(L.CRI_LAYER_DIGEST, "")
+        if not (toc and ref and digest and labels.get(L.SNAPSHOT_REF)):
+            return None
+        try:
+            parsed = refs.parse(ref)
+        except UsageError:
+            log.warning("label %s=%r is not an image reference; not lazy", L.STARGZ_REFERENCE, ref)
+            return None
+        return cls(parsed.domain, parsed.path, digest, toc)
+
+    def record(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> RemoteLayer:
+        return cls(str(rec["host"]), str(rec["repo"]), str(rec["digest"]), str(rec["toc_digest"]))
+
+
+def mounted_fstype(path: Path) -> str | None:
+    """The filesystem type mounted exactly at ``path`` (from mountinfo; works when a dead FUSE mount makes
+    ``stat`` fail with ENOTCONN), or None."""
+    want = os.fsencode(str(path))
+    try:
+        lines = Path("/proc/self/mountinfo").read_bytes().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5 or fields[4].replace(b"\\040", b" ") != want:
+            continue
+        try:
+            found = fields[fields.index(b"-") + 1].decode()
+        except (ValueError, IndexError):
+            continue
+    return found
+
+
+class LazyMounter:
+    """Starts, checks and stops the lazyfs process of each lazily served layer."""
+
+    def __init__(self, cache_dir: Path, *, insecure: bool = False, hosts_dirs: Sequence[str] = (),
+                 timeout: float = MOUNT_TIMEOUT) -> None:
+        self.cache_dir = cache_dir
+        self.insecure = insecure
+        self.hosts_dirs = tuple(hosts_dirs)
+        self.timeout = timeout
+
+    def alive(self, mountpoint: Path) -> bool:
+        if mounted_fstype(mountpoint) != FSTYPE:
+            return False
+        try:
+            os.stat(mountpoint)
+            return True
+        except OSError:  # ENOTCONN: the process serving it is gone
+            return False
+
+    def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path) -> None:
+        """Serve ``layer`` at ``mountpoint``; returns once it is mounted. MountError (with lazyfs's own reason)
+        when it cannot be, with nothing left mounted or running."""
+        cmd = [sys.executable, "-m", "ctk_pull.snapshotter.lazyfs", "--ref", f"{layer.host}/{layer.repo}",
+               "--digest", layer.digest, "--toc-digest", layer.toc_digest, "--cache", str(self.cache_dir)]
+        if self.insecure:
+            cmd.append("--insecure")
+        for d in self.hosts_dirs:
+            cmd += ["--hosts-dir", d]
+        cmd.append(str(mountpoint))
+        start = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+        deadline = time.monotonic() + self.timeout
+        while mounted_fstype(mountpoint) != FSTYPE:
+            if proc.poll() is not None:
+                raise MountError(self._reason(log_path, start) or f"lazyfs exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                self.unmount(mountpoint)
+                raise MountError(f"not mounted after {self.timeout:.0f}s")
+            time.sleep(0.02)
+        log.info("layer %s mounted lazily at %s (pid %d)", layer.digest, mountpoint, proc.pid)
+
+    @staticmethod
+    def _reason(log_path: Path, start: int) -> str:
+        try:
+            with open(log_path, "rb") as f:
+                f.seek(start)
+                lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return lines[-1].removeprefix("lazyfs: ").strip() if lines else ""
+
+    def unmount(self, mountpoint: Path) -> None:
+        """Unmount (the lazyfs process then exits); a busy mount raises OSError(EBUSY)."""
+        if mounted_fstype(mountpoint) is None:
+            return
+        r = subprocess.run(["umount", str(mountpoint)], capture_output=True, text=True)
+        if r.returncode != 0 and mounted_fstype(mountpoint) is not None:
+            if self.alive(mountpoint):
+                raise OSError(errno.EBUSY, f"cannot unmount {mountpoint}: {r.stderr.strip()}")
+            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)  # a dead FUSE mount
