@@ -18,7 +18,7 @@ from . import labels as L
 from . import oci
 from . import reference as refs
 from .errors import CtkError, InvalidArgument, NotFound, UsageError
-from .images import LocalImage, Unpacker, read_blob
+from .images import LocalImage, Unpacker, read_blob, require_blob
 from .progress import NullProgress, Progress
 from .streams import ChunkReader
 
@@ -41,6 +41,9 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def save(client: Client, images: list[LocalImage], out: BinaryIO, all_platforms: bool = False) -> None:
     """Write ``images`` (one platform each unless ``all_platforms``) to ``out`` as a tar stream."""
+    for img in images:  # before the tar stream holds half an image
+        for d in (img.manifest.config, *img.manifest.layers):
+            require_blob(client, d, img.image.name)
     written: set[str] = set()
     index_entries: list[dict[str, Any]] = []
     docker_entries: list[dict[str, Any]] = []

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from . import labels as L
 from . import oci
 from .errors import CtkError, NotFound
-from .images import read_blob, resolve_manifest
+from .images import read_blob, require_blob, resolve_manifest
 from .progress import NullProgress, Progress
 from .reference import Reference
 
@@ -74,6 +74,7 @@ def _push_blob(client: Client, registry: RegistryClient, ref: Reference, desc: o
     if registry.blob_exists(ref.path, desc.digest):
         progress.status(key, "exists", completed=desc.size)
         return
+    require_blob(client, desc, str(ref))
     info = client.content.info(desc.digest)
     source = info.labels.get(f"{L.DISTRIBUTION_SOURCE}.{ref.domain}")
     if source:

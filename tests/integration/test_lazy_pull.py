@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 from ctk_shared import estargz
@@ -54,7 +55,7 @@ def remote_snapshots(lazy_snapshotter) -> list:
 
 
 def test_lazy_pull_fetches_no_layer_and_run_reads_only_what_it_needs(ctk, ctd, registry, test_images, lz, lazy_ctd,
-                                                                      lazy_snapshotter):
+                                                                      lazy_snapshotter, tmp_path):
     src = test_images["multilayer"]
     ref = make_esgz(ctk, registry, src.ref, "lazy/pull")
     layers = store.load_local(ctd, ref).manifest.layers
@@ -82,4 +83,65 @@ def test_lazy_pull_fetches_no_layer_and_run_reads_only_what_it_needs(ctk, ctd, r
             r = lz("--snapshotter", SNAPSHOTTER, *RUN, ref, "cat", p)
             assert (r.code == 0 and r.out.encode() == data) if data is not None else r.code != 0, (p, r.err)
 
+    # saving needs the blobs, which were never downloaded: a clear one-line error, not a traceback
+    r = lz("save", "-o", str(tmp_path / "img.tar"), ref, tool="ctk-pull")
+    assert r.code != 0 and "Traceback" not in r.err, r.err
+    assert "not in the content store" in r.err and "hint:" in r.err and "--snapshotter overlayfs" in r.err
+    assert not (tmp_path / "img.tar").exists()
+
     assert lz("rm", ref, tool="ctk-pull").code == 0
+
+
+CTR_REMOTE = shutil.which("ctr-remote")
+needs_ctr_remote = pytest.mark.skipif(CTR_REMOTE is None, reason="ctr-remote (Debian stargz-snapshotter) not installed")
+
+
+def ctr_remote(address: str, namespace: str, *args: str) -> str:
+    p = subprocess.run([CTR_REMOTE, "-a", address, "-n", namespace, *args], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+@needs_ctr_remote
+def test_image_converted_by_ctr_remote_is_pulled_lazily(containerd, ctk, ctd, registry, test_images, lz,
+                                                        lazy_snapshotter):
+    src = test_images["multilayer"]
+    assert ctk(src.ref, "-q").code == 0
+    ref = f"{registry.host}/lazy/by-ctr-remote:esgz"
+    ctr_remote(containerd.address, ctd.namespace, "image", "convert", "--oci", "--estargz", src.ref, ref)
+    assert ctk("push", ref).code == 0
+    layers = store.load_local(ctd, ref).manifest.layers
+
+    r = lz("--snapshotter", SNAPSHOTTER, "--format", "json", ref, tool="ctk-pull")
+    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
+    assert json.loads(r.out)["RemoteLayers"] == len(layers)
+    r = lz("--snapshotter", SNAPSHOTTER, *RUN, ref, "cat", "/data/a.txt", "/opq/new.txt")
+    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
+    assert r.out.encode() == src.expect_files["/data/a.txt"] + src.expect_files["/opq/new.txt"]
+
+
+@needs_ctr_remote
+def test_containerds_own_unpacker_mounts_lazily_through_ctr_remote_rpull(ctk, ctd, registry, test_images, lz,
+                                                                        lazy_ctd, lazy_snapshotter):
+    """`ctr-remote images rpull --snapshotter ctk-lazy`: containerd's unpacker (not ctk's) sends the labels, gets
+    AlreadyExists from the snapshotter and skips the layers; ctk-run then runs the image it recorded."""
+    src = test_images["multilayer"]
+    ref = make_esgz(ctk, registry, src.ref, "lazy/rpull", chunk_size=65536 + 1)
+    layers = store.load_local(ctd, ref).manifest.layers
+    ctr_remote(lazy_snapshotter.address, lazy_ctd.namespace, "images", "rpull", "--plain-http",
+               "--snapshotter", SNAPSHOTTER, ref)
+    assert not any(stored(lazy_ctd, x.digest) for x in layers)
+    r = lz("--snapshotter", SNAPSHOTTER, *RUN, ref, "cat", "/data/a.txt")
+    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
+    assert r.out.encode() == src.expect_files["/data/a.txt"]
+
+
+def test_ctk_run_pulls_lazily_by_itself(ctk, ctd, registry, test_images, lz, lazy_ctd, lazy_snapshotter):
+    src = test_images["multilayer"]
+    ref = make_esgz(ctk, registry, src.ref, "lazy/run", chunk_size=65536 + 2)
+    layers = store.load_local(ctd, ref).manifest.layers
+    r = lz("--snapshotter", SNAPSHOTTER, *RUN, ref, "cat", "/data/run.sh")
+    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
+    assert r.out.encode() == src.expect_files["/data/run.sh"]
+    assert not any(stored(lazy_ctd, x.digest) for x in layers)
