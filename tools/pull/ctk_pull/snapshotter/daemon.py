@@ -31,6 +31,7 @@ def serve(root: str, socket: str, *, debug: bool = False, insecure: bool = False
                         format="ctk-pull lazy-serve: %(levelname)s %(message)s")
     root_path = Path(root).resolve()
     lazy = LazyMounter(root_path / "cache", insecure=insecure, hosts_dirs=hosts_dirs)
+    lazy.start_zygote()
     store = SnapshotStore(root_path, lazy=lazy)
     store.cleanup()
     if (n := store.remount()):
@@ -51,5 +52,6 @@ def serve(root: str, socket: str, *, debug: bool = False, insecure: bool = False
             pass
     finally:
         server.stop()
+        lazy.stop_zygote()
         for s, h in old.items():
             signal.signal(s, h)

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import stat
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -577,5 +578,41 @@ def _main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _zygote() -> int:
+    """Start layer processes for the snapshotter by forking an interpreter that has imported everything already
+    (a fresh one takes ~0.25 s, most of a layer's mount time). Reads one JSON request per stdin line,
+    ``{"argv": [...], "log": PATH}``, forks a child in a session of its own that runs :func:`_main` with its output
+    in ``log``, and answers ``{"pid": N}``. Children are reaped by the kernel (SIGCHLD ignored), so a pid that is
+    gone from /proc has exited. Exits at end of input, i.e. when the snapshotter does; the children stay."""
+    import signal
+
+    from ctk_shared import auth  # noqa: F401  (imported once here, inherited by every child)
+    from ctk_shared.registry import client  # noqa: F401
+
+    import mfusepy  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    for line in sys.stdin:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setsid()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                out = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                code = _main(list(req["argv"]))
+            except BaseException as e:  # noqa: BLE001 — report, never return into the zygote's loop
+                print(f"lazyfs: ERROR {e}", file=sys.stderr, flush=True)
+            finally:
+                os._exit(code)
+        print(json.dumps({"pid": pid}), flush=True)
+    return 0
+
+
 if __name__ == "__main__":
-    raise SystemExit(_main())
+    raise SystemExit(_zygote() if sys.argv[1:] == ["--zygote"] else _main())

@@ -2,17 +2,21 @@
 snapshot keeps its files, so overlay mounts stack on it exactly as on an unpacked layer.
 
 A process per layer, not threads in the daemon: libfuse's loop takes over SIGINT/SIGTERM/SIGHUP of the process
-that runs it, so two loops (or a loop and the gRPC server) cannot share one. The processes run in sessions of
-their own and outlive the daemon, so restarting ``lazy-serve`` (or containerd) leaves the layers of running
+that runs it, so two loops (or a loop and the gRPC server) cannot share one. They are forked by a "zygote"
+(``lazyfs --zygote``) that has imported everything once, so a mount costs a fork, not an interpreter start.
+The processes run in sessions of their own and outlive the daemon, so restarting ``lazy-serve`` (or containerd) leaves the layers of running
 containers readable; on start the daemon mounts again any layer whose process is gone (:meth:`LazyMounter.alive`).
 """
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +30,7 @@ from ctk_shared.errors import CtkError, UsageError
 
 log = logging.getLogger("ctk.snapshotter")
 
+MODULE = "ctk_pull.snapshotter.lazyfs"
 FSTYPE = "fuse.ctk-estargz"
 MOUNT_TIMEOUT = 60.0  # footer + TOC of a big layer over a slow link, plus the interpreter's start
 
@@ -95,6 +100,50 @@ class LazyMounter:
         self.insecure = insecure
         self.hosts_dirs = tuple(hosts_dirs)
         self.timeout = timeout
+        self._zygote: subprocess.Popen[str] | None = None
+        self._zygote_lock = threading.Lock()
+
+    def start_zygote(self) -> None:
+        """Start the process that forks layer processes (``lazyfs --zygote``) ahead of the first mount."""
+        with self._zygote_lock:
+            self._ensure_zygote()
+
+    def _ensure_zygote(self) -> subprocess.Popen[str]:
+        if self._zygote is None or self._zygote.poll() is not None:
+            self._zygote = subprocess.Popen([sys.executable, "-m", MODULE, "--zygote"], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, text=True, close_fds=True)
+        return self._zygote
+
+    def _fork(self, argv: list[str], log_path: Path) -> int:
+        """Start a layer process through the zygote; its pid."""
+        with self._zygote_lock:
+            for attempt in (1, 2):
+                z = self._ensure_zygote()
+                try:
+                    assert z.stdin is not None and z.stdout is not None
+                    z.stdin.write(json.dumps({"argv": argv, "log": str(log_path)}) + "\n")
+                    z.stdin.flush()
+                    answer = z.stdout.readline()
+                    pid = int(json.loads(answer)["pid"])
+                    break
+                except (OSError, ValueError, KeyError) as e:
+                    z.kill()
+                    z.wait()
+                    if attempt == 2:
+                        raise MountError(f"cannot start a layer process: {e}") from None
+        return pid
+
+    def stop_zygote(self) -> None:
+        with self._zygote_lock:
+            z, self._zygote = self._zygote, None
+        if z is not None and z.poll() is None:
+            assert z.stdin is not None
+            z.stdin.close()
+            try:
+                z.wait(5)
+            except subprocess.TimeoutExpired:
+                z.kill()
+                z.wait()
 
     def alive(self, mountpoint: Path) -> bool:
         if mounted_fstype(mountpoint) != FSTYPE:
@@ -108,28 +157,28 @@ class LazyMounter:
     def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path) -> None:
         """Serve ``layer`` at ``mountpoint``; returns once it is mounted. MountError (with lazyfs's own reason)
         when it cannot be, with nothing left mounted or running."""
-        cmd = [sys.executable, "-m", "ctk_pull.snapshotter.lazyfs", "--ref", f"{layer.host}/{layer.repo}",
-               "--digest", layer.digest, "--toc-digest", layer.toc_digest, "--cache", str(self.cache_dir)]
+        argv = ["--ref", f"{layer.host}/{layer.repo}", "--digest", layer.digest, "--toc-digest", layer.toc_digest,
+                "--cache", str(self.cache_dir)]
         if self.insecure:
-            cmd.append("--insecure")
+            argv.append("--insecure")
         for d in self.hosts_dirs:
-            cmd += ["--hosts-dir", d]
-        cmd.append(str(mountpoint))
+            argv += ["--hosts-dir", d]
+        argv.append(str(mountpoint))
         start = log_path.stat().st_size if log_path.exists() else 0
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True)
-        deadline = time.monotonic() + self.timeout
+        t0 = time.monotonic()
+        pid = self._fork(argv, log_path)
         while mounted_fstype(mountpoint) != FSTYPE:
-            if proc.poll() is not None:
-                raise MountError(self._reason(log_path, start) or f"lazyfs exited with {proc.returncode}")
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
+            if not os.path.exists(f"/proc/{pid}"):  # reaped by the kernel: it exited
+                raise MountError(self._reason(log_path, start) or "lazyfs exited")
+            if time.monotonic() - t0 > self.timeout:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 self.unmount(mountpoint)
                 raise MountError(f"not mounted after {self.timeout:.0f}s")
-            time.sleep(0.02)
-        log.info("layer %s mounted lazily at %s (pid %d)", layer.digest, mountpoint, proc.pid)
+            time.sleep(0.01)
+        log.info("layer %s mounted lazily at %s in %.2fs", layer.digest, mountpoint, time.monotonic() - t0)
 
     @staticmethod
     def _reason(log_path: Path, start: int) -> str:
