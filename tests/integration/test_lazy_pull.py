@@ -15,6 +15,7 @@ from ctk_shared import labels as L
 from ctk_shared.errors import NotFound
 
 from tests.support.lazy_fixtures import SNAPSHOTTER
+from tests.support.polling import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -48,6 +49,12 @@ def stored(client, digest: str) -> bool:
 def cached_chunks(lazy_snapshotter) -> int:
     cache = lazy_snapshotter.root / "cache"
     return len(os.listdir(cache)) if cache.exists() else 0
+
+
+def lazy_mounts(lazy_snapshotter) -> list[str]:
+    root = str(lazy_snapshotter.root.resolve()) + "/"
+    with open("/proc/self/mountinfo") as f:
+        return [ln.split()[4] for ln in f if ln.split()[4].startswith(root) and " fuse.ctk-estargz " in ln]
 
 
 def remote_snapshots(lazy_snapshotter) -> list:
@@ -89,7 +96,11 @@ def test_lazy_pull_fetches_no_layer_and_run_reads_only_what_it_needs(ctk, ctd, r
     assert "not in the content store" in r.err and "hint:" in r.err and "--snapshotter overlayfs" in r.err
     assert not (tmp_path / "img.tar").exists()
 
+    # removing the image lets containerd's GC remove the snapshots: their layers are unmounted
+    mounted = lazy_mounts(lazy_snapshotter)
     assert lz("rm", ref, tool="ctk-pull").code == 0
+    assert wait_for(lambda: len(lazy_mounts(lazy_snapshotter)) <= len(mounted) - len(layers)), \
+        lazy_snapshotter.log_tail()
 
 
 CTR_REMOTE = shutil.which("ctr-remote")

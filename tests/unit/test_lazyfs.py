@@ -238,3 +238,42 @@ def test_range_reader_unreachable_registry_is_eio():
     with pytest.raises(OSError) as ei:
         rr(0, 10)
     assert ei.value.errno == errno.EIO and rr.requests == 2
+
+
+def test_kernel_sized_reads_of_one_chunk_fetch_it_once(blob):
+    """The kernel reads in pieces smaller than a chunk: the chunk is fetched once and kept in memory."""
+    calls = []
+    fs = _fs(blob, calls=calls)
+    calls.clear()
+    got = b"".join(fs.read("/etc/big.bin", 512, off, 0) for off in range(0, 8192, 512))
+    assert got == BIG[:8192] and len(calls) == 2
+
+
+def test_memory_is_bounded(blob):
+    fs = _fs(blob)
+    fs.contents.memory_bytes = 8192
+    fs.read("/etc/big.bin", len(BIG), 0, 0)
+    assert fs.contents._held <= 8192 and len(fs.contents._memory) == 2
+
+
+def test_prefetch_fetches_the_landmark_region_in_few_requests(tmp_path):
+    out = io.BytesIO()
+    estargz.build(io.BytesIO(_tar()), out, chunk_size=4096, prioritized=["etc/big.bin", "etc/small.txt"])
+    blob = out.getvalue()
+    calls = []
+    fs = _fs(blob, tmp_path / "cache", calls)
+    assert fs.contents.reader.landmark() == estargz.PREFETCH_LANDMARK
+    calls.clear()
+    n = fs.contents.prefetch(batch_bytes=1 << 20)
+    assert n == 13 + 1 and len(calls) == 1  # 13 chunks of big.bin and small.txt, one request
+    calls.clear()
+    assert fs.read("/etc/big.bin", len(BIG), 0, 0) == BIG and fs.read("/etc/small.txt", 100, 0, 0) == b"hello lazy\n"
+    assert calls == []  # everything came from the prefetch
+    assert fs.read("/deep/er/file", 1, 0, 0) == b"x" and len(calls) == 1  # after the landmark: on demand
+
+
+def test_prefetch_without_landmark_does_nothing(blob):
+    calls = []
+    fs = _fs(blob, calls=calls)
+    calls.clear()
+    assert fs.contents.prefetch() == 0 and calls == []

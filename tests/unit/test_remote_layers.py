@@ -1,0 +1,120 @@
+"""The remote-snapshot protocol's pure parts: the labels ctk's client sends, the layer the snapshotter reads from
+them, and the store's lazy path (commit under snapshot.ref + AlreadyExists, fall back, unmount on remove) with a
+stand-in for the FUSE mounts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ctk_pull.snapshotter.remote import MountError, RemoteLayer
+from ctk_pull.snapshotter.store import SnapshotStore
+from ctk_shared import estargz
+from ctk_shared import labels as L
+from ctk_shared.errors import AlreadyExists, Conflict
+
+D = ["sha256:" + c * 64 for c in "abcd"]
+TOC = "sha256:" + "e" * 64
+CHAIN = "sha256:" + "f" * 64
+
+
+def prepare_labels(i: int = 1, ref: str = "reg.example:5000/app/web:1") -> dict[str, str]:
+    return {**L.remote_layer_labels(ref, "sha256:" + "9" * 64, D, i), estargz.TOC_DIGEST_ANNOTATION: TOC,
+            L.SNAPSHOT_REF: CHAIN}
+
+
+def test_client_labels_name_this_layer_and_the_following_ones():
+    got = L.remote_layer_labels("reg/app:1", "sha256:m", D, 1)
+    assert got[L.STARGZ_DIGEST] == got[L.CRI_LAYER_DIGEST] == D[1]
+    assert got[L.STARGZ_LAYERS] == got[L.CRI_IMAGE_LAYERS] == ",".join(D[1:])
+    assert got[L.STARGZ_REFERENCE] == got[L.CRI_IMAGE_REF] == "reg/app:1"
+    assert got[L.CRI_MANIFEST_DIGEST] == "sha256:m"
+    assert all(k.startswith(L.SNAPSHOT_LABEL_PREFIX) for k in got)  # containerd passes only these on
+
+
+def test_layers_label_stays_under_containerds_label_limit():
+    many = [f"sha256:{i:064x}" for i in range(200)]
+    got = L.remote_layer_labels("r/a:1", "sha256:m", many, 0)[L.STARGZ_LAYERS]
+    assert len(L.STARGZ_LAYERS) + len(got) <= 4096 and got.split(",") == many[:len(got.split(","))]
+
+
+def test_snapshotter_reads_either_label_set():
+    layer = RemoteLayer.from_labels(prepare_labels())
+    assert layer == RemoteLayer("reg.example:5000", "app/web", D[1], TOC)
+    cri_only = {k: v for k, v in prepare_labels().items() if "stargz." not in k}
+    assert RemoteLayer.from_labels(cri_only) == layer
+    assert RemoteLayer.from_labels({**prepare_labels(ref="docker.io/library/busybox:1")}).host == "docker.io"
+    assert RemoteLayer.from_record(layer.record()) == layer
+
+
+@pytest.mark.parametrize("drop", [estargz.TOC_DIGEST_ANNOTATION, L.SNAPSHOT_REF])
+def test_no_lazy_path_without_toc_digest_or_snapshot_ref(drop):
+    labels = prepare_labels()
+    del labels[drop]
+    assert RemoteLayer.from_labels(labels) is None
+
+
+def test_bad_reference_is_not_lazy():
+    assert RemoteLayer.from_labels({**prepare_labels(), L.STARGZ_REFERENCE: "UPPER/Case::", L.CRI_IMAGE_REF: ""}) is None
+
+
+class FakeMounter:
+    """Stands in for LazyMounter: 'mounts' by writing a marker file, or fails like lazyfs would."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.fail = fail
+        self.mounted: set[Path] = set()
+        self.unmounted: list[Path] = []
+
+    def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path) -> None:
+        if self.fail:
+            raise MountError(self.fail)
+        (mountpoint / "marker").write_text(layer.digest)
+        self.mounted.add(mountpoint)
+
+    def unmount(self, mountpoint: Path) -> None:
+        if mountpoint in self.mounted:
+            self.mounted.discard(mountpoint)
+            self.unmounted.append(mountpoint)
+
+    def alive(self, mountpoint: Path) -> bool:
+        return mountpoint in self.mounted
+
+
+def test_lazy_prepare_commits_under_the_chain_id_and_answers_already_exists(tmp_path):
+    m = FakeMounter()
+    s = SnapshotStore(tmp_path, lazy=m)  # type: ignore[arg-type]
+    with pytest.raises(AlreadyExists):
+        s.prepare("ns/1/extract-x", "", prepare_labels())
+    info = s.stat(CHAIN)
+    assert info.kind == "committed" and info.labels[L.REMOTE_SNAPSHOT] and info.labels[L.SNAPSHOT_REF] == CHAIN
+    assert (s.fs_dir(CHAIN) / "marker").read_text() == D[1]
+    with pytest.raises(AlreadyExists):  # the same layer again: already there, no second mount
+        s.prepare("ns/1/extract-y", "", prepare_labels())
+    assert len(m.mounted) == 1
+    # a container's snapshot stacks on it as on any committed layer
+    mounts = s.prepare("ns/2/ctr", CHAIN, {})
+    assert mounts[0].type == "overlay" and str(s.fs_dir(CHAIN)) in ",".join(mounts[0].options)
+    with pytest.raises(Conflict):
+        s.remove(CHAIN)
+    s.remove("ns/2/ctr")
+    s.remove(CHAIN)
+    assert m.unmounted and not m.mounted
+
+
+def test_layer_that_cannot_be_mounted_falls_back_to_an_ordinary_snapshot(tmp_path):
+    s = SnapshotStore(tmp_path, lazy=FakeMounter(fail="TOC digest is sha256:1, the layer annotation says …"))  # type: ignore[arg-type]
+    mounts = s.prepare("ns/1/extract-x", "", prepare_labels())
+    assert s.stat("ns/1/extract-x").kind == "active" and mounts[0].type == "bind"
+    assert [p.name for p in (tmp_path / "snapshots").iterdir()] == [str(s._snaps["ns/1/extract-x"]["id"])]
+
+
+def test_remount_brings_back_dead_layers_after_a_restart(tmp_path):
+    m = FakeMounter()
+    s = SnapshotStore(tmp_path, lazy=m)  # type: ignore[arg-type]
+    with pytest.raises(AlreadyExists):
+        s.prepare("k", "", prepare_labels())
+    m.mounted.clear()  # the layer process died
+    s2 = SnapshotStore(tmp_path, lazy=m)  # type: ignore[arg-type]
+    assert s2.remount() == 1 and s2.remount() == 0
+    s2.cleanup()
+    assert s2.stat(CHAIN).kind == "committed"
