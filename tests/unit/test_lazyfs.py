@@ -6,6 +6,7 @@ import io
 import random
 import stat
 import tarfile
+import time
 
 import pytest
 from ctk_pull.snapshotter import lazyfs
@@ -277,3 +278,19 @@ def test_prefetch_without_landmark_does_nothing(blob):
     fs = _fs(blob, calls=calls)
     calls.clear()
     assert fs.contents.prefetch() == 0 and calls == []
+
+
+def test_sequential_reads_fetch_the_next_chunk_ahead(blob):
+    calls = []
+    fs = _fs(blob, calls=calls)
+    fs.contents.read_ahead = True
+    calls.clear()
+    assert fs.read("/etc/big.bin", 1024, 0, 0) == BIG[:1024] and fs.contents._ahead is None  # start of a chunk
+    assert fs.read("/etc/big.bin", 2048, 1024, 0) == BIG[1024:3072]  # past half-way: chunk 1 is fetched ahead
+    assert fs.contents._ahead is not None
+    deadline = time.monotonic() + 5
+    while fs.contents.chunks_fetched < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(calls) == 2 and fs.contents.chunks_fetched == 2
+    assert fs.read("/etc/big.bin", 4096, 4096, 0) == BIG[4096:8192]
+    assert len({c for c in calls}) == len(calls)  # chunk 1 came from memory, not a second request

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -312,8 +313,9 @@ class Contents:
     even when several FUSE threads want it at the same time."""
 
     def __init__(self, reader: estargz.Reader, cache: ChunkCache | None = None,
-                 memory_bytes: int = 64 << 20) -> None:
+                 memory_bytes: int = 64 << 20, read_ahead: bool = False) -> None:
         self.reader = reader
+        self.read_ahead = read_ahead
         self.cache = cache
         self._starts: dict[str, list[int]] = {}
         self.chunks_fetched = 0
@@ -322,6 +324,7 @@ class Contents:
         self._held = 0
         self._lock = threading.Lock()
         self._inflight: dict[str, threading.Lock] = {}
+        self._ahead: ThreadPoolExecutor | None = None  # fetches the next chunk of a file read sequentially
 
     def _chunk_list(self, name: str) -> tuple[list[dict[str, Any]], list[int]]:
         chunks = self.reader.chunks.get(name, [])
@@ -368,6 +371,21 @@ class Contents:
         with self._lock:
             self._inflight.pop(digest, None)
         return data
+
+    def _read_ahead(self, c: dict[str, Any]) -> None:
+        digest = c.get("chunkDigest", "")
+        with self._lock:
+            if not digest or digest in self._memory or digest in self._inflight:
+                return
+            if self._ahead is None:
+                self._ahead = ThreadPoolExecutor(max_workers=2, thread_name_prefix="read-ahead")
+        self._ahead.submit(self._fetch_quietly, c)
+
+    def _fetch_quietly(self, c: dict[str, Any]) -> None:
+        try:
+            self._chunk(c)
+        except (CtkError, OSError) as e:  # the reader that needs it fetches it again and reports the error
+            log.debug("read-ahead of a chunk at %s failed: %s", c.get("offset"), e)
 
     def prefetch(self, batch_bytes: int = 8 << 20) -> int:
         """Fetch every chunk before the ``.prefetch.landmark`` (the files the image's builder recorded as
@@ -420,6 +438,8 @@ class Contents:
             hi = min(end, starts[i] + len(data)) - starts[i]
             out += data[lo:hi]
             i += 1
+        if self.read_ahead and i < len(chunks) and 2 * (end - starts[i - 1]) >= starts[i] - starts[i - 1]:
+            self._read_ahead(chunks[i])  # half-way through a chunk: a sequential reader wants the next one
         if len(out) != end - offset:
             msg = f"{node.content}: chunks cover {len(out)} of {end - offset} bytes at {offset}"
             log.error(msg)
@@ -434,9 +454,10 @@ class LazyFS:
     use_ns = True  # st_*time are integer nanoseconds
 
     def __init__(self, reader: estargz.Reader, cache_dir: str | os.PathLike[str] | None = None,
-                 on_fetch: Callable[[], None] | None = None) -> None:
+                 on_fetch: Callable[[], None] | None = None, read_ahead: bool = False) -> None:
         self.tree = Tree(reader)
-        self.contents = Contents(reader, ChunkCache(cache_dir) if cache_dir is not None else None)
+        self.contents = Contents(reader, ChunkCache(cache_dir) if cache_dir is not None else None,
+                                 read_ahead=read_ahead)
         self._on_fetch = on_fetch
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
@@ -565,7 +586,7 @@ def _main(argv: list[str] | None = None) -> int:
                 json.dump(d, f)
             os.replace(tmp, a.stats)
 
-    ops = LazyFS(reader, a.cache, on_fetch=dump if a.stats else None)
+    ops = LazyFS(reader, a.cache, on_fetch=dump if a.stats else None, read_ahead=True)
     dump()
     if not a.no_prefetch and reader.prefetch_range()[1] > 0:
         def prefetch() -> None:
