@@ -144,7 +144,9 @@ class LazyEnv:
         self.kill_layer_processes()
 
     def layer_processes(self) -> list[int]:
-        """PIDs of the lazyfs processes serving this environment's layers (they outlive the daemon)."""
+        """PIDs of the lazyfs processes serving this environment's layers (they outlive the daemon). Those forked
+        by the daemon's zygote keep its command line (``lazyfs --zygote``), so they are known by their output,
+        ``<root>/snapshots/<id>/lazyfs.log``; one started directly also names the root in its arguments."""
         root = str(self.root.resolve())
         pids = []
         for d in Path("/proc").iterdir():
@@ -154,7 +156,13 @@ class LazyEnv:
                 cmd = (d / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"ctk_pull.snapshotter.lazyfs" in cmd and any(a.decode(errors="replace").startswith(root) for a in cmd):
+            if b"ctk_pull.snapshotter.lazyfs" not in cmd:
+                continue
+            try:
+                out = os.readlink(d / "fd" / "1")
+            except OSError:
+                out = ""
+            if out.startswith(root + "/") or any(a.decode(errors="replace").startswith(root) for a in cmd):
                 pids.append(int(d.name))
         return pids
 

@@ -292,8 +292,9 @@ def _config(base_dir: Path, port: int, tls: tuple[Path, Path] | None, htpasswd: 
 
 
 def start_registry(base_dir: str | os.PathLike[str], *, tls: bool = False, htpasswd: dict[str, str] | None = None,
-                   token_users: dict[str, str] | None = None) -> RegistryDaemon:
-    """Start ``docker-registry serve`` and wait until ``/v2/`` answers (200, or 401 with auth)."""
+                   token_users: dict[str, str] | None = None, port: int | None = None) -> RegistryDaemon:
+    """Start ``docker-registry serve`` and wait until ``/v2/`` answers (200, or 401 with auth). ``port``: listen
+    there (e.g. to bring a stopped registry back with the same storage and address) instead of a free one."""
     if htpasswd and token_users:
         raise ValueError("htpasswd and token auth are exclusive")
     binary = find_binary()
@@ -313,8 +314,9 @@ def start_registry(base_dir: str | os.PathLike[str], *, tls: bool = False, htpas
         token = TokenServer(users=dict(token_users))
         token.start(base)
     last_error = ""
+    fixed_port = port
     for _ in range(3):  # the port may be taken between probing and binding
-        port = free_port()
+        port = fixed_port or free_port()
         config = base / "config.yml"
         config.write_text(_config(base, port, tls_files, htpasswd_path, token))
         log_path = base / "registry.log"

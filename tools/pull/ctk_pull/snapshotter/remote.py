@@ -148,8 +148,8 @@ class LazyMounter:
     def alive(self, mountpoint: Path) -> bool:
         if mounted_fstype(mountpoint) != FSTYPE:
             return False
-        try:
-            os.stat(mountpoint)
+        try:  # statfs always reaches the process; stat may be answered from the kernel's attribute cache
+            os.statvfs(mountpoint)
             return True
         except OSError:  # ENOTCONN: the process serving it is gone
             return False
