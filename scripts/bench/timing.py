@@ -37,8 +37,12 @@ def unmount_under(base: str) -> None:
 
 
 @contextmanager
-def bench_stack(name: str, parent: str = "/tmp") -> Iterator[tuple[Path, Any, Any]]:
-    """(base dir, containerd, registry): a private containerd and registry under a fresh temp dir."""
+def bench_stack(name: str, parent: str = "/tmp", *, extra_config: str = "",
+                registry: bool = True) -> Iterator[tuple[Path, Any, Any]]:
+    """(base dir, containerd, registry): a private containerd and registry under a fresh temp dir.
+
+    ``extra_config``: TOML appended to containerd's config (e.g. a ``[proxy_plugins.X]`` table).
+    ``registry=False``: no registry (the caller serves its own), None in its place."""
     import shutil
     import tempfile
 
@@ -47,13 +51,14 @@ def bench_stack(name: str, parent: str = "/tmp") -> Iterator[tuple[Path, Any, An
 
     base = Path(tempfile.mkdtemp(prefix=f"ctk-bench-{name}-", dir=parent))
     try:
-        daemon = start_containerd(base / "ctd")
+        daemon = start_containerd(base / "ctd", extra_config=extra_config)
         try:
-            reg = start_registry(base / "reg")
+            reg = start_registry(base / "reg") if registry else None
             try:
                 yield base, daemon, reg
             finally:
-                reg.stop()
+                if reg is not None:
+                    reg.stop()
         finally:
             daemon.stop()
     finally:

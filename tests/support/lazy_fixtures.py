@@ -32,9 +32,13 @@ START_TIMEOUT = 15.0
 
 @dataclass
 class LazyEnv:
+    """The snapshotter daemon under ``base`` (also used by ``scripts/bench/lazy.py``); ``flags``: ctk-pull's
+    global flags for it (e.g. ``--insecure-registry``)."""
+
     base: Path
     containerd: ContainerdDaemon | None = None
     proc: subprocess.Popen[bytes] | None = None
+    flags: tuple[str, ...] = ("--debug",)
     _log: object = field(default=None, repr=False)
 
     @property
@@ -54,6 +58,10 @@ class LazyEnv:
         assert self.containerd is not None
         return self.containerd.address
 
+    def proxy_config(self) -> str:
+        """containerd's config table that makes the daemon its snapshotter ``ctk-lazy``."""
+        return f'\n[proxy_plugins.{SNAPSHOTTER}]\n  type = "snapshot"\n  address = {_toml_str(self.socket)}\n'
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -64,7 +72,7 @@ class LazyEnv:
         if self.socket.exists():
             self.socket.unlink()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(["ctk-pull", "--debug", "lazy-serve", "--root", str(self.root),
+            self.proc = subprocess.Popen(["ctk-pull", *self.flags, "lazy-serve", "--root", str(self.root),
                                           "--socket", str(self.socket)], stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
@@ -181,12 +189,7 @@ def lazy_snapshotter() -> Iterator[LazyEnv]:
     env = LazyEnv(Path(tempfile.mkdtemp(prefix="ctk-lz-", dir="/tmp")))
     try:
         env.start_snapshotter()
-        extra = f"""
-[proxy_plugins.{SNAPSHOTTER}]
-  type = "snapshot"
-  address = {_toml_str(env.socket)}
-"""
-        env.containerd = start_containerd(env.base / "ctd", extra_config=extra)
+        env.containerd = start_containerd(env.base / "ctd", extra_config=env.proxy_config())
         env.make_probe()
         yield env
     finally:
