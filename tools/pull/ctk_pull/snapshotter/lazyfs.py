@@ -47,6 +47,7 @@ OPAQUE_WHITEOUT = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 HIDDEN = frozenset({estargz.PREFETCH_LANDMARK, estargz.NO_PREFETCH_LANDMARK, estargz.TOC_TAR_NAME})
 BLOCK = 512
+READ_AHEAD = 4  # chunks fetched ahead of a sequential reader (4 MiB each by default), and threads doing it
 
 ReadAt = Callable[[int, int], bytes]
 
@@ -78,16 +79,19 @@ class RangeReader:
     def _once(self, offset: int, length: int) -> tuple[bytes, int | None]:
         with self._lock:
             self.requests += 1
-        buf = bytearray()
+        pieces: list[bytes] = []
+        got = 0
         with self.client.open_blob(self.repo, self.digest, offset, length) as s:
             for piece in s:
-                buf += piece
-                if len(buf) >= length:
+                pieces.append(piece)
+                got += len(piece)
+                if got >= length:
                     break
             size = s.size
         with self._lock:
-            self.bytes_fetched += len(buf)
-        return bytes(buf[:length]), size
+            self.bytes_fetched += got
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)  # one copy, not two
+        return (data if got <= length else data[:length]), size
 
     def _retrying(self, offset: int, length: int) -> tuple[bytes, int | None]:
         delay = self.backoff
@@ -324,7 +328,8 @@ class Contents:
         self._held = 0
         self._lock = threading.Lock()
         self._inflight: dict[str, threading.Lock] = {}
-        self._ahead: ThreadPoolExecutor | None = None  # fetches the next chunk of a file read sequentially
+        self._ahead: ThreadPoolExecutor | None = None  # fetches the next chunks of a file read sequentially
+        self._queued: set[str] = set()  # chunk digests waiting for a read-ahead thread
 
     def _chunk_list(self, name: str) -> tuple[list[dict[str, Any]], list[int]]:
         chunks = self.reader.chunks.get(name, [])
@@ -357,35 +362,46 @@ class Contents:
             return data
         with self._lock:
             gate = self._inflight.setdefault(digest, threading.Lock())
+        fetched = False
         with gate:  # one fetch per chunk; the others wait for it and then find it in memory
             data = self._recall(digest) if digest else None
             if data is None and self.cache is not None and digest:
                 data = self.cache.get(digest)
             if data is None:
                 data = self.reader.read_chunk(c, member)  # verifies chunkDigest
+                fetched = True
                 with self._lock:
                     self.chunks_fetched += 1
-                if self.cache is not None:
-                    self.cache.put(digest, data)
             self._remember(digest, data)
         with self._lock:
             self._inflight.pop(digest, None)
+        if fetched and self.cache is not None:
+            self.cache.put(digest, data)  # after the waiters are let go: they have it from memory
         return data
 
-    def _read_ahead(self, c: dict[str, Any]) -> None:
-        digest = c.get("chunkDigest", "")
+    def _read_ahead(self, chunks: list[dict[str, Any]], first: int) -> None:
+        """Fetch chunks ``first``… (a window of READ_AHEAD) in the background, those not had or coming already."""
         with self._lock:
-            if not digest or digest in self._memory or digest in self._inflight:
-                return
             if self._ahead is None:
-                self._ahead = ThreadPoolExecutor(max_workers=2, thread_name_prefix="read-ahead")
-        self._ahead.submit(self._fetch_quietly, c)
+                self._ahead = ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="read-ahead")
+            wanted = []
+            for c in chunks[first:first + READ_AHEAD]:
+                digest = c.get("chunkDigest", "")
+                if digest and digest not in self._memory and digest not in self._inflight \
+                        and digest not in self._queued:
+                    self._queued.add(digest)
+                    wanted.append(c)
+        for c in wanted:
+            self._ahead.submit(self._fetch_quietly, c)
 
     def _fetch_quietly(self, c: dict[str, Any]) -> None:
         try:
             self._chunk(c)
         except (CtkError, OSError) as e:  # the reader that needs it fetches it again and reports the error
             log.debug("read-ahead of a chunk at %s failed: %s", c.get("offset"), e)
+        finally:
+            with self._lock:
+                self._queued.discard(c.get("chunkDigest", ""))
 
     def prefetch(self, batch_bytes: int = 8 << 20) -> int:
         """Fetch every chunk before the ``.prefetch.landmark`` (the files the image's builder recorded as
@@ -420,7 +436,8 @@ class Contents:
         if offset >= end:
             return b""
         chunks, starts = self._chunk_list(node.content)
-        out = bytearray()
+        out: list[bytes] = []
+        got = 0
         i = max(0, bisect.bisect_right(starts, offset) - 1)
         while i < len(chunks) and starts[i] < end:
             try:
@@ -436,15 +453,16 @@ class Contents:
                 raise OSError(errno.EIO, str(e)) from None
             lo = max(offset, starts[i]) - starts[i]
             hi = min(end, starts[i] + len(data)) - starts[i]
-            out += data[lo:hi]
+            out.append(data[lo:hi])
+            got += hi - lo
             i += 1
         if self.read_ahead and i < len(chunks) and 2 * (end - starts[i - 1]) >= starts[i] - starts[i - 1]:
-            self._read_ahead(chunks[i])  # half-way through a chunk: a sequential reader wants the next one
-        if len(out) != end - offset:
-            msg = f"{node.content}: chunks cover {len(out)} of {end - offset} bytes at {offset}"
+            self._read_ahead(chunks, i)  # half-way through a chunk: a sequential reader wants the next ones
+        if got != end - offset:
+            msg = f"{node.content}: chunks cover {got} of {end - offset} bytes at {offset}"
             log.error(msg)
             raise OSError(errno.EIO, msg)
-        return bytes(out)
+        return out[0] if len(out) == 1 else b"".join(out)  # a read within one chunk: one copy
 
 
 # --- FUSE operations ---------------------------------------------------------------------------------------------
