@@ -301,6 +301,9 @@ def _pull_manifest(client: Client, fetcher: _Fetcher, desc: oci.Descriptor, opts
             for i, layer in enumerate(manifest.layers):
                 prepared = None
                 if unpacker is not None and remote[i]:
+                    if unpacker.has(i):
+                        progress.status(keys[i], "exists")
+                        continue
                     t = time.monotonic()
                     prepared = unpacker.prepare(i, layer, L.remote_layer_labels(fetcher.ref, desc.digest, digests, i))
                     fetcher.timings["apply"] += time.monotonic() - t

@@ -3,6 +3,7 @@ them, and the store's lazy path (commit under snapshot.ref + AlreadyExists, fall
 stand-in for the FUSE mounts."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,35 @@ def test_remount_brings_back_dead_layers_after_a_restart(tmp_path):
     assert s2.remount() == 1 and s2.remount() == 0
     s2.cleanup()
     assert s2.stat(CHAIN).kind == "committed"
+
+
+def test_following_layers_are_mounted_ahead_and_adopted(tmp_path, monkeypatch):
+    from ctk_pull.snapshotter import premount
+
+    m = FakeMounter()
+    m.insecure, m.hosts_dirs = False, ()
+    s = SnapshotStore(tmp_path, lazy=m, premount=True)  # type: ignore[arg-type]
+    assert s.premounts is not None
+    tocs = {D[0]: TOC, D[1]: TOC, D[2]: "sha256:" + "7" * 64}  # D[3] is not eStargz
+    monkeypatch.setattr(premount.Premounts, "_toc_digests", lambda self, layer, manifest: tocs)
+    first = {**prepare_labels(0), L.SNAPSHOT_REF: "sha256:" + "1" * 64}
+    with pytest.raises(AlreadyExists):
+        s.prepare("k0", "", first)
+    deadline = time.monotonic() + 5
+    while len(m.mounted) < 3 and time.monotonic() < deadline:  # layer 0, plus 1 and 2 ahead
+        time.sleep(0.01)
+    assert len(m.mounted) == 3
+    ahead = {k[0] for k in s.premounts._pending}
+    assert ahead == {D[1], D[2]}
+    with pytest.raises(AlreadyExists):
+        s.prepare("k1", "sha256:" + "1" * 64, prepare_labels(1))
+    assert len(m.mounted) == 3  # adopted, not mounted again
+    assert (s.fs_dir(CHAIN) / "marker").read_text() == D[1]
+    s.cleanup()  # a mount made ahead and not yet adopted survives clean-up
+    assert len(m.mounted) == 3
+    s.premounts.ttl = 0  # never adopted: dropped
+    s.premounts.sweep()
+    assert len(m.mounted) == 2 and not s.premounts._pending
+    assert sorted(int(p.name) for p in (tmp_path / "snapshots").iterdir()) == sorted(
+        r["id"] for r in s._snaps.values())
+    s.premounts.close()

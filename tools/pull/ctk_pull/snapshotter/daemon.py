@@ -32,7 +32,7 @@ def serve(root: str, socket: str, *, debug: bool = False, insecure: bool = False
     root_path = Path(root).resolve()
     lazy = LazyMounter(root_path / "cache", insecure=insecure, hosts_dirs=hosts_dirs)
     lazy.start_zygote()
-    store = SnapshotStore(root_path, lazy=lazy)
+    store = SnapshotStore(root_path, lazy=lazy, premount=True)
     store.cleanup()
     if (n := store.remount()):
         log.info("mounted %d lazily served layer(s) again", n)
@@ -49,9 +49,12 @@ def serve(root: str, socket: str, *, debug: bool = False, insecure: bool = False
         ready.set()
     try:
         while not stop.wait(1.0):
-            pass
+            if store.premounts is not None:
+                store.premounts.sweep()
     finally:
         server.stop()
+        if store.premounts is not None:
+            store.premounts.close()
         lazy.stop_zygote()
         for s, h in old.items():
             signal.signal(s, h)

@@ -29,6 +29,7 @@ from ctk_shared import labels as L
 from ctk_shared.containerd import Mount, SnapshotInfo
 from ctk_shared.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 
+from .premount import Premounts
 from .remote import LazyMounter, MountError, RemoteLayer
 
 log = logging.getLogger("ctk.snapshotter")
@@ -122,11 +123,14 @@ class SnapshotStore:
     """Thread-safe; every public method is one atomic step on the metadata."""
 
     def __init__(self, root: Path | str, *, overlay_options: Sequence[str] = ("index=off",),
-                 lazy: LazyMounter | None = None) -> None:
+                 lazy: LazyMounter | None = None, premount: bool = False) -> None:
         self.root = Path(root).resolve()
         self.overlay_options = tuple(overlay_options)
         self.lazy = lazy  # serves eStargz layers from their registry; None: every layer is unpacked
         self._mounting: set[str] = set()  # snapshot dirs of lazy mounts in progress (no record yet)
+        # the layers that follow a lazily prepared one, mounted ahead in parallel
+        self.premounts = (Premounts(lazy, self._allocate_dir, self._release_dir, insecure=lazy.insecure,
+                                    hosts_dirs=lazy.hosts_dirs) if lazy is not None and premount else None)
         self._lock = threading.RLock()
         (self.root / "snapshots").mkdir(parents=True, exist_ok=True)
         self._meta = self._load()
@@ -235,34 +239,51 @@ class SnapshotStore:
                 raise AlreadyExists(f"snapshot {target} already exists")
             if parent:
                 self._get(parent)
+        d = None
+        if self.premounts is not None:
+            self.premounts.sweep()
+            self.premounts.start(layer, labels)
+            d = self.premounts.take(layer)
+        if d is None:
+            d = self._allocate_dir()
+            assert self.lazy is not None
+            try:
+                self.lazy.mount(layer, d / "fs", d / "lazyfs.log")
+            except MountError as e:
+                log.warning("layer %s cannot be served lazily (%s): it will be downloaded", layer.digest, e)
+                self._release_dir(d)
+                return
+        try:
+            self._commit_remote(d, target, parent, labels, layer)
+        finally:
+            with self._lock:
+                self._mounting.discard(d.name)
+
+    def _allocate_dir(self) -> Path:
+        """A fresh snapshot dir for a lazy mount, kept from clean-up until its record exists or it is released."""
+        with self._lock:
             sid = self._meta["next_id"]
             self._meta["next_id"] = sid + 1
             self._save()
             self._mounting.add(str(sid))
         d = self.root / "snapshots" / str(sid)
+        (d / "fs").mkdir(parents=True, exist_ok=True)
+        return d
+
+    def _release_dir(self, d: Path) -> None:
         try:
-            self._mount_and_commit(d, target, parent, labels, layer)
+            self._drop_dir(d)
         finally:
             with self._lock:
-                self._mounting.discard(str(sid))
+                self._mounting.discard(d.name)
 
-    def _mount_and_commit(self, d: Path, target: str, parent: str, labels: dict[str, str],
-                          layer: RemoteLayer) -> None:
-        sid = int(d.name)
-        (d / "fs").mkdir(parents=True, exist_ok=True)
-        assert self.lazy is not None
-        try:
-            self.lazy.mount(layer, d / "fs", d / "lazyfs.log")
-        except MountError as e:
-            log.warning("layer %s cannot be served lazily (%s): it will be downloaded", layer.digest, e)
-            shutil.rmtree(d, ignore_errors=True)
-            return
+    def _commit_remote(self, d: Path, target: str, parent: str, labels: dict[str, str], layer: RemoteLayer) -> None:
         with self._lock:
             lost = target in self._snaps or (parent and parent not in self._snaps)
             if not lost:
                 now = _now()
                 kept = {k: v for k, v in labels.items() if k.startswith(L.SNAPSHOT_LABEL_PREFIX)}
-                self._snaps[target] = {"id": sid, "kind": "committed", "parent": parent, "created": now,
+                self._snaps[target] = {"id": int(d.name), "kind": "committed", "parent": parent, "created": now,
                                        "updated": now, "remote": layer.record(),
                                        "labels": {**kept, L.SNAPSHOT_REF: target,
                                                   L.REMOTE_SNAPSHOT: "remote snapshot"}}
