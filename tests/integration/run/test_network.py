@@ -217,3 +217,20 @@ def test_stopped_container_frees_its_port(run, bb):
     assert r.code == 0, r.err
     assert fetch(port).startswith("hello from")
     assert json.loads(run("inspect", "first").out)[0]["State"]["ExitCode"] == 0
+
+
+def test_stop_and_rm_f_of_a_networked_container_are_prompt(run, bb):
+    """The logger's restart decision must not hold up the shim while the task is deleted (it used to wait on a
+    Wait the shim answers only after the logger exits: every rm -f of a networked container took 5 s)."""
+    port = free_port()
+    trap = "trap 'exit 3' TERM; sleep 300 & wait"
+    cid = run("-d", "-q", "-p", f"{port}:80", bb, "sh", "-c", trap).out.strip()
+    time.sleep(0.3)  # the trap is set
+    t = time.monotonic()
+    assert run("stop", cid).code == 0
+    assert time.monotonic() - t < 3
+    assert json.loads(run("inspect", cid).out)[0]["State"]["ExitCode"] == 3
+    cid = run("-d", "-q", "-p", f"{port}:80", bb, "sleep", "300").out.strip()
+    t = time.monotonic()
+    r = run("rm", "-f", cid)
+    assert r.code == 0 and time.monotonic() - t < 3, r.err

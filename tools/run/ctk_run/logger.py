@@ -87,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"cannot open {log_path}: {e}")
         return 1
     term: list[int] = []
+    deciding = False
 
     def on_term(signum: int, _frame: object) -> None:
         term.append(signum)
+        if deciding:  # the shim is deleting the task and waits for our exit: it answers no Wait meanwhile
+            raise _Terminated
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
@@ -129,10 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     term_at = 0.0
 
     def decide() -> None:
-        nonlocal decided
-        if not decided:
-            decided = True
-            _decide(address, namespace, cid, log_path)  # type: ignore[arg-type]
+        nonlocal decided, deciding
+        if decided:
+            return
+        decided = True
+        deciding = not term
+        try:
+            if deciding:
+                _decide(address, namespace, cid, log_path)  # type: ignore[arg-type]
+                return
+        except _Terminated:
+            pass
+        finally:
+            deciding = False
+        # SIGTERM: the task is being deleted (rm, stop, the restart monitor): record the exit, without a Wait
+        _decide(address, namespace, cid, log_path, wait=False)  # type: ignore[arg-type]
 
     while True:
         if watch is not None and not decided:
@@ -241,15 +255,19 @@ def _self_uri(log_path: str, address: str) -> str:
     return build_log_uri(me, log_path, address)
 
 
-def _decide(address: str, namespace: str, cid: str, log_path: str) -> None:
-    """Apply the restart policy (see restart.py); never raises."""
+class _Terminated(BaseException):
+    """SIGTERM during a restart decision: a BaseException, so the decision's own error handling lets it by."""
+
+
+def _decide(address: str, namespace: str, cid: str, log_path: str, wait: bool = True) -> None:
+    """Apply the restart policy (see restart.py); never raises but :class:`_Terminated`."""
     try:
         from ctk_shared.containerd import Client
 
         from . import labels as L
         from .restart import decide_exit, monitored, parse_policy
 
-        decision = decide_exit(Client(address, namespace), cid)
+        decision = decide_exit(Client(address, namespace), cid, wait=wait)
         if decision is None:
             return
         restart, labels = decision

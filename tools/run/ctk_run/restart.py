@@ -152,12 +152,15 @@ def remove_main(argv: list[str]) -> None:
         sys.stderr.write(f"ctk-run-logger: removing {cid[:12]} failed: {e}\n")
 
 
-def _exit_code(client, container_id: str, labels: dict[str, str]) -> int | None:  # type: ignore[no-untyped-def]
+def _exit_code(client, container_id: str, labels: dict[str, str], wait: bool = True) -> int | None:  # type: ignore[no-untyped-def]
     """How the task ended: Wait (at once once it has exited; Timeout if it still runs), else what whoever
-    deleted the task recorded, else None."""
+    deleted the task recorded, else None. ``wait=False``: only the recorded code (the task is being deleted,
+    and its shim answers no Wait until the logger has exited)."""
     from ctk_shared.errors import NotFound, Timeout
 
     try:
+        if not wait:
+            raise NotFound("not asked")
         return int(client.tasks.wait(container_id, timeout=5).exit_status)
     except Timeout:
         raise
@@ -175,7 +178,8 @@ def _exit_code(client, container_id: str, labels: dict[str, str]) -> int | None:
     return int(recorded) if recorded.lstrip("-").isdigit() else None
 
 
-def decide_exit(client, container_id: str, exit_code: int | None = None) -> tuple[bool, dict[str, str]] | None:  # type: ignore[no-untyped-def]
+def decide_exit(client, container_id: str, exit_code: int | None = None,  # type: ignore[no-untyped-def]
+                wait: bool = True) -> tuple[bool, dict[str, str]] | None:
     """:func:`on_exit`, also returning the container's labels as they were (the logger's next steps need
     them); None when no decision could be made (the task still runs, containerd unreachable). Never raises."""
     from datetime import datetime
@@ -183,7 +187,7 @@ def decide_exit(client, container_id: str, exit_code: int | None = None) -> tupl
     try:
         labels = dict(client.containers.get(container_id).labels)
         if exit_code is None:
-            exit_code = _exit_code(client, container_id, labels)
+            exit_code = _exit_code(client, container_id, labels, wait)
         try:
             policy = parse_policy(labels.get(L.RESTART_POLICY) or "no")
         except UsageError:
