@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench.pull import NETNS, NS_IP, loop_fs, shaped_netns, teardown_netns
-from scripts.bench.timing import bench_stack, tool
+from scripts.bench.timing import bench_stack, drop_everything, tool
 from tests.support.lazy_fixtures import SNAPSHOTTER, LazyEnv
 from tests.support.registry_daemon import free_port
 
@@ -223,18 +223,7 @@ class Bench:
             names = [img.name for img in client.with_namespace(NS).images.list()]
             if names:
                 subprocess.run(self.ctk("ctk-pull") + ["rm", "-f", *names], capture_output=True, check=False)
-            for ns in client.namespaces.list():
-                c = client.with_namespace(ns)
-                for img in c.images.list():
-                    c.images.delete(img.name)
-                for cont in c.containers.list():
-                    c.containers.delete(cont.id)
-                for lease in c.leases.list():
-                    c.leases.delete(lease.id)
-                for st in c.content.statuses():
-                    c.content.abort(st.ref)
-            lid = client.leases.create()
-            client.leases.delete(lid, sync=True)
+            drop_everything(client)
             blobs = self.daemon.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
             direct = Client(str(self.sn.socket), "unused")
             try:

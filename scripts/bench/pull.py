@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.bench.timing import timed
+from scripts.bench.timing import drop_everything, timed
 from tests.support.containerd_daemon import start_containerd
 from tests.support.registry_daemon import free_port
 
@@ -103,23 +103,7 @@ def teardown_netns() -> None:
 
 def clean_store(client, blobs_dir: Path) -> None:
     """Remove every image in every namespace and wait for GC to take blobs and snapshots."""
-    from ctk_shared.containerd import Client
-
-    for ns in client.namespaces.list():
-        c = Client(client.address, ns)
-        for img in c.images.list():
-            c.images.delete(img.name)
-        for lease in c.leases.list():
-            c.leases.delete(lease.id)
-        for st in c.content.statuses():
-            c.content.abort(st.ref)
-        imgs = c.images.list()
-        if not imgs:
-            pass
-    # one synchronous GC pass
-    c = Client(client.address, "default")
-    lid = c.leases.create()
-    c.leases.delete(lid, sync=True)
+    drop_everything(client)
     for _ in range(200):
         if not any(blobs_dir.iterdir()) if blobs_dir.exists() else True:
             return

@@ -64,3 +64,23 @@ def bench_stack(name: str, parent: str = "/tmp", *, extra_config: str = "",
     finally:
         unmount_under(str(base))
         shutil.rmtree(base, ignore_errors=True)
+
+
+def drop_everything(client: Any) -> None:
+    """Every image, container, lease and ingest in every namespace of ``client``'s containerd goes, then one
+    synchronous GC pass: the next sample starts from a cold store (blobs and snapshots are collected)."""
+    from ctk_shared.containerd import Client
+
+    for ns in client.namespaces.list():
+        c = Client(client.address, ns)
+        for img in c.images.list():
+            c.images.delete(img.name)
+        for cont in c.containers.list():
+            c.containers.delete(cont.id)
+        for lease in c.leases.list():
+            c.leases.delete(lease.id)
+        for st in c.content.statuses():
+            c.content.abort(st.ref)
+    c = Client(client.address, "default")
+    lid = c.leases.create()
+    c.leases.delete(lid, sync=True)

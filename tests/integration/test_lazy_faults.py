@@ -18,7 +18,7 @@ import requests
 from ctk_shared import estargz
 from ctk_shared import images as store
 
-from tests.integration.test_lazy_pull import make_esgz, stored
+from tests.integration.test_lazy_pull import lazy_pull, make_esgz, stored
 from tests.support.images import (
     DEFAULT_PATH,
     build_image,
@@ -117,9 +117,7 @@ def test_toc_digest_mismatch_falls_back_to_download(tmp_path, ctk, ctd, registry
     bad_ref = f"{registry.host}/{repo}:badtoc"
 
     t = time.monotonic()
-    r = lz("--snapshotter", SNAPSHOTTER, "--format", "json", bad_ref, tool="ctk-pull")
-    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
-    rec = json.loads(r.out)
+    rec = lazy_pull(lz, lazy_snapshotter, bad_ref)
     assert rec["RemoteLayers"] == len(layers) - 1, rec
     # the refused layer was downloaded (and checked against its digest) instead; the others were not
     assert stored(lazy_ctd, layers[bad].digest)
@@ -158,9 +156,7 @@ def test_tampered_chunk_in_registry_gives_eio_and_is_not_cached(tmp_path, ctk, c
         damaged[i] ^= 0xFF
     path.write_bytes(bytes(damaged))
 
-    r = lz("--snapshotter", SNAPSHOTTER, "--format", "json", ref, tool="ctk-pull")
-    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
-    assert json.loads(r.out)["RemoteLayers"] == len(layers)  # the TOC is intact: served lazily
+    assert lazy_pull(lz, lazy_snapshotter, ref)["RemoteLayers"] == len(layers)  # the TOC is intact: served lazily
 
     good = files["/" + name]
     t = time.monotonic()
@@ -195,9 +191,7 @@ def test_registry_gone_mid_read_gives_eio_and_caches_nothing_bad(tmp_path, ctk, 
     try:
         ref = make_esgz(ctk, private, src, "faults/gone", chunk_size=65536 + 103)
         layers = store.load_local(ctd, ref).manifest.layers
-        r = lz("--snapshotter", SNAPSHOTTER, "--format", "json", ref, tool="ctk-pull")
-        assert r.code == 0, r.err + lazy_snapshotter.log_tail()
-        assert json.loads(r.out)["RemoteLayers"] == len(layers)
+        assert lazy_pull(lz, lazy_snapshotter, ref)["RemoteLayers"] == len(layers)
 
         # busybox itself is read whole, so that containers still start once the registry is gone
         r = lz("--snapshotter", SNAPSHOTTER, *RUN, ref, "sh", "-c", "cat /bin/busybox >/dev/null && cat /big/f1.bin")
@@ -230,9 +224,7 @@ def test_running_container_survives_snapshotter_and_containerd_restarts(tmp_path
     src, files = source_image(tmp_path, registry, "restart", nfiles=5)
     ref = make_esgz(ctk, registry, src, "faults/restart", chunk_size=65536 + 104)
     layers = store.load_local(ctd, ref).manifest.layers
-    r = lz("--snapshotter", SNAPSHOTTER, "--format", "json", ref, tool="ctk-pull")
-    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
-    assert json.loads(r.out)["RemoteLayers"] == len(layers)
+    assert lazy_pull(lz, lazy_snapshotter, ref)["RemoteLayers"] == len(layers)
 
     r = lz("--snapshotter", SNAPSHOTTER, "-d", "--network", "none", ref, "sleep", "300")
     assert r.code == 0, r.err + lazy_snapshotter.log_tail()

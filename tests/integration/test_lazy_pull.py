@@ -38,6 +38,13 @@ def make_esgz(ctk, registry, src_ref: str, repo: str, chunk_size: int = 65536) -
     return dst
 
 
+def lazy_pull(lz, lazy_snapshotter, ref: str) -> dict:
+    """``ctk-pull --snapshotter ctk-lazy --format json REF``, which must succeed; its JSON record."""
+    r = lz("--snapshotter", SNAPSHOTTER, "--format", "json", ref, tool="ctk-pull")
+    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
+    return json.loads(r.out)
+
+
 def stored(client, digest: str) -> bool:
     try:
         client.content.info(digest)
@@ -72,9 +79,7 @@ def test_lazy_pull_fetches_no_layer_and_run_reads_only_what_it_needs(ctk, ctd, r
                      for lst in estargz.Reader.from_bytes(ctd.content.read_all(x.digest)).chunks.values() for c in lst}
     chunks_total = len(chunk_digests)
 
-    r = lz("--snapshotter", SNAPSHOTTER, "--format", "json", ref, tool="ctk-pull")
-    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
-    rec = json.loads(r.out)
+    rec = lazy_pull(lz, lazy_snapshotter, ref)
     assert rec["RemoteLayers"] == len(layers) and rec["FetchedBytes"] == 0, rec
     # no layer blob entered the content store: containerd never downloaded them
     assert not any(stored(lazy_ctd, x.digest) for x in layers)
@@ -127,9 +132,7 @@ def test_image_converted_by_ctr_remote_is_pulled_lazily(containerd, ctk, ctd, re
     assert ctk("push", ref).code == 0
     layers = store.load_local(ctd, ref).manifest.layers
 
-    r = lz("--snapshotter", SNAPSHOTTER, "--format", "json", ref, tool="ctk-pull")
-    assert r.code == 0, r.err + lazy_snapshotter.log_tail()
-    assert json.loads(r.out)["RemoteLayers"] == len(layers)
+    assert lazy_pull(lz, lazy_snapshotter, ref)["RemoteLayers"] == len(layers)
     r = lz("--snapshotter", SNAPSHOTTER, *RUN, ref, "cat", "/data/a.txt", "/opq/new.txt")
     assert r.code == 0, r.err + lazy_snapshotter.log_tail()
     assert r.out.encode() == src.expect_files["/data/a.txt"] + src.expect_files["/opq/new.txt"]

@@ -29,17 +29,20 @@ TTL = 600.0
 
 class Premounts:
     """``allocate()`` gives a fresh snapshot dir (held back from clean-up) and ``release(dir)`` unmounts and
-    deletes one; the store owns both, this class only decides when."""
+    deletes one; the store owns both, this class only decides when. The manifest is read before the first
+    Prepare returns, so each following Prepare finds its layer's mount (ready or under way) registered."""
 
-    def __init__(self, lazy: LazyMounter, allocate: Callable[[], Path], release: Callable[[Path], None], *,
-                 insecure: bool = False, hosts_dirs: Sequence[str] = (), ttl: float = TTL) -> None:
+    def __init__(self, lazy: LazyMounter, allocate: Callable[[], Path], release: Callable[[Path], None],
+                 served: Callable[[str], bool], *, insecure: bool = False, hosts_dirs: Sequence[str] = (),
+                 ttl: float = TTL) -> None:
         self.lazy = lazy
         self.allocate, self.release = allocate, release
+        self.served = served  # whether a layer (digest) is mounted for a snapshot already
         self.insecure, self.hosts_dirs = insecure, tuple(hosts_dirs)
         self.ttl = ttl
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], tuple[float, Future[Path]]] = {}  # (layer, TOC digest) -> mount
-        self._manifests: dict[str, float] = {}  # manifest digest -> when its layers were last mounted ahead
+        self._by_manifest: dict[str, set[tuple[str, str]]] = {}  # manifest digest -> its layers mounted ahead
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="premount")
 
     def start(self, layer: RemoteLayer, labels: Mapping[str, str]) -> None:
@@ -49,12 +52,10 @@ class Premounts:
                      if d and d != layer.digest]
         if not manifest or not following:
             return
-        now = time.monotonic()
-        with self._lock:
-            if now - self._manifests.get(manifest, -self.ttl) < self.ttl:
+        with self._lock:  # the image's first Prepare registers its layers; the next ones find them pending
+            if any(k in self._pending for k in self._by_manifest.get(manifest, ())):
                 return
-            self._manifests[manifest] = now
-        self._pool.submit(self._start_following, layer, manifest, set(following))
+        self._start_following(layer, manifest, set(following))
 
     def _start_following(self, layer: RemoteLayer, manifest_digest: str, following: set[str]) -> None:
         try:
@@ -63,10 +64,11 @@ class Premounts:
             log.debug("manifest %s: no layers mounted ahead: %s", manifest_digest, e)
             return
         for digest, toc in tocs.items():
-            if digest not in following:
+            if digest not in following or self.served(digest):
                 continue
             nxt = RemoteLayer(layer.host, layer.repo, digest, toc)
             with self._lock:
+                self._by_manifest.setdefault(manifest_digest, set()).add((digest, toc))
                 if (digest, toc) in self._pending:
                     continue
                 self._pending[(digest, toc)] = (time.monotonic(), self._pool.submit(self._mount, nxt))
@@ -110,6 +112,9 @@ class Premounts:
         with self._lock:
             old = [k for k, (t, f) in self._pending.items() if now - t > self.ttl and f.done()]
             stale = [self._pending.pop(k)[1] for k in old]
+            for m, keys in list(self._by_manifest.items()):
+                if not any(k in self._pending for k in keys):
+                    del self._by_manifest[m]
         for f in stale:
             if f.exception() is None:
                 log.info("dropping %s: mounted ahead, never prepared", f.result())

@@ -129,8 +129,9 @@ class SnapshotStore:
         self.lazy = lazy  # serves eStargz layers from their registry; None: every layer is unpacked
         self._mounting: set[str] = set()  # snapshot dirs of lazy mounts in progress (no record yet)
         # the layers that follow a lazily prepared one, mounted ahead in parallel
-        self.premounts = (Premounts(lazy, self._allocate_dir, self._release_dir, insecure=lazy.insecure,
-                                    hosts_dirs=lazy.hosts_dirs) if lazy is not None and premount else None)
+        self.premounts = (Premounts(lazy, self._allocate_dir, self._release_dir, self._serves,
+                                    insecure=lazy.insecure, hosts_dirs=lazy.hosts_dirs)
+                          if lazy is not None and premount else None)
         self._lock = threading.RLock()
         (self.root / "snapshots").mkdir(parents=True, exist_ok=True)
         self._meta = self._load()
@@ -258,6 +259,10 @@ class SnapshotStore:
         finally:
             with self._lock:
                 self._mounting.discard(d.name)
+
+    def _serves(self, layer_digest: str) -> bool:
+        with self._lock:
+            return any((r.get("remote") or {}).get("digest") == layer_digest for r in self._snaps.values())
 
     def _allocate_dir(self) -> Path:
         """A fresh snapshot dir for a lazy mount, kept from clean-up until its record exists or it is released."""
