@@ -560,10 +560,11 @@ def _open_reader(a: Any) -> tuple[estargz.Reader, Callable[[], dict[str, int]]]:
         return estargz.Reader(read_at, os.fstat(fd).st_size, a.toc_digest), counters.copy
     from ctk_shared import auth
     from ctk_shared.registry.client import RegistryClient
+    from ctk_shared.registry.hosts import DEFAULT_HOSTS_DIRS
 
     host, _, repo = a.ref.partition("/")
     client = RegistryClient(host, insecure=a.insecure, credentials=auth.get_credentials,
-                            **({"hosts_dirs": tuple(a.hosts_dir)} if a.hosts_dir else {}))
+                            hosts_dirs=tuple(a.hosts_dir) or DEFAULT_HOSTS_DIRS)
     rr = RangeReader(client, repo, a.digest)
     reader = estargz.Reader(rr, rr.blob_size(), a.toc_digest)
     return reader, lambda: {"requests": rr.requests, "bytes": rr.bytes_fetched}
@@ -625,10 +626,9 @@ def _zygote() -> int:
     gone from /proc has exited. Exits at end of input, i.e. when the snapshotter does; the children stay."""
     import signal
 
+    import mfusepy  # noqa: F401
     from ctk_shared import auth  # noqa: F401  (imported once here, inherited by every child)
     from ctk_shared.registry import client  # noqa: F401
-
-    import mfusepy  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     for line in sys.stdin:

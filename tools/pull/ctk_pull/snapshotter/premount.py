@@ -76,9 +76,10 @@ class Premounts:
     def _toc_digests(self, layer: RemoteLayer, manifest_digest: str) -> dict[str, str]:
         from ctk_shared import auth
         from ctk_shared.registry.client import RegistryClient
+        from ctk_shared.registry.hosts import DEFAULT_HOSTS_DIRS
 
-        kw = {"hosts_dirs": self.hosts_dirs} if self.hosts_dirs else {}
-        client = RegistryClient(layer.host, insecure=self.insecure, credentials=auth.get_credentials, **kw)
+        client = RegistryClient(layer.host, insecure=self.insecure, credentials=auth.get_credentials,
+                                hosts_dirs=self.hosts_dirs or DEFAULT_HOSTS_DIRS)
         data, media_type = client.get_manifest(layer.repo, manifest_digest)  # verified against the digest
         manifest = oci.Manifest.parse(data, media_type)
         return {x.digest: x.annotations[estargz.TOC_DIGEST_ANNOTATION] for x in manifest.layers
