@@ -194,16 +194,16 @@ def kill(client: Client, c: Container, sig: str | None) -> None:
 
 def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool) -> None:
     task = task_of(client, c.id)
+    ended = False  # its task was deleted here, and runc ran the poststop hooks
     if task is not None and task.status in ("running", "paused", "pausing"):
         if not force:
             raise Conflict(f"cannot remove container {c.labels.get(L.NAME, c.id[:12])}: it is running",
                            hint="stop it first (ctk-run stop), or force the removal with -f")
-        mark_stopped(client, c)
-        client.tasks.kill(c.id, signals.SIGKILL, all=True)
-        try:
-            client.tasks.wait(c.id, timeout=30)
-        except CtkError:
-            pass
+        # as stop, SIGKILL at once: containerd's restart monitor may be starting a new task under us
+        # (--restart=always), which would outlive the container record
+        stop(client, c, timeout=0, sig="SIGKILL")
+        task = task_of(client, c.id)
+        ended = task is None
     if task is not None:
         for _ in range(50):
             try:
@@ -213,7 +213,7 @@ def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool) -> N
                 break
             except CtkError:
                 time.sleep(0.1)  # the task may still be stopping
-    else:
+    elif not ended:
         run_poststop_hooks(c)
     client.containers.delete(c.id)
     try:
