@@ -234,4 +234,3 @@ def test_stop_and_rm_f_of_a_networked_container_are_prompt(run, bb):
     t = time.monotonic()
     r = run("rm", "-f", cid)
     assert r.code == 0 and time.monotonic() - t < 3, r.err
-
