@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidArgument, UsageError
-from .oci import Descriptor
+from .errors import UsageError
+from .oci import Descriptor, parse_json_document
 
 # the Any type URL imgcrypt registers for its payload (a JSON value, not protobuf)
 PAYLOAD_TYPE_URL = "io.containerd.ocicrypt.v1.Payload"
@@ -138,12 +138,7 @@ class Payload:
 
 def parse_payload_value(value: bytes) -> Payload:
     """The reverse of :func:`payload_value` (also reads what imgcrypt's Go clients send)."""
-    try:
-        doc = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidArgument("decoder payload is not JSON") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument("decoder payload is not a JSON object")
+    doc = parse_json_document(value, "decoder payload")
     params: Mapping[str, Any] = ((doc.get("DecryptConfig") or {}).get("Parameters") or {})
 
     def blobs(name: str) -> list[bytes]:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as chmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from ctk_shared.errors import IntegrityError, InvalidArgument
+from ctk_shared.oci import parse_json_document
 
 CIPHER_NAME = "AES_256_CTR_HMAC_SHA256"
 KEY_SIZE = 32
@@ -53,12 +54,7 @@ class PrivateOptions:
 
     @classmethod
     def from_json(cls, data: bytes) -> PrivateOptions:
-        try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise InvalidArgument("unwrapped layer options are not JSON") from None
-        if not isinstance(doc, dict):
-            raise InvalidArgument("unwrapped layer options are not a JSON object")
+        doc = parse_json_document(data, "unwrapped layer options")
         opts = doc.get("cipheroptions") or {}
         if not isinstance(opts, dict):
             raise InvalidArgument("unwrapped layer options: cipheroptions is not an object")
@@ -83,12 +79,7 @@ class PublicOptions:
 
     @classmethod
     def from_json(cls, data: bytes) -> PublicOptions:
-        try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise InvalidArgument("the pubopts annotation is not JSON") from None
-        if not isinstance(doc, dict):
-            raise InvalidArgument("the pubopts annotation is not a JSON object")
+        doc = parse_json_document(data, "the pubopts annotation")
         cipher = doc.get("cipher")
         if cipher != CIPHER_NAME:
             raise InvalidArgument(f"unsupported layer cipher {cipher!r} (only {CIPHER_NAME} is known)")
