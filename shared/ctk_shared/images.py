@@ -149,12 +149,11 @@ class Unpacker:
 
     def prepare(self, i: int, layer: oci.Descriptor, extra_labels: Mapping[str, str] | None = None
                 ) -> tuple[str, list[Mount]] | None:
-        """Start unpacking layer ``i`` (layers 0..i-1 must be unpacked): None when its snapshot already exists,
-        or a remote snapshotter just made it from ``extra_labels`` (it answers AlreadyExists: nothing to fetch);
-        else the active snapshot's key and mounts, for :meth:`apply_prepared` once the blob is stored."""
+        """Start unpacking layer ``i`` (layers 0..i-1 must be unpacked; the caller has seen that ``i`` is not):
+        None when a remote snapshotter just made it from ``extra_labels``, or a concurrent unpack did (both
+        answer AlreadyExists: nothing to fetch); else the active snapshot's key and mounts, for
+        :meth:`apply_prepared` once the blob is stored."""
         chain_id = self.chain[i]
-        if self.has(i):
-            return None
         parent = self.chain[i - 1] if i else ""
         key = f"extract-{time.time_ns()}-{secrets.token_hex(6)} {chain_id}"
         snap_labels = {k: v for k, v in layer.annotations.items() if k.startswith(L.SNAPSHOT_LABEL_PREFIX)}
@@ -167,6 +166,8 @@ class Unpacker:
 
     def apply(self, i: int, layer: oci.Descriptor, key_label: str = "") -> None:
         """Unpack layer ``i`` from the content store; layers 0..i-1 must be unpacked already."""
+        if self.has(i):
+            return
         prepared = self.prepare(i, layer)
         if prepared is not None:
             self.apply_prepared(i, layer, prepared, key_label)

@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,16 +84,24 @@ def clean_namespace(client: Client, snapshotters: tuple[str, ...] = ("overlayfs"
         pass
 
 
-@pytest.fixture
-def ctd(containerd: ContainerdDaemon, request: pytest.FixtureRequest) -> Iterator[Client]:
-    client = Client(containerd.address, namespace_for(request.node.nodeid))
+@contextmanager
+def fresh_namespace(address: str, nodeid: str,
+                    snapshotters: tuple[str, ...] = ("overlayfs", "native")) -> Iterator[Client]:
+    """A client in the test's own namespace, emptied before (left over from an interrupted run) and after."""
+    client = Client(address, namespace_for(nodeid))
     try:
         client.namespaces.create(client.namespace)
     except AlreadyExists:
-        clean_namespace(client)  # left over from an interrupted run
+        clean_namespace(client, snapshotters)
         client.namespaces.create(client.namespace)
     try:
         yield client
     finally:
-        clean_namespace(client)
+        clean_namespace(client, snapshotters)
         client.close()
+
+
+@pytest.fixture
+def ctd(containerd: ContainerdDaemon, request: pytest.FixtureRequest) -> Iterator[Client]:
+    with fresh_namespace(containerd.address, request.node.nodeid) as client:
+        yield client

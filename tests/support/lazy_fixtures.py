@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 from ctk_shared.containerd import Client
-from ctk_shared.errors import AlreadyExists, CtkError
+from ctk_shared.errors import CtkError
 
 from .cli import Result, remove_containers, tool_runner
 from .containerd_daemon import ContainerdDaemon, _toml_str, start_containerd
-from .containerd_fixtures import clean_namespace, namespace_for
+from .containerd_fixtures import fresh_namespace
 
 SNAPSHOTTER = "ctk-lazy"
 PROBE_NAMESPACE = "ctk-lazy-probe"
@@ -199,17 +199,8 @@ def lazy_snapshotter() -> Iterator[LazyEnv]:
 
 @pytest.fixture
 def lazy_ctd(lazy_snapshotter: LazyEnv, request: pytest.FixtureRequest) -> Iterator[Client]:
-    client = Client(lazy_snapshotter.address, namespace_for(request.node.nodeid))
-    try:
-        client.namespaces.create(client.namespace)
-    except AlreadyExists:
-        clean_namespace(client, (SNAPSHOTTER, "overlayfs"))
-        client.namespaces.create(client.namespace)
-    try:
+    with fresh_namespace(lazy_snapshotter.address, request.node.nodeid, (SNAPSHOTTER, "overlayfs")) as client:
         yield client
-    finally:
-        clean_namespace(client, (SNAPSHOTTER, "overlayfs"))
-        client.close()
 
 
 @pytest.fixture

@@ -136,15 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         if decided:
             return
         decided = True
-        deciding = not term
-        try:
-            if deciding:
+        if not term:
+            deciding = True
+            try:
                 _decide(address, namespace, cid, log_path)  # type: ignore[arg-type]
                 return
-        except _Terminated:
-            pass
-        finally:
-            deciding = False
+            except _Terminated:
+                pass
+            finally:
+                deciding = False
         # SIGTERM: the task is being deleted (rm, stop, the restart monitor): record the exit, without a Wait
         _decide(address, namespace, cid, log_path, wait=False)  # type: ignore[arg-type]
 
