@@ -233,33 +233,25 @@ class _Run:
             if not found and self.lx.skip_unset:
                 return "${" + name + "}"
             return value
-        if op == ":":
-            modifier = sc.next()
+        if op in (":", "-", "+", "?"):
+            # ${NAME:-w} tests "set and not empty", ${NAME-w} only "set"; likewise for + and ?
+            colon = op == ":"
+            modifier = sc.next() if colon else op
             if modifier not in ("-", "+", "?"):
                 raise ShellError(f"unsupported modifier ({modifier}) in substitution" if modifier
                                  else "syntax error: missing '}'")
             word = self.word_until_brace()
             if self.lx.skip_unset and not found:
-                return "${" + name + ":" + modifier + word + "}"
+                return "${" + name + (":" if colon else "") + modifier + word + "}"
+            present = bool(value) if colon else found
             if modifier == "-":
-                return value if value else word
+                return value if present else word
             if modifier == "+":
-                return word if value else ""
+                return word if present else ""
             if not found:
                 raise ShellError(f"{name}: {word or 'is not allowed to be unset'}")
-            if not value:
+            if colon and not value:
                 raise ShellError(f"{name}: {word or 'is not allowed to be empty'}")
-            return value
-        if op in ("-", "+", "?"):
-            word = self.word_until_brace()
-            if self.lx.skip_unset and not found:
-                return "${" + name + op + word + "}"
-            if op == "-":
-                return value if found else word
-            if op == "+":
-                return word if found else ""
-            if not found:
-                raise ShellError(f"{name}: {word or 'is not allowed to be unset'}")
             return value
         if op in ("#", "%"):
             longest = sc.peek() == op
