@@ -114,7 +114,7 @@ class Converter:
         manifests = [m for m in index.manifests if m.media_type in oci.MANIFEST_TYPES]
         if self.opts.all_platforms:
             chosen = manifests
-            missing = [m for m in chosen if not self._has(m.digest)]
+            missing = [m for m in chosen if not self.client.content.exists(m.digest)]
             if missing:
                 raise NotFound(f"{len(missing)} of the {len(chosen)} platforms of the image are not in the store "
                                f"(e.g. {missing[0].platform or missing[0].digest})",
@@ -127,7 +127,7 @@ class Converter:
                 if m not in chosen:
                     chosen.append(m)
             for m in chosen:
-                if not self._has(m.digest):
+                if not self.client.content.exists(m.digest):
                     raise NotFound(f"platform {m.platform or m.digest} of the image is not in the store",
                                    hint="pull that platform first (ctk-pull --platform …)")
         oci_out = self.opts.oci or desc.media_type == oci.OCI_INDEX
@@ -149,13 +149,6 @@ class Converter:
         out = json.dumps(new, separators=(",", ":")).encode()
         digest = self._store_doc(out, L.gc_manifests([c["digest"] for c in new_children]))
         return oci.Descriptor(mt, digest, len(out), dict(desc.annotations)), platforms
-
-    def _has(self, digest: str) -> bool:
-        try:
-            self.client.content.info(digest)
-            return True
-        except NotFound:
-            return False
 
     def convert_manifest(self, desc: oci.Descriptor) -> oci.Descriptor:
         data = read_blob(self.client, desc)
@@ -181,7 +174,7 @@ class Converter:
         new_layers: list[oci.Descriptor] = []
         new_diff_ids: list[str] = []
         for layer, diff_id in zip(manifest.layers, diff_ids):
-            if not oci.is_layer(layer.media_type) or (layer.urls and not self._has(layer.digest)):
+            if not oci.is_layer(layer.media_type) or (layer.urls and not self.client.content.exists(layer.digest)):
                 # not a layer, or a foreign layer that lives at its URLs only: kept as it is
                 new_layers.append(layer)
                 new_diff_ids.append(diff_id)

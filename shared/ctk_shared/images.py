@@ -46,12 +46,10 @@ def read_blob(client: Client, desc_or_digest: oci.Descriptor | str, limit: int =
 
 def require_blob(client: Client, desc: oci.Descriptor, image: str) -> None:
     """Fail clearly when an image's blob is not stored, as the layers of a lazily pulled image never are."""
-    try:
-        client.content.info(desc.digest)
-    except NotFound:
+    if not client.content.exists(desc.digest):
         raise NotFound(f"blob {desc.digest} of image {image} is not in the content store",
                        hint="images pulled with a lazy snapshotter keep their layers in the registry: "
-                            "pull it again with --snapshotter overlayfs first") from None
+                            "pull it again with --snapshotter overlayfs first")
 
 
 def find_image(client: Client, text: str) -> Image:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from . import labels as L
 from . import oci
-from .errors import CtkError, NotFound
+from .errors import CtkError
 from .images import read_blob, require_blob, resolve_manifest
 from .progress import NullProgress, Progress
 from .reference import Reference
@@ -31,7 +31,7 @@ def push(client: Client, registry: RegistryClient, image: Image, ref: Reference,
         index_data = read_blob(client, target)
         index = oci.Index.parse(index_data, target.media_type)
         children = [m for m in index.manifests if m.media_type in oci.MANIFEST_TYPES]
-        present = [m for m in children if _has(client, m.digest)]
+        present = [m for m in children if client.content.exists(m.digest)]
         if platform is not None or len(present) < len(children):
             # push what we have: the one platform's manifest, like `ctr push` with --platform
             target = resolve_manifest(client, target, platform)
@@ -45,14 +45,6 @@ def push(client: Client, registry: RegistryClient, image: Image, ref: Reference,
             return target.digest
     _push_manifest(client, registry, ref, target, progress, tag=ref.tag or target.digest)
     return target.digest
-
-
-def _has(client: Client, digest: str) -> bool:
-    try:
-        client.content.info(digest)
-        return True
-    except NotFound:
-        return False
 
 
 def _push_manifest(client: Client, registry: RegistryClient, ref: Reference, desc: oci.Descriptor,

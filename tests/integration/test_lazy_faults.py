@@ -18,7 +18,7 @@ import requests
 from ctk_shared import estargz
 from ctk_shared import images as store
 
-from tests.integration.test_lazy_pull import lazy_pull, make_esgz, stored
+from tests.integration.test_lazy_pull import lazy_pull, make_esgz
 from tests.support.images import (
     DEFAULT_PATH,
     build_image,
@@ -120,8 +120,8 @@ def test_toc_digest_mismatch_falls_back_to_download(tmp_path, ctk, ctd, registry
     rec = lazy_pull(lz, lazy_snapshotter, bad_ref)
     assert rec["RemoteLayers"] == len(layers) - 1, rec
     # the refused layer was downloaded (and checked against its digest) instead; the others were not
-    assert stored(lazy_ctd, layers[bad].digest)
-    assert not any(stored(lazy_ctd, x.digest) for i, x in enumerate(layers) if i != bad)
+    assert lazy_ctd.content.exists(layers[bad].digest)
+    assert not any(lazy_ctd.content.exists(x.digest) for i, x in enumerate(layers) if i != bad)
     log = lazy_snapshotter.log_tail(200)
     assert "TOC digest" in log and layers[bad].digest in log, log
     assert time.monotonic() - t < 30

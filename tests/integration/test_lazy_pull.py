@@ -12,7 +12,6 @@ import pytest
 from ctk_shared import estargz
 from ctk_shared import images as store
 from ctk_shared import labels as L
-from ctk_shared.errors import NotFound
 
 from tests.support.lazy_fixtures import SNAPSHOTTER
 from tests.support.polling import wait_for
@@ -45,14 +44,6 @@ def lazy_pull(lz, lazy_snapshotter, ref: str) -> dict:
     return json.loads(r.out)
 
 
-def stored(client, digest: str) -> bool:
-    try:
-        client.content.info(digest)
-        return True
-    except NotFound:
-        return False
-
-
 def cached_chunks(lazy_snapshotter, digests: set[str] | None = None) -> int:
     """Chunks in the snapshotter's cache (shared by the session's tests): of ``digests`` only, if given."""
     cache = lazy_snapshotter.root / "cache"
@@ -82,7 +73,7 @@ def test_lazy_pull_fetches_no_layer_and_run_reads_only_what_it_needs(ctk, ctd, r
     rec = lazy_pull(lz, lazy_snapshotter, ref)
     assert rec["RemoteLayers"] == len(layers) and rec["FetchedBytes"] == 0, rec
     # no layer blob entered the content store: containerd never downloaded them
-    assert not any(stored(lazy_ctd, x.digest) for x in layers)
+    assert not any(lazy_ctd.content.exists(x.digest) for x in layers)
     assert len(remote_snapshots(lazy_snapshotter)) >= len(layers)
 
     path = next(p for p, data in src.expect_files.items() if data and p.startswith("/data/"))
@@ -148,7 +139,7 @@ def test_containerds_own_unpacker_mounts_lazily_through_ctr_remote_rpull(ctk, ct
     layers = store.load_local(ctd, ref).manifest.layers
     ctr_remote(lazy_snapshotter.address, lazy_ctd.namespace, "images", "rpull", "--plain-http",
                "--snapshotter", SNAPSHOTTER, ref)
-    assert not any(stored(lazy_ctd, x.digest) for x in layers)
+    assert not any(lazy_ctd.content.exists(x.digest) for x in layers)
     r = lz("--snapshotter", SNAPSHOTTER, *RUN, ref, "cat", "/data/a.txt")
     assert r.code == 0, r.err + lazy_snapshotter.log_tail()
     assert r.out.encode() == src.expect_files["/data/a.txt"]
@@ -161,4 +152,4 @@ def test_ctk_run_pulls_lazily_by_itself(ctk, ctd, registry, test_images, lz, laz
     r = lz("--snapshotter", SNAPSHOTTER, *RUN, ref, "cat", "/data/run.sh")
     assert r.code == 0, r.err + lazy_snapshotter.log_tail()
     assert r.out.encode() == src.expect_files["/data/run.sh"]
-    assert not any(stored(lazy_ctd, x.digest) for x in layers)
+    assert not any(lazy_ctd.content.exists(x.digest) for x in layers)

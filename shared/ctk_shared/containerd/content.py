@@ -46,6 +46,13 @@ class ContentStore(Service):
     def info(self, digest: str) -> ContentInfo:
         return _info(self._call("Info", pb.InfoRequest(digest=digest), pb.InfoResponse).info)
 
+    def exists(self, digest: str) -> bool:
+        try:
+            self.info(digest)
+            return True
+        except NotFound:
+            return False
+
     def list(self, filters: Sequence[str] = ()) -> list[ContentInfo]:
         return [_info(i) for resp in self._stream("List", pb.ListContentRequest(filters=list(filters)),
                                                   pb.ListContentResponse) for i in resp.info]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctk_shared import labels as L
 from ctk_shared import oci
-from ctk_shared.errors import InvalidArgument, NotFound, UsageError
+from ctk_shared.errors import InvalidArgument, UsageError
 from ctk_shared.images import read_blob
 
 from .envelope import OCI_EQUIVALENT
@@ -52,14 +52,6 @@ class WalkResult:
     skipped_manifests: list[str] = field(default_factory=list)  # listed in the index, not in the store
 
 
-def _present(client: Client, digest: str) -> bool:
-    try:
-        client.content.info(digest)
-        return True
-    except NotFound:
-        return False
-
-
 def _write_doc(client: Client, media_type: str, doc: dict[str, Any], labels: dict[str, str],
                template: oci.Descriptor) -> oci.Descriptor:
     data = json.dumps(doc, separators=(",", ":")).encode()
@@ -87,7 +79,7 @@ def _walk(client: Client, desc: oci.Descriptor, fn: LayerFn, sel: Selection, res
     for child in index.manifests:
         if child.media_type in oci.MANIFEST_TYPES and not sel.wants_platform(child.platform):
             children.append(child)
-        elif not _present(client, child.digest):
+        elif not client.content.exists(child.digest):
             result.skipped_manifests.append(str(child.platform or child.digest))
             children.append(child)
         else:
@@ -140,5 +132,5 @@ def manifests(client: Client, target: oci.Descriptor) -> list[tuple[oci.Descript
             out += manifests(client, child)
         elif child.media_type in oci.MANIFEST_TYPES:
             out.append((child, oci.Manifest.parse(read_blob(client, child), child.media_type)
-                        if _present(client, child.digest) else None))
+                        if client.content.exists(child.digest) else None))
     return out
