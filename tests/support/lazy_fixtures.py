@@ -152,9 +152,9 @@ class LazyEnv:
         self.kill_layer_processes()
 
     def layer_processes(self) -> list[int]:
-        """PIDs of the lazyfs processes serving this environment's layers (they outlive the daemon). Those forked
-        by the daemon's zygote keep its command line (``lazyfs --zygote``), so they are known by their output,
-        ``<root>/snapshots/<id>/lazyfs.log``; one started directly also names the root in its arguments."""
+        """PIDs of the lazyfs processes serving this environment's layers (they outlive the daemon). Forked by the
+        daemon's zygote, they keep its command line (``lazyfs --zygote``), so they are known by their output,
+        ``<root>/snapshots/<id>/lazyfs.log``."""
         root = str(self.root.resolve())
         pids = []
         for d in Path("/proc").iterdir():
@@ -170,7 +170,7 @@ class LazyEnv:
                 out = os.readlink(d / "fd" / "1")
             except OSError:
                 out = ""
-            if out.startswith(root + "/") or any(a.decode(errors="replace").startswith(root) for a in cmd):
+            if out.startswith(root + "/"):
                 pids.append(int(d.name))
         return pids
 

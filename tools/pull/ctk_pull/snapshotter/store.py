@@ -241,8 +241,7 @@ class SnapshotStore:
             if parent:
                 self._get(parent)
         d = None
-        if self.premounts is not None:
-            self.premounts.sweep()
+        if self.premounts is not None:  # (the daemon's loop sweeps out mounts nobody adopted)
             self.premounts.start(layer, labels)
             d = self.premounts.take(layer)
         if d is None:
