@@ -61,15 +61,24 @@ def options(ctx: click.Context | None = None) -> config.GlobalOptions:
 
 
 def refs_from_args(args: Iterable[str], stdin: Iterable[str] | None = None) -> Iterator[str]:
-    """Expand ``-`` into refs read from stdin: a bare ref per line, or a JSON record carrying one."""
+    """Expand ``-`` into refs read from stdin: a bare ref per line, or a JSON record carrying one.
+
+    A ``-`` that reads no ref is a usage error, never an empty success: in ``ctk-build -q … | ctk-pull push -``
+    a failed build leaves stdin empty, and the pipeline's last stage must not report a push that never
+    happened."""
     for arg in args:
         if arg != "-":
             yield arg
             continue
+        found = False
         for line in stdin if stdin is not None else sys.stdin:
             ref = ref_from_line(line)
             if ref:
+                found = True
                 yield ref
+        if not found:
+            raise UsageError("no image reference on stdin (an argument '-' reads them from stdin)",
+                             hint="did the command before the pipe fail?")
 
 
 def ref_from_line(line: str) -> str:

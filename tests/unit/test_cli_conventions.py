@@ -4,7 +4,7 @@ import io
 import click
 import pytest
 from ctk_shared import cli, config, output
-from ctk_shared.errors import CtkError, NotFound
+from ctk_shared.errors import CtkError, NotFound, UsageError
 
 
 def test_refs_from_stdin_accept_bare_refs_and_json_records():
@@ -15,6 +15,13 @@ def test_refs_from_stdin_accept_bare_refs_and_json_records():
 def test_stdin_json_without_ref_field_is_an_error():
     with pytest.raises(CtkError, match="no ref"):
         list(cli.refs_from_args(["-"], io.StringIO('{"foo": 1}\n')))
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "   \n"])
+def test_a_dash_that_reads_no_ref_is_a_usage_error(text):
+    with pytest.raises(UsageError, match="no image reference on stdin") as e:
+        list(cli.refs_from_args(["x", "-"], io.StringIO(text)))
+    assert e.value.exit_code == 2
 
 
 def test_template_rendering():
