@@ -5,20 +5,28 @@
 * Owners become 0:0 (or ``--chown``); permission bits and mtimes are kept (``--chmod`` overrides the bits).
 * ADD unpacks a local tar archive (plain, gzip, bzip2, xz) into ``DEST``, owners from the archive.
 * Destination paths resolve inside the image root: an image symlink such as ``/usr/local/bin -> /opt/bin``
-  leads to the image's /opt/bin.
+  leads to the image's /opt/bin, never the host's. Every write goes through a directory descriptor from
+  :class:`rootfs.Root` and never follows the last component: a file or link copied over an image symlink
+  replaces the link (Docker/BuildKit's rule for non-directories); a source *directory* meeting an image
+  symlink to a directory merges into that directory inside the root (so ``COPY rootfs/ /`` into a
+  merged-/usr image fills /usr/bin through /bin).
+* ADD's unpacking is :mod:`untar` (confined to the destination, Docker's unpack semantics).
 """
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
 from dataclasses import dataclass
 
 from ctk_shared.errors import InvalidArgument
 
-from .sources import Entry, SourceTree
+from . import rootfs, untar
+from .sources import SourceTree
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -27,73 +35,146 @@ class CopyOwner:
     gid: int = 0
 
 
-def _mkdirs(root: SourceTree, path: str, owner: CopyOwner | None, mode: int = 0o755) -> str:
-    """Create ``path`` (absolute in the image) and missing parents inside ``root``; returns the host path."""
-    parts = [p for p in path.split("/") if p]
-    done = ""
-    for p in parts:
-        done = f"{done}/{p}"
-        host = root.resolve(done.lstrip("/"))
-        if os.path.isdir(host):
-            continue
-        if os.path.lexists(host):
-            raise InvalidArgument(f"cannot create directory {done}: a file is in the way")
-        os.mkdir(host, mode)
-        os.chmod(host, mode)
+def _mkdir_as(owner: CopyOwner | None) -> rootfs.MakeDir:
+    """How COPY creates a missing destination directory: 0755, owned by ``--chown`` if given, else root."""
+    def make(dir_fd: int, name: str) -> None:
+        rootfs.default_mkdir(dir_fd, name)
         if owner is not None:
-            os.chown(host, owner.uid, owner.gid)
-    return root.resolve(path.lstrip("/")) if parts else root.root
+            os.chown(name, owner.uid, owner.gid, dir_fd=dir_fd, follow_symlinks=False)
+    return make
 
 
-def _remove_existing(dst: str, replacing_dir: bool) -> None:
-    if not os.path.lexists(dst):
+def _clear_for_file(pfd: int, name: str) -> None:
+    """Make room for a non-directory: a file or link in the way is replaced (never followed)."""
+    old = rootfs.lstat_at(pfd, name)
+    if old is None:
         return
-    if os.path.isdir(dst) and not os.path.islink(dst):
-        if replacing_dir:
-            return  # merge into the existing directory
-        raise InvalidArgument(f"cannot overwrite directory {dst!r} with a non-directory")
-    os.unlink(dst)
+    if stat.S_ISDIR(old.st_mode):
+        raise InvalidArgument(f"cannot overwrite directory {name!r} with a non-directory")
+    os.unlink(name, dir_fd=pfd)
 
 
-def _put(src: str, st: os.stat_result, dst: str, owner: CopyOwner, chmod: int | None) -> None:
+def _copy_data(src: int, dst: int) -> None:
+    """In-kernel copy (copy_file_range, then sendfile), read/write as the last resort."""
+    try:
+        while os.copy_file_range(src, dst, 1 << 30):
+            pass
+        return
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    while os.sendfile(dst, src, None, 1 << 30):
+        pass
+
+
+def _put(pfd: int, name: str, src: str, st: os.stat_result, owner: CopyOwner, chmod: int | None) -> None:
+    """Copy one non-directory ``src`` to ``name`` in the directory ``pfd``, replacing what is there."""
     mode = st.st_mode
-    if stat.S_ISDIR(mode):
-        if not os.path.isdir(dst) or os.path.islink(dst):
-            _remove_existing(dst, True)
-            os.mkdir(dst)
-        os.chown(dst, owner.uid, owner.gid)
-        os.chmod(dst, chmod if chmod is not None else stat.S_IMODE(mode))
-        return
-    _remove_existing(dst, False)
+    times = (st.st_atime_ns, st.st_mtime_ns)
     if stat.S_ISLNK(mode):
-        os.symlink(os.readlink(src), dst)
-        os.lchown(dst, owner.uid, owner.gid)
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        _clear_for_file(pfd, name)
+        os.symlink(os.readlink(src), name, dir_fd=pfd)
+        os.chown(name, owner.uid, owner.gid, dir_fd=pfd, follow_symlinks=False)
+        os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
         return
+    bits = chmod if chmod is not None else stat.S_IMODE(mode)
     if stat.S_ISREG(mode):
-        shutil.copyfile(src, dst, follow_symlinks=False)
-    elif stat.S_ISFIFO(mode):
-        os.mkfifo(dst)
-    else:
-        return  # sockets and device nodes are not copied from a context
-    os.chown(dst, owner.uid, owner.gid)
-    os.chmod(dst, chmod if chmod is not None else stat.S_IMODE(mode))
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def _parents(base: str, e: Entry, owner: CopyOwner, chmod: int | None) -> None:
-    """Create the directories above ``e`` that were skipped (a .dockerignore'd directory whose file is
-    re-included), with the source directories' modes."""
-    rel_parent = posixpath.dirname(e.rel)
-    if not rel_parent or os.path.isdir(os.path.join(base, rel_parent)):
+        _clear_for_file(pfd, name)
+        sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            dfd = os.open(name, _NEW_FILE, 0o600, dir_fd=pfd)
+            try:
+                _copy_data(sfd, dfd)
+                os.fchown(dfd, owner.uid, owner.gid)
+                os.fchmod(dfd, bits)
+                os.utime(dfd, ns=times)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(sfd)
         return
-    src_dir = os.path.dirname(e.path)
-    missing = []
-    while rel_parent and not os.path.isdir(os.path.join(base, rel_parent)):
-        missing.append((rel_parent, src_dir))
-        rel_parent, src_dir = posixpath.dirname(rel_parent), os.path.dirname(src_dir)
-    for rel, src in reversed(missing):
-        _put(src, os.lstat(src), os.path.join(base, rel), owner, chmod)
+    if not stat.S_ISFIFO(mode):
+        return  # sockets and device nodes are not copied from a context
+    _clear_for_file(pfd, name)
+    os.mkfifo(name, 0o600, dir_fd=pfd)
+    os.chown(name, owner.uid, owner.gid, dir_fd=pfd, follow_symlinks=False)
+    os.chmod(name, bits, dir_fd=pfd)  # the FIFO just made: no link to follow
+    os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
+
+
+def _put_dir(root: rootfs.Root, pfd: int, name: str, st: os.stat_result, owner: CopyOwner,
+             chmod: int | None) -> int:
+    """The directory ``name`` in ``pfd`` for a source directory, as a descriptor; existing ones merge.
+
+    An image symlink in its place is followed *inside the root* when it leads to a directory (or nowhere:
+    then that directory is made): ``COPY rootfs/ /`` into a merged-/usr image must fill /usr/bin through
+    the /bin link, not replace the link. A link to a non-directory is replaced by the directory.
+    """
+    old = rootfs.lstat_at(pfd, name)
+    fd = -1
+    if old is not None and stat.S_ISLNK(old.st_mode):
+        try:
+            fd = root.open_dir(posixpath.join(root.path_of(pfd), name), create=True)
+        except (NotADirectoryError, FileNotFoundError):
+            os.unlink(name, dir_fd=pfd)
+            old = None
+    elif old is not None and not stat.S_ISDIR(old.st_mode):
+        os.unlink(name, dir_fd=pfd)
+        old = None
+    if fd < 0:
+        if old is None:
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, rootfs.O_DIR | os.O_NOFOLLOW, dir_fd=pfd)
+    try:
+        os.fchown(fd, owner.uid, owner.gid)
+        os.fchmod(fd, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _copy_tree(root: rootfs.Root, base_fd: int, src: SourceTree, rel: str, owner: CopyOwner,
+               chmod: int | None) -> None:
+    """Copy the contents of source directory ``rel`` into the directory ``base_fd`` (which it closes).
+
+    The entries come depth-first, so only the descriptors of the current directory's ancestors are held;
+    a directory's mtime is set when the walk leaves it (writing its contents would bump it). Directories
+    that .dockerignore skipped but whose files are re-included are made with the source directories' modes.
+    """
+    stack: list[tuple[str, int, os.stat_result | None]] = [("", base_fd, None)]
+
+    def leave() -> None:
+        _, fd, st = stack.pop()
+        try:
+            if st is not None:
+                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(fd)
+
+    try:
+        for e in src.entries(rel):
+            if not e.rel:
+                continue
+            parent, name = posixpath.split(e.rel)
+            while stack[-1][0] and not (parent == stack[-1][0] or parent.startswith(stack[-1][0] + "/")):
+                leave()
+            if parent != stack[-1][0]:  # directories above e were excluded: make them
+                have = stack[-1][0]
+                for part in parent[len(have):].strip("/").split("/"):
+                    drel = posixpath.join(stack[-1][0], part)
+                    src_dir = os.path.join(e.path[:len(e.path) - len(e.rel)], drel)
+                    dst = os.lstat(src_dir)
+                    stack.append((drel, _put_dir(root, stack[-1][1], part, dst, owner, chmod), dst))
+            if stat.S_ISDIR(e.st.st_mode):
+                stack.append((e.rel, _put_dir(root, stack[-1][1], name, e.st, owner, chmod), e.st))
+            else:
+                _put(stack[-1][1], name, e.path, e.st, owner, chmod)
+        while len(stack) > 1:
+            leave()
+    finally:
+        for _, fd, _ in stack:
+            os.close(fd)
 
 
 def is_archive(path: str) -> bool:
@@ -105,52 +186,14 @@ def is_archive(path: str) -> bool:
         return False
 
 
-def _inside(dest: str, rel: str) -> bool:
-    """Does ``dest/rel`` stay inside ``dest`` once the symlinks already extracted are followed?"""
-    root = os.path.realpath(dest)
-    path = os.path.realpath(os.path.join(dest, rel))
-    return path == root or path.startswith(root + os.sep)
-
-
-def _safe_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-    """The member with a name inside ``dest``. A member reached through a symlink that leaves ``dest`` (a link
-    to /etc, then etc/passwd) is refused: it would write on the host."""
-    name = posixpath.normpath("/" + member.name).lstrip("/")
-    if not name or name == ".":
-        return None
-    member = member.replace(name=name, deep=False)
-    parent = posixpath.dirname(name)
-    if parent and not _inside(dest, parent):
-        raise InvalidArgument(f"archive member {member.name!r} is reached through a symlink that leaves the "
-                              "destination")
-    if member.islnk():
-        target = posixpath.normpath("/" + member.linkname).lstrip("/")
-        if not _inside(dest, target):
-            raise InvalidArgument(f"archive member {member.name!r} is a hard link to {member.linkname!r}, "
-                                  "outside the destination")
-        member = member.replace(linkname=target, deep=False)
-    return member
-
-
-def extract(archive: str, dest_host: str, owner: CopyOwner | None) -> None:
-    def flt(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
-        m = _safe_member(member, path)
-        if m is not None and owner is not None:
-            m = m.replace(uid=owner.uid, gid=owner.gid, uname="", gname="", deep=False)
-        return m
-
-    with tarfile.open(archive, "r:*") as t:
-        t.extractall(dest_host, filter=flt, numeric_owner=True)
-
-
 def copy(root_dir: str, src: SourceTree, rels: list[str], dest: str, workdir: str, *,
          owner: CopyOwner | None = None, chmod: int | None = None, add: bool = False,
          wildcard: bool = False, inline: dict[str, bytes] | None = None) -> None:
     """Copy the sources ``rels`` of ``src`` to ``dest`` in the image mounted at ``root_dir``.
 
-    ``inline`` are heredoc files (name → content), written as 0644 files (or ``--chmod``).
+    ``inline`` are heredoc files (name → content), written as 0644 files (or ``--chmod``). Every write is
+    confined to ``root_dir`` (see :mod:`rootfs`); an OS error becomes one InvalidArgument line.
     """
-    root = SourceTree(root_dir, context=False, label="image")
     owner_or_root = owner or CopyOwner()
     dest_abs = dest if dest.startswith("/") else posixpath.join(workdir or "/", dest)
     count = len(rels) + len(inline or {})
@@ -159,36 +202,47 @@ def copy(root_dir: str, src: SourceTree, rels: list[str], dest: str, workdir: st
         raise InvalidArgument("when using COPY with more than one source file, the destination must be a "
                               "directory and end with a /")
     dest_abs = posixpath.normpath(dest_abs)
-    existing_dir = os.path.isdir(root.resolve(dest_abs.lstrip("/")))
-    for name, data in (inline or {}).items():
-        target = posixpath.join(dest_abs, name) if dest_is_dir or existing_dir else dest_abs
-        parent = _mkdirs(root, posixpath.dirname(target), owner)
-        host = os.path.join(parent, posixpath.basename(target))
-        _remove_existing(host, False)
-        with open(host, "wb") as f:
-            f.write(data)
-        os.chown(host, owner_or_root.uid, owner_or_root.gid)
-        os.chmod(host, chmod if chmod is not None else 0o644)
+    mkdir = _mkdir_as(owner)
+    with rootfs.Root(root_dir) as root:
+        try:
+            _copy_all(root, src, rels, dest_abs, dest_is_dir, owner, owner_or_root, chmod, add, mkdir,
+                      inline or {})
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            raise InvalidArgument(f"copying to {dest}: {e.strerror or e}{where}") from None
+
+
+def _copy_all(root: rootfs.Root, src: SourceTree, rels: list[str], dest_abs: str, dest_is_dir: bool,
+              owner: CopyOwner | None, owner_or_root: CopyOwner, chmod: int | None, add: bool,
+              mkdir: rootfs.MakeDir, inline: dict[str, bytes]) -> None:
+    into_dir = dest_is_dir or root.is_dir(dest_abs)  # an image link to a directory counts (in the root)
+    for name, data in inline.items():
+        target = posixpath.join(dest_abs, name) if into_dir else dest_abs
+        pfd = root.open_dir(posixpath.dirname(target), create=True, make=mkdir)
+        try:
+            base = posixpath.basename(target)
+            _clear_for_file(pfd, base)
+            fd = os.open(base, _NEW_FILE, 0o600, dir_fd=pfd)
+            try:
+                os.write(fd, data)
+                os.fchown(fd, owner_or_root.uid, owner_or_root.gid)
+                os.fchmod(fd, chmod if chmod is not None else 0o644)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(pfd)
     for rel in rels:
         top = next(src.entries(rel))
         if stat.S_ISDIR(top.st.st_mode):
-            base = _mkdirs(root, dest_abs, owner)
-            dirs: list[tuple[str, os.stat_result]] = []
-            for e in src.entries(rel):
-                if not e.rel:
-                    continue
-                dst = os.path.join(base, e.rel)
-                _parents(base, e, owner_or_root, chmod)
-                _put(e.path, e.st, dst, owner_or_root, chmod)
-                if stat.S_ISDIR(e.st.st_mode):
-                    dirs.append((dst, e.st))
-            for dst, st in reversed(dirs):  # after their contents, or writing them would bump the mtime
-                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+            _copy_tree(root, root.open_dir(dest_abs, create=True, make=mkdir), src, rel, owner_or_root, chmod)
             continue
         if add and stat.S_ISREG(top.st.st_mode) and is_archive(top.path):
-            extract(top.path, _mkdirs(root, dest_abs, owner), owner)
+            with rootfs.Root(fd=root.open_dir(dest_abs, create=True, make=mkdir)) as into:
+                untar.extract(top.path, into, (owner.uid, owner.gid) if owner is not None else None)
             continue
-        into_dir = dest_is_dir or existing_dir
         target = posixpath.join(dest_abs, posixpath.basename(rel)) if into_dir else dest_abs
-        parent = _mkdirs(root, posixpath.dirname(target), owner)
-        _put(top.path, top.st, os.path.join(parent, posixpath.basename(target)), owner_or_root, chmod)
+        pfd = root.open_dir(posixpath.dirname(target), create=True, make=mkdir)
+        try:
+            _put(pfd, posixpath.basename(target), top.path, top.st, owner_or_root, chmod)
+        finally:
+            os.close(pfd)
