@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,25 +98,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 
 
 def save_config(doc: dict[str, Any], path: str | os.PathLike[str] | None = None) -> None:
-    """Write ``doc`` atomically (temp file in the same directory, fsync, rename) with mode 0600."""
+    """Write ``doc`` with mode 0600, atomically (temp file, fsync, rename) when the config is a regular file;
+    a symlinked config (dotfiles repos) is updated at its target, and one linked to a device such as
+    /dev/null is written into, never replaced (``ctk_shared.outputs``)."""
+    from .outputs import write_output
+
     p = resolve_config_path(path)
-    target = Path(os.path.realpath(p))  # a symlinked config (dotfiles repos) is updated in place
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config.json.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o600)
-            json.dump(doc, f, indent="\t")
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    Path(os.path.realpath(p)).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_output(str(p), (json.dumps(doc, indent="\t") + "\n").encode(), mode=0o600, allow_stdout=False)
 
 
 def _auths(doc: dict[str, Any]) -> dict[str, Any]:

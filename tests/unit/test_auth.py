@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ctk_shared import auth
 from ctk_shared.auth import Credentials
-from ctk_shared.errors import InvalidArgument, Unavailable
+from ctk_shared.errors import CtkError, InvalidArgument, Unavailable
 
 
 def b64(s: str) -> str:
@@ -119,7 +119,7 @@ def test_write_is_atomic(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(CtkError, match="No space left"):  # one error line, not a traceback
         auth.store_credentials("reg.example", "u", "p", config_path=cfg)
     assert cfg.read_text() == before
     assert sorted(p.name for p in cfg.parent.iterdir()) == ["config.json"]  # no temp file left behind
@@ -134,6 +134,20 @@ def test_symlinked_config_is_updated_through_the_link(tmp_path: Path) -> None:
     auth.store_credentials("reg.example", "u", "p", config_path=link)
     assert link.is_symlink()
     assert "reg.example" in json.loads(real.read_text())["auths"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_config_linked_to_a_device_is_written_into_not_replaced(tmp_path: Path) -> None:
+    """`ln -s /dev/null ~/.docker/config.json` (never store credentials) must keep the device a device; the
+    node here is a private copy of /dev/null's numbers, never the machine's own."""
+    dev = tmp_path / "null"
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    link = tmp_path / ".docker" / "config.json"
+    link.parent.mkdir()
+    link.symlink_to(dev)
+    auth.store_credentials("reg.example", "u", "p", config_path=link)
+    assert link.is_symlink() and stat.S_ISCHR(os.lstat(dev).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".docker", "null"]
 
 
 def test_erase(cfg: Path) -> None:

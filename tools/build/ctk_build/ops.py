@@ -33,7 +33,7 @@ class BuildRequest:
     target: str | None = None
     no_cache: bool = False
     quiet: bool = False
-    network: str = "host"
+    network: str = "default"  # of RUN steps: default (own namespace on the bridge network), none, host
     platform: Platform | None = None
     source_date_epoch: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -43,6 +43,7 @@ class BuildRequest:
     compression: str = "auto"  # auto: uncompressed for local builds, gzip with --push or -o
     pull: bool = False
     digestfile: str | None = None
+    allow: frozenset[str] = frozenset()  # entitlements: network.host
 
 
 @dataclass(frozen=True)
@@ -129,15 +130,21 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     outputs = [_parse_output(o) for o in req.outputs]
     if req.push and not tags:
         raise UsageError("--push needs a name (-t)")
+    from .stepnet import build_mode
+
+    network = build_mode(req.network, req.allow)
     text, df_name, context_dir, df_path = _read_dockerfile(req)
     bplan = plan(parse(text, df_name))
     from .sources import DigestCache
 
+    from ctk_shared import dataroot
+
+    dataroot.ensure(gopts.data_root)  # 0710, before the digest cache or the RUN fifos make it 0755
     digests = DigestCache(os.path.join(gopts.data_root, "build", "digests.json"))
     context = SourceTree(context_dir, _ignore(context_dir, df_path), digests=digests) if context_dir else None
-    opts = BuildOptions(text, df_name, context_dir, dict(req.build_args), req.target, req.no_cache, req.network,
+    opts = BuildOptions(text, df_name, context_dir, dict(req.build_args), req.target, req.no_cache, network,
                         req.platform, req.source_date_epoch, dict(req.labels), req.quiet, _compression(req),
-                        req.pull)
+                        req.pull, req.allow)
 
     def write_err(data: bytes) -> None:
         sys.stderr.buffer.write(data)
@@ -181,8 +188,10 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     res = BuildResult(names[0], written.manifest.digest, tuple(names), b.cached_steps, b.step_no)
     log.step(f"built {res.ref} ({res.cached_steps} of {res.steps} steps cached)")
     if req.digestfile:
-        with open(req.digestfile, "w") as f:
-            f.write(res.digest)
+        from ctk_shared.outputs import write_output
+
+        # stdout carries the ref already: `-` here would mix the two, so it is refused
+        write_output(req.digestfile, res.digest.encode(), allow_stdout=False)
     if any(dest == "-" for _kind, dest in outputs):
         return res  # stdout carried the tar
     output.emit_image(req.fmt, res.name, res.digest, Names=list(res.names), Config=written.config_digest)
@@ -208,14 +217,11 @@ def _export(client, name: str, dest: str) -> None:  # type: ignore[no-untyped-de
     from ctk_shared import archive
     from ctk_shared.images import load_local
 
+    from ctk_shared.outputs import open_output
+
     img = load_local(client, name)
-    if dest == "-":
-        archive.save(client, [img], sys.stdout.buffer)
-        return
-    tmp = dest + ".partial"
-    with open(tmp, "wb") as f:
+    with open_output(dest) as f:  # `-`, a device, a FIFO: streamed; a regular file: replaced whole
         archive.save(client, [img], f)
-    os.replace(tmp, dest)
 
 
 def _push(client, gopts: GlobalOptions, tags, quiet: bool) -> None:  # type: ignore[no-untyped-def]

@@ -206,11 +206,10 @@ class DigestCache:
     def save(self) -> None:
         if not (self.path and self.dirty):
             return
+        from ctk_shared.outputs import write_owned
+
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        tmp = f"{self.path}.{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(self.entries, f)
-        os.replace(tmp, self.path)
+        write_owned(self.path, json.dumps(self.entries).encode())  # whole; never through a planted link
         self.dirty = False
 
 

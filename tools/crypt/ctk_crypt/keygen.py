@@ -3,7 +3,6 @@ key), and optionally a self-signed certificate to use as a pkcs7 recipient."""
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -11,15 +10,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from ctk_shared.errors import AlreadyExists, UsageError
+from ctk_shared.outputs import write_output
 
 from .keys import CURVES
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, mode)
+    """A new file with exactly ``mode``, or into a device or FIFO named there; an existing key is never
+    overwritten (``exclusive``), and nothing is ever renamed over a device (``ctk_shared.outputs``)."""
+    write_output(str(path), data, mode=mode, exclusive=True, allow_stdout=False)
 
 
 def write_keypair(kind: str, out: str, bits: int = 4096, curve: str = "P-256", password: str | None = None,
@@ -32,8 +31,10 @@ def write_keypair(kind: str, out: str, bits: int = 4096, curve: str = "P-256", p
     if cert_days:
         paths.append(cert_path)
     for p in paths:
-        if p.exists():
+        if p.is_file():  # a device or FIFO (a key piped elsewhere) is written into, not refused
             raise AlreadyExists(f"{p} exists", hint="choose another -o name or remove the old files")
+        if p.is_dir():
+            raise UsageError(f"{p} is a directory", hint="-o takes a file name prefix")
     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     if kind == "rsa":
         key = rsa.generate_private_key(public_exponent=65537, key_size=bits)

@@ -14,18 +14,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ctk_shared import dataroot
+from ctk_shared.outputs import open_owned
+
 from . import jsonfiles
 
 
 class Endpoints:
     def __init__(self, data_root: str) -> None:
+        self.data_root = data_root
         self.root = Path(data_root) / "net"
         self.dir = self.root / "endpoints"
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "endpoints.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        dataroot.makedirs(self.data_root, self.dir)  # the data root 0710 first
+        fd = open_owned(self.root / "endpoints.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

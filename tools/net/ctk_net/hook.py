@@ -18,6 +18,7 @@ from typing import Any
 
 from ctk_shared import labels as L
 from ctk_shared.errors import CtkError, InvalidArgument
+from ctk_shared.outputs import open_owned
 
 from . import jsonfiles
 from .cni import Attachment, Runtime, first_ipv4
@@ -47,7 +48,7 @@ def main(gopts, phase: str) -> int:  # type: ignore[no-untyped-def]
     else:
         raise InvalidArgument(f"hook: unknown phase {phase!r} (createRuntime, postStop)")
     if gopts.debug:  # runc drops a successful hook's output: --debug times go to a file instead
-        with open(hook.net_root / "hook.log", "a") as log:
+        with os.fdopen(open_owned(hook.net_root / "hook.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a") as log:
             log.write(f"{phase} {hook.id[:12]} {time.monotonic() - t0:.3f}s\n")
     return 0
 
@@ -65,7 +66,9 @@ class Hook:
         self.hostname = ann.get(L.ANN_HOSTNAME, "")
         self.state_dir = ann.get(L.ANN_STATE_DIR, "")
         self.ip = ann.get(L.ANN_IP, "")
-        self.net_root = Path(gopts.data_root) / "net"
+        from ctk_shared import dataroot
+
+        self.net_root = dataroot.ensure(gopts.data_root) / "net"  # 0710 before CNI's IPAM or we make it 0755
         self.runtime = Runtime(gopts.cni_path, self.net_root / "cache")
         self.endpoints = Endpoints(gopts.data_root)
 
@@ -144,7 +147,7 @@ class Hook:
         """Bind-mount the container's netns so it outlives the container's processes until DEL."""
         target = self.netns_path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.touch()
+        os.close(open_owned(target, os.O_RDONLY | os.O_CREAT))  # the mount point; never a planted link
         _mount(f"/proc/{self.pid}/ns/net", str(target))
         return str(target)
 

@@ -32,6 +32,7 @@ def read_dir(directory: Path, contains: str = "") -> list[Any]:
 
 
 def write(path: Path, record: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    """Replace ``path`` whole; a link planted at its name (or at a temp name) is never written through."""
+    from ctk_shared.outputs import write_owned
+
+    write_owned(path, json.dumps(record).encode())

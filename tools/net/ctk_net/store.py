@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctk_shared import labels as L
 from ctk_shared.errors import AlreadyExists, Conflict, CtkError, InvalidArgument, NotFound, UsageError
+from ctk_shared.outputs import open_owned, write_owned
 
 from . import netconf, subnets
 from .netconf import DEFAULT_NETWORK, PREDEFINED, Network, NetworkSpec
@@ -113,7 +114,7 @@ class NetworkStore:
     def locked(self) -> Iterator[None]:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_owned(self.dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise CtkError(f"cannot write to the CNI config directory {self.dir}: {e.strerror}",
                            hint="run as root, or point --cni-netconfpath (NETCONFPATH) elsewhere") from None
@@ -125,17 +126,9 @@ class NetworkStore:
 
     def _write(self, conflist: dict[str, Any]) -> Network:
         path = netconf.file_for(str(self.dir), conflist["name"])
-        tmp = self.dir / f".{path.name}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "w") as f:
-                json.dump(conflist, f, indent=2)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+        try:  # whole or not at all, and never through a link planted in the directory
+            write_owned(path, (json.dumps(conflist, indent=2) + "\n").encode(), mode=0o644, fsync=True)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise CtkError(f"writing {path}: {e.strerror}") from None
         return Network.from_dict(conflist, str(path))
 

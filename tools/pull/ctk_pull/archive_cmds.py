@@ -1,7 +1,6 @@
 """``save`` and ``load``: image tars in and out of the store."""
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ def save(gopts: GlobalOptions, texts: list[str], dest: str, platform: Platform |
          all_platforms: bool) -> None:
     from ctk_shared import archive, connect
     from ctk_shared.images import load_local
+    from ctk_shared.outputs import open_output
 
     client = connect.containerd(gopts)
     imgs = [load_local(client, t, platform) for t in texts]
@@ -25,14 +25,10 @@ def save(gopts: GlobalOptions, texts: list[str], dest: str, platform: Platform |
             raise UsageError("refusing to write a tar to a terminal", )
         archive.save(client, imgs, sys.stdout.buffer, all_platforms)
         return
-    tmp = f"{dest}.ctk-partial"
-    try:
-        with open(tmp, "wb") as f:
-            archive.save(client, imgs, f, all_platforms)
-        os.replace(tmp, dest)  # a failed save never leaves a half-written tar under the real name
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # a regular file is replaced whole (never half a tar under the real name); a device, a FIFO or
+    # /dev/stdout is streamed into and never renamed over (ctk_shared.outputs)
+    with open_output(dest) as f:
+        archive.save(client, imgs, f, all_platforms)
 
 
 def load(gopts: GlobalOptions, src: str, platform: Platform | None, quiet: bool) -> None:

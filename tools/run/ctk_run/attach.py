@@ -13,6 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from ctk_shared import dataroot
 from ctk_shared.errors import CtkError
 
 from . import labels as L
@@ -116,7 +117,7 @@ def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_op
     from .logfile import JsonLogWriter
 
     fifo_dir = state.namespace_dir(gopts.data_root, client.namespace) / "fifo"
-    fifo_dir.mkdir(parents=True, exist_ok=True)
+    dataroot.makedirs(gopts.data_root, fifo_dir)  # the data root 0710 first
     fifos = FifoSet(str(fifo_dir), c.id, stdin=stdin_open, terminal=tty)
     log = JsonLogWriter(c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id)))
     term = Terminal(client, c.id, tty=tty, stdin_open=stdin_open)

@@ -6,6 +6,7 @@ import secrets
 import sys
 from typing import TYPE_CHECKING
 
+from ctk_shared import dataroot
 from ctk_shared.errors import Conflict, CtkError
 
 from . import lifecycle, state
@@ -60,7 +61,7 @@ def exec_in(client: Client, gopts: GlobalOptions, text: str, command: tuple[str,
     proc = process_spec(spec, command, tty=tty, env=env, workdir=workdir, user=user, privileged=privileged)
     exec_id = f"exec-{secrets.token_hex(8)}"
     fifo_dir = state.namespace_dir(gopts.data_root, client.namespace) / "fifo"
-    fifo_dir.mkdir(parents=True, exist_ok=True)
+    dataroot.makedirs(gopts.data_root, fifo_dir)  # the data root 0710 first
     fifos = FifoSet(str(fifo_dir), exec_id, stdin=interactive, terminal=tty)
     try:
         try:

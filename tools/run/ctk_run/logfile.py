@@ -56,9 +56,12 @@ class JsonLogWriter:
     a trailing partial line waits for the rest, for :meth:`flush` or for :meth:`close`."""
 
     def __init__(self, path: str) -> None:
+        from ctk_shared.outputs import open_owned
+
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        # the logger runs as root: a link (or a FIFO) planted at the log's name is refused, never written through
+        self._fd = open_owned(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._partial: dict[str, bytes] = {}
 
     @staticmethod

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ctk_shared import dataroot
 from ctk_shared.errors import UsageError
+from ctk_shared.outputs import open_owned
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -37,6 +39,15 @@ def log_path(data_root: str, namespace: str, container_id: str) -> Path:
     return container_dir(data_root, namespace, container_id) / f"{container_id}-json.log"
 
 
+def make_container_dir(data_root: str, namespace: str, container_id: str) -> Path:
+    """Create the new container's directory (logs, /etc files), the data root 0710 first. The ID is fresh,
+    so the directory must not exist yet: whatever sits there was not made for this container."""
+    d = container_dir(data_root, namespace, container_id)
+    dataroot.makedirs(data_root, d.parent)
+    d.mkdir(mode=0o755)
+    return d
+
+
 def remove_container_dir(data_root: str, namespace: str, container_id: str) -> None:
     shutil.rmtree(container_dir(data_root, namespace, container_id), ignore_errors=True)
 
@@ -45,8 +56,8 @@ def remove_container_dir(data_root: str, namespace: str, container_id: str) -> N
 def name_lock(data_root: str, namespace: str) -> Iterator[None]:
     """Serialise name checks and container creation within a namespace (crash-safe: an flock)."""
     d = namespace_dir(data_root, namespace)
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / "names.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    dataroot.makedirs(data_root, d)
+    fd = open_owned(d / "names.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -297,17 +297,12 @@ class ChunkCache:
         p = self._path(digest)
         if p is None:
             return
-        tmp = f"{p}.{os.getpid()}.{threading.get_ident()}.tmp"
+        from ctk_shared.outputs import write_owned
+
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, p)
+            write_owned(p, data, mode=0o644)  # temp file with O_EXCL, renamed: never through a planted link
         except OSError as e:
             log.warning("cannot cache chunk %s: %s", digest, e)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 # --- file contents -----------------------------------------------------------------------------------------------
@@ -600,10 +595,9 @@ def _main(argv: list[str] | None = None) -> int:
         if a.stats:
             d = dict(stats(), size=reader.size, chunks_fetched=ops.contents.chunks_fetched,
                      cache_hits=ops.contents.cache.hits if ops.contents.cache else 0)
-            tmp = a.stats + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(d, f)
-            os.replace(tmp, a.stats)
+            from ctk_shared.outputs import write_owned
+
+            write_owned(a.stats, json.dumps(d).encode(), mode=0o644)
 
     ops = LazyFS(reader, a.cache, on_fetch=dump if a.stats else None, read_ahead=True)
     dump()

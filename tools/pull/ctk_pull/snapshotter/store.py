@@ -147,13 +147,10 @@ class SnapshotStore:
         return data
 
     def _save(self) -> None:
-        path = self.root / METADATA
-        tmp = path.with_name(METADATA + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self._meta, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        from ctk_shared.outputs import write_owned
+
+        data = json.dumps(self._meta, indent=1, sort_keys=True).encode()
+        write_owned(self.root / METADATA, data, mode=0o644, fsync=True)  # whole, never through a planted link
 
     # -- helpers ----------------------------------------------------------------------------------------
     @property
