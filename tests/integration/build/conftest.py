@@ -12,15 +12,18 @@ def data_root(tmp_path):
 
 
 @pytest.fixture
-def build(containerd, ctd, data_root):
-    """Run ctk-build in the test's namespace: ``build("-t", "app", str(ctx)) -> Result``."""
-    return tool_runner("ctk-build", address=containerd.address, namespace=ctd.namespace, data_root=data_root)
+def build(containerd, ctd, data_root, cni_env):
+    """Run ctk-build in the test's namespace: ``build("-t", "app", str(ctx)) -> Result``. RUN steps join the
+    session's private bridge network (``cni_env``), never the host's."""
+    return tool_runner("ctk-build", address=containerd.address, namespace=ctd.namespace, data_root=data_root,
+                       env=cni_env.env)
 
 
 @pytest.fixture
-def run(containerd, ctd, data_root):
+def run(containerd, ctd, data_root, cni_env):
     """ctk-run in the same namespace (to run what was built)."""
-    go = tool_runner("ctk-run", address=containerd.address, namespace=ctd.namespace, data_root=data_root)
+    go = tool_runner("ctk-run", address=containerd.address, namespace=ctd.namespace, data_root=data_root,
+                     env=cni_env.env)
     yield go
     remove_containers(go)
 

@@ -98,8 +98,13 @@ def test_step_spec_defaults():
     assert "CAP_CHOWN" in spec["process"]["capabilities"]["bounding"]
     assert [m["destination"] for m in spec["mounts"]][:3] == ["/proc", "/dev", "/dev/pts"]
     assert spec["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"  # Docker's default profile, as BuildKit
-    host = build_step_spec("abc", "ns", StepProcess(("true",), ()))
+    host = build_step_spec("abc", "ns", StepProcess(("true",), (), network="host"))
     assert {"type": "network"} not in host["linux"]["namespaces"]
+    hooks = {"createRuntime": [{"path": "/x/ctk-net"}], "poststop": [{"path": "/x/ctk-net"}]}
+    bridge = build_step_spec("abc", "ns", StepProcess(("true",), (), hooks=hooks, annotations={"ctk/networks": "[]"}))
+    assert {"type": "network"} in bridge["linux"]["namespaces"]  # the default: a namespace of its own
+    assert bridge["hooks"] == hooks and bridge["annotations"] == {"ctk/networks": "[]"}
+    assert bridge["hostname"] == "abc"
 
 
 def test_ports_and_durations():

@@ -18,13 +18,14 @@ from ctk_shared import reference as refs
 from ctk_shared.errors import CtkError, Interrupted, NotFound, UsageError
 
 from .cache import Cache
-from .dockerfile.instructions import BuildPlan, Copy, From, KeyValues, Stage
+from .dockerfile.instructions import BuildPlan, Command, Copy, From, KeyValues, Stage
 from .dockerfile.parser import DockerfileError, Node
 from .dockerfile.shell import Lexer, ShellError
 from .imagestate import ImageState
 from .runner import RunningTasks
-from .runsteps import PROXY_ARGS
+from .runsteps import PROXY_ARGS, network_of
 from .sources import SourceTree
+from .stepnet import StepNetwork
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
@@ -40,13 +41,14 @@ class BuildOptions:
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
     no_cache: bool = False
-    network: str = "host"
+    network: str = "bridge"  # RUN steps' default: "bridge" (own namespace, outbound NAT), "host" or "none"
     platform: oci.Platform | None = None
     source_date_epoch: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
     compression: str = "uncompressed"  # of the layers: gzip, or uncompressed (faster builds, bigger pushes)
     pull: bool = False  # pull base images even when they are in the store
+    allow: frozenset[str] = frozenset()  # entitlements granted (--allow network.host)
 
 
 class BuildLog:
@@ -127,6 +129,7 @@ class Builder:
         self.max_parallel = max(1, min(4, os.cpu_count() or 1))
         self.stopping = threading.Event()
         self.tasks = RunningTasks()
+        self.stepnet = StepNetwork(gopts)
         self._lock = threading.Lock()
 
     # -- planning -------------------------------------------------------------------------------
@@ -220,6 +223,10 @@ class Builder:
     def build(self) -> StageResult:
         target = self.target_stage()
         stages = self.needed(target)
+        for st in stages:  # entitlements before any work, as BuildKit checks them before solving
+            for ins in st.instructions:
+                if isinstance(ins, Command) and ins.keyword == "run":
+                    network_of(self, ins)
         self.steps_total = sum(1 + len(s.instructions) for s in stages)
         if len(stages) == 1 or self.max_parallel == 1:
             for st in stages:

@@ -56,8 +56,11 @@ def _epoch(value: str | None) -> int | None:
 @click.option("--target", help="build up to this stage (only the stages it needs)")
 @click.option("--no-cache", is_flag=True, help="do not reuse cached steps")
 @click.option("-q", "--quiet", is_flag=True, help="no step lines or RUN output; stdout still gets the ref")
-@click.option("--network", type=click.Choice(["host", "none", "default"]), default="host", show_default=True,
-              help="network of RUN steps")
+@click.option("--network", type=click.Choice(["default", "none", "host"]), default="default", show_default=True,
+              help="network of RUN steps: default = their own on the bridge network (outbound NAT); "
+                   "host needs --allow network.host")
+@click.option("--allow", "allow", multiple=True, metavar="ENTITLEMENT",
+              help="grant an entitlement: network.host (RUN --network=host, --network host)")
 @click.option("--platform", help="the platform of base images (os/arch[/variant])")
 @click.option("--source-date-epoch", metavar="SECONDS",
               help="pin every timestamp for reproducible digests [$SOURCE_DATE_EPOCH]")
@@ -75,7 +78,7 @@ def _epoch(value: str | None) -> int | None:
 def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build_args: tuple[str, ...],
           target: str | None, no_cache: bool, quiet: bool, network: str, platform: str | None,
           source_date_epoch: str | None, labels: tuple[str, ...], push: bool, outputs: tuple[str, ...],
-          compression: str, pull: bool, digestfile: str | None, fmt: str) -> None:
+          compression: str, pull: bool, digestfile: str | None, fmt: str, allow: tuple[str, ...]) -> None:
     """Build an image from a Dockerfile."""
     from ctk_shared.oci import Platform
 
@@ -83,7 +86,7 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
 
     req = ops.BuildRequest(
         context=context_dir, dockerfile=dockerfile, tags=tags, build_args=_build_args(build_args), target=target,
-        no_cache=no_cache, quiet=quiet, network="host" if network == "default" else network,
+        no_cache=no_cache, quiet=quiet, network=network, allow=frozenset(allow),
         platform=Platform.parse(platform) if platform else None, source_date_epoch=_epoch(source_date_epoch),
         labels=shared_cli.labels_from_args(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
         pull=pull, digestfile=digestfile)

@@ -88,17 +88,26 @@ class RunningTasks:
                 client.tasks.kill(cid, signal.SIGKILL, all=True)
 
 
+def step_container_id(key: str) -> str:
+    """The id of the step's short-lived container record (from the snapshot key: unique while it runs)."""
+    return key.replace(" ", "-")[:76]
+
+
 def run_step(client: Client, snapshotter: str, key: str, mounts: Sequence[Mount], proc: StepProcess,
-             fifo_dir: str, output: Callable[[bytes], None], running: RunningTasks | None = None) -> None:
-    """Run ``proc`` in the snapshot ``key``; raise :class:`StepFailed` on a non-zero exit."""
+             fifo_dir: str, output: Callable[[bytes], None], running: RunningTasks | None = None,
+             labels: dict[str, str] | None = None) -> None:
+    """Run ``proc`` in the snapshot ``key``; raise :class:`StepFailed` on a non-zero exit.
+
+    A network hook in the spec is released by runc when the task is deleted, which the ``finally`` below
+    always does once the task exists (and runc itself does when creating the task fails)."""
     from ctk_shared.containerd import Container
     from ctk_shared.taskio import FifoSet, copy_output
 
-    cid = key.replace(" ", "-")[:76]
+    cid = step_container_id(key)
     spec = build_step_spec(cid, client.namespace, proc)
     client.containers.create(Container(id=cid, runtime=RUNTIME, spec=json.dumps(spec).encode(),
                                        snapshotter=snapshotter, snapshot_key=key,
-                                       labels={STEP_LABEL: "true", PID_LABEL: str(os.getpid())}))
+                                       labels={**(labels or {}), STEP_LABEL: "true", PID_LABEL: str(os.getpid())}))
     tail = _Tail(output)
     created = False
     try:

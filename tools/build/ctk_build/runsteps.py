@@ -8,18 +8,20 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from ctk_shared.errors import CtkError
+from ctk_shared.nethooks import hook_error
 from ctk_shared.snapshotfs import layered_dirs
 
-from . import mounting, users
+from . import mounting, stepnet, users
 from .cache import chain_key
 from .dockerfile.instructions import Command
-from .dockerfile.parser import as_written, heredoc_markers
-from .runner import StepFailed, run_step
+from .dockerfile.parser import DockerfileError, as_written, heredoc_markers
+from .runner import StepFailed, run_step, step_container_id
 from .stepspec import StepProcess
 
 if TYPE_CHECKING:
     from ctk_shared.containerd import Mount
 
+    from .builder import Builder
     from .stage import StageContext
 
 PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -45,16 +47,26 @@ def _run_args(sc: StageContext, ins: Command) -> tuple[list[str], dict[str, str]
     return [*sc.shell, full], {}
 
 
+def network_of(b: Builder, ins: Command) -> str:
+    """The step's network mode (``bridge``, ``host``, ``none``); a Dockerfile error naming the line when the
+    mode is unknown or needs an entitlement the build was not given. Checked for every RUN before the build
+    starts too (as BuildKit checks entitlements before solving), so a late step cannot fail on it."""
+    flag = ins.flags.get("network")
+    try:
+        return stepnet.step_mode(str(flag) if flag else None, b.opts.network, b.opts.allow)
+    except ValueError as e:
+        err: DockerfileError = b.df.error(ins.node, str(e))
+        if flag == stepnet.HOST:
+            err.hint = stepnet.ALLOW_HINT
+        raise err from None
+
+
 def run(sc: StageContext, ins: Command) -> None:
     """RUN as one layer step of the stage ``sc``."""
     for flag in ("mount", "security"):
         if flag in ins.flags:
             raise sc.b.df.error(ins.node, f"RUN --{flag} is not supported by ctk-build yet")
-    network = str(ins.flags.get("network") or sc.b.opts.network)
-    if network == "default":
-        network = sc.b.opts.network
-    if network not in ("host", "none"):
-        raise sc.b.df.error(ins.node, f"RUN --network={network}: only host and none are supported")
+    network = network_of(sc.b, ins)
     args, pipes = _run_args(sc, ins)
     env_list = sc.state.env_list()
     env_keys = {e.partition("=")[0] for e in env_list}
@@ -80,10 +92,15 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
     except CtkError as e:
         raise sc.b.df.error(ins.node, e.message) from None
     missing = [p for p in _MOUNT_POINTS if not any(os.path.lexists(os.path.join(d, p)) for d in dirs)]
-    binds: list[tuple[str, str]] = []
-    if network == "host":
-        binds += [(p, p) for p in ("/etc/hosts", "/etc/resolv.conf") if os.path.exists(p)]
+    b = sc.b
     with contextlib.ExitStack() as stack:
+        etc_dir = ""
+        if network == stepnet.BRIDGE:  # the step's generated hosts and resolv.conf, gone with the step
+            parent = os.path.join(b.gopts.data_root, "build", "etc")
+            os.makedirs(parent, exist_ok=True)
+            etc_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="step-", dir=parent))
+        binds = b.stepnet.etc_files(network, step_container_id(skey)[:12], etc_dir)
+        hooks, annotations = b.stepnet.spec_parts(b.client.namespace) if network == stepnet.BRIDGE else (None, {})
         if pipes:  # a "#!" heredoc: the script is bound read-only at /dev/pipes/NAME
             pipe_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ctk-build-pipes-"))
             for name, body in pipes.items():
@@ -92,13 +109,20 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
                     fh.write(body)
                 os.chmod(path, 0o755)
                 binds.append((path, f"/dev/pipes/{name}"))
-        proc = StepProcess(tuple(args), tuple(env), cwd, uid, gid, extra, network, tuple(binds))
+        proc = StepProcess(tuple(args), tuple(env), cwd, uid, gid, extra, network, tuple(binds), hooks,
+                           annotations)
         try:
-            run_step(sc.b.client, sc.b.sn_name, skey, mounts, proc, sc.b.fifo_dir, sc.b.log.output,
-                     sc.b.tasks)
+            run_step(b.client, b.sn_name, skey, mounts, proc, b.fifo_dir, b.log.output, b.tasks,
+                     stepnet.container_labels(network))
         except StepFailed as e:
-            raise StepFailed(f"{sc.b.df.filename}:{ins.line}: {as_written(ins.node)}: "
+            raise StepFailed(f"{b.df.filename}:{ins.line}: {as_written(ins.node)}: "
                              f"exit code {e.exit_status}", e.exit_status, e.tail) from None
+        except CtkError as e:
+            why = hook_error(e.message)
+            if why is None:
+                raise
+            raise CtkError(f"{b.df.filename}:{ins.line}: {as_written(ins.node)}: attaching the step to the "
+                          f"{network} network: {why}", hint=e.hint) from None
     upper = mounting.upper_dir(mounts)
     if upper:
         _remove_mount_points(upper, missing)

@@ -1,9 +1,10 @@
 """The OCI runtime spec of one ``RUN`` step: Docker's defaults plus the stage's environment, user and cwd.
 
-A build step is a short-lived container: host network by default (as ``docker build``), a private one
-with ``--network none``; Docker's default seccomp profile for the default capabilities (as BuildKit applies
-it to RUN steps); the build's hosts and resolv.conf files bound read-only so name resolution works in the host
-network.
+A build step is a short-lived container with a network namespace of its own (as BuildKit's RUN steps):
+attached to the default ``bridge`` network by ``ctk-net`` hooks (outbound through NAT), empty with
+``--network none``, or the host's with ``--network host`` (an entitlement, checked in :mod:`stepnet`).
+Docker's default seccomp profile for the default capabilities (as BuildKit applies it to RUN steps); hosts and
+resolv.conf files bound read-only so name resolution works.
 """
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ class StepProcess:
     uid: int = 0
     gid: int = 0
     additional_gids: tuple[int, ...] = ()
-    network: str = "host"  # "host" or "none"
+    network: str = "bridge"  # "bridge", "host" or "none"
     binds: tuple[tuple[str, str], ...] = field(default=())  # (host path, container path), read-only
+    hooks: dict[str, Any] | None = None  # the OCI hooks that attach a "bridge" step (ctk_shared.nethooks)
+    annotations: dict[str, str] = field(default_factory=dict)  # what those hooks read
 
 
 def build_step_spec(container_id: str, namespace: str, proc: StepProcess) -> dict[str, Any]:
+    """The runtime spec; every mode but ``host`` gets a new network namespace (``bridge`` adds the hooks)."""
     host_net = proc.network == "host"
     user: dict[str, Any] = {"uid": proc.uid, "gid": proc.gid}
     if proc.additional_gids:
@@ -35,7 +39,7 @@ def build_step_spec(container_id: str, namespace: str, proc: StepProcess) -> dic
     mounts = ocispec.default_mounts()
     for src, dst in proc.binds:
         mounts.append({"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro", "rprivate"]})
-    return {
+    spec: dict[str, Any] = {
         "ociVersion": ocispec.OCI_VERSION,
         "process": {
             "terminal": False,
@@ -60,3 +64,8 @@ def build_step_spec(container_id: str, namespace: str, proc: StepProcess) -> dic
             "seccomp": seccomp.default_profile(ocispec.DEFAULT_CAPS),
         },
     }
+    if proc.hooks:
+        spec["hooks"] = proc.hooks
+    if proc.annotations:
+        spec["annotations"] = dict(proc.annotations)
+    return spec
