@@ -2,7 +2,9 @@
 
 Shared because three tools need it without needing any cryptography: ctk-crypt reads keys itself, while
 ctk-run and ctk-pull only pass them through ``Diff.Apply`` payloads to the stream processor containerd runs
-(``ctk-crypt-decoder``, or imgcrypt's ``ctd-decoder``: the payload format is imgcrypt's).
+(``ctk-crypt-decoder``, or imgcrypt's ``ctd-decoder``: the payload format is imgcrypt's), and ctk-run sends
+them on a pipe to ``ctk-crypt check-key`` (the :func:`check_request` document) to learn whether they may
+run an encrypted image.
 
 Key specs follow ocicrypt: ``FILE``, ``FILE:pass=PASSWORD``, ``FILE:file=PASSWORD_FILE``, ``FILE:fd=N``, or
 ``FILE:PASSWORD``. Unlike ocicrypt, a FILE whose name contains ``:`` works when the file exists.
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import InvalidArgument, UsageError
 from .oci import Descriptor, parse_json_document
 
 # the Any type URL imgcrypt registers for its payload (a JSON value, not protobuf)
@@ -153,11 +155,16 @@ def parse_payload_value(value: bytes) -> Payload:
     return Payload(keys, layer)
 
 
+def encrypted_layers(layers: Iterable[Descriptor]) -> list[Descriptor]:
+    """The layers ocicrypt encrypted: only the media type is looked at, so plain images pay nothing."""
+    return [d for d in layers if d.media_type.endswith("+encrypted")]
+
+
 def require_keys(layers: Iterable[Descriptor], keys: Iterable[KeySource]) -> None:
     """Refuse, before any work, to unpack encrypted layers without a key (containerd's decoder would fail
     late, with a message about a missing payload)."""
 
-    encrypted = [d for d in layers if d.media_type.endswith("+encrypted")]
+    encrypted = encrypted_layers(layers)
     if encrypted and not list(keys):
         raise UsageError(f"the image has {len(encrypted)} encrypted layer(s) and no decryption key was given",
                          hint="pass --decryption-key KEY.pem[:pass=…], or pull with --unpack=false")
@@ -169,3 +176,35 @@ def layer_payloads(keys: Iterable[KeySource]):  # type: ignore[no-untyped-def]
     if not keys:
         return None
     return lambda layer: unpack_payloads(keys, layer) if layer.media_type.endswith("+encrypted") else {}
+
+
+# --- the key check request (ctk-run -> ctk-crypt check-key) -----------------------------------------
+def check_request(keys: Iterable[KeySource], layers: Iterable[Descriptor]) -> bytes:
+    """``{"keys":[{"key","password","origin"}],"layers":[descriptor…]}``: what ``ctk-crypt check-key
+    --request -`` reads. The keys travel on a pipe, never on a command line (``ps`` shows arguments), and
+    already read: a ``:fd=N`` password can be read only once. ``origin`` keeps the file name for messages."""
+    doc = {"keys": [{"key": base64.b64encode(k.data).decode(),
+                     "password": None if k.password is None else base64.b64encode(k.password).decode(),
+                     "origin": k.origin} for k in keys],
+           "layers": [d.to_json() for d in layers]}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def parse_check_request(data: bytes) -> tuple[list[KeySource], list[Descriptor]]:
+    """The reverse of :func:`check_request`; a malformed document is an InvalidArgument."""
+    doc = parse_json_document(data, "key check request")
+    raw_keys, raw_layers = doc.get("keys") or [], doc.get("layers") or []
+    if not isinstance(raw_keys, list) or not isinstance(raw_layers, list):
+        raise InvalidArgument("key check request: keys and layers must be lists")
+    keys = []
+    for i, k in enumerate(raw_keys):
+        if not isinstance(k, dict) or not isinstance(k.get("key"), str):
+            raise InvalidArgument(f"key check request: key {i} has no base64 'key'")
+        pw = k.get("password")
+        try:
+            keys.append(KeySource(base64.b64decode(k["key"], validate=True),
+                                  None if pw is None else base64.b64decode(str(pw), validate=True),
+                                  str(k.get("origin") or f"key {i}")))
+        except ValueError:
+            raise InvalidArgument(f"key check request: key {i} is not valid base64") from None
+    return keys, [Descriptor.from_json(d) for d in raw_layers]

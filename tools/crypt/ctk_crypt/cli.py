@@ -102,6 +102,25 @@ def inspect(ref: str) -> None:
     ops.inspect(shared_cli.options(), _one_ref(ref))
 
 
+@cli.command(name="check-key", context_settings=CONTEXT)
+@click.argument("ref", required=False)
+@click.option("-k", "--key", "keys", multiple=True, metavar="FILE[:pass=PW]",
+              help="private key (or certificate) to check, as for decrypt (repeatable)")
+@click.option("--request", metavar="FILE|-", help="read the keys and layers from a JSON document instead of "
+              "REF and --key (what ctk-run sends on stdin, so no key or password is on a command line)")
+@_platform_opt
+@shared_cli.global_options
+def check_key(ref: str | None, keys: tuple[str, ...], request: str | None, platforms: tuple[str, ...]) -> None:
+    """Exit 0 if the keys open the wrapped key of every encrypted layer of REF (imgcrypt's check).
+
+    Nothing is decrypted: this is the authorization ctk-run asks for before it runs an encrypted image, whose
+    layers may have been unpacked by someone else.
+    """
+    from . import ops
+
+    ops.check_key(shared_cli.options(), _one_ref(ref) if ref else None, list(keys), request, _platforms(platforms))
+
+
 @cli.command(context_settings=CONTEXT)
 @click.option("-t", "--type", "kind", type=click.Choice(["rsa", "ec"]), default="rsa", show_default=True)
 @click.option("-o", "--output", "out", required=True, metavar="NAME",

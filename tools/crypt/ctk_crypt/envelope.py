@@ -179,6 +179,21 @@ def unwrap(desc: oci.Descriptor, keyring: Keyring) -> PrivateOptions:
                         f"key(s) opens its wrapped keys: {have}", hint=hint)
 
 
+def authorize(layers: list[oci.Descriptor], keyring: Keyring) -> int:
+    """imgcrypt's authorization check: every encrypted layer's wrapped key opens with ``keyring``.
+
+    Only the small wrapped-key annotation is opened, never the layer: it is what proves the caller holds a
+    recipient's key even when the layers were unpacked long ago by someone else. Returns how many layers were
+    checked; NoMatchingKey (or InvalidArgument) names the first that fails."""
+    encrypted = [d for d in layers if is_encrypted(d)]
+    if encrypted and not keyring:
+        raise NoMatchingKey(f"{len(encrypted)} encrypted layer(s) and no private key was given",
+                            hint="give the private key of one of the recipients with --key")
+    for desc in encrypted:
+        unwrap(desc, keyring)
+    return len(encrypted)
+
+
 def describe(desc: oci.Descriptor) -> dict[str, Any]:
     """What inspect shows for one layer: scheme(s) and, where the format says, the recipients."""
     info: dict[str, Any] = {"encrypted": is_encrypted(desc)}

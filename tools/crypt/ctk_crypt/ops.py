@@ -142,6 +142,49 @@ def inspect(gopts: GlobalOptions, text: str) -> None:
                       "encrypted": encrypted, "manifests": docs}, indent=2)
 
 
+def check_key(gopts: GlobalOptions, text: str | None, key_specs: list[str], request: str | None,
+              platforms: list[Platform]) -> None:
+    """Exit 0 when the keys open every encrypted layer's wrapped key (nothing is decrypted or written).
+
+    Either an image in the store with ``--key`` specs, or a request document (``ctk_shared.decryption_keys.
+    check_request``) that ctk-run sends on stdin, so keys and passwords never appear on a command line."""
+    import sys
+
+    from ctk_shared.decryption_keys import parse_check_request, read_key_specs
+
+    from . import envelope
+    from .keys import Keyring
+
+    if request is not None:
+        if text is not None or key_specs:
+            raise UsageError("--request carries the keys and layers: give no REF and no --key with it")
+        try:
+            data = sys.stdin.buffer.read() if request == "-" else open(request, "rb").read()
+        except OSError as e:
+            raise UsageError(f"cannot read {request}: {e.strerror}") from None
+        sources, layers = parse_check_request(data)
+        name = "the image"
+    else:
+        if text is None:
+            raise UsageError("check-key needs an image REF (or --request)")
+        from ctk_shared import connect
+        from ctk_shared.images import find_image
+
+        from . import imagewalk
+
+        client = connect.containerd(gopts)
+        image = find_image(client, text)
+        layers = []
+        for mdesc, manifest in imagewalk.manifests(client, image.target):
+            chosen = not platforms or mdesc.platform is None or any(p.matches(mdesc.platform) for p in platforms)
+            if manifest is not None and chosen:
+                layers += manifest.layers
+        sources, name = read_key_specs(key_specs), image.name
+    n = envelope.authorize(layers, Keyring.load(sources))
+    output.emit_line(f"{name}: {n} encrypted layer(s), every one opened by the key(s)" if n else
+                     f"{name}: no encrypted layers")
+
+
 def keygen(kind: str, out: str, bits: int, curve: str, password: str | None, cert_days: int) -> None:
     from .keygen import write_keypair
 

@@ -32,52 +32,67 @@ def _client():  # type: ignore[no-untyped-def]
     return connect.containerd(shared_cli.options())
 
 
+_decryption_key_opt = click.option("--decryption-key", "decryption_keys", multiple=True, metavar="KEY[:pass=…]",
+                                   help="private key (or cert) for an encrypted image's layers (repeatable)")
+
+
+_CONTAINER_OPTIONS = [
+    click.argument("image"),
+    click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    click.option("-i", "--interactive", is_flag=True, help="keep stdin open"),
+    click.option("-t", "--tty", is_flag=True, help="allocate a pseudo-TTY"),
+    click.option("--rm", "auto_remove", is_flag=True, help="remove the container when it exits"),
+    click.option("--name", help="container name (unique in the namespace)"),
+    click.option("-e", "--env", multiple=True, help="KEY=VALUE, or KEY to take it from this environment"),
+    click.option("--env-file", multiple=True),
+    click.option("-w", "--workdir"),
+    click.option("-u", "--user", help="name|uid[:group|gid]"),
+    click.option("--entrypoint", help="override the image's entrypoint ('' clears it)"),
+    click.option("-h", "--hostname"),
+    click.option("-v", "--volume", multiple=True, help="SRC:DST[:ro] bind mount, NAME:DST volume, or DST"),
+    click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,source=…,target=…[,readonly]"),
+    click.option("--tmpfs", multiple=True, help="DST[:size=64m,mode=1777]"),
+    click.option("--read-only", is_flag=True),
+    click.option("--cap-add", multiple=True),
+    click.option("--cap-drop", multiple=True),
+    click.option("--privileged", is_flag=True),
+    click.option("--security-opt", multiple=True, help="seccomp=unconfined|PROFILE.json, no-new-privileges"),
+    click.option("--cpus", help="number of CPUs (e.g. 1.5)"),
+    click.option("-m", "--memory", help="memory limit (e.g. 512m)"),
+    click.option("--pids-limit", type=int),
+    click.option("--ulimit", multiple=True, help="TYPE=SOFT[:HARD], e.g. nofile=1024:2048"),
+    click.option("--shm-size", help="size of /dev/shm (default 64m)"),
+    click.option("-l", "--label", multiple=True, help="KEY=VALUE"),
+    click.option("--stop-signal"),
+    click.option("--stop-timeout", type=int),
+    click.option("--init", is_flag=True, help="run an init process that reaps zombies and forwards signals"),
+    click.option("--platform", help="os/arch[/variant] of the image"),
+    click.option("--restart", default="no", show_default=True, help="no|always|unless-stopped|on-failure[:N]"),
+    click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True),
+    click.option("--network", "--net", "network", multiple=True,
+                 help="bridge (default), host, none, or a network made with ctk-net create (repeatable)"),
+    click.option("-p", "--publish", multiple=True, help="[ip:][hostPort[-range]:]containerPort[-range][/tcp|udp]"),
+    click.option("-P", "--publish-all", is_flag=True, help="publish every EXPOSEd port to a free host port"),
+    click.option("--ip", help="IPv4 address on the first network"),
+    click.option("--dns", multiple=True, help="nameserver for resolv.conf"),
+    click.option("--dns-search", multiple=True),
+    click.option("--dns-option", "--dns-opt", "dns_option", multiple=True),
+    click.option("--add-host", multiple=True, help="HOST:IP or HOST:host-gateway, added to /etc/hosts"),
+    _decryption_key_opt,
+    click.option("-q", "--quiet", is_flag=True, help="no pull progress"),
+]
+
+
+def _container_options(f):  # type: ignore[no-untyped-def]
+    """The flags of ``run`` and ``create`` (Docker's ``create`` takes all of ``run``'s but -d)."""
+    for opt in reversed(_CONTAINER_OPTIONS):
+        f = opt(f)
+    return f
+
+
 @cli.command(context_settings=RUN_CONTEXT)
-@click.argument("image")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@_container_options
 @click.option("-d", "--detach", is_flag=True, help="run in the background and print the container ID")
-@click.option("-i", "--interactive", is_flag=True, help="keep stdin open")
-@click.option("-t", "--tty", is_flag=True, help="allocate a pseudo-TTY")
-@click.option("--rm", "auto_remove", is_flag=True, help="remove the container when it exits")
-@click.option("--name", help="container name (unique in the namespace)")
-@click.option("-e", "--env", multiple=True, help="KEY=VALUE, or KEY to take it from this environment")
-@click.option("--env-file", multiple=True)
-@click.option("-w", "--workdir")
-@click.option("-u", "--user", help="name|uid[:group|gid]")
-@click.option("--entrypoint", help="override the image's entrypoint ('' clears it)")
-@click.option("-h", "--hostname")
-@click.option("-v", "--volume", multiple=True, help="SRC:DST[:ro] bind mount, NAME:DST volume, or DST")
-@click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,source=…,target=…[,readonly]")
-@click.option("--tmpfs", multiple=True, help="DST[:size=64m,mode=1777]")
-@click.option("--read-only", is_flag=True)
-@click.option("--cap-add", multiple=True)
-@click.option("--cap-drop", multiple=True)
-@click.option("--privileged", is_flag=True)
-@click.option("--security-opt", multiple=True, help="seccomp=unconfined|PROFILE.json, no-new-privileges")
-@click.option("--cpus", help="number of CPUs (e.g. 1.5)")
-@click.option("-m", "--memory", help="memory limit (e.g. 512m)")
-@click.option("--pids-limit", type=int)
-@click.option("--ulimit", multiple=True, help="TYPE=SOFT[:HARD], e.g. nofile=1024:2048")
-@click.option("--shm-size", help="size of /dev/shm (default 64m)")
-@click.option("-l", "--label", multiple=True, help="KEY=VALUE")
-@click.option("--stop-signal")
-@click.option("--stop-timeout", type=int)
-@click.option("--init", is_flag=True, help="run an init process that reaps zombies and forwards signals")
-@click.option("--platform", help="os/arch[/variant] of the image")
-@click.option("--restart", default="no", show_default=True, help="no|always|unless-stopped|on-failure[:N]")
-@click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True)
-@click.option("--network", "--net", "network", multiple=True,
-              help="bridge (default), host, none, or a network made with ctk-net create (repeatable)")
-@click.option("-p", "--publish", multiple=True, help="[ip:][hostPort[-range]:]containerPort[-range][/tcp|udp]")
-@click.option("-P", "--publish-all", is_flag=True, help="publish every EXPOSEd port to a free host port")
-@click.option("--ip", help="IPv4 address on the first network")
-@click.option("--dns", multiple=True, help="nameserver for resolv.conf")
-@click.option("--dns-search", multiple=True)
-@click.option("--dns-option", "--dns-opt", "dns_option", multiple=True)
-@click.option("--add-host", multiple=True, help="HOST:IP or HOST:host-gateway, added to /etc/hosts")
-@click.option("--decryption-key", "decryption_keys", multiple=True, metavar="KEY[:pass=…]",
-              help="private key (or cert) for an encrypted image's layers (repeatable)")
-@click.option("-q", "--quiet", is_flag=True, help="no pull progress")
 @shared_cli.global_options
 def run(image: str, command: tuple[str, ...], **kw: object) -> None:
     """Run a command in a new container."""
@@ -90,6 +105,23 @@ def run(image: str, command: tuple[str, ...], **kw: object) -> None:
         raise errors.as_run_error(e) from e
     sys.stdout.flush()
     sys.exit(code)
+
+
+@cli.command(context_settings=RUN_CONTEXT)
+@_container_options
+@shared_cli.global_options
+def create(image: str, command: tuple[str, ...], **kw: object) -> None:
+    """Create a container without starting it; print its ID (start it with `ctk-run start`)."""
+    from ctk_shared import output
+
+    from . import errors
+    from .ops import create_container
+
+    try:
+        _, c = create_container(shared_cli.options(), image, command, kw)
+    except CtkError as e:
+        raise errors.as_run_error(e) from e
+    output.emit_line(c.id)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -138,12 +170,17 @@ def stop(containers: tuple[str, ...], timeout: int | None, sig: str | None) -> N
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
+@_decryption_key_opt
 @shared_cli.global_options
-def start(containers: tuple[str, ...]) -> None:
-    """Start stopped containers (in the background)."""
+def start(containers: tuple[str, ...], decryption_keys: tuple[str, ...]) -> None:
+    """Start stopped containers (in the background).
+
+    The first start of a container from an encrypted image that ctk-run did not create needs --decryption-key.
+    """
+    from .ops import decryption_keys as read_keys
     from .ops import start_containers
 
-    start_containers(_client(), shared_cli.options(), containers)
+    start_containers(_client(), shared_cli.options(), containers, read_keys(decryption_keys))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -53,11 +53,15 @@ class CreateOptions:
 
 
 def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, platform: Platform | None,
-                 progress: Progress, decryption_keys: tuple = ()) -> LocalImage:
-    """The image, pulled when missing (or always), through the shared library, and unpacked."""
+                 progress: Progress, decryption_keys: tuple = ()) -> tuple[LocalImage, str]:
+    """The image, pulled when missing (or always), through the shared library, and unpacked; with the value of
+    the key-check label. An encrypted image is refused, before any unpacking, unless ``decryption_keys`` open
+    its layers' wrapped keys: its layers may already be unpacked here by someone who had the key."""
     from ctk_shared import connect
     from ctk_shared.pull import PullOptions
     from ctk_shared.pull import pull as do_pull
+
+    from .keycheck import authorize
 
     ref = refs.parse(text)
     have = True
@@ -72,9 +76,10 @@ def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, pla
         img = store.load_local(client, str(ref), platform)
     elif not have:
         raise NotFound(f"image {text!r} not found locally and --pull=never", hint=f"ctk-pull {text}")
+    checked = authorize(img.image.name, img.manifest.layers, decryption_keys)
     if not store.is_unpacked(client, img.config, gopts.snapshotter):
         store.unpack(client, img, gopts.snapshotter, progress, decryption_keys)
-    return img
+    return img, checked
 
 
 def _etc_files(client: Client, img: LocalImage, snapshotter: str) -> tuple[str | None, str | None]:
@@ -128,7 +133,8 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
     from .ports import exposed
     from .spec import build_spec
 
-    img = ensure_image(client, gopts, opts.image, opts.pull, opts.platform, progress, opts.decryption_keys)
+    img, key_check = ensure_image(client, gopts, opts.image, opts.pull, opts.platform, progress,
+                                  opts.decryption_keys)
     if opts.name:
         state.validate_name(opts.name)
     net = opts.net
@@ -165,6 +171,7 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
             L.HOSTNAME: hostname,
             L.NETWORK: net.mode if net.mode != "cni" else ",".join(net.networks),
             L.RESTART_COUNT: "0",
+            L.KEY_CHECK: key_check,
         })
         if opts.auto_remove:
             labels[L.AUTO_REMOVE] = "true"

@@ -29,3 +29,4 @@ PORTS = "ctk/ports.requested"  # JSON list of the -p/-P mappings asked for (host
 STARTED_AT = "ctk/started-at"  # RFC 3339, set by every start (ctk's or the restart monitor's, via the logger)
 FINISHED_AT = "ctk/finished-at"  # RFC 3339 of the last exit ctk saw
 EXIT_CODE = "ctk/exit-code"  # last exit status ctk saw
+KEY_CHECK = "ctk/key-check"  # passed | not-encrypted: the image's decryption keys were checked at create

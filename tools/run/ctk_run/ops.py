@@ -109,12 +109,13 @@ def network_options(kw: dict[str, Any]):  # type: ignore[no-untyped-def]
                       add_hosts=tuple(parse_add_host(h) for h in kw.get("add_host") or ()))
 
 
-def run_container(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw: dict[str, Any]) -> int:
+def create_container(gopts: GlobalOptions, image: str, command: tuple[str, ...],
+                     kw: dict[str, Any]) -> tuple[Client, Container]:
+    """``create``, and the first half of ``run``: the container record and its snapshot, no task."""
     from ctk_shared import connect
     from ctk_shared.cli import ref_from_line
     from ctk_shared.progress import make_progress
 
-    from .attach import run_attached, run_logged
     from .create import create
 
     if image == "-":
@@ -127,9 +128,15 @@ def run_container(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw
     client = connect.containerd(gopts)
     progress = make_progress(kw["quiet"])
     try:
-        c = create(client, gopts, opts, progress)
+        return client, create(client, gopts, opts, progress)
     finally:
         progress.close()
+
+
+def run_container(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw: dict[str, Any]) -> int:
+    from .attach import run_attached, run_logged
+
+    client, c = create_container(gopts, image, command, kw)
     if kw["detach"]:
         try:
             lifecycle.start_task(client, gopts, c)
@@ -179,8 +186,30 @@ def for_each(client: Client, texts: Iterable[str], action: Callable[[Client, Con
         raise CtkError("; ".join(str(e) for e in failures))
 
 
-def start_containers(client: Client, gopts: GlobalOptions, texts: Iterable[str]) -> None:
+def check_first_start(client: Client, c: Container, keys: tuple = ()) -> None:
+    """Before a container's first start, the key check ``create`` makes, unless ctk-run made it already (the
+    label says so): a container made by another tool, or before the check existed, from an encrypted image
+    runs only with a key for its layers. Later starts are not checked (imgcrypt checks at create only)."""
+    if c.labels.get(L.KEY_CHECK) or c.labels.get(L.STARTED_AT) or not c.image:
+        return
+    from ctk_shared import images as store
+    from ctk_shared.errors import NotFound
+    from ctk_shared.oci import Platform
+
+    from .keycheck import authorize
+
+    plat = c.labels.get(L.PLATFORM)
+    try:
+        img = store.load_local(client, c.image, Platform.parse(plat) if plat else None)
+    except NotFound:
+        return  # the image is gone: nothing tells whether it was encrypted (Docker starts such containers)
+    verdict = authorize(c.image, img.manifest.layers, keys)
+    client.containers.update_labels(c.id, {L.KEY_CHECK: verdict})
+
+
+def start_containers(client: Client, gopts: GlobalOptions, texts: Iterable[str], keys: tuple = ()) -> None:
     def start(cl: Client, c: Container) -> None:
+        check_first_start(cl, c, keys)
         lifecycle.start_task(cl, gopts, c)
 
     for_each(client, texts, start)
@@ -190,6 +219,7 @@ def restart_containers(client: Client, gopts: GlobalOptions, texts: Iterable[str
     from .lookup import find_container
 
     def restart(cl: Client, c: Container) -> None:
+        check_first_start(cl, c)
         lifecycle.stop(cl, c, timeout)
         lifecycle.start_task(cl, gopts, find_container(cl, c.id))
 
