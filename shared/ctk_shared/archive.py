@@ -12,13 +12,14 @@ import os
 import tarfile
 import tempfile
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from . import labels as L
-from . import oci
+from . import limits, oci
 from . import reference as refs
-from .errors import CtkError, InvalidArgument, NotFound, UsageError
-from .images import LocalImage, Unpacker, read_blob, require_blob
+from .errors import CtkError, IntegrityError, InvalidArgument, NotFound, UsageError
+from .images import LocalImage, Unpacker, document_kind, read_blob, require_blob
 from .progress import NullProgress, Progress
 from .streams import ChunkReader
 
@@ -105,7 +106,12 @@ class LoadedImage:
 
 
 class _Archive:
-    """Random access to a tar's members by name (the input is spooled to disk when it is a pipe)."""
+    """Random access to a tar's members by name (the input is spooled to disk when it is a pipe).
+
+    A member's size is what its tar header declares, which the archive's maker chose: documents are refused
+    when that size is over the cap of their kind, and every read stops at the declared size and fails when
+    the archive ends before it (IntegrityError), so a hostile tar costs at most one chunk of memory.
+    """
 
     def __init__(self, f: IO[bytes]) -> None:
         try:
@@ -117,28 +123,41 @@ class _Archive:
     def has(self, name: str) -> bool:
         return name in self.members
 
+    def member(self, name: str) -> tarfile.TarInfo:
+        """The regular-file member ``name`` stands for, following symlinks inside the archive."""
+        for _ in range(16):
+            m = self.members.get(name)
+            if m is None:
+                raise InvalidArgument(f"archive is missing {name}")
+            if not m.issym():
+                return m
+            name = os.path.normpath(os.path.join(os.path.dirname(name), m.linkname))
+        raise InvalidArgument(f"archive member {name}: too many levels of symbolic links")
+
     def open(self, name: str) -> IO[bytes]:
-        m = self.members.get(name)
-        if m is None:
-            raise InvalidArgument(f"archive is missing {name}")
-        if m.issym():
-            target = os.path.normpath(os.path.join(os.path.dirname(name), m.linkname))
-            return self.open(target)
-        f = self.tar.extractfile(m)
+        f = self.tar.extractfile(self.member(name))
         if f is None:
             raise InvalidArgument(f"archive member {name} is not a file")
         return f
 
-    def read(self, name: str, limit: int = oci.MAX_MANIFEST_SIZE) -> bytes:
-        m = self.members.get(name)
-        if m is not None and m.size > limit:
-            raise InvalidArgument(f"archive member {name} is too large ({m.size} bytes)")
-        return self.open(name).read()
+    def chunks(self, name: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The member's bytes; a tar that ends before the size its header declares is an IntegrityError."""
+        f = self.open(name)
+        try:
+            while chunk := f.read(chunk_size):
+                yield chunk
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise IntegrityError(f"archive member {name}: {e} (the archive ends before the "
+                                 f"{self.member(name).size} bytes its header declares)") from None
+
+    def read(self, name: str, kind: str) -> bytes:
+        """A document member whole, refused unread when its declared size is over the cap of ``kind``."""
+        what = f"archive member {name}"
+        limits.check_declared(kind, self.member(name).size, what)
+        return limits.read_capped(self.chunks(name), kind, what)
 
     def size(self, name: str) -> int:
-        m = self.members[name]
-        return self.members[os.path.normpath(os.path.join(os.path.dirname(name), m.linkname))].size \
-            if m.issym() else m.size
+        return self.member(name).size
 
 
 def open_input(path: str) -> IO[bytes]:
@@ -187,6 +206,13 @@ def load(client: Client, f: IO[bytes], snapshotter: str, platform: oci.Platform 
             pass
 
 
+def _check_member_size(arc: _Archive, path: str, desc: oci.Descriptor, what: str) -> None:
+    """A blob's tar member must be exactly as long as the descriptor that names it says."""
+    size = arc.size(path)
+    if size != desc.size:
+        raise IntegrityError(f"{what}: the archive holds {size} bytes, its descriptor declares {desc.size}")
+
+
 def _blob_path(digest: str) -> str:
     oci.validate_digest(digest)
     return f"blobs/{digest.replace(':', '/')}"
@@ -197,7 +223,7 @@ Plan = list[tuple[str, oci.Descriptor, dict[str, bytes], dict[str, str]]]
 
 
 def _plan_oci(arc: _Archive) -> Plan:
-    index = oci.Index.parse(arc.read("index.json"))
+    index = oci.Index.parse(arc.read("index.json", "archive index"))
     plan: Plan = []
     for desc in index.manifests:
         name = desc.annotations.get(IMAGE_NAME_ANNOTATION, "")
@@ -213,15 +239,17 @@ def _plan_oci(arc: _Archive) -> Plan:
 
 def _plan_docker(arc: _Archive) -> Plan:
     try:
-        entries = json.loads(arc.read("manifest.json"))
-    except json.JSONDecodeError as e:
+        entries = json.loads(arc.read("manifest.json", "archive index"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"manifest.json is not valid JSON: {e}") from None
     if not isinstance(entries, list):
         raise InvalidArgument("manifest.json is not a list")
     plan: Plan = []
     for e in entries:
+        if not isinstance(e, dict):
+            raise InvalidArgument("manifest.json: an entry is not a JSON object")
         config_path = str(e.get("Config", ""))
-        config_data = arc.read(config_path)
+        config_data = arc.read(config_path, "config")
         config = oci.ImageConfig.parse(config_data)
         config_desc = oci.Descriptor(oci.DOCKER_CONFIG, oci.sha256_digest(config_data), len(config_data))
         layers: list[dict[str, Any]] = []
@@ -243,11 +271,11 @@ def _plan_docker(arc: _Archive) -> Plan:
 
 def _layer_identity(arc: _Archive, path: str, diff_id: str) -> tuple[str, str]:
     """A docker-archive names layers by path; find each one's digest and compression."""
-    f = arc.open(path)
-    magic = f.read(4)
-    f = arc.open(path)
+    magic = b""
     h = oci.hasher(diff_id)
-    while chunk := f.read(1 << 20):
+    for chunk in arc.chunks(path):
+        if len(magic) < 4:
+            magic += chunk[:4 - len(magic)]
         h.update(chunk)
     digest = f"sha256:{h.hexdigest()}"
     if magic[:2] == b"\x1f\x8b":
@@ -262,9 +290,14 @@ def _import_tree(client: Client, arc: _Archive, target: oci.Descriptor, docs: di
                  platform: oci.Platform | None, unpack: bool, progress: Progress) -> None:
     def doc(desc: oci.Descriptor) -> bytes:
         data = docs.get(desc.digest)
+        kind = document_kind(desc.media_type)
+        what = f"archive {kind} {desc.digest}"
         if data is None:
-            data = arc.read(_blob_path(desc.digest))
-        oci.verify_bytes(data, desc.digest, f"archive document {desc.digest}")
+            limits.check_declared(kind, desc.size, what)
+            path = _blob_path(desc.digest)
+            _check_member_size(arc, path, desc, what)
+            data = limits.read_document(arc.chunks(path), kind, desc.size, desc.digest, what)
+        oci.verify_bytes(data, desc.digest, what)
         return data
 
     def put(desc: oci.Descriptor, data: bytes | None, labels: dict[str, str]) -> None:
@@ -278,7 +311,8 @@ def _import_tree(client: Client, arc: _Archive, target: oci.Descriptor, docs: di
         if data is not None:
             client.content.write_blob(f"load-{desc.digest}", data, desc.digest, labels)
             return
-        src = arc.open(paths.get(desc.digest) or _blob_path(desc.digest))
+        path = paths.get(desc.digest) or _blob_path(desc.digest)
+        _check_member_size(arc, path, desc, f"archive blob {desc.digest}")
         key = desc.digest[7:19]
         progress.task(key, key, desc.size, "loading")
         with client.content.writer(f"load-{desc.digest}", desc.size, desc.digest) as w:
@@ -286,9 +320,14 @@ def _import_tree(client: Client, arc: _Archive, target: oci.Descriptor, docs: di
                 if w.offset:
                     w.abort()
                     w = client.content.writer(f"load-{desc.digest}", desc.size, desc.digest)
-                while chunk := src.read(1 << 20):
-                    w.write(chunk)
-                    progress.advance(key, len(chunk))
+                try:
+                    for chunk in limits.exact(arc.chunks(path), desc.size, f"archive blob {desc.digest}",
+                                              digest=desc.digest):
+                        w.write(chunk)
+                        progress.advance(key, len(chunk))
+                except IntegrityError:
+                    w.abort()  # bad bytes are not worth resuming
+                    raise
             w.commit(labels)
         progress.status(key, "loaded")
 

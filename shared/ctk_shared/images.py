@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import labels as L
-from . import oci
+from . import limits, oci
 from . import reference as refs
 from .errors import AlreadyExists, IntegrityError, InvalidArgument, NotFound, UsageError
 
@@ -35,13 +35,31 @@ class LocalImage:
         return oci.chain_ids(self.config.diff_ids)
 
 
-def read_blob(client: Client, desc_or_digest: oci.Descriptor | str, limit: int = oci.MAX_MANIFEST_SIZE) -> bytes:
-    digest = desc_or_digest if isinstance(desc_or_digest, str) else desc_or_digest.digest
-    if not isinstance(desc_or_digest, str) and desc_or_digest.size > limit:
-        raise InvalidArgument(f"{digest}: {desc_or_digest.size} bytes is over the {limit}-byte limit for documents")
-    data = client.content.read_all(digest)
-    oci.verify_bytes(data, digest, f"content {digest}")
-    return data
+def document_kind(media_type: str) -> str:
+    """The ``ctk_shared.limits`` cap a document of this media type is read under."""
+    if media_type in oci.CONFIG_TYPES:
+        return "config"
+    if media_type in oci.INDEX_TYPES:
+        return "index"
+    if media_type in oci.MANIFEST_TYPES:
+        return "manifest"
+    return "document"
+
+
+def read_blob(client: Client, desc_or_digest: oci.Descriptor | str, kind: str | None = None) -> bytes:
+    """A stored document, whole: under the cap of its kind, exactly its declared size, digest verified.
+
+    The store verified the bytes when they were written, but a descriptor can still declare another size
+    than the blob has (a hand-made manifest, an archive): the read stops at the declared size either way.
+    """
+    if isinstance(desc_or_digest, str):
+        digest = desc_or_digest
+        size = client.content.info(digest).size
+        kind = kind or "document"
+    else:
+        digest, size = desc_or_digest.digest, desc_or_digest.size
+        kind = kind or document_kind(desc_or_digest.media_type)
+    return limits.read_document(client.content.read(digest), kind, size, digest, f"stored {kind} {digest}")
 
 
 def require_blob(client: Client, desc: oci.Descriptor, image: str) -> None:

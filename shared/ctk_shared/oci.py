@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import IntegrityError, InvalidArgument
+from .limits import MAX_MANIFEST_SIZE as MAX_MANIFEST_SIZE  # every size cap lives in ctk_shared.limits
 
 # --- media types -------------------------------------------------------------------------------
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -41,8 +42,6 @@ ENCRYPTED_SUFFIX = "+encrypted"
 
 # The registry accepts these on manifest GETs; order is preference.
 MANIFEST_ACCEPT = (OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
-
-MAX_MANIFEST_SIZE = 4 << 20  # containerd's limit too: refuse bigger manifests before reading them
 
 
 def is_layer(media_type: str) -> bool:

@@ -17,9 +17,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from . import labels as L
-from . import oci
+from . import limits, oci
 from .errors import CtkError, IntegrityError, Interrupted, InvalidArgument, NotFound, Unavailable
-from .images import Unpacker
+from .images import Unpacker, read_blob
 from .progress import NullProgress, Progress
 from .reference import Reference
 
@@ -96,27 +96,21 @@ class _Fetcher:
         return True
 
     def document(self, desc: oci.Descriptor, kind: str, child_labels: dict[str, str] | None = None) -> bytes:
-        """An index, manifest or config: small, read whole, verified, then stored with its GC labels."""
-        if desc.size > oci.MAX_MANIFEST_SIZE:
-            raise InvalidArgument(f"{kind} {desc.digest} is {desc.size} bytes, over the "
-                                  f"{oci.MAX_MANIFEST_SIZE >> 20} MiB limit")
+        """An index, manifest or config: small, read whole, verified, then stored with its GC labels.
+
+        Its declared size must be under the cap of its kind, and the read stops at that size: a registry that
+        declares a small config and then streams without end fails after one chunk, as an IntegrityError.
+        """
+        what = f"{kind} {desc.digest}"
+        limits.check_declared(kind, desc.size, what)
         try:
-            data = self.client.content.read_all(desc.digest)
-            oci.verify_bytes(data, desc.digest, f"stored {kind}")
-            return data
+            return read_blob(self.client, desc, kind)
         except NotFound:
             pass
         if kind == "config":
-            chunks = self.registry.open_blob(self.repo, desc.digest)
-            try:
-                data = b"".join(chunks)
-            finally:
-                chunks.close()
-        else:
-            data, _ = self.registry.get_manifest(self.repo, desc.digest)
-        if len(data) != desc.size:
-            raise IntegrityError(f"{kind} {desc.digest}: got {len(data)} bytes, expected {desc.size}")
-        oci.verify_bytes(data, desc.digest, kind)
+            with self.registry.open_blob(self.repo, desc.digest) as chunks:
+                return limits.read_document(chunks, kind, desc.size, desc.digest, what)
+        data, _ = self.registry.get_manifest(self.repo, desc.digest, desc.size, kind)
         return data
 
     def store_document(self, desc: oci.Descriptor, kind: str, data: bytes, labels: dict[str, str]) -> None:
@@ -202,8 +196,7 @@ def pull(client: Client, registry: RegistryClient, ref: Reference, opts: PullOpt
     want = opts.platform or oci.host_platform()
     progress.note(f"resolving {ref}")
     target = registry.resolve(ref.path, ref.reference)
-    if target.size > oci.MAX_MANIFEST_SIZE:
-        raise InvalidArgument(f"manifest of {ref} is {target.size} bytes, over the {oci.MAX_MANIFEST_SIZE >> 20} MiB limit")
+    limits.check_declared("index" if target.media_type in oci.INDEX_TYPES else "manifest", target.size, str(ref))
     if target.media_type not in oci.INDEX_TYPES | oci.MANIFEST_TYPES:
         raise InvalidArgument(f"{ref}: unsupported media type {target.media_type!r}",
                               hint="ctk pulls OCI and Docker schema 2 images")

@@ -422,10 +422,10 @@ def fake() -> Iterator[str]:
 
 def test_manifest_over_4_mib_is_refused_before_reading_it(fake: str) -> None:
     with RegistryClient(fake, hosts_dirs=()) as c:
-        with pytest.raises(InvalidArgument, match="over the 4 MiB limit"):
+        with pytest.raises(InvalidArgument, match="over the 4 MiB cap"):
             c.get_manifest("fake", "big-with-length")
         _Fake.sent_big = 0
-        with pytest.raises(InvalidArgument, match="over the 4 MiB limit"):
+        with pytest.raises(InvalidArgument, match="over the 4 MiB cap"):
             c.get_manifest("fake", "big-chunked")  # no Content-Length: the read is capped
     assert _Fake.sent_big < 16 << 20  # nowhere near the 64 MiB the server would send
 

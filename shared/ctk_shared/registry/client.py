@@ -25,8 +25,9 @@ import requests.adapters
 import requests.auth
 from urllib3.util.retry import Retry
 
-from .. import oci
+from .. import limits, oci
 from ..errors import CtkError, IntegrityError, InvalidArgument
+from . import bodies
 from . import errors as rerr
 from . import tokens
 from .hosts import DEFAULT_HOSTS_DIRS, HostSettings, host_settings
@@ -107,15 +108,10 @@ class BlobStream:
             if chunk:
                 return chunk
 
-    def read_all(self, limit: int | None = None) -> bytes:
-        """Everything that is left (at most ``limit`` bytes, else InvalidArgument)."""
-        buf = bytearray()
+    def read_all(self, kind: str = "document") -> bytes:
+        """Everything that is left, under the cap of ``kind`` (DocumentTooLarge past it)."""
         with self:
-            for chunk in self:
-                buf += chunk
-                if limit is not None and len(buf) > limit:
-                    raise InvalidArgument(f"{self._what}: more than {limit} bytes")
-        return bytes(buf)
+            return limits.read_capped(self, kind, self._what)
 
     def close(self) -> None:
         self._resp.close()
@@ -263,7 +259,7 @@ class RegistryClient:
             for i, scheme in enumerate(st.schemes):
                 url = f"{st.base_url(scheme)}/v2/"
                 try:
-                    resp = self._session.get(url, auth=_HeaderAuth(None), **self._kw())
+                    resp = self._session.get(url, auth=_HeaderAuth(None), stream=True, **self._kw())
                 except requests.exceptions.RequestException as e:
                     last = e
                     more = i + 1 < len(st.schemes)
@@ -305,9 +301,12 @@ class RegistryClient:
 
     def _request(self, method: str, url: str, *, scopes: Sequence[str], what: str,
                  ok: Iterable[int] = (200,), not_found_code: str = "", headers: dict[str, str] | None = None,
-                 params: Any = None, data: Any = None, stream: bool = False,
-                 allow_redirects: bool = True) -> requests.Response:
-        """Send with auth; answer one 401 with fresh credentials; statuses not in ``ok`` raise."""
+                 params: Any = None, data: Any = None, allow_redirects: bool = True) -> requests.Response:
+        """Send with auth; answer one 401 with fresh credentials; statuses not in ``ok`` raise.
+
+        Every request is streamed: a body is read only by the caller, through :mod:`.bodies` and under the
+        cap of what it is, so no answer is ever buffered whole just because the server kept sending.
+        """
         base = self._endpoint(what)
         if not url.startswith(("http://", "https://")):
             url = base + url
@@ -317,7 +316,7 @@ class RegistryClient:
         for attempt in (0, 1):
             auth = self._auth_header(scopes, what)
             try:
-                resp = self._session.request(method, url, headers=headers, params=params, data=data, stream=stream,
+                resp = self._session.request(method, url, headers=headers, params=params, data=data, stream=True,
                                              allow_redirects=allow_redirects, auth=_HeaderAuth(auth), **self._kw())
             except requests.exceptions.RequestException as e:
                 raise self._transport_error(e, what) from None
@@ -414,33 +413,35 @@ class RegistryClient:
         data, media_type, digest = self._fetch_manifest(repo, reference, what)
         return oci.Descriptor(media_type, digest, len(data))
 
-    def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str]:
-        """The manifest or index bytes and media type; verified when ``reference`` is a digest."""
-        data, media_type, _ = self._fetch_manifest(repo, reference, f"fetching manifest {self._ref(repo, reference)}")
+    def get_manifest(self, repo: str, reference: str, size: int | None = None,
+                     kind: str = "manifest") -> tuple[bytes, str]:
+        """The manifest or index bytes and media type; verified when ``reference`` is a digest.
+
+        ``size`` is the size a descriptor declares (checked against the cap of ``kind`` before asking):
+        the read stops there, and a body of any other length is an IntegrityError.
+        """
+        what = f"fetching {kind} {self._ref(repo, reference)}"
+        if size is not None:
+            limits.check_declared(kind, size, what)
+        data, media_type, _ = self._fetch_manifest(repo, reference, what, size, kind)
         return data, media_type
 
-    def _fetch_manifest(self, repo: str, reference: str, what: str) -> tuple[bytes, str, str]:
+    def _fetch_manifest(self, repo: str, reference: str, what: str, size: int | None = None,
+                        kind: str = "manifest") -> tuple[bytes, str, str]:
         is_digest = ":" in reference
         if is_digest:
             oci.validate_digest(reference)
-        limit = oci.MAX_MANIFEST_SIZE
-        too_big = f"{what}: the manifest is over the {limit >> 20} MiB limit"
         resp = self._request("GET", f"/v2/{repo}/manifests/{reference}", scopes=[tokens.repository_scope(repo)],
-                             what=what, not_found_code=rerr.MANIFEST_UNKNOWN, stream=True,
+                             what=what, not_found_code=rerr.MANIFEST_UNKNOWN,
                              headers={"Accept": ", ".join(oci.MANIFEST_ACCEPT)})
         with resp:
-            length = _int_header(resp, "Content-Length")
-            if length is not None and length > limit:
-                raise InvalidArgument(f"{too_big} ({length} bytes)")
-            buf = bytearray()
-            try:
-                for chunk in resp.iter_content(65536):
-                    buf += chunk
-                    if len(buf) > limit:
-                        raise InvalidArgument(too_big)
+            try:  # by tag, an index and a manifest share one cap: which one this is shows only once it is read
+                if size is None:
+                    data = bodies.read(resp, kind, what)
+                else:
+                    data = b"".join(limits.exact(bodies.chunks(resp), size, what))
             except requests.exceptions.RequestException as e:
                 raise self._transport_error(e, what) from None
-            data = bytes(buf)
             header_digest = resp.headers.get("Docker-Content-Digest", "")
             media_type = _media_type(resp)
         if is_digest:
@@ -494,7 +495,7 @@ class RegistryClient:
         elif offset:
             headers["Range"] = f"bytes={offset}-"
         resp = self._request("GET", f"/v2/{repo}/blobs/{digest}", scopes=[tokens.repository_scope(repo)], what=what,
-                             ok=(200, 206), not_found_code=rerr.BLOB_UNKNOWN, headers=headers, stream=True)
+                             ok=(200, 206), not_found_code=rerr.BLOB_UNKNOWN, headers=headers)
         return BlobStream(resp, offset, self.host, what, self._secrets())
 
     def blob_exists(self, repo: str, digest: str) -> bool:
@@ -601,9 +602,11 @@ class RegistryClient:
                                  not_found_code=rerr.NAME_UNKNOWN)
             with resp:
                 try:
-                    doc = resp.json()
-                except ValueError:
-                    raise rerr.make(rerr.RegistryError, f"{what}: the answer is not JSON") from None
+                    doc = bodies.read_json(resp, "tag list", what)
+                except requests.exceptions.RequestException as e:
+                    raise self._transport_error(e, what) from None
+                if doc is None:
+                    raise rerr.make(rerr.RegistryError, f"{what}: the answer is not JSON")
                 out += [str(t) for t in (doc.get("tags") or [])] if isinstance(doc, dict) else []
                 nxt = resp.links.get("next", {}).get("url")
                 url = urljoin(resp.url, nxt) if nxt else None

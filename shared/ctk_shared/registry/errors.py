@@ -23,6 +23,8 @@ from ..errors import (
     Unauthenticated,
     Unavailable,
 )
+from ..limits import MAX_ERROR_BODY_SIZE
+from . import bodies
 
 if TYPE_CHECKING:
     import requests
@@ -112,9 +114,8 @@ def parse_error_body(resp: requests.Response) -> tuple[str, str]:
     if resp.request is not None and resp.request.method == "HEAD":
         return "", ""
     try:
-        raw = resp.content[:65536]
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RuntimeError):
+        doc = json.loads(bodies.read_prefix(resp, MAX_ERROR_BODY_SIZE))  # a longer body is not JSON we can use
+    except (ValueError, UnicodeDecodeError):
         return "", ""
     errs = doc.get("errors") if isinstance(doc, dict) else None
     if not isinstance(errs, list) or not errs or not isinstance(errs[0], dict):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import bodies
 from . import errors as rerr
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def fetch_token(session: requests.Session, challenge: Challenge, scopes: Iterabl
                 form["service"] = challenge.service
             if scopes:
                 form["scope"] = " ".join(scopes)
-            resp = session.post(realm, data=form, **kw)
+            resp = session.post(realm, data=form, stream=True, **kw)
             if resp.status_code in (404, 405):
                 # token servers without OAuth2 POST support (as containerd falls back)
                 resp.close()
@@ -226,7 +227,7 @@ def fetch_token(session: requests.Session, challenge: Challenge, scopes: Iterabl
             headers = dict(kw.pop("headers", {}) or {})
             if creds is not None and (creds.username or creds.password) and not creds.identity_token:
                 headers["Authorization"] = basic_header(creds)
-            resp = session.get(realm, params=params, headers=headers, **kw)
+            resp = session.get(realm, params=params, headers=headers, stream=True, **kw)
     except requests.exceptions.RequestException as e:
         raise rerr.from_transport_error(e, _realm_host(realm), what=f"{what}: fetching a token",
                                         secrets=secrets) from None
@@ -236,10 +237,11 @@ def fetch_token(session: requests.Session, challenge: Challenge, scopes: Iterabl
             raise rerr.from_response(resp, what, host=host, had_credentials=had, secrets=secrets) from None
         if resp.status_code >= 300:
             raise rerr.from_response(resp, f"{what}: fetching a token", host=host, secrets=secrets) from None
-        try:
-            doc = resp.json()
-        except ValueError:
-            doc = None
+        try:  # streamed and capped: a token server that never stops sending costs one chunk, not all memory
+            doc = bodies.read_json(resp, "token response", f"{what}: reading the token server's answer")
+        except requests.exceptions.RequestException as e:
+            raise rerr.from_transport_error(e, _realm_host(realm), what=f"{what}: fetching a token",
+                                            secrets=secrets) from None
     if not isinstance(doc, dict):
         raise rerr.make(rerr.RegistryUnauthenticated,
                         f"{what}: the token server's answer is not JSON")
