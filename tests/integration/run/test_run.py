@@ -280,3 +280,20 @@ def test_init_and_named_volumes(run, bb):
     assert run("--rm", "-q", "-v", "ctkdata:/data", bb, "sh", "-c", "echo kept > /data/f").code == 0
     again = run("--rm", "-q", "-v", "ctkdata:/data:ro", bb, "sh", "-c", "cat /data/f; touch /data/g || echo ro")
     assert again.out.splitlines()[0] == "kept" and again.out.splitlines()[-1] == "ro"
+
+
+def test_data_root_is_0710_and_logs_0640(run, bb):
+    """Container data (logs, volumes, /etc files) is nobody else's: the data root is made 0710, as dockerd
+    keeps /var/lib/docker/containers, and the json-file logs stay 0640."""
+    import os
+    import stat
+
+    r = run("-d", "-q", "-v", "private:/data", bb, "sh", "-c", "echo secret > /data/f; echo logged")
+    assert r.code == 0, r.err
+    cid = r.out.strip()
+    root = run.data_root
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o710
+    assert wait_for(lambda: run("logs", cid).out == "logged\n")
+    log = json.loads(run("inspect", cid).out)[0]["LogPath"]
+    assert log.startswith(str(root)) and stat.S_IMODE(os.stat(log).st_mode) == 0o640
+    assert run("--rm", "-q", "-v", "private:/data", bb, "cat", "/data/f").out == "secret\n"

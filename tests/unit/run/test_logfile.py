@@ -25,7 +25,7 @@ from ctk_run.logfile import (
     read_records,
     rfc3339nano,
 )
-from ctk_shared.errors import UsageError
+from ctk_shared.errors import InvalidArgument, UsageError
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 
@@ -80,6 +80,24 @@ def test_file_mode_dirs_and_append(tmp_path):
         assert [t for _, t in logs(path)] == ["one\n", "two\n"]
     finally:
         os.umask(old)
+
+
+def test_a_link_planted_at_the_log_name_is_refused_not_followed(tmp_path):
+    """The logger runs as root: a symlink at the log's name must not make it append to another file."""
+    victim = tmp_path / "shadow"
+    victim.write_bytes(b"root:x:0:0\n")
+    path = tmp_path / "c-json.log"
+    path.symlink_to(victim)
+    with pytest.raises(InvalidArgument, match="symbolic link"):
+        JsonLogWriter(str(path))
+    assert victim.read_bytes() == b"root:x:0:0\n"
+
+
+def test_a_fifo_planted_at_the_log_name_is_refused_without_hanging(tmp_path):
+    path = tmp_path / "c-json.log"
+    os.mkfifo(path)
+    with pytest.raises(InvalidArgument, match="not a regular file"):
+        JsonLogWriter(str(path))
 
 
 def test_partial_lines_wait_for_the_rest_or_flush(tmp_path):

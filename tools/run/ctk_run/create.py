@@ -101,11 +101,12 @@ def _etc_files(client: Client, img: LocalImage, snapshotter: str) -> tuple[str |
 def _write_etc_files(cdir: Path, hostname: str, net: NetOptions, gateway: str) -> tuple[MountSpec, ...]:
     from .network import hosts_text, resolv_text
 
+    from ctk_shared.outputs import write_owned
+
     networked = net.mode == "cni"
-    cdir.mkdir(parents=True, exist_ok=True)
-    (cdir / "hostname").write_text(hostname + "\n")
-    (cdir / "hosts").write_text(hosts_text(hostname, list(net.add_hosts), gateway, networked))
-    (cdir / "resolv.conf").write_text(resolv_text(net.dns, net.dns_search, net.dns_options, networked))
+    write_owned(cdir / "hostname", (hostname + "\n").encode())  # never through a link planted there
+    write_owned(cdir / "hosts", hosts_text(hostname, list(net.add_hosts), gateway, networked).encode())
+    write_owned(cdir / "resolv.conf", resolv_text(net.dns, net.dns_search, net.dns_options, networked).encode())
     return tuple(MountSpec("bind", str(cdir / f), f"/etc/{f}") for f in ("hostname", "hosts", "resolv.conf"))
 
 
@@ -116,7 +117,9 @@ def _volume_mounts(gopts: GlobalOptions, namespace: str, mounts: tuple[MountSpec
         if m.type == "volume":
             name = m.source or secrets.token_hex(32)
             d = state.namespace_dir(gopts.data_root, namespace) / "volumes" / name / "_data"
-            d.mkdir(parents=True, exist_ok=True)
+            from ctk_shared import dataroot
+
+            dataroot.makedirs(gopts.data_root, d)  # the data root 0710 first: volumes are nobody else's
             out.append(replace(m, type="bind", source=str(d)))
         elif m.type == "bind" and not os.path.exists(m.source):
             os.makedirs(m.source, exist_ok=True)  # Docker's -v creates a missing host directory
@@ -153,6 +156,7 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
     hostname = opts.spec.hostname or cid[:12]
     cdir = state.container_dir(gopts.data_root, client.namespace, cid)
     try:
+        state.make_container_dir(gopts.data_root, client.namespace, cid)
         passwd, group = _etc_files(client, img, gopts.snapshotter) if img.chain_ids else (None, None)
         extra = _write_etc_files(cdir, hostname, net, nets[0].gateway if nets else "") \
             if net.mode != "host" else ()
