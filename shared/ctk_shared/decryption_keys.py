@@ -193,7 +193,7 @@ def check_request(keys: Iterable[KeySource], layers: Iterable[Descriptor]) -> by
 def parse_check_request(data: bytes) -> tuple[list[KeySource], list[Descriptor]]:
     """The reverse of :func:`check_request`; a malformed document is an InvalidArgument."""
     doc = parse_json_document(data, "key check request")
-    raw_keys, raw_layers = doc.get("keys") or [], doc.get("layers") or []
+    raw_keys, raw_layers = doc.get("keys", []), doc.get("layers", [])
     if not isinstance(raw_keys, list) or not isinstance(raw_layers, list):
         raise InvalidArgument("key check request: keys and layers must be lists")
     keys = []
