@@ -98,3 +98,109 @@ def test_ctr_and_ctk_see_each_others_images(containerd, ctd, ctk, test_images):
     # an image pulled by ctr is unpacked where ctk expects it: ctk can read its filesystem
     with mounted_image(ctd, a.ref) as root:
         assert (root / "bin" / "busybox").exists()
+
+
+# -- save -o onto things that are not regular files ---------------------------------------------------------
+# Only private device nodes under tmp_path: nothing here may ever target the machine's /dev/null or
+# /dev/stdout by name (an old `save` renamed its temp file over whatever -o named; see notes/machine.md).
+
+
+def _null_device(path):
+    import os
+    import stat
+
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    return path
+
+
+def _tar_names(data: bytes) -> set[str]:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as t:
+        return set(t.getnames())
+
+
+def _tar_member(data: bytes, name: str) -> bytes:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as t:
+        f = t.extractfile(name)
+        assert f is not None
+        return f.read()
+
+
+def test_save_onto_a_char_device_writes_into_it_and_never_replaces_it(ctk, tmp_path, test_images):
+    import os
+    import stat
+
+    img = test_images["busybox"]
+    assert ctk("-q", img.ref).code == 0
+    real_null = os.stat("/dev/null")
+    dev = _null_device(tmp_path / "null")
+    r = ctk("save", "-o", str(dev), img.ref)
+    assert r.code == 0 and r.out == "", r.err
+    st = os.lstat(dev)
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]  # no temp file left beside it
+    now = os.stat("/dev/null")
+    assert stat.S_ISCHR(now.st_mode) and (now.st_ino, now.st_rdev) == (real_null.st_ino, real_null.st_rdev)
+
+
+def test_save_onto_a_fifo_streams_a_whole_tar(ctk, tmp_path, test_images):
+    import os
+    import stat
+    import threading
+
+    img = test_images["busybox"]
+    assert ctk("-q", img.ref).code == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = ctk("save", "-o", str(fifo), img.ref, timeout=60)
+    reader.join(30)
+    assert r.code == 0, r.err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    names = _tar_names(got[0])
+    assert {"index.json", "oci-layout", "manifest.json"} <= names
+    index = json.loads(_tar_member(got[0], "index.json"))
+    assert [m["annotations"]["io.containerd.image.name"] for m in index["manifests"]] == [img.ref]
+
+
+def test_save_through_a_symlink_writes_the_target_and_keeps_the_link(ctk, tmp_path, test_images):
+    import os
+
+    img = test_images["busybox"]
+    assert ctk("-q", img.ref).code == 0
+    real = tmp_path / "archives" / "busybox.tar"
+    real.parent.mkdir()
+    real.write_bytes(b"an older save")
+    link = tmp_path / "latest.tar"
+    link.symlink_to(real)
+    r = ctk("save", "-o", str(link), img.ref)
+    assert r.code == 0, r.err
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert "index.json" in _tar_names(real.read_bytes())
+
+
+def test_save_to_the_descriptor_of_stdout_streams_into_the_pipe(ctk, ctd, test_images):
+    """/proc/self/fd/1 is what /dev/stdout points at; it is used here (not /dev/stdout by name) because the
+    old code would have renamed a file over the name it was given."""
+    img = test_images["busybox"]
+    assert ctk("-q", img.ref).code == 0
+    p = subprocess.run(["ctk-pull", "--address", ctd.address, "-n", ctd.namespace, "save", "-o", "/proc/self/fd/1",
+                        img.ref], capture_output=True)
+    assert p.returncode == 0, p.stderr
+    assert "index.json" in _tar_names(p.stdout)
+
+
+def test_save_onto_a_directory_is_a_one_line_error(ctk, tmp_path, test_images):
+    img = test_images["busybox"]
+    assert ctk("-q", img.ref).code == 0
+    r = ctk("save", "-o", str(tmp_path), img.ref)
+    assert r.code == 1 and "Traceback" not in r.err
+    assert r.err.splitlines()[0].startswith("ctk-pull: error:") and "is a directory" in r.err
+    assert list(tmp_path.iterdir()) == []
