@@ -103,3 +103,45 @@ def test_leftovers_of_a_killed_build_are_removed_by_the_next(build, containerd, 
     r = build("prune")
     assert r.code == 0, r.err
     assert ctd.containers.list() == [] and ctd.tasks.list() == []
+
+
+def test_output_and_digestfile_onto_a_fifo_and_a_device_are_streamed_not_replaced(build, bb, tmp_path):
+    """-o dest= onto a FIFO gets the whole tar through the FIFO; --digestfile onto a (private, /dev/null-like)
+    char device leaves the device a device. Nothing is ever renamed over either."""
+    import stat
+    import threading
+
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nCMD [\"true\"]\n"})
+    out = tmp_path / "out"
+    out.mkdir()
+    fifo = out / "image.pipe"
+    os.mkfifo(fifo)
+    dev = out / "null"
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = build("-q", "-t", "streamed", "-o", f"type=oci,dest={fifo}", "--digestfile", str(dev), str(ctx))
+    reader.join(30)
+    assert r.code == 0, r.err
+    digest = r.lines[0].split("@", 1)[1]
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(got[0])) as t:
+        assert json.loads(t.extractfile("index.json").read())["manifests"][0]["digest"] == digest
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert stat.S_ISCHR(os.lstat(dev).st_mode) and os.lstat(dev).st_rdev == os.makedev(1, 3)
+    assert sorted(p.name for p in out.iterdir()) == ["image.pipe", "null"]  # no temp files beside them
+
+
+def test_digestfile_through_a_symlink_and_onto_a_directory(build, bb, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\n"})
+    real = tmp_path / "ids" / "digest"
+    real.parent.mkdir()
+    link = tmp_path / "digest"
+    link.symlink_to(real)
+    r = build("-q", "-t", "linked", "--digestfile", str(link), str(ctx))
+    assert r.code == 0, r.err
+    assert link.is_symlink() and real.read_text() == r.lines[0].split("@", 1)[1]
+    bad = build("-q", "-t", "linked", "--digestfile", str(tmp_path / "ids"), str(ctx))
+    assert bad.code == 1 and bad.err.splitlines()[0].startswith("ctk-build: error:") and "directory" in bad.err
