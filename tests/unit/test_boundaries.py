@@ -59,3 +59,18 @@ def test_cli_start_imports_nothing_heavy():
             "'google.protobuf') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"heavy modules imported at start-up: {out}"
+
+
+def test_only_ctk_shared_outputs_renames_files():
+    """A rename over a path is safe only for a regular file ctk looked at first: `save -o /dev/null` once
+    renamed a tar over the machine's /dev/null. ctk_shared.outputs decides (devices and FIFOs are streamed
+    into, links are resolved or refused); everything else writes through it."""
+    home = ROOT / "shared" / "ctk_shared" / "outputs.py"
+    for f in _py_files(ROOT / "shared") + [p for t in TOOLS for p in _py_files(t)]:
+        if f == home:
+            continue
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("replace", "rename", "renames")
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in ("os", "shutil")):
+                raise AssertionError(f"{f.relative_to(ROOT)}:{node.lineno} renames a file; use ctk_shared.outputs")
