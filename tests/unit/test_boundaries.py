@@ -70,7 +70,10 @@ def test_only_ctk_shared_outputs_renames_files():
         if f == home:
             continue
         for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("replace", "rename", "renames")
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id in ("os", "shutil")):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            by_os = node.func.attr in ("replace", "rename", "renames", "move") and \
+                isinstance(node.func.value, ast.Name) and node.func.value.id in ("os", "shutil")
+            by_path = node.func.attr in ("replace", "rename") and len(node.args) == 1 and not node.keywords
+            if by_os or by_path:  # Path.replace(target) / Path.rename(target); str.replace takes two arguments
                 raise AssertionError(f"{f.relative_to(ROOT)}:{node.lineno} renames a file; use ctk_shared.outputs")
