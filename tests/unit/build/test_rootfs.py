@@ -283,3 +283,20 @@ def test_copy_file_over_an_image_link_replaces_it(tmp_path, host, resolver):
     copier.copy(str(root), src, ["d/passwd"], "/etc/passwd2", "/", inline={})
     assert tree_hash(sentinel) == before
     assert not (root / "etc/passwd").is_symlink() and (root / "etc/passwd").read_text() == "mine\n"
+
+
+def test_remove_if_empty_never_follows_a_link(tmp_path, host, resolver):
+    """RUN replaced /etc with a link to a host directory: the empty mount points runc made are not
+    looked for there."""
+    root, sentinel = host
+    (sentinel / "dir/hosts").write_text("")
+    (root / "etc").rmdir()
+    os.symlink(f"{sentinel}/dir", root / "etc")
+    (root / "proc").mkdir()
+    (root / "dev").mkdir()
+    (root / "dev/keep").write_text("")
+    before = tree_hash(sentinel)
+    for rel in ("etc/hosts", "proc", "dev", "etc"):
+        rootfs.remove_if_empty(str(root), rel)
+    assert tree_hash(sentinel) == before and (sentinel / "dir/hosts").exists()
+    assert not (root / "proc").exists() and (root / "dev/keep").exists() and (root / "etc").is_symlink()

@@ -22,6 +22,7 @@ import ctypes.util
 import errno
 import os
 import platform
+import posixpath
 import stat
 from collections.abc import Callable
 
@@ -206,3 +207,27 @@ def at_path(dir_fd: int, name: str) -> str:
     (``lsetxattr``): /proc/self/fd/N is a magic link to exactly that directory, and the last component is
     then not followed by the ``l*`` call."""
     return f"/proc/self/fd/{dir_fd}/{name}"
+
+
+def remove_if_empty(top: str, rel: str) -> None:
+    """Remove ``rel`` under directory ``top`` when it is an empty directory or an empty regular file, not
+    following any link on the way: a RUN step may have replaced a parent (``/etc``) with a link to a host
+    path, and the mount points runc made are plain entries anyway. Anything else is left alone."""
+    parent, name = posixpath.split(rel.strip("/"))
+    if not name:
+        return
+    with Root(top) as root:
+        try:
+            pfd = root.open_dir(parent, follow=False)
+        except OSError:
+            return
+        try:
+            st = lstat_at(pfd, name)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                os.rmdir(name, dir_fd=pfd)
+            elif st is not None and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(name, dir_fd=pfd)
+        except OSError:
+            pass  # not empty: the step's own work
+        finally:
+            os.close(pfd)
