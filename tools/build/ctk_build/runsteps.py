@@ -11,7 +11,7 @@ from ctk_shared.errors import CtkError
 from ctk_shared.nethooks import hook_error
 from ctk_shared.snapshotfs import layered_dirs
 
-from . import mounting, stepnet, users
+from . import mounting, rootfs, stepnet, users
 from .cache import chain_key
 from .dockerfile.instructions import Command
 from .dockerfile.parser import DockerfileError, as_written, heredoc_markers
@@ -129,13 +129,7 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
 
 
 def _remove_mount_points(upper: str, missing: list[str]) -> None:
-    """Drop the empty mount points runc had to create (/proc, /etc/hosts …): they are not the step's work."""
+    """Drop the empty mount points runc had to create (/proc, /etc/hosts …): they are not the step's work.
+    No link in the upper directory is followed (the step may have made /etc a link to a host path)."""
     for rel in missing:
-        p = os.path.join(upper, rel)
-        try:
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.rmdir(p)
-            elif os.path.isfile(p) and os.path.getsize(p) == 0:
-                os.unlink(p)
-        except OSError:
-            pass
+        rootfs.remove_if_empty(upper, rel)
