@@ -118,7 +118,18 @@ class _Archive:
             self.tar = tarfile.open(fileobj=f, mode="r:")
         except tarfile.TarError as e:
             raise InvalidArgument(f"not a tar archive: {e}") from None
-        self.members = {m.name.removeprefix("./"): m for m in self.tar.getmembers() if m.isfile() or m.issym()}
+        self.members: dict[str, tarfile.TarInfo] = {}
+        last: tarfile.TarInfo | None = None
+        try:
+            while (m := self.tar.next()) is not None:
+                last = m
+                if m.isfile() or m.issym():
+                    self.members[m.name.removeprefix("./")] = m
+        except tarfile.TarError as e:  # tarfile checks each header's size against the file while listing
+            if last is None:
+                raise InvalidArgument(f"not a tar archive: {e}") from None
+            raise IntegrityError(f"archive member {last.name}: {e} (its header declares {last.size} bytes; "
+                                 "the archive is cut short or corrupt)") from None
 
     def has(self, name: str) -> bool:
         return name in self.members
@@ -147,8 +158,8 @@ class _Archive:
             while chunk := f.read(chunk_size):
                 yield chunk
         except (tarfile.TarError, EOFError, OSError) as e:
-            raise IntegrityError(f"archive member {name}: {e} (the archive ends before the "
-                                 f"{self.member(name).size} bytes its header declares)") from None
+            raise IntegrityError(f"archive member {name}: {e} (its header declares {self.member(name).size} bytes; "
+                                 "the archive is cut short or corrupt)") from None
 
     def read(self, name: str, kind: str) -> bytes:
         """A document member whole, refused unread when its declared size is over the cap of ``kind``."""

@@ -76,7 +76,7 @@ def check_declared(kind: str, size: int, what: str) -> None:
     cap = cap_for(kind)
     if size > cap:
         raise DocumentTooLarge(f"{what}: the {kind} is declared as {human(size)}, over the {human(cap)} cap "
-                               f"for a {kind}")
+                               f"for {_a(kind)}")
 
 
 def read_capped(chunks: Iterable[bytes], kind: str, what: str, *, cap: int | None = None) -> bytes:
@@ -89,7 +89,7 @@ def read_capped(chunks: Iterable[bytes], kind: str, what: str, *, cap: int | Non
     for chunk in chunks:
         buf += chunk
         if len(buf) > limit:
-            raise DocumentTooLarge(f"{what}: the {kind} is over the {human(limit)} cap for a {kind} "
+            raise DocumentTooLarge(f"{what}: the {kind} is over the {human(limit)} cap for {_a(kind)} "
                                    "(stopped reading)")
     return bytes(buf)
 
@@ -127,6 +127,10 @@ def read_document(chunks: Iterable[bytes], kind: str, size: int, digest: str, wh
     then exactly ``size`` bytes read and their digest verified."""
     check_declared(kind, size, what)
     return b"".join(exact(chunks, size, what, digest=digest))
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
 
 
 def _hasher(digest: str) -> hashlib._Hash:
