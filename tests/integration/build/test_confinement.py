@@ -197,3 +197,16 @@ ADD more.tar /
     assert r.code == 0, r.err
     script = f"cat {sentinel}/dir/new.txt {sentinel}/dir/more.txt /y; test -L /x && test ! -L /y && echo ok"
     assert check_in_image(run, "fromstage", script) == "new\nmore\nreplaced\nok\n"
+
+
+def test_run_step_cleanup_follows_no_link(build, run, bb, tmp_path, sentinel):
+    """A RUN step replaces /etc with a link to a host directory holding empty ``hosts``/``resolv.conf``:
+    dropping the mount points runc made must not look for them through the link."""
+    (sentinel / "dir/hosts").write_text("")
+    (sentinel / "dir/resolv.conf").write_text("")
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\n"
+                                   f"RUN --network=none rm -rf /etc && ln -s {sentinel}/dir /etc\n"})
+    before = tree_hash(sentinel)
+    r = build("-q", "-t", "etclink", str(ctx))
+    assert tree_hash(sentinel) == before, "the build wrote on the host"
+    assert r.code == 0, r.err
