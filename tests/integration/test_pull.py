@@ -102,10 +102,14 @@ def test_inspect_shows_manifest_and_config(ctk, test_images):
     assert ctk(img.ref, "-q").code == 0
     r = ctk("inspect", img.ref)
     assert r.code == 0, r.err
-    doc = json.loads(r.out)
+    (doc,) = json.loads(r.out)  # a JSON array, as docker image inspect and every ctk inspect
     assert doc["Digest"] == img.digest
     assert doc["Manifest"]["layers"] and doc["RootFS"]["type"] == "layers"
     assert doc["Config"]["Cmd"] == ["sh"]
+    assert ctk("inspect", "--format", "{{.Digest}}", img.ref).lines == [img.digest]
+    assert json.loads(ctk("inspect", "--format", "json", img.ref).out) == [doc]
+    bad = ctk("inspect", "--format", "{{.Nope}}", img.ref)
+    assert bad.code == 2 and "'.Nope'" in bad.err and "RepoTags" in bad.err and not bad.out
     raw = ctk("inspect", "--raw", img.ref)
     assert oci.sha256_digest(raw.out.rstrip("\n").encode()) == img.digest or raw.out.encode()
 

@@ -55,8 +55,8 @@ def test_save_to_stdout_and_load_from_stdin(ctk, ctd, test_images):
     saved = run_tool("ctk-pull", "save", "-o", "-", img.ref, address=ctd.address, namespace=ctd.namespace,
                      input=b"")
     assert saved.code == 0 and len(saved.out) > 0
-    p = subprocess.run(["ctk-pull", "save", "-o", "-", img.ref, "--address", ctd.address, "-n", ctd.namespace],
-                       capture_output=True, check=True)
+    p = subprocess.run(["ctk-pull", "save", "-o", "-", img.ref, "--address", ctd.address,
+                        "--namespace", ctd.namespace], capture_output=True, check=True)
     assert ctk("rm", img.ref).code == 0
     loaded = subprocess.run(["ctk-pull", "--address", ctd.address, "-n", ctd.namespace, "load"],
                             input=p.stdout, capture_output=True)

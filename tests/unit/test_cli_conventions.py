@@ -28,7 +28,9 @@ def test_template_rendering():
     rec = {"Repository": "nginx", "Tag": "alpine", "Size": 5, "Labels": {"a": "b"}}
     assert output.render_template("{{.Repository}}:{{.Tag}}", rec) == "nginx:alpine"
     assert output.render_template("{{json .Labels}}", rec) == '{"a":"b"}'
-    assert output.render_template("{{.Missing}}|{{ .Size }}", rec) == "|5"
+    assert output.render_template("{{ .Size }}|{{.Labels.nope}}", rec) == "5|<no value>"  # a map key: Docker's
+    with pytest.raises(UsageError, match="unknown field '.Missing'"):
+        output.render_template("{{.Missing}}", rec)
 
 
 def _group():
@@ -60,7 +62,7 @@ def _group():
     (["busybox"], "pull ['busybox'] None default"),
     (["--platform", "linux/arm64", "busybox"], "pull ['busybox'] linux/arm64 default"),
     (["-n", "k8s.io", "busybox"], "pull ['busybox'] None k8s.io"),
-    (["pull", "busybox", "-n", "x"], "pull ['busybox'] None x"),
+    (["pull", "busybox", "--namespace", "x"], "pull ['busybox'] None x"),
     (["images"], "images default"),
     (["--namespace", "y", "images"], "images y"),
     (["images", "--namespace", "z"], "images z"),

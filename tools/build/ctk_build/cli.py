@@ -15,8 +15,8 @@ from ctk_shared.errors import UsageError
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
-@click.group(cls=shared_cli.DefaultCommandGroup, default_command="build", context_settings=CONTEXT,
-             no_args_is_help=True)
+@click.group(cls=shared_cli.DefaultCommandGroup, default_command="build", operand_is_path=True,
+             context_settings=CONTEXT, no_args_is_help=True)
 @shared_cli.global_options
 def cli() -> None:
     """Dockerfile builds executed on containerd (no BuildKit daemon).

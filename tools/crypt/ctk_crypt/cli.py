@@ -13,7 +13,7 @@ from ctk_shared.errors import UsageError
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
-@click.group(context_settings=CONTEXT, no_args_is_help=True)
+@click.group(cls=shared_cli.CtkGroup, context_settings=CONTEXT, no_args_is_help=True)
 @shared_cli.global_options
 def cli() -> None:
     """OCI layer encryption for images in containerd, compatible with ocicrypt (skopeo, nerdctl, imgcrypt).

@@ -6,7 +6,6 @@ commands that need them.
 """
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -17,9 +16,10 @@ from ctk_shared.errors import CtkError, ExitStatus, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 LS_COLUMNS = [("NETWORK ID", "ShortID"), ("NAME", "Name"), ("FILE", "File")]
+LS_FIELDS = ("ID", "ShortID", "Name", "File", "Driver", "Subnets", "Labels", "Managed")  # the keys of ls' records
 
 
-@click.group(context_settings=CONTEXT, no_args_is_help=True)
+@click.group(cls=shared_cli.CtkGroup, context_settings=CONTEXT, no_args_is_help=True)
 @shared_cli.global_options
 def cli() -> None:
     """CNI networks for containerd containers.
@@ -66,6 +66,7 @@ def _fail_each(names: tuple[str, ...], fn) -> int:  # type: ignore[no-untyped-de
 @shared_cli.global_options
 def ls(quiet: bool, fmt: str | None, no_trunc: bool) -> None:
     """List networks (ctk's and every other conflist in the directory)."""
+    output.parse_format(fmt, LS_FIELDS)  # a bad template is a usage error before any work
     nets = _store().list()
     records: list[dict[str, Any]] = []
     for n in sorted(nets, key=lambda n: (n.name, n.file)):
@@ -75,19 +76,20 @@ def ls(quiet: bool, fmt: str | None, no_trunc: bool) -> None:
         # like nerdctl: the two networks that need no configuration are listed too, without ID or file
         records += [{"ID": "", "ShortID": "", "Name": name, "File": "", "Driver": name if name == "host" else "null",
                      "Subnets": [], "Labels": {}, "Managed": False} for name in ("host", "none")]
-    output.emit_records(records, LS_COLUMNS, fmt, quiet_field="ShortID", quiet=quiet)
+    output.emit_records(records, LS_COLUMNS, fmt, quiet_field="ShortID", quiet=quiet, fields=LS_FIELDS)
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("refs", nargs=-1, required=True, metavar="NAME|ID...")
 @click.option("--mode", type=click.Choice(["dockercompat", "native"]), default="dockercompat", show_default=True,
               help="Docker's shape, or the raw conflist with ctk's fields")
-@click.option("-f", "--format", "fmt", help="a template like '{{.Name}}', or json (one line per network)")
+@click.option("-f", "--format", "fmt", help="json (the default: a JSON array), or a template like '{{.Name}}'")
 @shared_cli.global_options
 def inspect(refs: tuple[str, ...], mode: str, fmt: str | None) -> None:
     """Show networks as a JSON array (Docker-compatible by default)."""
     from . import netconf
 
+    output.parse_format(fmt)  # a syntax error before any work
     store = _store()
     docs: list[dict[str, Any]] = []
     missing: list[CtkError] = []
@@ -101,14 +103,8 @@ def inspect(refs: tuple[str, ...], mode: str, fmt: str | None) -> None:
             docs.append(netconf.native(net))
         else:
             docs.append(netconf.dockercompat(net, _attached(net)))
-    if fmt and fmt != "json":
-        for d in docs:
-            output.emit_line(output.render_template(fmt, d))
-    elif fmt == "json":
-        for d in docs:
-            output.emit_json(d)
-    elif docs:
-        output.emit_line(json.dumps(docs, indent=4))
+    if docs:
+        output.emit_inspect(docs, fmt)
     if missing:
         if len(missing) == 1 and not docs:
             raise missing[0]

@@ -86,12 +86,13 @@ def images(quiet: bool, fmt: str | None, digests: bool, no_trunc: bool, reposito
 @click.argument("refs", nargs=-1, required=True, metavar="REF...")
 @click.option("--platform", help="which platform's manifest and config to show")
 @click.option("--raw", is_flag=True, help="the stored target document, byte for byte")
+@click.option("-f", "--format", "fmt", help="json (the default: a JSON array), or a template like '{{.Id}}'")
 @shared_cli.global_options
-def inspect(refs: tuple[str, ...], platform: str | None, raw: bool) -> None:
-    """Show an image's manifest and config as JSON."""
+def inspect(refs: tuple[str, ...], platform: str | None, raw: bool, fmt: str | None) -> None:
+    """Show images' manifest and config as a JSON array (Docker's field names where Docker has them)."""
     from . import listing
 
-    listing.inspect(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform), raw)
+    listing.inspect(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform), raw, fmt)
 
 
 @cli.command(context_settings=CONTEXT)

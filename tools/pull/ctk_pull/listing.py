@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 COLUMNS = [("REPOSITORY", "Repository"), ("TAG", "Tag"), ("IMAGE ID", "ID"), ("CREATED", "CreatedSince"),
            ("PLATFORM", "Platform"), ("SIZE", "SizeHuman"), ("BLOB SIZE", "BlobSizeHuman")]
+# The keys of :func:`image_record`: what ``images --format '{{.Field}}'`` may name (checked before listing).
+FIELDS = ("Repository", "Tag", "Name", "ID", "Digest", "CreatedAt", "CreatedSince", "Platform", "Size", "BlobSize",
+          "SizeHuman", "BlobSizeHuman")
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -73,6 +76,7 @@ def images(gopts: GlobalOptions, *, quiet: bool, fmt: str | None, digests: bool,
            repository: str | None) -> None:
     from ctk_shared import connect
 
+    output.parse_format(fmt, FIELDS)  # a bad template is a usage error before any containerd call
     client = connect.containerd(gopts)
     found = sorted(client.images.list(), key=lambda i: i.name)
     records = [image_record(client, i, gopts.snapshotter, no_trunc) for i in found]
@@ -81,14 +85,21 @@ def images(gopts: GlobalOptions, *, quiet: bool, fmt: str | None, digests: bool,
     columns = list(COLUMNS)
     if digests:
         columns.insert(2, ("DIGEST", "Digest"))
-    output.emit_records(records, columns, fmt, quiet_field="ID", quiet=quiet)
+    output.emit_records(records, columns, fmt, quiet_field="ID", quiet=quiet, fields=FIELDS)
 
 
-def inspect(gopts: GlobalOptions, texts: list[str], platform: Platform | None, raw: bool) -> None:
+def inspect(gopts: GlobalOptions, texts: list[str], platform: Platform | None, raw: bool,
+            fmt: str | None = None) -> None:
+    """A JSON array of image documents, as ``docker image inspect`` (or a ``--format`` template per image);
+    ``raw`` writes each stored target document byte for byte instead."""
     from ctk_shared import connect
     from ctk_shared import images as store
 
+    if raw and fmt:
+        raise UsageError("--raw and --format are mutually exclusive")
+    output.parse_format(fmt)  # a syntax error before any work
     client = connect.containerd(gopts)
+    docs: list[dict[str, Any]] = []
     for text in texts:
         img = store.load_local(client, text, platform)
         if raw:
@@ -112,4 +123,6 @@ def inspect(gopts: GlobalOptions, texts: list[str], platform: Platform | None, r
             "Manifest": json.loads(store.read_blob(client, img.manifest_desc)),
             "ImageConfig": img.config.raw,
         }
-        output.emit_json(doc, indent=2 if output.stdout_is_tty() else None)
+        docs.append(doc)
+    if not raw:
+        output.emit_inspect(docs, fmt)

@@ -130,7 +130,7 @@ def create(image: str, command: tuple[str, ...], **kw: object) -> None:
 @click.option("-f", "--filter", "filters", multiple=True, help="name=…, status=…, id=…, label=…")
 @click.option("--format", "fmt", help="table, json, or a template like '{{.Names}}'")
 @click.option("--no-trunc", is_flag=True)
-@click.option("--last", type=int, help="only the N most recent")
+@click.option("-n", "--last", type=int, help="only the N most recent (also stopped ones, as Docker)")
 @shared_cli.global_options
 def ps(all_: bool, quiet: bool, filters: tuple[str, ...], fmt: str | None, no_trunc: bool, last: int | None) -> None:
     """List containers (a table on a terminal, JSON lines otherwise)."""
@@ -142,7 +142,7 @@ def ps(all_: bool, quiet: bool, filters: tuple[str, ...], fmt: str | None, no_tr
 @cli.command(context_settings=CONTEXT)
 @click.argument("container")
 @click.option("-f", "--follow", is_flag=True)
-@click.option("--tail", default="all", help="number of lines from the end, or all")
+@click.option("-n", "--tail", default="all", help="number of lines from the end, or all")
 @click.option("--since", help="e.g. 10m, 2024-01-01T00:00:00Z")
 @click.option("--until")
 @click.option("-t", "--timestamps", is_flag=True)
@@ -236,7 +236,7 @@ def wait(containers: tuple[str, ...]) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
-@click.option("--format", "fmt", help="a template like '{{.State.Status}}'")
+@click.option("-f", "--format", "fmt", help="json (the default: a JSON array), or a template like '{{.State.Status}}'")
 @shared_cli.global_options
 def inspect(containers: tuple[str, ...], fmt: str | None) -> None:
     """Show containers' configuration and state as JSON (Docker's field names)."""

@@ -149,9 +149,9 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
         sys.stderr.write(f"ctk-run: warning: published ports are discarded with --network {net.mode}\n")
     ports = list(net.publish)
     if net.publish_all and net.mode == "cni":
-        cfg = img.config.config.get("config") or {}
         have = {(m["containerPort"], m["protocol"]) for m in ports}
-        ports += [m for m in exposed(cfg) if (m["containerPort"], m["protocol"]) not in have]
+        # ImageConfig.config is already the image config's "config" object, where ExposedPorts lives
+        ports += [m for m in exposed(img.config.config) if (m["containerPort"], m["protocol"]) not in have]
     cid = secrets.token_hex(32)
     hostname = opts.spec.hostname or cid[:12]
     cdir = state.container_dir(gopts.data_root, client.namespace, cid)

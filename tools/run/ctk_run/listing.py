@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
               ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
+# The keys of :func:`ps_record`: what ``ps --format '{{.Field}}'`` may name (checked before listing).
+PS_FIELDS = ("ID", "Image", "Command", "CreatedAt", "RunningFor", "Status", "State", "Ports", "Names", "Labels",
+             "RestartCount")
 
 
 def _spec(c: Container) -> dict[str, Any]:
@@ -98,19 +101,21 @@ def _match(rec: dict[str, Any], c: Container, filters: list[str]) -> bool:
 
 def ps(client: Client, *, all_: bool, quiet: bool, fmt: str | None, filters: list[str], no_trunc: bool,
        last: int | None = None) -> None:
+    output.parse_format(fmt, PS_FIELDS)  # a bad template is a usage error before any containerd call
     containers = client.containers.list()
     tasks = {t.id: t for t in client.tasks.list()}
     rows = []
     for c in containers:
         st = state_of(c, tasks.get(c.id))
-        if not all_ and not filters and st.status not in ("running", "paused", "restarting"):
+        # Docker: -n/--last N counts stopped containers too
+        if not all_ and not filters and not last and st.status not in ("running", "paused", "restarting"):
             continue
         rec = ps_record(c, st, no_trunc)
         if _match(rec, c, filters):
             rows.append((_created(c) or datetime.min.replace(tzinfo=UTC), rec))
     rows.sort(key=lambda r: r[0], reverse=True)
     records = [r for _, r in rows][: last if last else None]
-    output.emit_records(records, PS_COLUMNS, fmt, quiet_field="ID", quiet=quiet)
+    output.emit_records(records, PS_COLUMNS, fmt, quiet_field="ID", quiet=quiet, fields=PS_FIELDS)
 
 
 def _network_settings(c: Container, st: State) -> dict[str, Any]:

@@ -231,17 +231,12 @@ def inspect_containers(client: Client, texts: Iterable[str], fmt: str | None) ->
     from .lookup import find_container
     from .status import state_of
 
+    output.parse_format(fmt)  # a syntax error before any work
     docs = []
     for text in texts:
         c = find_container(client, text)
         docs.append(inspect_record(c, state_of(c, lifecycle.task_of(client, c.id))))
-    if fmt:
-        for d in docs:
-            output.emit_line(output.render_template(fmt, d))
-    else:
-        import json
-
-        output.emit_line(json.dumps(docs, indent=2))
+    output.emit_inspect(docs, fmt)
 
 
 def show_logs(client: Client, gopts: GlobalOptions, text: str, *, follow: bool, tail: str, since: str | None,
