@@ -57,7 +57,8 @@ def save(client: Client, images: list[LocalImage], out: BinaryIO, all_platforms:
                 info.size = desc.size
                 info.mtime = 0
                 info.mode = 0o444
-                tar.addfile(info, io.BufferedReader(ChunkReader(client.content.read(desc.digest)), 1 << 20))
+                blob = limits.exact(client.content.read(desc.digest), desc.size, f"blob {desc.digest}")
+                tar.addfile(info, io.BufferedReader(ChunkReader(blob), 1 << 20))
                 written.add(desc.digest)
             return path
 

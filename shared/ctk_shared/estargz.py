@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
+from . import limits
 from .errors import IntegrityError, InvalidArgument
 
 TOC_TAR_NAME = "stargz.index.json"
@@ -47,7 +48,7 @@ NO_PREFETCH_LANDMARK = ".no.prefetch.landmark"
 LANDMARK_CONTENTS = b"\x0f"
 DEFAULT_CHUNK_SIZE = 4 << 20
 DEFAULT_LEVEL = 9  # gzip.BestCompression, as ctr-remote
-MAX_TOC_SIZE = 256 << 20  # refuse absurd TOCs before decompressing them
+MAX_TOC_SIZE = limits.MAX_TOC_SIZE  # refuse absurd TOCs before decompressing them
 
 _BLOCK = tarfile.BLOCKSIZE
 _COPY = 1 << 20
@@ -555,6 +556,8 @@ class Reader:
         toc_offset, fsize = parse_footer(tail)
         if not 0 <= toc_offset < size - fsize:
             raise InvalidArgument(f"footer points at TOC offset {toc_offset}, outside the {size}-byte blob")
+        # the footer (the blob's maker) says where the TOC starts: its compressed member is read whole, so capped
+        limits.check_declared("TOC", size - fsize - toc_offset, f"eStargz TOC member at offset {toc_offset}")
         self.toc = parse_toc_member(read_at(toc_offset, size - fsize - toc_offset), toc_offset, fsize)
         if toc_digest is not None and self.toc.digest != toc_digest:
             raise IntegrityError(f"TOC digest is {self.toc.digest}, the layer annotation says {toc_digest}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from . import compression as comp
-from . import estargz, oci
+from . import estargz, limits, oci
 from . import labels as L
 from .errors import CtkError, IntegrityError, InvalidArgument, NotFound, UsageError
 from .images import read_blob
@@ -215,8 +215,9 @@ class Converter:
             self._layers[(layer.digest, media_type)] = result
             return result
         self.progress.status(key, "converting")
-        src = io.BufferedReader(ChunkReader(self.client.content.read(layer.digest),
-                                               lambda n: self.progress.advance(key, n)), _COPY)
+        blob = limits.exact(self.client.content.read(layer.digest), layer.size, f"layer {layer.digest}",
+                            digest=layer.digest)
+        src = io.BufferedReader(ChunkReader(blob, lambda n: self.progress.advance(key, n)), _COPY)
         with tempfile.TemporaryFile(dir=self.opts.tmpdir) as tmp:
             if self.opts.format == ESTARGZ:
                 res = estargz.build(src, tmp, chunk_size=self.opts.chunk_size,  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ The caps, and why these values:
 * token responses and error bodies: 1 MiB — containers/image's ``MaxAuthTokenBodySize`` and
   ``MaxErrorBodySize``; a token is a few KiB.
 * one page of a tag list or catalog: 4 MiB — a few hundred thousand names per page.
+* an eStargz TOC: 256 MiB, compressed member and JSON alike — a TOC lists every file and chunk of a layer,
+  so it grows with the layer; this bounds a footer that points at the start of a huge blob.
 * the index files of an image tar (``manifest.json``, ``index.json``, ``oci-layout``, ``repositories``):
   4 MiB, as the documents they stand for.
 """
@@ -36,6 +38,7 @@ MAX_TOKEN_RESPONSE_SIZE = 1 * MiB
 MAX_ERROR_BODY_SIZE = 1 * MiB
 MAX_LISTING_PAGE_SIZE = 4 * MiB
 MAX_ARCHIVE_INDEX_SIZE = 4 * MiB
+MAX_TOC_SIZE = 256 * MiB
 MAX_DOCUMENT_SIZE = 4 * MiB  # any other small JSON document (an encryption annotation's target, a TOC's owner …)
 
 # the cap for each kind of document, by the name messages use
@@ -47,6 +50,7 @@ CAPS: dict[str, int] = {
     "error body": MAX_ERROR_BODY_SIZE,
     "tag list": MAX_LISTING_PAGE_SIZE,
     "archive index": MAX_ARCHIVE_INDEX_SIZE,
+    "TOC": MAX_TOC_SIZE,
     "document": MAX_DOCUMENT_SIZE,
 }
 

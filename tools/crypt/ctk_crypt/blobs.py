@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ctk_shared import oci
+from ctk_shared import limits, oci
 from ctk_shared.errors import IntegrityError
 from ctk_shared.progress import NullProgress, Progress
 
@@ -62,6 +62,12 @@ def prefetch(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
                 t.join(0.05)
 
 
+def _source(client: Client, desc: oci.Descriptor) -> Iterator[bytes]:
+    """The stored layer, stopped at its declared size and checked against its digest (in the prefetch thread,
+    beside the cipher): a descriptor that lies about the blob fails here, not in a reader of the result."""
+    return limits.exact(client.content.read(desc.digest), desc.size, f"layer {desc.digest}", digest=desc.digest)
+
+
 def _key(desc: oci.Descriptor) -> str:
     return desc.digest.split(":", 1)[-1][:12]
 
@@ -81,7 +87,7 @@ def encrypt_layer(client: Client, desc: oci.Descriptor, recipients: Recipients,
     sha = hashlib.sha256()
     with client.content.writer(_ref("encrypt", desc), desc.size, "") as w:
         try:
-            for chunk in prefetch(client.content.read(desc.digest)):
+            for chunk in prefetch(_source(client, desc)):
                 out = enc.update(chunk)
                 sha.update(out)
                 w.write(out)
@@ -126,11 +132,11 @@ def decrypt_layer(client: Client, desc: oci.Descriptor, keyring: Keyring,
             if w.exists or w.offset == desc.size:
                 # the plaintext is in the store already (named by the authenticated digest): still check that
                 # this ciphertext is intact, so a damaged image is reported the same way every time
-                for chunk in prefetch(client.content.read(desc.digest)):
+                for chunk in prefetch(_source(client, desc)):
                     dec.authenticate(chunk)
                     progress.advance(key, len(chunk))
             else:
-                for chunk in prefetch(client.content.read(desc.digest)):
+                for chunk in prefetch(_source(client, desc)):
                     w.write(dec.update(chunk))
                     progress.advance(key, len(chunk))
             dec.verify(f"layer {desc.digest}")
