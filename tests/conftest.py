@@ -2,6 +2,7 @@ pytest_plugins = [
     "tests.support.containerd_fixtures",
     "tests.support.registry_fixtures",
     "tests.support.image_fixtures",
+    "tests.support.real_image_fixtures",
     "tests.support.net_fixtures",
     "tests.support.lazy_fixtures",
 ]
