@@ -30,6 +30,7 @@ DPKG_OPTS = (
 )
 # apt's download sandbox user cannot run gpgv on these machines (notes/machine.md); retries only slow down
 # the failure when no mirror answers (7 s instead of 0.4 s)
+MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 APT_OPTS = ('APT::Sandbox::User "root"', 'Acquire::Retries "0"')
 
 
@@ -50,9 +51,13 @@ def mmdebstrap_args(rec: Recipe, sources: AptSources, out: Path) -> list[str]:
     args = ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar", "--skip=output/dev"]
     args += [f"--aptopt={o}" for o in APT_OPTS]
     args += [f"--dpkgopt={o}" for o in DPKG_OPTS]
-    # usr-is-merged: init-system-helpers needs "usrmerge | usr-is-merged", and without it apt picks
-    # usrmerge, which drags perl in (+45 MiB); mmdebstrap already made /usr merged
-    args.append("--include=" + ",".join(("usr-is-merged", *rec.packages)))
+    if MERGED_USR_HOOKS.is_dir():
+        # init-system-helpers needs "usrmerge | usr-is-merged"; without this hook apt picks usrmerge, which
+        # drags perl in (+45 MiB). The hook merges /usr itself and installs usr-is-merged, as Docker's
+        # debian images have it.
+        args.append(f"--hook-dir={MERGED_USR_HOOKS}")
+    if rec.packages:
+        args.append("--include=" + ",".join(rec.packages))
     args += [f"--essential-hook={h}" for h in rec.essential_hooks]
     args += [f"--customize-hook={h}" for h in (*rec.hooks, *COMMON_HOOKS)]
     return [*args, sources.suite, str(out), *(str(f) for f in sources.files)]

@@ -108,10 +108,11 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         essential_hooks=('mkdir -p "$1/etc/postgresql-common/createcluster.d"',
                          'echo "create_main_cluster = false" '
                          '> "$1/etc/postgresql-common/createcluster.d/ctk-no-main-cluster.conf"'),
-        hooks=('chroot "$1" install -d -o postgres -g postgres -m 700 /var/lib/postgresql/data',
-               'chroot "$1" install -d -o postgres -g postgres -m 2775 /var/run/postgresql'),
+        hooks=('chroot "$1" install -d -o postgres -g postgres -m 700 /var/lib/postgresql/data',),
         metadata=("ENV PGDATA=/var/lib/postgresql/data",
                   "COPY --chmod=755 docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh",
+                  # the socket directory: mmdebstrap empties /run, and user postgres cannot create it there
+                  "RUN --network=none install -d -o postgres -g postgres -m 2775 /run/postgresql",
                   "VOLUME /var/lib/postgresql/data", "USER postgres", "EXPOSE 5432", "STOPSIGNAL SIGINT",
                   'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]', 'CMD ["postgres"]'),
         files={"docker-entrypoint.sh": POSTGRES_ENTRYPOINT},
