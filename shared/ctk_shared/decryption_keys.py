@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidArgument, UsageError
-from .oci import Descriptor, parse_json_document
+from .oci import ENCRYPTED_SUFFIX, Descriptor, parse_json_document
 
 # the Any type URL imgcrypt registers for its payload (a JSON value, not protobuf)
 PAYLOAD_TYPE_URL = "io.containerd.ocicrypt.v1.Payload"
@@ -157,7 +157,7 @@ def parse_payload_value(value: bytes) -> Payload:
 
 def encrypted_layers(layers: Iterable[Descriptor]) -> list[Descriptor]:
     """The layers ocicrypt encrypted: only the media type is looked at, so plain images pay nothing."""
-    return [d for d in layers if d.media_type.endswith("+encrypted")]
+    return [d for d in layers if d.media_type.endswith(ENCRYPTED_SUFFIX)]
 
 
 def require_keys(layers: Iterable[Descriptor], keys: Iterable[KeySource]) -> None:

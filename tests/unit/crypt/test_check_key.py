@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 from ctk_crypt import envelope
@@ -67,8 +68,13 @@ def test_ctk_crypt_check_key_reads_the_request_on_stdin(rsa_key, rsa_key2):
     assert _check([KeySource(locked.data, b"right", "locked.pem")], [layer]).returncode == 0
 
 
-def test_ctk_run_checks_a_plain_image_without_starting_anything(monkeypatch):
+def test_ctk_run_checks_a_plain_image_without_starting_or_importing_anything(monkeypatch):
     from ctk_run import keycheck
+
+    code = ("import sys; from ctk_run import keycheck; from ctk_shared.oci import Descriptor; "
+            "d = Descriptor('application/vnd.oci.image.layer.v1.tar+gzip', 'sha256:' + '0' * 64, 1); "
+            "keycheck.authorize('plain', [d], ()); print('ctk_shared.decryption_keys' in sys.modules)")
+    assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "False"
 
     def no_process(*a, **kw):  # type: ignore[no-untyped-def]
         raise AssertionError("a plain image must not start ctk-crypt")

@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ctk_shared.decryption_keys import encrypted_layers
 from ctk_shared.errors import CtkError, PermissionDenied, UsageError
+from ctk_shared.oci import ENCRYPTED_SUFFIX
 
 if TYPE_CHECKING:
     from ctk_shared.decryption_keys import KeySource
@@ -52,7 +52,7 @@ def ctk_crypt_executable() -> str:
 def authorize(image: str, layers: Iterable[Descriptor], keys: Iterable[KeySource]) -> str:
     """The label value to record: CHECKED_PLAIN, or CHECKED_PASSED once the keys opened every encrypted layer's
     wrapped key. PermissionDenied (a UsageError without keys) otherwise, with ctk-crypt's reason."""
-    encrypted = encrypted_layers(layers)
+    encrypted = [d for d in layers if d.media_type.endswith(ENCRYPTED_SUFFIX)]  # no import for plain images
     if not encrypted:
         return CHECKED_PLAIN
     keys = list(keys)
