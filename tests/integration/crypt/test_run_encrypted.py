@@ -139,3 +139,14 @@ def test_first_start_of_a_container_ctk_run_did_not_check_needs_the_key(unpacked
     ctd.containers.update_labels(cid, {"ctk/key-check": ""})
     assert run("start", cid).code == 0  # started before: not checked again
     assert run("wait", cid).out == "0\n"
+
+
+def test_ctk_crypt_check_key_answers_for_an_image_in_the_store(crypt, encrypted_ref, keys, test_images):
+    ok = crypt("check-key", "--key", keys.rsa, encrypted_ref)
+    assert ok.code == 0 and "1 encrypted layer(s)" in ok.out, ok.err
+    assert crypt("check-key", "--key", f"{keys.rsa_pw}:pass=s3cret", encrypted_ref).code == 0
+    r = crypt("check-key", "--key", keys.other, encrypted_ref)
+    assert r.code == 1 and "no matching key" in r.err, r.err
+    r = crypt("check-key", encrypted_ref)
+    assert r.code == 1 and "no private key" in r.err, r.err
+    assert crypt("check-key", test_images["busybox"].ref).code == 0  # nothing encrypted: nothing to hold
