@@ -105,7 +105,7 @@ def rootfs_tar(name: str, sources: AptSources | None = None, cache: Path | None 
         tmp = tar.with_suffix(".tmp")
         logfile = cache / f"{name}.log"
         log.write(f"images: making the {name} root filesystem with mmdebstrap from {sources.suite} "
-                  f"(~20 s; log: {logfile})\n")
+                  f"(20-60 s; log: {logfile})\n")
         t0 = time.monotonic()
         with open(logfile, "w") as fh:
             rc = subprocess.run(mmdebstrap_args(rec, sources, tmp), stdin=subprocess.DEVNULL, stdout=fh,
