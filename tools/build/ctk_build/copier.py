@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ctk_shared.errors import InvalidArgument
 
-from . import rootfs, untar
+from . import rootfs
 from .sources import SourceTree
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -237,6 +237,8 @@ def _copy_all(root: rootfs.Root, src: SourceTree, rels: list[str], dest_abs: str
             _copy_tree(root, root.open_dir(dest_abs, create=True, make=mkdir), src, rel, owner_or_root, chmod)
             continue
         if add and stat.S_ISREG(top.st.st_mode) and is_archive(top.path):
+            from . import untar  # only an ADD of an archive needs it
+
             with rootfs.Root(fd=root.open_dir(dest_abs, create=True, make=mkdir)) as into:
                 untar.extract(top.path, into, (owner.uid, owner.gid) if owner is not None else None)
             continue

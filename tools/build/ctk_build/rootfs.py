@@ -18,10 +18,8 @@ descriptor already held, so there is no window in which a swapped link could red
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-import platform
 import posixpath
 import stat
 from collections.abc import Callable
@@ -47,8 +45,8 @@ class _OpenHow(ctypes.Structure):
 
 
 _SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "i686": 437, "armv7l": 437, "ppc64le": 437,
-                "s390x": 437, "riscv64": 437}.get(platform.machine())
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+                "s390x": 437, "riscv64": 437}.get(os.uname().machine)
+_libc = ctypes.CDLL(None, use_errno=True)  # the process's own libc: no find_library (it runs ldconfig)
 _libc.syscall.restype = ctypes.c_long
 _have_openat2 = _SYS_OPENAT2 is not None and os.environ.get("CTK_BUILD_NO_OPENAT2", "") == ""
 
