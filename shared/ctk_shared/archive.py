@@ -11,8 +11,8 @@ import json
 import os
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from . import labels as L
