@@ -13,21 +13,48 @@ This is the small shell-like language the Dockerfile reference calls "environmen
 
 Unquoted expansions split into several words in :meth:`Lexer.process_words` (as Docker does for ``COPY``,
 ``EXPOSE`` and the like); quoted ones never do.
+
+Two bounds that Docker's lexer does not have, so a hostile Dockerfile (or build argument) cannot exhaust the
+machine: a word may not grow past :data:`MAX_WORD` characters (``ARG A1=${A0}${A0}`` doubled 30 times would
+be 2**30 characters), and ``${...}`` may nest :data:`MAX_DEPTH` levels (deeper nesting would end in a
+RecursionError). Both are far beyond any real Dockerfile; either raises a :class:`ShellError` naming the bound.
 """
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 Env = Mapping[str, str]
 
 _SPECIAL_PARAMS = "@*#?-$!0"
 
+# 1 MiB: eight times what Linux lets one argument or environment string be at exec (MAX_ARG_STRLEN, 128 KiB),
+# so no word that a RUN step, ENV or ARG could actually use is refused, while memory stays bounded in MiBs.
+MAX_WORD = 1 << 20
+# ${...} inside ${...}: real Dockerfiles nest two or three levels; 64 keeps far below Python's recursion limit
+# (each level takes three or four frames of this recursive-descent lexer).
+MAX_DEPTH = 64
+# characters examined while trying the cuts of ${V#pattern} (a quarter of a second here): the quadratic search
+# stays complete for values up to ~20,000 characters, far more than a path or version string
+MAX_TRIM_WORK = 1 << 28
+_SPACE_RUNS = re.compile(r"(\s+)")
+
 
 class ShellError(ValueError):
-    """A word that cannot be processed (unbalanced quote, bad substitution); the parser adds file:line."""
+    """A word that cannot be processed (unbalanced quote, bad substitution, a bound exceeded); the parser adds
+    file:line."""
+
+
+def _too_long() -> ShellError:
+    return ShellError(f"variable substitution makes a word longer than {MAX_WORD} characters (1 MiB), "
+                      "ctk-build's limit")
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_WORD:
+        raise _too_long()
 
 
 @dataclass
@@ -50,8 +77,15 @@ class _Words:
         self.in_word = True
 
     def add_expanded(self, text: str) -> None:
-        for ch in text:
-            self.add_char(ch)
+        """As :meth:`add_char` for each character, a run at a time (expansions can be long)."""
+        for part in _SPACE_RUNS.split(text):
+            if not part:
+                continue
+            if part.isspace():
+                self.end()
+            else:
+                self.current.append(part)
+                self.in_word = True
 
     def end(self) -> None:
         if self.in_word:
@@ -105,12 +139,14 @@ class _Run:
         self.lx = lexer
         self.sc = _Scanner(text)
         self.env = env
+        self.depth = 0  # of ${...} being expanded
 
     def process(self) -> tuple[str, list[str]]:
         return self.stop_on("")
 
     def stop_on(self, stop: str) -> tuple[str, list[str]]:
         out: list[str] = []
+        size = 0
         words = _Words()
         while self.sc.peek():
             ch = self.sc.peek()
@@ -123,10 +159,14 @@ class _Run:
                 words.add_raw(tmp)
             elif ch == '"':
                 tmp = self.double_quote()
+                size += len(tmp)
+                _check_size(size)
                 out.append(tmp)
                 words.add_raw(tmp)
             elif ch == "$":
                 tmp = self.dollar()
+                size += len(tmp)
+                _check_size(size)
                 out.append(tmp)
                 words.add_expanded(tmp)
             else:
@@ -165,6 +205,7 @@ class _Run:
         # $ expands; the escape token escapes only ", $ and itself (other escapes stay as written)
         self.sc.next()
         out = ['"'] if self.lx.raw_quotes else []
+        size = 0
         while True:
             if not self.sc.peek():
                 raise ShellError("unexpected end of statement while looking for matching double-quote")
@@ -172,7 +213,10 @@ class _Run:
                 self.sc.next()
                 break
             if self.sc.peek() == "$":
-                out.append(self.dollar())
+                tmp = self.dollar()
+                size += len(tmp)
+                _check_size(size)
+                out.append(tmp)
                 continue
             ch = self.sc.next()
             if ch == self.lx.escape:
@@ -220,6 +264,18 @@ class _Run:
                 return "$" + name
             return value
         sc.next()  # {
+        if self.depth >= MAX_DEPTH:
+            raise ShellError(f"variable substitution nested deeper than {MAX_DEPTH} levels of ${{...}}, "
+                             "ctk-build's limit")
+        self.depth += 1
+        try:
+            return self.braced()
+        finally:
+            self.depth -= 1
+
+    def braced(self) -> str:
+        """``${...}`` after the brace: the name, the operator and its word."""
+        sc = self.sc
         if not sc.peek():
             raise ShellError("syntax error: missing '}'")
         if sc.peek() in "{}:":
@@ -302,18 +358,54 @@ def _glob_re(pattern: str) -> str:
 
 
 def _trim(value: str, pattern: str, *, prefix: bool, longest: bool) -> str:
+    """``${V#p}`` and friends: try every cut, as the shell does (and BuildKit's lexer); a pattern without ``*``
+    matches one length only. The work is bounded (:data:`MAX_TRIM_WORK`): each try costs up to its length,
+    so a ``*`` pattern on a 1 MiB value could otherwise take minutes."""
     rx = re.compile(_glob_re(pattern), re.S)
-    cuts: Callable[[], range] = (lambda: range(len(value), -1, -1)) if longest else (lambda: range(len(value) + 1))
-    for n in cuts():
-        part = value[:n] if prefix else value[len(value) - n:]
-        if rx.fullmatch(part):
+    lengths = _cuts(value, pattern, prefix=prefix, longest=longest)
+    work = 0
+    for n in lengths:
+        work += n + 1
+        if work > MAX_TRIM_WORK:
+            raise ShellError(f"removing a pattern from a value of {len(value)} characters takes too much work "
+                             "(ctk-build's limit)")
+        if rx.fullmatch(value, 0, n) if prefix else rx.fullmatch(value, len(value) - n):
             return value[n:] if prefix else value[:len(value) - n]
     return value
+
+
+def _cuts(value: str, pattern: str, *, prefix: bool, longest: bool) -> Iterable[int]:
+    """The lengths worth trying, in the order the shell wants them: one for a pattern of ``?`` and literal
+    characters; none when the pattern's literal first (prefix) or last (suffix) character is not where it
+    must be; else only cuts where the pattern's literal end character (a prefix, as in ``*/``) or start
+    character (a suffix, as in ``.*``) sits, when it has one; else every length."""
+    if "*" not in pattern and "[" not in pattern:  # ? and literal characters: one character each
+        return (len(pattern),) if len(pattern) <= len(value) else ()
+    anchor = pattern[0] if prefix else pattern[-1]  # the end that sits at the value's own start or end
+    if anchor not in "*?[]" and not (value.startswith(anchor) if prefix else value.endswith(anchor)):
+        return ()
+    edge = pattern[-1] if prefix else pattern[0]
+    if edge in "*?[]":
+        return range(len(value), -1, -1) if longest else range(len(value) + 1)
+    at = [m.start() for m in re.finditer(re.escape(edge), value)]
+    ns = [i + 1 for i in at] if prefix else [len(value) - i for i in at]  # ascending / descending
+    if prefix == longest:
+        ns.reverse()
+    return ns
 
 
 def _replace(value: str, pattern: str, repl: str, every: bool) -> str:
     if not pattern:
         return value
     rx = re.compile(_glob_re(pattern), re.S)
+    size = len(value)
+
+    def sub(m: re.Match[str]) -> str:
+        # counted before the result exists: ${V//?/$V} on a long V would be len(V)**2 characters
+        nonlocal size
+        size += len(repl) - len(m.group(0))
+        _check_size(size)
+        return repl
+
     # shell replacement takes the longest match at the leftmost position; regex * is greedy already
-    return rx.sub(lambda _m: repl, value, count=0 if every else 1)
+    return rx.sub(sub, value, count=0 if every else 1)
