@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from scripts.images.make import cache_key, dockerfile
 from scripts.images.recipes import RECIPES
-from scripts.images.sources import find_sources
+from scripts.images.sources import copy_sources, find_sources
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +74,25 @@ def test_missing_sources_file_fails_in_one_line(tmp_path: Path) -> None:
                         "nginx", str(tmp_path / "ctx")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
     assert p.stderr.strip().count("\n") == 0 and "none.list" in p.stderr
+
+
+def test_machine_sources_copied_under_names_apt_reads(tmp_path: Path) -> None:
+    d = tmp_path / "apt"
+    (d / "sources.list.d").mkdir(parents=True)
+    (d / "sources.list").write_text("deb http://one.invalid/debian bookworm main\n")
+    (d / "sources.list.d" / "x.sources").write_text("Types: deb\nURIs: http://two.invalid/\nSuites: bookworm\n"
+                                                     "Components: main\n")
+    out = copy_sources(find_sources(apt_dir=d), tmp_path / "ctx" / "apt-sources")
+    assert sorted(p.name for p in out) == ["machine.list", "x.sources"]
+    assert (tmp_path / "ctx" / "apt-sources" / "machine.list").read_text().startswith("deb http://one.invalid")
+
+
+def test_real_images_fixture_fails_never_skips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.real_image_fixtures import RealImages
+
+    bogus = tmp_path / "bogus.list"
+    bogus.write_text("deb http://127.0.0.1:9/debian bookworm main\n")
+    monkeypatch.setenv("CTK_IMAGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("scripts.images.make.find_sources", lambda: find_sources(bogus))
+    with pytest.raises(pytest.fail.Exception, match="127.0.0.1:9"):
+        RealImages("/nonexistent.sock", "127.0.0.1:1", tmp_path)["debian"]
