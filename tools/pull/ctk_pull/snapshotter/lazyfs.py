@@ -633,7 +633,9 @@ def _zygote() -> int:
             try:
                 os.setsid()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                out = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                from ctk_shared.outputs import open_owned
+
+                out = open_owned(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # never via a link
                 null = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(null, 0)
                 os.dup2(out, 1)
