@@ -12,6 +12,7 @@ So the destination is looked at first, and every command goes through here.
 - missing, or a regular file: written to a temp file created with O_EXCL in the same directory, fsynced,
   then renamed over the name; the temp file is removed on failure. An existing file keeps its mode (and its
   owner, where we may set it) unless the command asks for a fixed mode (0600 for keys and credentials).
+  Like any atomic save, this gives the name a new inode: other hard links keep the old bytes.
 - a symbolic link: resolved, and these rules apply to the target; the link itself stays. ``docker save -o``
   (Go's ``os.Create``) follows the link too but truncates the target in place; we replace the target whole.
 - the file that already is our stdout or stderr (``/dev/stdout`` is ``/proc/self/fd/1``): the bytes go into
@@ -24,11 +25,12 @@ and its other state directories (logs, name locks, JSON state). A symbolic link 
 never followed (O_NOFOLLOW; temp files are created with O_EXCL), and only a regular file is used, so a link
 or a FIFO placed there cannot redirect or block a write that runs as root.
 
-This module is imported by the per-container log writer, so it imports only ``os``, ``stat`` and ``sys``
-at the top.
+This module is imported by the per-container log writer, so it imports only small standard modules at the
+top (``errno``, ``os``, ``stat``, ``sys``, ``contextlib``).
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -240,10 +242,10 @@ def open_owned(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> i
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY, mode)
     except OSError as e:
-        if e.errno == 40:  # ELOOP: the last component is a symbolic link
+        if e.errno == errno.ELOOP:  # the last component is a symbolic link
             raise InvalidArgument(f"{path} is a symbolic link; ctk does not follow links in its own files",
                                   hint="remove the link") from None
-        if e.errno == 6 and os.path.exists(path):  # ENXIO: a FIFO without a reader
+        if e.errno == errno.ENXIO and os.path.exists(path):  # a FIFO without a reader
             raise InvalidArgument(f"{path} is not a regular file; ctk does not write through it",
                                   hint="remove it") from None
         raise
