@@ -187,11 +187,12 @@ def test_dash_is_stdout_where_allowed(capsysbinary: pytest.CaptureFixture[bytes]
         outputs.write_output("-", b"x", allow_stdout=False)
 
 
-def test_dev_stdout_streams_into_fd_1_whatever_it_is(tmp_path: Path) -> None:
+def test_the_file_of_fd_1_is_streamed_into_whatever_it_is(tmp_path: Path) -> None:
     """/dev/stdout is /proc/self/fd/1: a pipe is written into, and a file stdout is appended to as the shell
-    opened it (here with >>), not replaced. Run in a child so that our own fd 1 is the one under test."""
+    opened it (here with >>), not replaced. Run in a child so that its fd 1 is the one under test. Never
+    /dev/stdout by name: if this code regressed, a rename would replace that link in the machine's /dev."""
     code = ("import sys; from ctk_shared import outputs; "
-            "outputs.write_output(sys.argv[1], b'through fd 1\\n'); outputs.write_output('/dev/stdout', b'two\\n')")
+            "outputs.write_output(sys.argv[1], b'through fd 1\\n'); outputs.write_output('/proc/self/fd/1', b'two\\n')")
     piped = subprocess.run([sys.executable, "-c", code, "/proc/self/fd/1"], capture_output=True, check=True)
     assert piped.stdout == b"through fd 1\ntwo\n"
     log = tmp_path / "stdout.log"
