@@ -97,7 +97,7 @@ def test_skopeo_encrypts_ctk_decrypts_and_unpacks(ctk, crypt, ctd, registry, key
                 *[a for k in enc_keys for a in ("--encryption-key", k)], f"docker://{img.ref}", f"docker://{dst}")
     assert p.returncode == 0, p.stderr
     assert ctk("pull", "-q", "--unpack=false", dst).code == 0
-    info = json.loads(crypt("inspect", dst).out)
+    (info,) = json.loads(crypt("inspect", dst).out)
     assert info["encrypted"]
     # ctk-crypt decrypt: the original compressed layers, byte for byte
     r = crypt("decrypt", "-q", "-k", our_key, dst, "x.io/ml:dec")

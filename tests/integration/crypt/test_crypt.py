@@ -42,7 +42,7 @@ def test_encrypt_inspect_decrypt_round_trip(ctk, crypt, ctd, keys, test_images):
         assert e.media_type == ENC_GZIP and e.size == p.size and e.digest != p.digest
         assert "org.opencontainers.image.enc.keys.jwe" in e.annotations
         assert "org.opencontainers.image.enc.pubopts" in e.annotations
-    info = json.loads(crypt("inspect", dst).out)
+    (info,) = json.loads(crypt("inspect", dst).out)  # a JSON array, as every ctk inspect
     layers = info["manifests"][0]["layers"]
     assert info["encrypted"] and all(x["encrypted"] and x["schemes"] == ["jwe"] for x in layers)
     assert layers[0]["recipients"] == [{"scheme": "jwe", "alg": "RSA-OAEP", "enc": "A256GCM"}]
@@ -195,7 +195,7 @@ def test_index_platform_selection(ctk, crypt, ctd, keys, test_images):
     assert "linux/arm64: manifest not in the store" in r.err
     target = ctd.images.get("x.io/ma:enc").target
     assert target.media_type == oci.OCI_INDEX and target.digest != img.digest
-    info = json.loads(crypt("inspect", "x.io/ma:enc").out)
+    (info,) = json.loads(crypt("inspect", "x.io/ma:enc").out)
     by_platform = {m.get("platform"): m for m in info["manifests"]}
     assert all(x["encrypted"] for x in by_platform[str(oci.host_platform())]["layers"])
     assert by_platform["linux/arm64"]["present"] is False

@@ -93,13 +93,15 @@ def decrypt(src: str, dst: str, keys: tuple[str, ...], layers: tuple[int, ...], 
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("ref")
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("-f", "--format", "fmt", help="json (the default: a JSON array), or a template like '{{.encrypted}}'")
 @shared_cli.global_options
-def inspect(ref: str) -> None:
-    """Per manifest and layer: encrypted?, cipher, key-wrap schemes and what the wrapping tells of recipients."""
+def inspect(refs: tuple[str, ...], fmt: str | None) -> None:
+    """Per image, manifest and layer: encrypted?, cipher, key-wrap schemes and what the wrapping tells of
+    recipients, as a JSON array like every ctk inspect (REF may be `-`)."""
     from . import ops
 
-    ops.inspect(shared_cli.options(), _one_ref(ref))
+    ops.inspect(shared_cli.options(), list(shared_cli.refs_from_args(refs)), fmt)
 
 
 @cli.command(name="check-key", context_settings=CONTEXT)

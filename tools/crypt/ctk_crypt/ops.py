@@ -118,13 +118,20 @@ def decrypt(gopts: GlobalOptions, src_text: str, dst_text: str, opts: CryptOptio
     output.emit_image(opts.fmt, dst, result.target.digest, Layers=result.changed_layers)
 
 
-def inspect(gopts: GlobalOptions, text: str) -> None:
+def inspect(gopts: GlobalOptions, texts: list[str], fmt: str | None = None) -> None:
+    """One document per image, written as one JSON array (or a ``--format`` template per image)."""
     from ctk_shared import connect
+
+    output.parse_format(fmt)  # a syntax error before any work
+    client = connect.containerd(gopts)
+    output.emit_inspect([_inspect_doc(client, text) for text in texts], fmt)
+
+
+def _inspect_doc(client: Client, text: str) -> dict[str, Any]:
     from ctk_shared.images import find_image
 
     from . import envelope, imagewalk
 
-    client = connect.containerd(gopts)
     image = find_image(client, text)
     docs = []
     for mdesc, manifest in imagewalk.manifests(client, image.target):
@@ -138,8 +145,8 @@ def inspect(gopts: GlobalOptions, text: str) -> None:
                                 **envelope.describe(x)} for x in manifest.layers]
         docs.append(entry)
     encrypted = any(layer.get("encrypted") for m in docs for layer in m.get("layers", []))
-    output.emit_json({"name": image.name, "digest": image.target.digest, "mediaType": image.target.media_type,
-                      "encrypted": encrypted, "manifests": docs}, indent=2)
+    return {"name": image.name, "digest": image.target.digest, "mediaType": image.target.media_type,
+            "encrypted": encrypted, "manifests": docs}
 
 
 def check_key(gopts: GlobalOptions, text: str | None, key_specs: list[str], request: str | None,
