@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .containerd import Client, Image, Mount
     from .progress import Progress
 
+EMPTY_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # of zero bytes
+
 
 @dataclass(frozen=True)
 class LocalImage:
@@ -198,6 +200,12 @@ class Unpacker:
             if self.progress and key_label:
                 self.progress.status(key_label, "extracting")
             applied = self.client.diff.apply(layer, mounts, self.payloads(layer) if self.payloads else None)
+            if applied.digest == EMPTY_DIGEST and layer.media_type.endswith(oci.ENCRYPTED_SUFFIX):
+                # containerd 1.6 does not always turn a failed stream processor into a failed Apply: on a
+                # busy machine it can read the decoder's empty stdout to EOF first and apply nothing
+                raise IntegrityError(f"layer {layer.digest}: the decoder gave no plaintext: none of the keys "
+                                     "given opens this layer",
+                                     hint="check the --decryption-key file and its password")
             if applied.digest != self.diff_ids[i]:
                 raise IntegrityError(f"layer {layer.digest}: unpacked content has digest {applied.digest}, "
                                      f"the image config says {self.diff_ids[i]}")
