@@ -137,6 +137,12 @@ def run(cli: click.Command, prog: str, args: list[str] | None = None) -> int:
         return ExitStatus.INTERRUPTED
     except click.exceptions.Exit as e:
         return int(e.exit_code)
+    except click.UsageError as e:
+        if isinstance(e, _NO_ARGS_IS_HELP):
+            e.show()  # the help text itself, for a bare `ctk-run`
+            return int(e.exit_code)
+        _error(prog, e.format_message(), _usage_hint(e, prog))
+        return int(e.exit_code)
     except click.ClickException as e:
         e.show()
         return int(e.exit_code)
@@ -384,6 +390,18 @@ class CtkGroup(click.Group):
                 UsageError(f"unknown command '{rest[0]}'", hint=f"see '{ctx.command_path} --help'")
         click.echo(ctx.get_help())
         ctx.exit(0)
+
+
+_NO_ARGS_IS_HELP: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if t is not None)
+
+
+def _usage_hint(e: click.UsageError, prog: str) -> str:
+    """The hint under a click usage error: where the flags are listed, and why ``-n`` may be unknown."""
+    where = e.ctx.command_path if e.ctx is not None else prog
+    if isinstance(e, click.NoSuchOption) and e.option_name == "-n":
+        return f"-n is the namespace only before the sub-command ({prog} -n NS COMMAND …); --namespace works anywhere"
+    return f"see '{where} --help'"
 
 
 class DefaultCommandGroup(CtkGroup):

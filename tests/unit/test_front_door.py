@@ -239,3 +239,10 @@ def test_inspect_is_a_json_array_also_with_format_json(capsys):
     with pytest.raises(UsageError, match="'.Nope'"):
         output.emit_inspect(docs, "{{.Nope}}")
     assert capsys.readouterr().out == ""
+
+
+def test_n_after_a_sub_command_that_has_none_says_where_it_goes(capsys):
+    assert _run("ctk-pull", "images", "-n", "k8s.io") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "ctk-pull: error: No such option '-n'."
+    assert err[1].startswith("ctk-pull: hint: -n is the namespace only before the sub-command") and len(err) == 2
