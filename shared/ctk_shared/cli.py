@@ -179,7 +179,7 @@ DOCKER_COMMANDS: frozenset[str] = frozenset({
 # Where a Docker word lives in ctk, for the hint when it was typed to the wrong tool.
 CTK_HOMES: dict[str, str] = {
     **{w: f"ctk-pull {w}" for w in ("pull", "push", "images", "tag", "login", "logout", "save", "load", "convert")},
-    "rmi": "ctk-pull rm", "image": "ctk-pull", "search": "ctk-pull pull (no registry search)",
+    "rmi": "ctk-pull rm", "image": "ctk-pull",
     **{w: f"ctk-run {w}" for w in ("run", "create", "ps", "logs", "exec", "stop", "start", "restart", "kill",
                                     "wait", "port")},
     "container": "ctk-run", "network": "ctk-net", "build": "ctk-build", "builder": "ctk-build",
@@ -238,10 +238,10 @@ def unknown_command(prog: str, word: str, commands: Iterable[str], default_comma
         hints.append(f"did you mean '{prog} --version'?")
     elif close:
         hints.append("did you mean " + " or ".join(f"'{prog} {c}'" for c in close) + "?")
-    elif word in CTK_HOMES and not CTK_HOMES[word].startswith(prog + " "):
-        hints.append(f"'{word}' is done by {CTK_HOMES[word]}")
-    elif word in CTK_HOMES:
-        hints.append(f"did you mean '{CTK_HOMES[word]}'?")
+    elif (home := CTK_HOMES.get(word)) and home.split()[0] != prog:
+        hints.append(f"'{word}' is done by {home}")
+    elif home and home != prog:
+        hints.append(f"did you mean '{home}'?")  # Docker's alias of one of our own commands (rmi)
     else:
         hints.append(f"see '{prog} --help'")
     if default_command is not None:
