@@ -4,12 +4,15 @@ The Dockerfile: FROM a local busybox base, RUN writing 200 files, COPY of a 50 M
 Measured, alternating the order of the tools each run:
 
 * cold: ``ctk-build --no-cache`` vs ``buildah bud`` (default: one commit at the end) and
-  ``buildah bud --layers --no-cache`` (a commit per step, like ctk-build)
+  ``buildah bud --layers --no-cache`` (a commit per step, like ctk-build); also ``ctk-build --network none``,
+  to show what attaching the RUN step to the bridge network costs (ctk-build's default since issue 12;
+  ``buildah --isolation chroot`` runs steps in the host's network)
 * cached: a rebuild with nothing changed, ``ctk-build`` vs ``buildah bud --layers``
 * invalidation: one byte of the 50 MiB file changes; both rebuild from the COPY on (checked for ctk-build
   from its step lines: the RUN before the COPY is cached, the COPY is not)
 
-Prints JSON with medians and ratios (ctk / buildah).
+Prints JSON with medians and ratios (ctk / buildah). RUN steps join a private bridge and conflist directory
+(never the host's ``/etc/cni/net.d``), removed at the end.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -55,71 +59,87 @@ def main() -> int:
     if shutil.which("buildah") is None:
         print("buildah is not installed (apt-get install buildah)", file=sys.stderr)
         return 1
+    bridge = f"ctkb{secrets.token_hex(2)}"
     with bench_stack("build", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg):
-        im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
-        ref = f"{reg.host}/bench/busybox:latest"
-        im.push_layout(base / "layout", "latest", ref)
-        ctx = base / "ctx"
-        ctx.mkdir()
-        (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=ref))
-        (ctx / "big.bin").write_bytes(random.Random(1).randbytes(BIG))
-        env = {**os.environ, "CTK_DATA_ROOT": str(base / "data")}
-        ctk = [tool("ctk-build"), "--address", daemon.address, "-n", "bench"]
-        subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
-                       stdout=subprocess.DEVNULL, env=env)
-        bh = _buildah_storage(base / "buildah")
-        subprocess.run([*bh, "pull", "--tls-verify=false", "-q", ref], check=True, stdout=subprocess.DEVNULL)
-        bud = [*bh, "bud", "--isolation", "chroot", "--tls-verify=false", "-q"]
+        try:
+            return _measure(args.runs, base, daemon, reg, bridge)
+        finally:
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+            from ctk_net.store import delete_isolation_rules
 
-        cmds = {
-            "cold": {"ctk": ctk + ["-q", "--no-cache", "-t", "bench", str(ctx)],
-                     "buildah": bud + ["-t", "bench", str(ctx)],
-                     "buildah_layers": bud + ["--layers", "--no-cache", "-t", "bench", str(ctx)]},
-            "cached": {"ctk": ctk + ["-q", "-t", "bench", str(ctx)],
-                       "buildah_layers": bud + ["--layers", "-t", "bench", str(ctx)]},
-        }
-        times: dict[str, dict[str, list[float]]] = {k: {t: [] for t in v} for k, v in cmds.items()}
-        for phase in ("cold", "cached"):
-            for _t, cmd in cmds[phase].items():  # warm-up: page cache, and the cache for the cached phase
-                timed(cmd, env)
-            for i in range(args.runs):
-                order = list(cmds[phase])
-                for who in (order if i % 2 == 0 else order[::-1]):
-                    times[phase][who].append(timed(cmds[phase][who], env))
+            delete_isolation_rules(bridge)
 
-        # invalidation: a new content of the COPY source each run; both rebuild from that step on
-        inval: dict[str, list[float]] = {"ctk": [], "buildah_layers": []}
-        data = bytearray((ctx / "big.bin").read_bytes())
-        ctk_ok = True
-        for i in range(args.runs):
-            data[i] ^= 0xFF
-            (ctx / "big.bin").write_bytes(bytes(data))
-            order = ["ctk", "buildah_layers"] if i % 2 == 0 else ["buildah_layers", "ctk"]
-            for who in order:
-                if who == "buildah_layers":
-                    inval[who].append(timed(cmds["cached"][who], env))
-                    continue
-                t0 = time.perf_counter()
-                r = subprocess.run(ctk + ["-t", "bench", str(ctx)], capture_output=True, text=True, env=env)
-                inval[who].append(time.perf_counter() - t0)
-                steps = [ln for ln in r.stderr.splitlines() if ln.startswith("[")]
-                ctk_ok &= r.returncode == 0 and steps[1].endswith("(cached)") and \
-                    not steps[2].endswith("(cached)")
 
-        med = {phase: {t: round(statistics.median(v), 3) for t, v in d.items()} for phase, d in times.items()}
-        report = {
-            "runs": args.runs,
-            "ctk_build": ctk[0],
-            "buildah_storage": bh[bh.index("--storage-driver") + 1],
-            "median_s": med,
-            "ratio_cold_ctk_vs_buildah": round(med["cold"]["ctk"] / med["cold"]["buildah"], 3),
-            "ratio_cold_ctk_vs_buildah_layers": round(med["cold"]["ctk"] / med["cold"]["buildah_layers"], 3),
-            "ratio_cached_ctk_vs_buildah_layers": round(med["cached"]["ctk"] / med["cached"]["buildah_layers"], 3),
-            "invalidation_median_s": {t: round(statistics.median(v), 3) for t, v in inval.items()},
-            "ctk_copy_change_invalidates_from_copy": ctk_ok,
-        }
-        print(json.dumps(report, indent=2))
-        return 0
+def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: ignore[no-untyped-def]
+    im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
+    ref = f"{reg.host}/bench/busybox:latest"
+    im.push_layout(base / "layout", "latest", ref)
+    ctx = base / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=ref))
+    (ctx / "big.bin").write_bytes(random.Random(1).randbytes(BIG))
+    netconf = base / "net.d"
+    netconf.mkdir()
+    env = {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "NETCONFPATH": str(netconf),
+           "CTK_BRIDGE_NAME": bridge, "CTK_BRIDGE_SUBNET": f"10.198.{random.randint(1, 250)}.0/24"}
+    ctk = [tool("ctk-build"), "--address", daemon.address, "-n", "bench"]
+    subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
+                   stdout=subprocess.DEVNULL, env=env)
+    bh = _buildah_storage(base / "buildah")
+    subprocess.run([*bh, "pull", "--tls-verify=false", "-q", ref], check=True, stdout=subprocess.DEVNULL)
+    bud = [*bh, "bud", "--isolation", "chroot", "--tls-verify=false", "-q"]
+
+    cmds = {
+        "cold": {"ctk": ctk + ["-q", "--no-cache", "-t", "bench", str(ctx)],
+                 "ctk_network_none": ctk + ["-q", "--no-cache", "--network", "none", "-t", "bench", str(ctx)],
+                 "buildah": bud + ["-t", "bench", str(ctx)],
+                 "buildah_layers": bud + ["--layers", "--no-cache", "-t", "bench", str(ctx)]},
+        "cached": {"ctk": ctk + ["-q", "-t", "bench", str(ctx)],
+                   "buildah_layers": bud + ["--layers", "-t", "bench", str(ctx)]},
+    }
+    times: dict[str, dict[str, list[float]]] = {k: {t: [] for t in v} for k, v in cmds.items()}
+    for phase in ("cold", "cached"):
+        for _t, cmd in cmds[phase].items():  # warm-up: page cache, and the cache for the cached phase
+            timed(cmd, env)
+        for i in range(runs):
+            order = list(cmds[phase])
+            for who in (order if i % 2 == 0 else order[::-1]):
+                times[phase][who].append(timed(cmds[phase][who], env))
+
+    # invalidation: a new content of the COPY source each run; both rebuild from that step on
+    inval: dict[str, list[float]] = {"ctk": [], "buildah_layers": []}
+    data = bytearray((ctx / "big.bin").read_bytes())
+    ctk_ok = True
+    for i in range(runs):
+        data[i] ^= 0xFF
+        (ctx / "big.bin").write_bytes(bytes(data))
+        order = ["ctk", "buildah_layers"] if i % 2 == 0 else ["buildah_layers", "ctk"]
+        for who in order:
+            if who == "buildah_layers":
+                inval[who].append(timed(cmds["cached"][who], env))
+                continue
+            t0 = time.perf_counter()
+            r = subprocess.run(ctk + ["-t", "bench", str(ctx)], capture_output=True, text=True, env=env)
+            inval[who].append(time.perf_counter() - t0)
+            steps = [ln for ln in r.stderr.splitlines() if ln.startswith("[")]
+            ctk_ok &= r.returncode == 0 and steps[1].endswith("(cached)") and \
+                not steps[2].endswith("(cached)")
+
+    med = {phase: {t: round(statistics.median(v), 3) for t, v in d.items()} for phase, d in times.items()}
+    report = {
+        "runs": runs,
+        "ctk_build": ctk[0],
+        "buildah_storage": bh[bh.index("--storage-driver") + 1],
+        "median_s": med,
+        "ratio_cold_ctk_vs_buildah": round(med["cold"]["ctk"] / med["cold"]["buildah"], 3),
+        "ratio_cold_ctk_vs_buildah_layers": round(med["cold"]["ctk"] / med["cold"]["buildah_layers"], 3),
+        "ratio_cold_ctk_network_none_vs_buildah": round(med["cold"]["ctk_network_none"] / med["cold"]["buildah"], 3),
+        "ratio_cached_ctk_vs_buildah_layers": round(med["cached"]["ctk"] / med["cached"]["buildah_layers"], 3),
+        "invalidation_median_s": {t: round(statistics.median(v), 3) for t, v in inval.items()},
+        "ctk_copy_change_invalidates_from_copy": ctk_ok,
+    }
+    print(json.dumps(report, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

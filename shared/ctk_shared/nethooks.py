@@ -93,7 +93,7 @@ def hooks(gopts: GlobalOptions) -> dict[str, Any]:
             "poststop": [{"path": exe, "args": [*base, "postStop"], "env": env, "timeout": HOOK_TIMEOUT}]}
 
 
-def annotations(namespace: str, networks: list[str], ports: list[dict[str, Any]], name: str, hostname: str,
+def hook_annotations(namespace: str, networks: list[str], ports: list[dict[str, Any]], name: str, hostname: str,
                 state_dir: Path | None, ip: str | None) -> dict[str, str]:
     """What the hook reads from the spec. An empty ``name`` and ``hostname`` keep the task out of its peers'
     hosts files; without a ``state_dir`` the hook writes no state and no hosts file for it."""

@@ -152,3 +152,17 @@ def test_network_mode_is_part_of_the_cache_key(build, bb, tmp_path):
     assert again.code == 0 and "RUN echo keyed > /k  (cached)" in again.err
     none = build("--network", "none", str(ctx))
     assert none.code == 0 and "(cached)" not in none.err.split("RUN echo keyed", 1)[1].splitlines()[0]
+
+
+def test_attach_failure_is_one_clear_line(build, bb, tmp_path, data_root):
+    empty = tmp_path / "no-plugins"
+    empty.mkdir()
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN echo never\n"})
+    r = build("--no-cache", "--cni-path", str(empty), str(ctx))
+    assert r.code == 1 and "never" not in r.err.replace("RUN echo never", "")
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("ctk-build: error:")]
+    assert len(errors) == 1, r.err
+    assert errors[0] == ("ctk-build: error: Dockerfile:2: RUN: attaching the step to the bridge network: "
+                         f"CNI plugin 'loopback' not found in CNI_PATH {empty}")
+    assert "Traceback" not in r.err
+    assert netns_mounts(data_root) == []

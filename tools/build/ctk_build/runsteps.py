@@ -121,8 +121,8 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
             why = hook_error(e.message)
             if why is None:
                 raise
-            raise CtkError(f"{b.df.filename}:{ins.line}: {as_written(ins.node)}: attaching the step to the "
-                          f"{network} network: {why}", hint=e.hint) from None
+            # the stage adds "Dockerfile:LINE: RUN: "
+            raise CtkError(f"attaching the step to the {network} network: {why}", hint=e.hint) from None
     upper = mounting.upper_dir(mounts)
     if upper:
         _remove_mount_points(upper, missing)

@@ -80,7 +80,7 @@ class StepNetwork:
         """The hooks and annotations of a bridge step. No name, hostname or state dir: the step is kept out of
         its peers' hosts files and has no state of its own to record."""
         hooks = self._prepare()
-        return hooks, nethooks.annotations(namespace, [nethooks.DEFAULT_NETWORK], [], "", "", None, None)
+        return hooks, nethooks.hook_annotations(namespace, [nethooks.DEFAULT_NETWORK], [], "", "", None, None)
 
     def etc_files(self, mode: str, hostname: str, d: str) -> list[tuple[str, str]]:
         """(host path, container path) binds for /etc/hosts and /etc/resolv.conf of a step: the host's own

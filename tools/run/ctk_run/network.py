@@ -17,7 +17,6 @@ from ctk_shared import labels as SL
 from ctk_shared.errors import UsageError
 from ctk_shared.nethooks import (  # noqa: F401 - ctk-run's callers use them through this module
     NetworkInfo,
-    annotations,
     ctk_net_executable,
     hook_error,
     hooks,
@@ -25,6 +24,9 @@ from ctk_shared.nethooks import (  # noqa: F401 - ctk-run's callers use them thr
     resolv_text,
     resolve,
 )
+
+# create.py names it network.annotations (which also names the __future__ feature, hence the ignore)
+from ctk_shared.nethooks import hook_annotations as annotations  # type: ignore[assignment,no-redef]  # noqa: F401, F811
 
 NO_NETWORK = ("none", "host")
 
