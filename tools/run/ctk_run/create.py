@@ -179,8 +179,10 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
         })
         if opts.auto_remove:
             labels[L.AUTO_REMOVE] = "true"
-        if opts.spec.stop_signal:
-            labels[L.STOP_SIGNAL] = opts.spec.stop_signal
+        # --stop-signal, else the image's STOPSIGNAL (nginx: SIGQUIT), as Docker keeps it in Config.StopSignal
+        image_stop = img.config.config.get("StopSignal") if isinstance(img.config.config, dict) else None
+        if opts.spec.stop_signal or image_stop:
+            labels[L.STOP_SIGNAL] = opts.spec.stop_signal or str(image_stop)
         if opts.stop_timeout is not None:
             labels[L.STOP_TIMEOUT] = str(opts.stop_timeout)
         if opts.restart.name != "no":
