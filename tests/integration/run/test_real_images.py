@@ -370,3 +370,79 @@ def test_nginx_restart_always_comes_back_after_containerd_restart(containerd, ru
     assert status == 200 and "Welcome to nginx!" in body
     state = inspect(run, "web")["State"]
     assert state["Status"] == "running", state
+
+
+# -- redis and postgres -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Server:
+    user: str
+    ping: tuple[str, ...]  # the client's command that succeeds once the server answers
+    write: tuple[str, ...]  # client commands that store a value (output ignored), then one that reads it back
+    read: tuple[str, ...]
+    data: str  # a file the server writes in its data directory (owned by its user)
+
+
+PSQL = ("psql", "-h", "db", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc")
+SERVERS = {
+    "redis": Server("redis", ("redis-cli", "-h", "db", "ping"),
+                    ("redis-cli", "-h", "db", "set", "greeting", "{value}"),
+                    ("redis-cli", "-h", "db", "get", "greeting"), "/var/lib/redis/dump.rdb"),
+    "postgres": Server("postgres", (*PSQL, "select 1"),
+                       (*PSQL, "create table if not exists t (v text); delete from t; insert into t values ('{value}')"),
+                       (*PSQL, "select v from t"), "/var/lib/postgresql/data/PG_VERSION"),
+}
+
+
+@contextmanager
+def user_network(run, tmp_path: Path) -> Iterator[str]:
+    net = f"real{secrets.token_hex(3)}"
+    subnet = f"10.199.{int.from_bytes(os.urandom(1), 'big')}.0/24"
+    r = run("create", "--subnet", subnet, net, tool="ctk-net")
+    assert r.code == 0, r.err
+    try:
+        yield net
+    finally:
+        remove_containers(run)
+        run("rm", net, tool="ctk-net")
+
+
+@pytest.mark.parametrize("name", ["redis", "postgres"])
+def test_server_runs_as_its_user_and_keeps_its_data(containerd, run, real_images, tmp_path, name):
+    """A server container ``db`` on a user network; a client container of the same image reaches it by
+    name, writes a value, and reads it back after stop/start of the server and after a containerd restart.
+    The data lives in the container's own filesystem (no -v: the image's VOLUME is another issue)."""
+    srv, image = SERVERS[name], real_images[name].ref
+    with user_network(run, tmp_path) as net:
+        def client(args: tuple[str, ...], value: str = "", timeout: float = 0) -> str:
+            argv = [a.replace("{value}", value) for a in args]
+            end = time.monotonic() + timeout
+            while True:
+                r = run("--rm", "-q", "--network", net, image, *argv)
+                if r.code == 0 or time.monotonic() > end:
+                    break
+                time.sleep(0.5)
+            assert r.code == 0, f"{' '.join(argv)}: exit {r.code}: {r.err}"
+            return r.out.strip()
+
+        assert run("-d", "-q", "--network", net, "--name", "db", image).code == 0
+        client(srv.ping, timeout=60)  # up (postgres initialises its cluster on first start)
+        who = run("exec", "db", "sh", "-c", "id -un; stat -c %U /proc/1")
+        assert who.code == 0 and who.out.split() == [srv.user, srv.user], (who.out, who.err)
+
+        client(srv.write, "first")
+        assert client(srv.read) == "first"
+        t0 = time.monotonic()
+        stop = run("stop", "db")
+        assert stop.code == 0, stop.err
+        assert time.monotonic() - t0 < 8, "the server did not stop on its stop signal"
+        state = inspect(run, "db")["State"]
+        assert state["ExitCode"] == 0, state  # a clean shutdown: redis saves, postgres checkpoints
+        assert run("start", "db").code == 0
+        assert client(srv.read, timeout=60) == "first"
+        owner = run("exec", "db", "stat", "-c", "%U", srv.data)
+        assert owner.out.strip() == srv.user, (owner.out, owner.err)
+
+        client(srv.write, "second")
+        containerd.restart()
+        assert client(srv.read, timeout=30) == "second"
+        assert run("exec", "db", "id", "-un").out.strip() == srv.user
