@@ -154,7 +154,7 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     client = connect.containerd(gopts)
     from .runner import remove_stale_steps
 
-    remove_stale_steps(client)
+    remove_stale_steps(client, gopts.data_root)
     old_term = signal.signal(signal.SIGTERM, _sigterm)
     try:
         with client.lease_scope() as leased:
@@ -245,7 +245,7 @@ def prune(gopts: GlobalOptions) -> tuple[int, int]:
     from .runner import remove_stale_steps
 
     client = connect.containerd(gopts)
-    remove_stale_steps(client)
+    remove_stale_steps(client, gopts.data_root)
     result = prune_cache(client)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(gopts.data_root, "build", "digests.json"))  # checksums of context files

@@ -10,6 +10,7 @@ import collections
 import contextlib
 import json
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -93,6 +94,12 @@ def step_container_id(key: str) -> str:
     return key.replace(" ", "-")[:76]
 
 
+def step_files_dir(data_root: str, container_id: str) -> str:
+    """Where a step's generated /etc files live while it runs: named by the container, so the files of a step
+    whose ctk-build was killed go with its container (:func:`remove_stale_steps`)."""
+    return os.path.join(data_root, "build", "etc", container_id)
+
+
 def run_step(client: Client, snapshotter: str, key: str, mounts: Sequence[Mount], proc: StepProcess,
              fifo_dir: str, output: Callable[[bytes], None], running: RunningTasks | None = None,
              labels: dict[str, str] | None = None) -> None:
@@ -156,9 +163,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_steps(client: Client, *, all_steps: bool = False) -> int:
-    """Remove RUN-step containers (task, record, snapshot) left by a ctk-build that was killed (SIGKILL, power
-    loss): their process is gone. ``all_steps`` removes every one (``ctk-build prune``). Returns how many."""
+def remove_stale_steps(client: Client, data_root: str | None = None, *, all_steps: bool = False) -> int:
+    """Remove RUN-step containers (task, record, snapshot, files under ``data_root``) left by a ctk-build that
+    was killed (SIGKILL, power loss): their process is gone. Deleting the task runs its network hook's
+    poststop, which releases the step's address and rules. ``all_steps`` removes every one (``ctk-build
+    prune``). Returns how many."""
     removed = 0
     for c in client.containers.list([f'labels."{STEP_LABEL}"']):
         pid = c.labels.get(PID_LABEL, "")
@@ -175,5 +184,7 @@ def remove_stale_steps(client: Client, *, all_steps: bool = False) -> int:
         if c.snapshot_key:
             with contextlib.suppress(CtkError):
                 client.snapshots(c.snapshotter or "overlayfs").remove(c.snapshot_key)
+        if data_root:
+            shutil.rmtree(step_files_dir(data_root, c.id), ignore_errors=True)
         removed += 1
     return removed

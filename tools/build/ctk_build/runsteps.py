@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from . import mounting, rootfs, stepnet, users
 from .cache import chain_key
 from .dockerfile.instructions import Command
 from .dockerfile.parser import DockerfileError, as_written, heredoc_markers
-from .runner import StepFailed, run_step, step_container_id
+from .runner import StepFailed, run_step, step_container_id, step_files_dir
 from .stepspec import StepProcess
 
 if TYPE_CHECKING:
@@ -94,12 +95,13 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
     missing = [p for p in _MOUNT_POINTS if not any(os.path.lexists(os.path.join(d, p)) for d in dirs)]
     b = sc.b
     with contextlib.ExitStack() as stack:
+        cid = step_container_id(skey)
         etc_dir = ""
         if network == stepnet.BRIDGE:  # the step's generated hosts and resolv.conf, gone with the step
-            parent = os.path.join(b.gopts.data_root, "build", "etc")
-            os.makedirs(parent, exist_ok=True)
-            etc_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="step-", dir=parent))
-        binds = b.stepnet.etc_files(network, step_container_id(skey)[:12], etc_dir)
+            etc_dir = step_files_dir(b.gopts.data_root, cid)
+            os.makedirs(etc_dir, exist_ok=True)
+            stack.callback(shutil.rmtree, etc_dir, True)
+        binds = b.stepnet.etc_files(network, cid[:12], etc_dir)
         hooks, annotations = b.stepnet.spec_parts(b.client.namespace) if network == stepnet.BRIDGE else (None, {})
         if pipes:  # a "#!" heredoc: the script is bound read-only at /dev/pipes/NAME
             pipe_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ctk-build-pipes-"))
