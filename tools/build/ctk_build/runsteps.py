@@ -17,7 +17,7 @@ from .cache import chain_key
 from .dockerfile.instructions import Command
 from .dockerfile.parser import DockerfileError, as_written, heredoc_markers
 from .runner import StepFailed, run_step, step_container_id, step_files_dir
-from .stepspec import StepProcess
+from .stepspec import STEP_HOSTNAME, StepProcess
 
 if TYPE_CHECKING:
     from ctk_shared.containerd import Mount
@@ -101,7 +101,7 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
             etc_dir = step_files_dir(b.gopts.data_root, cid)
             os.makedirs(etc_dir, exist_ok=True)
             stack.callback(shutil.rmtree, etc_dir, True)
-        binds = b.stepnet.etc_files(network, cid[:12], etc_dir)
+        binds = b.stepnet.etc_files(network, STEP_HOSTNAME, etc_dir)
         hooks, annotations = b.stepnet.spec_parts(b.client.namespace) if network == stepnet.BRIDGE else (None, {})
         if pipes:  # a "#!" heredoc: the script is bound read-only at /dev/pipes/NAME
             pipe_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ctk-build-pipes-"))

@@ -14,6 +14,10 @@ from typing import Any
 
 from ctk_shared import ocispec, seccomp
 
+# every step's hostname outside the host's network, the same in every build (BuildKit's is "buildkitsandbox"),
+# so a step that records it stays reproducible
+STEP_HOSTNAME = "ctk-build"
+
 
 @dataclass(frozen=True)
 class StepProcess:
@@ -52,7 +56,7 @@ def build_step_spec(container_id: str, namespace: str, proc: StepProcess) -> dic
             "noNewPrivileges": False,
         },
         "root": {"path": "rootfs", "readonly": False},
-        "hostname": socket.gethostname() if host_net else container_id[:12],
+        "hostname": socket.gethostname() if host_net else STEP_HOSTNAME,
         "mounts": mounts,
         "linux": {
             "namespaces": [{"type": t} for t in namespaces],
