@@ -1,8 +1,10 @@
 """Published-port benchmark harness (through scripts/bench/net.sh, as root). Prints JSON with medians and ratios.
 
-Each sample: start a detached busybox httpd container with one published port, then poll
+Each sample: start a detached web server container with one published port, then poll
 http://127.0.0.1:PORT/ every 5 ms until it answers 200; the sample is the wall time from the start of the
 command to that answer. Containers are removed between samples (not timed). ctk and podman alternate.
+Images (``--image``): busybox (httpd from the static busybox test image) and nginx (the real Debian image of
+scripts/images, built by ctk-build; podman gets it through ``ctk-pull save`` + ``podman load``).
 Everything is private: containerd, registry, conflist dir, bridge (ctkb<hex>, 10.199.x.0/24), podman root.
 """
 from __future__ import annotations
@@ -59,6 +61,7 @@ def sample(start: list[str], stop: list[str], port: int, env: dict[str, str]) ->
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=11)
+    ap.add_argument("--image", choices=["busybox", "nginx", "both"], default="both")
     args = ap.parse_args()
     bridge = f"ctkb{secrets.token_hex(2)}"
     with bench_stack("net") as (base, daemon, reg):
@@ -68,7 +71,7 @@ def main() -> int:
                "CTK_BRIDGE_NAME": bridge, "CTK_BRIDGE_SUBNET": f"10.199.{random.randint(1, 250)}.0/24",
                "CTK_DEBUG": "1"}
         try:
-            return _measure(args.runs, base, daemon, reg, env)
+            return _measure(args.runs, base, daemon, reg, env, args.image)
         finally:
             ctk = [tool("ctk-run"), "--address", daemon.address, "-n", "bench"]
             left = subprocess.run([*ctk, "ps", "-aq"], capture_output=True, text=True, env=env).stdout.split()
@@ -80,22 +83,56 @@ def main() -> int:
             delete_isolation_rules(bridge)
 
 
-def _measure(runs: int, base: Path, daemon, reg, env: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
-    layout = base / "layout"
-    im.web_image(layout, "latest")
-    ref = f"{reg.host}/bench/web:latest"
-    im.push_layout(layout, "latest", ref)
+def _measure(runs: int, base: Path, daemon, reg, env: dict[str, str], which: str) -> int:  # type: ignore[no-untyped-def]
     g = ["--address", daemon.address, "-n", "bench"]
-    subprocess.run([tool("ctk-pull"), *g, "-q", ref], check=True, stdout=subprocess.DEVNULL, env=env)
-    tools: dict[str, tuple] = {
-        "ctk": (lambda p: [tool("ctk-run"), *g, "-d", "-q", "-p", f"{p}:80", ref], [tool("ctk-run"), *g, "rm", "-f"]),
-    }
     pod_root = base / "podman"
     pod = ["podman", "--root", str(pod_root / "root"), "--runroot", str(pod_root / "run"), "--runtime", "runc",
            "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
-    if shutil.which("podman"):
-        tools["podman"] = (lambda p: [*pod, "run", "-d", "-p", f"{p}:80", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-                                      "--pids-limit", "1024", f"oci:{layout}:latest"], [*pod, "rm", "-f"])
+    podman = shutil.which("podman") is not None
+    report: dict[str, object] = {"runs": runs}
+    if which in ("busybox", "both"):
+        layout = base / "layout"
+        im.web_image(layout, "latest")
+        ref = f"{reg.host}/bench/web:latest"
+        im.push_layout(layout, "latest", ref)
+        subprocess.run([tool("ctk-pull"), *g, "-q", ref], check=True, stdout=subprocess.DEVNULL, env=env)
+        report["busybox"] = _measure_image(runs, g, ref, [*pod, "run", "-d"] if podman else None,
+                                           f"oci:{layout}:latest", env)
+    if which in ("nginx", "both"):
+        from scripts.bench.realimage import nginx_image, podman_load
+
+        t0 = time.perf_counter()
+        ref, archive = nginx_image(base, daemon, reg, env)
+        pod_ref = None
+        if podman:
+            try:
+                pod_ref = podman_load(pod, archive, ref)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                print(f"podman unusable here: {e}", file=sys.stderr)
+        print(f"nginx image built, pushed, saved and loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        report["nginx"] = _measure_image(runs, g, ref, [*pod, "run", "-d", "--pull", "never"] if pod_ref else None,
+                                         pod_ref or "", env)
+    log = base / "data" / "net" / "hook.log"
+    if log.exists():
+        by_phase: dict[str, list[float]] = {}
+        for line in log.read_text().splitlines():
+            phase, _, secs = line.split()
+            by_phase.setdefault(phase, []).append(float(secs.rstrip("s")))
+        report["hook_in_process_median_s"] = {k: round(statistics.median(v), 4) for k, v in by_phase.items()}
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _measure_image(runs: int, g: list[str], ref: str, pod_run: list[str] | None, pod_image: str,
+                   env: dict[str, str]) -> dict[str, object]:
+    """ctk-run -d -p vs podman run -d -p of one image (podman's copy named ``pod_image``), alternating."""
+    tools: dict[str, tuple] = {
+        "ctk": (lambda p: [tool("ctk-run"), *g, "-d", "-q", "-p", f"{p}:80", ref], [tool("ctk-run"), *g, "rm", "-f"]),
+    }
+    if pod_run:
+        stop = pod_run[:pod_run.index("run")] + ["rm", "-f"]
+        tools["podman"] = (lambda p: [*pod_run, "-p", f"{p}:80", "--ulimit", "nofile=1024:1024", "--ulimit",
+                                      "nproc=1024:1024", "--pids-limit", "1024", pod_image], stop)
     for name in list(tools):  # warm up: image import, default network creation
         try:
             port = free_port()
@@ -118,19 +155,11 @@ def _measure(runs: int, base: Path, daemon, reg, env: dict[str, str]) -> int:  #
         nonet.append(time.perf_counter() - t0)
         subprocess.run([tool("ctk-run"), *g, "rm", "-f", out], capture_output=True, env=env, check=False)
     med = {k: round(statistics.median(v), 4) for k, v in times.items()}
-    report: dict[str, object] = {"runs": runs, "median_s_to_first_200": med,
-                                 "ctk_run_d_network_none_median_s": round(statistics.median(nonet), 4)}
+    out: dict[str, object] = {"image": ref, "median_s_to_first_200": med,
+                              "ctk_run_d_network_none_median_s": round(statistics.median(nonet), 4)}
     if "podman" in med and "ctk" in med:
-        report["ratio_ctk_vs_podman"] = round(med["ctk"] / med["podman"], 3)
-    log = base / "data" / "net" / "hook.log"
-    if log.exists():
-        by_phase: dict[str, list[float]] = {}
-        for line in log.read_text().splitlines():
-            phase, _, secs = line.split()
-            by_phase.setdefault(phase, []).append(float(secs.rstrip("s")))
-        report["hook_in_process_median_s"] = {k: round(statistics.median(v), 4) for k, v in by_phase.items()}
-    print(json.dumps(report, indent=2))
-    return 0
+        out["ratio_ctk_vs_podman"] = round(med["ctk"] / med["podman"], 3)
+    return out
 
 
 if __name__ == "__main__":
