@@ -41,6 +41,7 @@ def main() -> int:
     ap.add_argument("--b", required=True)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tar-from", default="/usr/include,/usr/share/doc")
+    ap.add_argument("--phases", default="cold,cached,add-tar,extract", help="comma-separated subset")
     args = ap.parse_args()
     trees = {"a": os.path.abspath(args.a), "b": os.path.abspath(args.b)}
     with bench_stack("build-ab", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg):
@@ -65,14 +66,17 @@ def main() -> int:
         cmds = {"cold": ctk + ["-q", "--no-cache", "-t", "bench", str(ctx)],
                 "cached": ctk + ["-q", "-t", "bench", str(ctx)],
                 "add-tar": ctk + ["-q", "--no-cache", "-t", "bigtar", str(tctx)]}
-        times: dict[str, dict[str, list[float]]] = {p: {"a": [], "b": []} for p in [*cmds, "extract"]}
+        phases = args.phases.split(",")
+        times: dict[str, dict[str, list[float]]] = {p: {"a": [], "b": []} for p in phases}
         for phase, cmd in cmds.items():
+            if phase not in phases:
+                continue
             for w in trees:
                 timed(cmd, env[w])  # warm-up (and the cache for "cached")
             for i in range(args.runs):
                 for w in (("a", "b") if i % 2 == 0 else ("b", "a")):
                     times[phase][w].append(timed(cmd, env[w]))
-        for i in range(args.runs):
+        for i in range(args.runs if "extract" in phases else 0):
             for w in (("a", "b") if i % 2 == 0 else ("b", "a")):
                 dest = base / f"x-{w}-{i}"
                 dest.mkdir()
