@@ -5,7 +5,8 @@
 DIR is a directory holding the ``ctk_build`` package (e.g. a copy of ``tools/build`` at another commit); it is
 put first on PYTHONPATH of the installed ``ctk-build``. Alternating A/B order each run, medians of:
 
-* cold / cached: the build benchmark's Dockerfile (scripts/bench/build.py: RUN of 200 files, COPY 50 MiB)
+* cold / cached: the build benchmark's Dockerfile (scripts/bench/build.py: RUN of 200 files, COPY 50 MiB),
+  RUN with ``--network none`` (no bridge on this stack; the network is not what A/B compares)
 * add-tar: ``FROM scratch`` + ``ADD big.tar /`` with ``--no-cache``, the tar made from ``--tar-from``
 * extract: the same tar unpacked in-process by each tree's copier (``copier.copy`` with ``add=True``)
   into a fresh directory, without containerd, to isolate the unpacking
@@ -60,7 +61,7 @@ def main() -> int:
         n_members = int(subprocess.run(["sh", "-c", f"tar -tf {tctx / 'big.tar'} | wc -l"], check=True,
                                        capture_output=True, text=True).stdout)
         env = {w: {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "PYTHONPATH": d} for w, d in trees.items()}
-        ctk = [tool("ctk-build"), "--address", daemon.address, "-n", "bench"]
+        ctk = [tool("ctk-build"), "--address", daemon.address, "-n", "bench", "--network", "none"]
         subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
                        stdout=subprocess.DEVNULL, env=env["a"])
         cmds = {"cold": ctk + ["-q", "--no-cache", "-t", "bench", str(ctx)],
