@@ -145,6 +145,20 @@ def test_pattern_removal_on_long_values_is_bounded():
     assert time.monotonic() - t0 < 10
 
 
+def test_pattern_replacement_on_long_values_is_bounded():
+    import time
+
+    v = "a" * (1 << 20)
+    t0 = time.monotonic()
+    assert word("${V//*b*/x}", {"V": v}) == v  # no b: nothing can match
+    assert word("${V//a/}", {"V": v}) == ""  # no *: linear
+    with pytest.raises(ShellError, match="takes too much work"):
+        word("${V//*a*/x}", {"V": v})  # a * tried from every position
+    assert word("${V//*a*/x}", {"V": "a" * 1000}) == "x"
+    assert word("${P/*b/X}", {"P": "/usr/bin"}) == "Xin"
+    assert time.monotonic() - t0 < 10
+
+
 @pytest.mark.parametrize("text,expected", [
     ("${P#*/}", "usr/local/bin/tool.tar.gz"),
     ("${P##*/}", "tool.tar.gz"),

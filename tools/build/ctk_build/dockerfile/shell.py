@@ -36,9 +36,10 @@ MAX_WORD = 1 << 20
 # ${...} inside ${...}: real Dockerfiles nest two or three levels; 64 keeps far below Python's recursion limit
 # (each level takes three or four frames of this recursive-descent lexer).
 MAX_DEPTH = 64
-# characters examined while trying the cuts of ${V#pattern} (a quarter of a second here): the quadratic search
-# stays complete for values up to ~20,000 characters, far more than a path or version string
-MAX_TRIM_WORK = 1 << 28
+# characters examined while matching a pattern in ${V#pattern} or ${V/pattern/...} (a quarter of a second
+# here): the quadratic search stays complete for values up to ~16,000 characters, far more than a path or
+# version string
+MAX_PATTERN_WORK = 1 << 28
 _SPACE_RUNS = re.compile(r"(\s+)")
 
 
@@ -359,14 +360,14 @@ def _glob_re(pattern: str) -> str:
 
 def _trim(value: str, pattern: str, *, prefix: bool, longest: bool) -> str:
     """``${V#p}`` and friends: try every cut, as the shell does (and BuildKit's lexer); a pattern without ``*``
-    matches one length only. The work is bounded (:data:`MAX_TRIM_WORK`): each try costs up to its length,
+    matches one length only. The work is bounded (:data:`MAX_PATTERN_WORK`): each try costs up to its length,
     so a ``*`` pattern on a 1 MiB value could otherwise take minutes."""
     rx = re.compile(_glob_re(pattern), re.S)
     lengths = _cuts(value, pattern, prefix=prefix, longest=longest)
     work = 0
     for n in lengths:
         work += n + 1
-        if work > MAX_TRIM_WORK:
+        if work > MAX_PATTERN_WORK:
             raise ShellError(f"removing a pattern from a value of {len(value)} characters takes too much work "
                              "(ctk-build's limit)")
         if rx.fullmatch(value, 0, n) if prefix else rx.fullmatch(value, len(value) - n):
@@ -398,6 +399,14 @@ def _replace(value: str, pattern: str, repl: str, every: bool) -> str:
     if not pattern:
         return value
     rx = re.compile(_glob_re(pattern), re.S)
+    if "*" in pattern and len(value) ** 2 > MAX_PATTERN_WORK:
+        # a * tried from every position costs up to len(value) each; unless a character the pattern must
+        # contain is missing (then nothing matches), that is too much work
+        needed = set(pattern) - set("*?") if "[" not in pattern else set()
+        if needed and not needed <= set(value):
+            return value
+        raise ShellError(f"replacing a * pattern in a value of {len(value)} characters takes too much work "
+                         "(ctk-build's limit)")
     size = len(value)
 
     def sub(m: re.Match[str]) -> str:
