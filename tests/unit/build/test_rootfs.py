@@ -300,3 +300,19 @@ def test_remove_if_empty_never_follows_a_link(tmp_path, host, resolver):
         rootfs.remove_if_empty(str(root), rel)
     assert tree_hash(sentinel) == before and (sentinel / "dir/hosts").exists()
     assert not (root / "proc").exists() and (root / "dev/keep").exists() and (root / "etc").is_symlink()
+
+
+def test_many_directories_and_hard_links_across_them(tmp_path, host, resolver, monkeypatch):
+    """More directories than descriptors kept open: hard links between far-apart directories still land
+    where they belong (a descriptor is never dropped while a member uses it)."""
+    root, _ = host
+    monkeypatch.setattr(untar, "_MAX_OPEN_DIRS", 4)
+    members = []
+    for i in range(12):
+        members.append(({"name": f"d{i}/f", "mode": 0o644}, f"{i}\n".encode()))
+    for i in range(12):
+        members.append(({"name": f"d{i}/h", "type": tarfile.LNKTYPE, "linkname": f"d{11 - i}/f"}, None))
+    unpack(tmp_path, root, members)
+    for i in range(12):
+        assert (root / f"d{i}/h").read_text() == f"{11 - i}\n"
+        assert (root / f"d{i}/h").stat().st_ino == (root / f"d{11 - i}/f").stat().st_ino

@@ -55,7 +55,8 @@ def _clear_for_file(pfd: int, name: str) -> None:
 
 
 def _copy_data(src: int, dst: int) -> None:
-    """In-kernel copy (copy_file_range, then sendfile), read/write as the last resort."""
+    """In-kernel copy: copy_file_range, or sendfile where the kernel refuses it (across filesystems);
+    both advance the same file offsets, so a fallback mid-way continues where the first stopped."""
     try:
         while os.copy_file_range(src, dst, 1 << 30):
             pass

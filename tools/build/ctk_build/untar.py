@@ -49,15 +49,19 @@ class _Dirs:
         self.fds: dict[str, int] = {}
 
     def get(self, rel: str, create: bool = True) -> int:
+        """The directory ``rel`` (resolved in the root); valid until :meth:`clear` or :meth:`trim`."""
         if not rel:
             return self.root.fd
         fd = self.fds.get(rel)
         if fd is None:
-            if len(self.fds) >= _MAX_OPEN_DIRS:
-                self.clear()
             fd = self.root.open_dir(rel, create=create)
             self.fds[rel] = fd
         return fd
+
+    def trim(self) -> None:
+        """Bound the descriptors held; called between members, never while one holds a descriptor."""
+        if len(self.fds) >= _MAX_OPEN_DIRS:
+            self.clear()
 
     def clear(self) -> None:
         for fd in self.fds.values():
@@ -111,6 +115,7 @@ def extract(archive: str, dest: rootfs.Root, owner: tuple[int, int] | None = Non
                 name = _member_name(m.name)
                 if not name:
                     continue
+                dirs.trim()
                 try:
                     _member(t, m, name, dirs, owner, dir_times)
                 except OSError as e:
