@@ -206,12 +206,13 @@ def _edit_distance(a: str, b: str) -> int:
 def close_commands(word: str, commands: Iterable[str]) -> list[str]:
     """The sub-commands ``word`` is one typo away from (two for long words), or that difflib finds close.
 
-    Tight on purpose: a real image name (``nginx``, ``redis``, ``rust``) must stay far from every command."""
+    Tight on purpose: a real image name (``nginx``, ``redis``, ``rust``) must stay far from every command, and a
+    two-letter word is never a typo (``ms`` is as likely an image as a mistyped ``ps``)."""
     import difflib
 
     names = [c for c in commands if not c.startswith("_")]
     limit = 2 if len(word) >= 6 else 1
-    near = sorted((d, c) for c in names if (d := _edit_distance(word, c)) <= limit and len(word) >= 2)
+    near = sorted((d, c) for c in names if (d := _edit_distance(word, c)) <= limit and len(word) >= 3)
     found = [c for _, c in near]
     for c in difflib.get_close_matches(word, names, n=2, cutoff=0.8):
         if c not in found:

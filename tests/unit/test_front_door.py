@@ -83,7 +83,8 @@ def test_a_command_of_another_tool_names_that_tool(capsys):
 @pytest.mark.parametrize("word", [
     "busybox", "nginx", "alpine", "redis", "postgres", "python", "node", "rust", "ruby", "golang", "httpd",
     "mongo", "mysql", "ubuntu", "debian", "traefik", "registry", "caddy", "vault", "consul", "hello-world",
-    "nginx:alpine", "127.0.0.1:5000/x", "busybox@sha256:" + "0" * 64, "library/cp", "cp:1", ".", "-",
+    "nats", "php", "ms", "pg", "nginx:alpine", "127.0.0.1:5000/x", "busybox@sha256:" + "0" * 64, "library/cp", "cp:1",
+    ".", "-",
 ])
 def test_real_refs_are_still_images(word):
     for prog, default in (("ctk-run", "run"), ("ctk-pull", "pull")):
