@@ -21,15 +21,15 @@ import posixpath
 import secrets
 import stat
 import struct
-import subprocess
 import tarfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from ctk_shared import oci
 
 from tests.support.cli import remove_containers, run_tool, tool_runner
 from tests.support.containerd_fixtures import fresh_namespace
@@ -93,7 +93,7 @@ def read_tree(fileobj: io.BufferedIOBase) -> tuple[dict[str, Node], set[frozense
                 h = hashlib.sha256()
                 f = tar.extractfile(m)
                 assert f is not None
-                for chunk in iter(lambda: f.read(1 << 20), b""):
+                while chunk := f.read(1 << 20):
                     h.update(chunk)
                 digest = h.hexdigest()
             # tarfile gives PAX values as str, decoded with surrogateescape: encoding back gives the bytes
@@ -200,15 +200,31 @@ def namespace_runner(containerd, nodeid: str, data_root: Path) -> Iterator:
             remove_containers(go)
 
 
+def built_snapshots(containerd) -> set[str]:
+    """Committed snapshots of the namespace the real images were built in."""
+    from ctk_shared.containerd import Client
+
+    client = Client(containerd.address, REAL_IMAGES_NAMESPACE)
+    try:
+        return {i.name for i in client.snapshots("overlayfs").list() if i.kind == "committed"}
+    finally:
+        client.close()
+
+
 def check_fidelity(containerd, real_images, name: str, nodeid: str, tmp_path: Path) -> None:
     image = real_images[name]
     reference = image_reference(name)
     # 1. the image as built: ctk-build's own extraction, its committed snapshot reused by ctk-run as is
     cfg = json.loads(run_tool("ctk-pull", "inspect", image.ref, address=containerd.address,
                               namespace=REAL_IMAGES_NAMESPACE).out)[0]
+    assert cfg["Digest"] == image.digest
+    top = oci.chain_ids(cfg["RootFS"]["diff_ids"])[-1]
+    committed = built_snapshots(containerd)
+    assert top in committed, "the image's top layer is not the snapshot ctk-build committed"
     built = tool_runner("ctk-run", address=containerd.address, namespace=REAL_IMAGES_NAMESPACE,
                         data_root=tmp_path / "data-built")
     seen_built = container_tree(built, image.ref, tmp_path / "built")
+    assert built_snapshots(containerd) == committed, "ctk-run unpacked the image again instead of using the build's"
     _copy_mtime(reference, seen_built[0])
     assert_same_tree(reference, seen_built, f"{name} as built by ctk-build")
     # 2. pushed, then pulled by ctk-pull into a fresh namespace and unpacked by containerd there
@@ -217,7 +233,7 @@ def check_fidelity(containerd, real_images, name: str, nodeid: str, tmp_path: Pa
         assert pull.code == 0, pull.err
         pulled = json.loads(run_tool("ctk-pull", "inspect", image.ref, address=containerd.address,
                                      namespace=client.namespace).out)[0]
-        assert pulled.get("Id") == cfg.get("Id") and pulled.get("RepoDigests") == cfg.get("RepoDigests")
+        assert pulled["Id"] == cfg["Id"] and pulled["Digest"] == image.digest
         go = tool_runner("ctk-run", address=containerd.address, namespace=client.namespace,
                          data_root=tmp_path / "data-pulled")
         try:
