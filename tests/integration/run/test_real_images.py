@@ -257,6 +257,16 @@ def test_the_reference_trees_are_not_trivial():
     assert any(n.kind == "d" and n.mode & 0o2000 for n in nodes.values())  # /var/local, /var/mail
     assert any(n.uid or n.gid for n in nodes.values())  # e.g. shadow's group, /var/mail's group mail
     assert any(n.kind == "l" and n.target.startswith("/") for n in nodes.values())
+    # and the comparison sees a lost setuid bit, owner, xattr, a changed byte, a missing file, a split hardlink
+    su = next(p for p, n in nodes.items() if n.kind == "f" and n.mode & 0o4000)
+    for change in ({"mode": nodes[su].mode & ~0o4000}, {"gid": 4242}, {"xattrs": (("user.x", b"1"),)},
+                   {"digest": "0" * 64}):
+        assert diff_trees(nodes, {**nodes, su: replace(nodes[su], **change)}) == [
+            f"{su}: " + "; ".join(f"{k}: {getattr(nodes[su], k)!r} -> {v!r}" for k, v in change.items())]
+    assert diff_trees(nodes, {p: n for p, n in nodes.items() if p != su}) == [f"{su}: missing in the container"]
+    group = next(iter(groups))
+    with pytest.raises(AssertionError, match="hardlink groups differ"):
+        assert_same_tree((nodes, groups), (nodes, groups - {group}), "split")
 
 
 # VFS_CAP_REVISION_2 with CAP_NET_RAW (bit 13) permitted and effective: what `setcap cap_net_raw=ep` writes
