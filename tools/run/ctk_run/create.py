@@ -129,6 +129,23 @@ def _volume_mounts(gopts: GlobalOptions, namespace: str, mounts: tuple[MountSpec
     return tuple(out)
 
 
+def _image_stop_signal(config: object) -> str | None:
+    """The image config's StopSignal when it names a signal (one that does not would make every later
+    ``stop`` fail: then the default, SIGTERM)."""
+    from ctk_shared.errors import UsageError
+
+    from .lifecycle import parse_signal
+
+    value = config.get("StopSignal") if isinstance(config, dict) else None
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parse_signal(value)
+    except UsageError:
+        return None
+    return value
+
+
 def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: Progress) -> Container:
     from ctk_shared.containerd import Container
 
@@ -180,9 +197,9 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
         if opts.auto_remove:
             labels[L.AUTO_REMOVE] = "true"
         # --stop-signal, else the image's STOPSIGNAL (nginx: SIGQUIT), as Docker keeps it in Config.StopSignal
-        image_stop = img.config.config.get("StopSignal") if isinstance(img.config.config, dict) else None
-        if opts.spec.stop_signal or image_stop:
-            labels[L.STOP_SIGNAL] = opts.spec.stop_signal or str(image_stop)
+        stop_signal = opts.spec.stop_signal or _image_stop_signal(img.config.config)
+        if stop_signal:
+            labels[L.STOP_SIGNAL] = stop_signal
         if opts.stop_timeout is not None:
             labels[L.STOP_TIMEOUT] = str(opts.stop_timeout)
         if opts.restart.name != "no":
