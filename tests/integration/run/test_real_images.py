@@ -243,7 +243,7 @@ def check_fidelity(containerd, real_images, name: str, nodeid: str, tmp_path: Pa
             remove_containers(go)
 
 
-@pytest.mark.parametrize("name", ["debian", "nginx", "postgres"])
+@pytest.mark.parametrize("name", ["debian", "nginx", "redis", "postgres"])
 def test_unpacked_tree_equals_the_root_filesystem(containerd, real_images, request, tmp_path, name):
     check_fidelity(containerd, real_images, name, request.node.nodeid, tmp_path)
 
