@@ -227,7 +227,10 @@ def check_fidelity(containerd, real_images, name: str, nodeid: str, tmp_path: Pa
     assert built_snapshots(containerd) == committed, "ctk-run unpacked the image again instead of using the build's"
     _copy_mtime(reference, seen_built[0])
     assert_same_tree(reference, seen_built, f"{name} as built by ctk-build")
-    # 2. pushed, then pulled by ctk-pull into a fresh namespace and unpacked by containerd there
+    # 2. pushed, then pulled by ctk-pull into a fresh namespace and unpacked by containerd there. The
+    # manifest comes from the registry (its digest is the pushed one); the layer blobs are on disk already
+    # (containerd shares content between namespaces, so they are not downloaded again), and every blob is
+    # addressed by its digest: the bytes are the pushed ones. The new snapshots are containerd's unpack.
     with fresh_namespace(containerd.address, nodeid + "-pulled") as client:
         pull = run_tool("ctk-pull", "pull", "-q", image.ref, address=containerd.address, namespace=client.namespace)
         assert pull.code == 0, pull.err
