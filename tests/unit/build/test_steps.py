@@ -154,9 +154,9 @@ def test_archive_cannot_write_through_a_symlink_to_the_host(tmp_path):
     dest.mkdir()
     evil = _tar(tmp_path, [("link", "sym", str(victim)), ("link/owned", "file", b"x")])
     assert copier.is_archive(evil)
-    with pytest.raises(InvalidArgument, match="through a symlink"):
-        copier.extract(evil, str(dest), None)
+    copier.extract(evil, str(dest), None)  # the link is followed inside dest, as in docker build's chroot
     assert not (victim / "owned").exists()
+    assert (dest / str(victim).lstrip("/") / "owned").read_bytes() == b"x"
     ok = _tar(tmp_path, [("../../up.txt", "file", b"u"), ("d/rel", "sym", "../up.txt")])
     copier.extract(ok, str(dest), copier.CopyOwner(3, 4))
     assert (dest / "up.txt").read_bytes() == b"u" and (dest / "up.txt").stat().st_uid == 3

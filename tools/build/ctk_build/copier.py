@@ -187,6 +187,14 @@ def is_archive(path: str) -> bool:
         return False
 
 
+def extract(archive: str, dest_dir: str, owner: CopyOwner | None) -> None:
+    """Unpack ``archive`` into the host directory ``dest_dir``, every write confined to it (:mod:`untar`)."""
+    from . import untar
+
+    with rootfs.Root(dest_dir) as into:
+        untar.extract(archive, into, (owner.uid, owner.gid) if owner is not None else None)
+
+
 def copy(root_dir: str, src: SourceTree, rels: list[str], dest: str, workdir: str, *,
          owner: CopyOwner | None = None, chmod: int | None = None, add: bool = False,
          wildcard: bool = False, inline: dict[str, bytes] | None = None) -> None:
