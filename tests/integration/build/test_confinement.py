@@ -210,3 +210,15 @@ def test_run_step_cleanup_follows_no_link(build, run, bb, tmp_path, sentinel):
     r = build("-q", "-t", "etclink", str(ctx))
     assert tree_hash(sentinel) == before, "the build wrote on the host"
     assert r.code == 0, r.err
+
+
+def test_hard_link_out_of_the_root_is_one_error_line(build, bb, tmp_path, sentinel):
+    """A hard link to a host file resolves inside the destination, where nothing is: the build fails with
+    one line naming the member (Docker fails the same way), and the host file keeps its single link."""
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nADD evil.tar /\n",
+                                   "evil.tar": tar_bytes([("h", "hard", f"{sentinel}/file")])})
+    before = tree_hash(sentinel)
+    r = build("-q", "-t", "hl", str(ctx))
+    assert tree_hash(sentinel) == before and os.stat(sentinel / "file").st_nlink == 1
+    assert r.code == 1 and r.err.startswith("ctk-build: error: Dockerfile:2: unpacking hard link"), r.err
+    assert "Traceback" not in r.err and len([ln for ln in r.err.splitlines() if "error" in ln]) == 1
