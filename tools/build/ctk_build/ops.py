@@ -135,9 +135,9 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     network = build_mode(req.network, req.allow)
     text, df_name, context_dir, df_path = _read_dockerfile(req)
     bplan = plan(parse(text, df_name))
-    from .sources import DigestCache
-
     from ctk_shared import dataroot
+
+    from .sources import DigestCache
 
     dataroot.ensure(gopts.data_root)  # 0710, before the digest cache or the RUN fifos make it 0755
     digests = DigestCache(os.path.join(gopts.data_root, "build", "digests.json"))
@@ -216,7 +216,6 @@ def _show_tail(e: CtkError, quiet: bool) -> None:
 def _export(client, name: str, dest: str) -> None:  # type: ignore[no-untyped-def]
     from ctk_shared import archive
     from ctk_shared.images import load_local
-
     from ctk_shared.outputs import open_output
 
     img = load_local(client, name)
