@@ -26,6 +26,8 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         ctx.find_root().meta.setdefault(_FLAGS_KEY, {})[param.name] = value
         if param.name == "debug":
             os.environ["CTK_DEBUG"] = "1"
+        if param.name == "registry_timeout":
+            config.parse_registry_timeout(value)  # refused when given, not at the first registry request
     return value
 
 
@@ -46,6 +48,9 @@ def global_options(f: F) -> F:
                      help="certs.d-style directory with per-registry CA/client certs (repeatable)"),
         click.option("--insecure-registry", is_flag=True, default=None, expose_value=False, callback=_remember,
                      help="skip TLS verification and allow plain HTTP"),
+        click.option("--registry-timeout", metavar="SECONDS", default=None, expose_value=False, callback=_remember,
+                     help="registry waits: CONNECT,RESPONSE,STALL seconds, or one number for all "
+                          "[$CTK_REGISTRY_TIMEOUT; default 10,30,60]"),
         click.option("--debug", is_flag=True, default=None, expose_value=False, callback=_remember,
                      help="show tracebacks and debug logs"),
     ]

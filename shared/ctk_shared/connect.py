@@ -20,4 +20,4 @@ def registry(host: str, gopts: GlobalOptions) -> RegistryClient:
     from .registry.client import RegistryClient
 
     return RegistryClient(host, insecure=gopts.insecure_registry, hosts_dirs=gopts.hosts_dir,
-                          credentials=auth.get_credentials)
+                          credentials=auth.get_credentials, timeout=gopts.registry_timeout)

@@ -154,7 +154,7 @@ class _Fetcher:
             offset = w.offset
             hasher = oci.hasher(desc.digest) if offset == 0 else None  # resumed: containerd checks at commit
             self.progress.status(key, "resuming" if offset else "downloading", completed=offset)
-            stream = self.registry.open_blob(self.repo, desc.digest, offset)
+            stream = self.registry.open_blob(self.repo, desc.digest, offset, resumable=True)
             n = offset
             try:
                 for chunk in stream:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import subprocess
 import tarfile
 import threading
@@ -38,12 +39,15 @@ def _digest(data: bytes) -> str:
 
 @dataclass
 class Route:
-    """One answer: a status, headers, and a body that is bytes or endless (``endless`` bytes after ``body``)."""
+    """One answer: a status, headers, and a body that is bytes or endless (``endless`` bytes after ``body``).
+
+    With ``stall`` the body stops after its first ``body`` bytes and the connection stays open, silent."""
 
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     endless: bool = False
+    stall: bool = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -69,6 +73,11 @@ class _Handler(BaseHTTPRequestHandler):
         if head:
             return
         try:
+            if route.stall:
+                self.wfile.write(route.body)
+                self.wfile.flush()
+                self.stop.wait(DEADLINE)
+                return
             if not route.endless:
                 self.wfile.write(route.body)
                 return
@@ -99,6 +108,31 @@ def hostile() -> Iterator[tuple[str, dict[tuple[str, str], Route]]]:
     handler.stop.set()
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """A registry that accepts connections and never answers (nor reads): the host, as ``127.0.0.1:PORT``."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{srv.getsockname()[1]}"
+    done.set()
+    srv.close()
+    for c in held:
+        c.close()
 
 
 def _serve_manifest(routes: dict[tuple[str, str], Route], tag: str, doc: dict[str, object],
@@ -253,6 +287,61 @@ def test_endless_error_body_is_read_only_in_part(containerd, ctd, hostile) -> No
     _assert_quick_and_small(r)
     assert r.code == 1
     assert "not found" in r.error or "unknown" in r.error, r.error
+
+
+# --- waits that end ------------------------------------------------------------------------------------------
+# the limits come from --registry-timeout, so each case takes seconds; the old code waited 300 s per read (twice)
+def test_silent_registry_is_a_response_timeout_on_pull(containerd, ctd, silent) -> None:
+    r = _ctk_pull(containerd, ctd, "--registry-timeout", "2,1,1", f"{silent}/{REPO}:v1")
+    assert r.seconds < 8, r.err
+    assert r.code == 1
+    assert f"registry {silent} accepted the connection but sent no response in 1 s" in r.error, r.error
+    assert "ConnectionError" not in r.err
+    _assert_nothing_left(ctd)
+
+
+def test_silent_registry_is_a_response_timeout_on_login(containerd, ctd, silent) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTAINERD_", "CTK_"))}
+    env["CTK_REGISTRY_TIMEOUT"] = "1"  # the environment variable is the same setting as the flag
+    t0 = time.monotonic()
+    p = subprocess.run(["ctk-pull", "login", silent, "-u", "u", "-p", "p"], capture_output=True, text=True,
+                       env=env, timeout=DEADLINE)
+    assert time.monotonic() - t0 < 8, p.stderr
+    assert p.returncode == 1
+    assert f"registry {silent} accepted the connection but sent no response in 1 s" in p.stderr, p.stderr
+
+
+def test_blob_stalled_mid_body_names_the_offset_and_resumes(containerd, ctd, hostile) -> None:
+    host, routes = hostile
+    layer = os.urandom(3 << 20)
+    ld = _digest(layer)
+    config = json.dumps({"architecture": oci.host_platform().architecture, "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [ld]}}).encode()
+    cd = _digest(config)
+    routes[("*", f"/v2/{REPO}/blobs/{cd}")] = Route(200, config, {"Content-Type": "application/octet-stream"})
+    cut = (1 << 20) + (1 << 18)  # 1.25 MiB, then silence
+    routes[("*", f"/v2/{REPO}/blobs/{ld}")] = Route(200, layer[:cut], {"Content-Length": str(len(layer))},
+                                                     stall=True)
+    _serve_manifest(routes, "v1", _manifest({"mediaType": oci.OCI_CONFIG, "digest": cd, "size": len(config)},
+                                            [{"mediaType": oci.OCI_LAYER, "digest": ld, "size": len(layer)}]))
+    r = _ctk_pull(containerd, ctd, "--registry-timeout", "5,5,1", f"{host}/{REPO}:v1")
+    assert r.seconds < 10, r.err
+    assert r.code == 1
+    # whole 1 MiB chunks reach the store; the message names what is kept, which is where a retry resumes
+    assert f"blob {ld}" in r.error and "stalled at 1 MiB of 3 MiB for 1 s" in r.error, r.error
+    assert "resumes" in r.error and "ConnectionError" not in r.err
+    assert any(st.offset == 1 << 20 for st in ctd.content.statuses()), ctd.content.statuses()
+
+
+def test_redirect_loop_says_so(containerd, ctd, hostile) -> None:
+    host, routes = hostile
+    routes[("*", f"/v2/{REPO}/manifests/v1")] = Route(307, b"", {"Location": f"/v2/{REPO}/manifests/v1"})
+    r = _ctk_pull(containerd, ctd, f"{host}/{REPO}:v1")
+    _assert_quick_and_small(r)
+    assert r.code == 1
+    assert f"redirect loop at http://{host}/v2/{REPO}/manifests/v1" in r.error, r.error
+    assert "TooManyRedirects" not in r.err
+    _assert_nothing_left(ctd)
 
 
 # --- archives --------------------------------------------------------------------------------------------------

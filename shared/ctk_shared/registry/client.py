@@ -23,6 +23,8 @@ from urllib.parse import urljoin
 import requests
 import requests.adapters
 import requests.auth
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
 from .. import limits, oci
@@ -38,7 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BLOB_CHUNK = 1 << 20  # 1 MiB per iteration of a BlobStream
-DEFAULT_TIMEOUT = (30.0, 300.0)  # (connect, read) seconds
+# seconds: (connect, response = first byte of an answer, stall = no body byte for this long); the
+# global option registry_timeout (--registry-timeout, $CTK_REGISTRY_TIMEOUT) sets them
+DEFAULT_TIMEOUT = (10.0, 30.0, 60.0)
 POOL_SIZE = 16  # keep-alive connections per host: room for 8+ parallel blob transfers
 _OCTET = "application/octet-stream"
 _GENERIC_TYPES = frozenset({"", "application/json", "text/plain", _OCTET})
@@ -56,6 +60,27 @@ class _HeaderAuth(requests.auth.AuthBase):
         return r
 
 
+class _Retry(Retry):
+    """Retries a dropped keep-alive connection, never a timeout: a registry that stayed silent for the
+    whole limit does not get the limit a second time (that doubled every wait, and hid which one ran out)."""
+
+    def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kw: Any) -> Retry:
+        error = kw.get("error", args[1] if len(args) > 1 else None)
+        if isinstance(error, Urllib3Timeout) and not isinstance(error, NewConnectionError):
+            raise MaxRetryError(kw.get("_pool", args[2] if len(args) > 2 else None), url or "", error)
+        return super().increment(method, url, *args, **kw)
+
+
+def _set_read_timeout(resp: requests.Response, seconds: float) -> None:
+    """Let a streamed body wait ``seconds`` per read (the stall limit), not the response limit."""
+    sock = getattr(getattr(resp.raw, "_connection", None), "sock", None)
+    if sock is not None:
+        try:
+            sock.settimeout(seconds)
+        except OSError:
+            pass
+
+
 class BlobStream:
     """A blob's bytes from ``offset`` on, as an iterator of chunks; close it (or use ``with``).
 
@@ -64,8 +89,11 @@ class BlobStream:
     """
 
     def __init__(self, resp: requests.Response, offset: int, host: str, what: str, secrets: Sequence[str] = (),
-                 chunk_size: int = BLOB_CHUNK) -> None:
+                 chunk_size: int = BLOB_CHUNK, stall: float | None = None, resumable: bool = False) -> None:
         self._resp = resp
+        self._stall = stall
+        self._resumable = resumable
+        self.position = offset  # the next byte of the blob this stream yields
         self._host = host
         self._what = what
         self._secrets = tuple(secrets)
@@ -98,6 +126,8 @@ class BlobStream:
                 raise
             except requests.exceptions.RequestException as e:
                 self.close()
+                if rerr.timeout_phase(e):
+                    raise self._stalled() from None
                 raise rerr.from_transport_error(e, self._host, what=self._what, secrets=self._secrets) from None
             if self._skip:
                 if len(chunk) <= self._skip:
@@ -106,7 +136,18 @@ class BlobStream:
                 chunk = chunk[self._skip:]
                 self._skip = 0
             if chunk:
+                self.position += len(chunk)
                 return chunk
+
+    def _stalled(self) -> CtkError:
+        of = f" of {limits.human(self.size)}" if self.size else ""
+        limit = f" for {self._stall:g} s" if self._stall else ""
+        resume = ("; the partial download is kept, and running the command again resumes from there"
+                  if self._resumable else "")
+        return rerr.make(rerr.RegistryTimeout,
+                         f"{self._what}: stalled at {limits.human(self.position)}{of}{limit}{resume}",
+                         secrets=self._secrets,
+                         hint="a slow registry needs a longer stall limit: --registry-timeout CONNECT,RESPONSE,STALL")
 
     def read_all(self, kind: str = "document") -> bytes:
         """Everything that is left, under the cap of ``kind`` (DocumentTooLarge past it)."""
@@ -155,13 +196,17 @@ class RegistryClient:
 
     def __init__(self, host: str, *, insecure: bool = False, hosts_dirs: Sequence[str] = DEFAULT_HOSTS_DIRS,
                  credentials: Callable[[str], Credentials | None] | None = None, user_agent: str = "ctk/0.1",
-                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, pool_size: int = POOL_SIZE) -> None:
+                 timeout: float | Sequence[float] = DEFAULT_TIMEOUT, pool_size: int = POOL_SIZE) -> None:
         self.settings: HostSettings = host_settings(host, insecure=insecure, hosts_dirs=hosts_dirs)
         self.host = self.settings.name
         self._credentials_fn = credentials
         self._creds: Credentials | None = None
         self._creds_loaded = False
-        self._timeout = timeout
+        t = (float(timeout),) * 3 if isinstance(timeout, (int, float)) else tuple(float(x) for x in timeout)
+        if len(t) == 2:
+            t = (t[0], t[1], t[1])
+        self.timeouts: tuple[float, float, float] = (t[0], t[1], t[2])
+        self._timeout = (t[0], t[1])  # what requests takes: (connect, read until the answer's head)
         self._lock = threading.RLock()
         self._token_lock = threading.Lock()
         self._base: str | None = None
@@ -172,7 +217,7 @@ class RegistryClient:
         self._cert = self.settings.client_cert
 
         s = requests.Session()
-        retry = Retry(total=2, connect=1, read=1, status=0, other=0, redirect=None,
+        retry = _Retry(total=2, connect=1, read=1, status=0, other=0, redirect=None,
                       allowed_methods=frozenset({"GET", "HEAD"}), raise_on_status=False)
         adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=retry)
         s.mount("https://", adapter)
@@ -245,7 +290,8 @@ class RegistryClient:
 
     def _transport_error(self, e: BaseException, what: str) -> CtkError:
         return rerr.from_transport_error(e, self.settings.api_host, what=what, certs_dir=self.settings.certs_dir,
-                                         insecure=self.settings.insecure, secrets=self._secrets())
+                                         insecure=self.settings.insecure, secrets=self._secrets(),
+                                         timeouts=self.timeouts)
 
     def _endpoint(self, what: str = "") -> str:
         """``scheme://host`` that answers, found by pinging ``/v2/`` once."""
@@ -477,8 +523,12 @@ class RegistryClient:
             return digest
         return reference if ":" in reference else oci.sha256_digest(data)
 
-    def open_blob(self, repo: str, digest: str, offset: int = 0, length: int | None = None) -> BlobStream:
+    def open_blob(self, repo: str, digest: str, offset: int = 0, length: int | None = None, *,
+                  resumable: bool = False) -> BlobStream:
         """Stream a blob from byte ``offset`` (Range request); the caller verifies the digest.
+
+        A body that sends nothing for the stall limit raises RegistryTimeout naming how far it got; with
+        ``resumable`` (the caller keeps what it wrote, as a pull's ingest does) the message says a retry resumes.
 
         With ``length`` the request asks for ``bytes=offset-(offset+length-1)`` only; a registry may still send
         more (one that ignores Range sends everything from ``offset`` on), so read at most ``length`` bytes.
@@ -496,7 +546,8 @@ class RegistryClient:
             headers["Range"] = f"bytes={offset}-"
         resp = self._request("GET", f"/v2/{repo}/blobs/{digest}", scopes=[tokens.repository_scope(repo)], what=what,
                              ok=(200, 206), not_found_code=rerr.BLOB_UNKNOWN, headers=headers)
-        return BlobStream(resp, offset, self.host, what, self._secrets())
+        _set_read_timeout(resp, self.timeouts[2])
+        return BlobStream(resp, offset, self.host, what, self._secrets(), stall=self.timeouts[2], resumable=resumable)
 
     def blob_exists(self, repo: str, digest: str) -> bool:
         oci.validate_digest(digest)
@@ -616,7 +667,7 @@ class RegistryClient:
 # --- helpers -----------------------------------------------------------------------------------
 def _may_fall_back(e: BaseException) -> bool:
     """Whether trying plain http after this https failure can help (not for DNS, timeouts, bad certs)."""
-    if isinstance(e, requests.exceptions.Timeout):
+    if rerr.timeout_phase(e) or isinstance(e, requests.exceptions.TooManyRedirects):
         return False
     if rerr.is_dns_failure(e) or rerr.is_tls_verification_failure(e):
         return False

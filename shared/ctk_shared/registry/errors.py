@@ -226,9 +226,40 @@ def is_connection_refused(exc: BaseException) -> bool:
             or "connection refused" in " ".join(str(c) for c in causes).lower())
 
 
+def timeout_phase(exc: BaseException) -> str:
+    """``connect`` or ``response`` when ``exc`` is (or wraps) a timeout, else ``""``.
+
+    requests reports a read timeout that urllib3 gave up on as a plain ConnectionError, so the causes decide."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+
+    if is_connection_refused(exc):
+        return ""
+    causes = _causes(exc)
+    # urllib3's NewConnectionError (refused, unreachable …) subclasses ConnectTimeoutError: it is no timeout
+    if any(isinstance(c, requests.exceptions.ConnectTimeout)
+           or (isinstance(c, ConnectTimeoutError) and not isinstance(c, NewConnectionError)) for c in causes):
+        return "connect"
+    if any(isinstance(c, (requests.exceptions.Timeout, ReadTimeoutError, TimeoutError, socket.timeout))
+           for c in causes):
+        return "response"
+    return ""
+
+
+def _redirect_url(exc: BaseException) -> str:
+    """The URL that redirected once too often, without its query (signed URLs carry credentials there)."""
+    resp = getattr(exc, "response", None)
+    req = getattr(exc, "request", None)
+    url = str(getattr(resp, "url", "") or getattr(req, "url", "") or "?")
+    return url.split("?", 1)[0]
+
+
 def from_transport_error(exc: BaseException, host: str, *, what: str = "", certs_dir: str = "",
-                         insecure: bool = False, secrets: Iterable[str] = ()) -> RegistryError:
-    """A requests/urllib3/OSError failure talking to ``host`` as an Unavailable/Timeout with a hint."""
+                         insecure: bool = False, secrets: Iterable[str] = (),
+                         timeouts: tuple[float, ...] | None = None) -> RegistryError:
+    """A requests/urllib3/OSError failure talking to ``host`` as an Unavailable/Timeout with a hint.
+
+    ``timeouts`` (connect, response …) are the limits in effect, so a timeout says which one ran out."""
     import requests
 
     # "resolving reg:5000/a:v1: connection refused"; the host is named once
@@ -251,8 +282,21 @@ def from_transport_error(exc: BaseException, host: str, *, what: str = "", certs
                        "or use --insecure-registry to skip verification")
         return err(RegistryUnavailable, f"TLS handshake failed ({_ssl_reason(exc) or exc})",
                    None if insecure else "if the registry has no valid TLS, use --insecure-registry")
-    if isinstance(exc, (requests.exceptions.Timeout, TimeoutError, socket.timeout)):
-        return err(RegistryTimeout, "timed out", "the registry did not answer in time")
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        return err(RegistryUnavailable, f"redirect loop at {_redirect_url(exc)}",
+                   "the registry (or a proxy in front of it) redirects in a circle; check its configuration")
+    phase = timeout_phase(exc)
+    if phase:
+        connect, response = (timeouts or (0.0, 0.0))[:2]
+        pre = f"{what}: " if what else ""
+        if phase == "connect":
+            detail = f"registry {host} did not accept the connection" + (f" in {connect:g} s" if connect else "")
+        else:
+            detail = f"registry {host} accepted the connection but sent no response" + (
+                f" in {response:g} s" if response else "")
+        return make(RegistryTimeout, pre + detail, secrets=secrets,
+                    hint="is the registry up? a slow one needs a longer --registry-timeout "
+                         "(CONNECT,RESPONSE,STALL seconds; $CTK_REGISTRY_TIMEOUT)")
     if is_dns_failure(exc):
         bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
         return err(RegistryUnavailable, f"unknown host (cannot resolve {bare})",

@@ -230,7 +230,7 @@ def fetch_token(session: requests.Session, challenge: Challenge, scopes: Iterabl
             resp = session.get(realm, params=params, headers=headers, stream=True, **kw)
     except requests.exceptions.RequestException as e:
         raise rerr.from_transport_error(e, _realm_host(realm), what=f"{what}: fetching a token",
-                                        secrets=secrets) from None
+                                        secrets=secrets, timeouts=_timeouts(kw)) from None
     with resp:
         if resp.status_code in (401, 403):
             had = creds is not None and bool(creds.password or creds.identity_token)
@@ -241,7 +241,7 @@ def fetch_token(session: requests.Session, challenge: Challenge, scopes: Iterabl
             doc = bodies.read_json(resp, "token response", f"{what}: reading the token server's answer")
         except requests.exceptions.RequestException as e:
             raise rerr.from_transport_error(e, _realm_host(realm), what=f"{what}: fetching a token",
-                                            secrets=secrets) from None
+                                            secrets=secrets, timeouts=_timeouts(kw)) from None
     if not isinstance(doc, dict):
         raise rerr.make(rerr.RegistryUnauthenticated,
                         f"{what}: the token server's answer is not JSON")
@@ -253,6 +253,11 @@ def fetch_token(session: requests.Session, challenge: Challenge, scopes: Iterabl
     except (TypeError, ValueError):
         expires_in = DEFAULT_EXPIRES_IN
     return Token(value, max(expires_in, DEFAULT_EXPIRES_IN), str(doc.get("refresh_token") or ""))
+
+
+def _timeouts(kw: dict[str, Any]) -> tuple[float, ...] | None:
+    t = kw.get("timeout")
+    return tuple(t) if isinstance(t, (tuple, list)) else (t, t) if isinstance(t, (int, float)) else None
 
 
 def _realm_host(realm: str) -> str:

@@ -30,7 +30,7 @@ def login(gopts: GlobalOptions, server: str | None, username: str, password: str
     host = _host(server)
     creds = auth.Credentials(username=username, password=password)
     client = RegistryClient(host, insecure=gopts.insecure_registry, hosts_dirs=gopts.hosts_dir,
-                            credentials=lambda _h: creds)
+                            credentials=lambda _h: creds, timeout=gopts.registry_timeout)
     client.check_login()
     auth.store_credentials(host, username, password)
     sys.stderr.write("Login Succeeded\n")
