@@ -84,6 +84,9 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
         if not _DIGEST_RE.match(digest):
             raise UsageError(f"invalid reference format: bad digest in {text!r}")
         algo, hexpart = digest.split(":", 1)
+        if algo.lower() not in ("sha256", "sha384", "sha512"):
+            raise UsageError(f"invalid reference format: unsupported digest algorithm {algo!r} in {text!r}",
+                             hint="digests are sha256:<64 hex digits> (sha384 and sha512 also work)")
         if algo == "sha256" and len(hexpart) != 64:
             raise UsageError(f"invalid reference format: sha256 digest must have 64 hex digits in {text!r}")
         digest = digest.lower()

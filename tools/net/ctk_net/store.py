@@ -205,6 +205,11 @@ class NetworkStore:
             raise UsageError("--gateway and --ip-range need --subnet")
         device = netconf.bridge_device(name, self.gopts.bridge_name, opts) if driver == "bridge" else ""
         parent = "" if driver == "bridge" or opts.get("parent") else default_route_interface()
+        parent_if = opts.get("parent", "")
+        if parent_if and ("/" in parent_if or not os.path.exists(f"/sys/class/net/{parent_if}")):
+            # Docker's wording; refused here, or the network exists and every container on it fails to start
+            raise UsageError(f"-o parent interface was not found on the host: {opts['parent']}",
+                             hint="ip link lists the host's interfaces")
         with self.locked():
             nets = self.list()
             if any(n.name == name for n in nets) or netconf.file_for(str(self.dir), name).exists():

@@ -25,10 +25,16 @@ def cli() -> None:
     """
 
 
-def _platform(value: str | None):  # type: ignore[no-untyped-def]
+def _platform(value: str | None, unpack: bool = False):  # type: ignore[no-untyped-def]
+    """``--platform``; one to unpack must be a Linux one (the snapshotter holds Linux layers only)."""
+    from ctk_shared.errors import UsageError
     from ctk_shared.oci import Platform
 
-    return Platform.parse(value) if value else None
+    p = Platform.parse(value) if value else None
+    if p is not None and unpack and p.os != "linux":
+        raise UsageError(f'unsupported platform "{value}": image operating system "{p.os}" cannot be used on '
+                         "this platform", hint="--unpack=false fetches it without unpacking")
+    return p
 
 
 @cli.command(context_settings=CONTEXT)
@@ -50,8 +56,8 @@ def pull(refs: tuple[str, ...], platform: str | None, all_platforms: bool, unpac
     """Pull images from a registry into containerd (REF may be `-`: refs from stdin)."""
     from . import ops
 
-    ops.pull(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform), all_platforms,
-             unpack != "false", quiet, fmt, max_concurrent_downloads, decryption_keys)
+    ops.pull(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform, unpack != "false"),
+             all_platforms, unpack != "false", quiet, fmt, max_concurrent_downloads, decryption_keys)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from ctk_shared import output
 from ctk_shared import reference as refs
-from ctk_shared.errors import Conflict, CtkError, NotFound
+from ctk_shared.errors import Conflict, CtkError, NotFound, UsageError
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
@@ -61,6 +61,9 @@ def tag(gopts: GlobalOptions, source: str, target: str) -> None:
     from ctk_shared.images import find_image
 
     dst = refs.parse(target)
+    if dst.digest:
+        raise UsageError(f"refusing to create a tag with a digest reference: {target}",
+                         hint="a tag is NAME[:TAG]; the digest is the image's own")
     client = connect.containerd(gopts)
     src = find_image(client, source)
     client.images.put(Image(name=str(dst), target=src.target, labels=dict(src.labels),

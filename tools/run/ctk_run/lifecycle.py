@@ -29,18 +29,34 @@ def now_label() -> str:
 
 
 def parse_signal(text: str | int | None, default: int = signals.SIGTERM) -> int:
+    """``SIGTERM``, ``term`` or ``15``; a number must be a signal of this host (1 to SIGRTMAX)."""
+    from ctk_shared.errors import UsageError
+
     if text is None or text == "":
         return default
     if isinstance(text, int) or str(text).isdigit():
+        if not 0 < int(text) <= signals.SIGRTMAX:
+            raise UsageError(f"invalid signal: {text}", hint=f"signals are 1 to {int(signals.SIGRTMAX)}, or names "
+                             "such as SIGTERM")
         return int(text)
     name = str(text).upper()
     name = name if name.startswith("SIG") else "SIG" + name
     try:
         return int(signals.Signals[name])
     except KeyError:
-        from ctk_shared.errors import UsageError
+        raise UsageError(f"invalid signal: {text}", hint="signal names such as SIGTERM, SIGINT, SIGQUIT") from None
 
-        raise UsageError(f"invalid signal: {text}") from None
+
+def stored_stop_signal(c: Container) -> int:
+    """The container's stop signal; one its labels hold but this host does not know (written before it was
+    checked, or an image's StopSignal) is reported and replaced by SIGTERM, so a stop always ends the container."""
+    text = c.labels.get(L.STOP_SIGNAL) or c.labels.get("io.containerd.image.config.stop-signal")
+    try:
+        return parse_signal(text)
+    except CtkError:
+        sys.stderr.write(f"ctk-run: warning: container {c.id[:12]} has an invalid stop signal {text!r}; "
+                         "sending SIGTERM\n")
+        return signals.SIGTERM
 
 
 def logger_executable() -> str | None:
@@ -162,10 +178,12 @@ def stop(client: Client, c: Container, timeout: int | None = None, sig: str | No
     """SIGTERM (or the stop signal), then SIGKILL after ``timeout`` seconds, as ``docker stop``."""
     from .restart import monitored, parse_policy
 
+    # the signal first: a bad one must fail before the stop is recorded, or the container kept running with its
+    # restart policy switched off
+    signum = parse_signal(sig) if sig else stored_stop_signal(c)
     mark_stopped(client, c)
     if timeout is None:
         timeout = int(c.labels.get(L.STOP_TIMEOUT) or DEFAULT_STOP_TIMEOUT)
-    signum = parse_signal(sig or c.labels.get(L.STOP_SIGNAL) or c.labels.get("io.containerd.image.config.stop-signal"))
     # A restart the monitor (or a logger) began before our mark may still create a new task under us: go
     # round again until no task runs, so an explicit stop is never undone.
     for _ in range(5):

@@ -49,15 +49,20 @@ def init_binary() -> str:
 
 
 def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw: dict[str, Any]):  # type: ignore[no-untyped-def]
-    from ctk_shared.oci import Platform
-
     from .create import CreateOptions
+    from .lifecycle import parse_signal
     from .mounts import parse_mount, parse_tmpfs, parse_volume
     from .restart import parse_policy
-    from .spec import SpecOptions
-    from .units import parse_bytes, parse_cpus
+    from .spec import SpecOptions, parse_security_opts
+    from .units import check_cpus, parse_bytes, parse_cpus
 
+    # every value is checked here, before anything is pulled or created
     net = network_options(kw)
+    if kw["stop_signal"]:
+        parse_signal(kw["stop_signal"])
+    check_user(kw["user"])
+    parse_security_opts(kw["security_opt"])
+    platform = run_platform(kw["platform"]) if kw["platform"] else None
     entrypoint = None if kw["entrypoint"] is None else (kw["entrypoint"],) if kw["entrypoint"] else ()
     mounts = tuple(parse_volume(v) for v in kw["volume"]) + tuple(parse_mount(m) for m in kw["mount"]) + \
         tuple(parse_tmpfs(t) for t in kw["tmpfs"])
@@ -66,16 +71,36 @@ def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, .
         workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"] or "", tty=kw["tty"],
         stdin_open=kw["interactive"], read_only=kw["read_only"], cap_add=kw["cap_add"], cap_drop=kw["cap_drop"],
         privileged=kw["privileged"], security_opt=kw["security_opt"],
-        cpus=parse_cpus(kw["cpus"]) if kw["cpus"] else None,
+        cpus=check_cpus(parse_cpus(kw["cpus"])) if kw["cpus"] else None,
         memory=parse_bytes(kw["memory"]) if kw["memory"] else None, pids_limit=kw["pids_limit"],
         ulimits=kw["ulimit"], shm_size=parse_bytes(kw["shm_size"]) if kw["shm_size"] else None, mounts=mounts,
         init=kw["init"], init_path=init_binary() if kw["init"] else None, stop_signal=kw["stop_signal"],
         network=net.mode)
     return CreateOptions(image=image, spec=spec, name=kw["name"], pull=kw["pull"],
-                         platform=Platform.parse(kw["platform"]) if kw["platform"] else None,
+                         platform=platform,
                          restart=parse_policy(kw["restart"]), auto_remove=kw["auto_remove"],
                          labels=labels_from_args(kw["label"]), stop_timeout=kw["stop_timeout"], net=net,
                          decryption_keys=decryption_keys(kw.get("decryption_keys") or ()))
+
+
+def check_user(user: str | None) -> None:
+    """``-u name|uid[:group|gid]``: an empty user or group beside a colon names nobody (``-u :``)."""
+    if not user:
+        return
+    name, sep, group = user.partition(":")
+    if not name or (sep and not group) or ":" in group:
+        raise UsageError(f"invalid user {user!r}: expected name|uid[:group|gid]")
+
+
+def run_platform(text: str):  # type: ignore[no-untyped-def]
+    """``--platform`` for a container: it must be a Linux one, as ctk runs Linux containers only."""
+    from ctk_shared.oci import Platform
+
+    p = Platform.parse(text)
+    if p.os != "linux":
+        raise UsageError(f'unsupported platform "{text}": image operating system "{p.os}" cannot be used on '
+                         "this platform", hint="ctk runs Linux images only (--platform linux/ARCH)")
+    return p
 
 
 def decryption_keys(specs: tuple[str, ...]) -> tuple:
@@ -87,6 +112,8 @@ def decryption_keys(specs: tuple[str, ...]) -> tuple:
 
 
 def network_options(kw: dict[str, Any]):  # type: ignore[no-untyped-def]
+    import ipaddress
+
     from .network import NetOptions, parse_add_host
     from .ports import parse_all
 
@@ -96,9 +123,13 @@ def network_options(kw: dict[str, Any]):  # type: ignore[no-untyped-def]
     names = list(dict.fromkeys(names)) or ["bridge"]
     if len(names) > 1 and {"none", "host"} & set(names):
         raise UsageError("--network none/host cannot be combined with other networks")
+    for dns in kw.get("dns") or ():
+        try:
+            ipaddress.ip_address(dns)
+        except ValueError:
+            raise UsageError(f'invalid argument "{dns}" for "--dns" flag: IP address is not correctly formatted: '
+                             f"{dns}") from None
     if kw.get("ip"):
-        import ipaddress
-
         try:
             ipaddress.IPv4Address(kw["ip"])
         except ValueError:

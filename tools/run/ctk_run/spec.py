@@ -336,7 +336,8 @@ def host_capabilities() -> tuple[str, ...]:
 
 
 def parse_security_opts(items: Iterable[str]) -> SecurityOptions:
-    """``--security-opt``: seccomp=, no-new-privileges[=bool], systempaths=unconfined; apparmor/label ignored."""
+    """``--security-opt``: seccomp=, no-new-privileges[=bool], systempaths=unconfined;
+    apparmor=unconfined and label=disable (ctk has neither AppArmor nor SELinux support: other values are refused)."""
     seccomp_mode, nnp, systempaths, writable_cgroups = "default", False, False, False
     for item in items:
         if item == "no-new-privileges":
@@ -355,8 +356,17 @@ def parse_security_opts(items: Iterable[str]) -> SecurityOptions:
             systempaths = True
         elif key == "writable-cgroups":
             writable_cgroups = _parse_bool(item, value)
-        elif key in ("apparmor", "label"):
-            continue  # no AppArmor / SELinux support: accepted so that scripts written for Docker run
+        elif key == "apparmor":
+            # ctk applies no AppArmor profile: "unconfined" says just that; asking for a profile is refused
+            # rather than ignored, since the container would run without the confinement it was asked for
+            if value != "unconfined":
+                raise UsageError(f"invalid --security-opt {item!r}: ctk has no AppArmor support, so profile "
+                                 f"{value!r} cannot be applied",
+                                 hint="drop the option, or say apparmor=unconfined (what ctk containers run as)")
+        elif key == "label":
+            if value != "disable":  # the same for SELinux labels
+                raise UsageError(f"invalid --security-opt {item!r}: ctk has no SELinux support, so labels cannot "
+                                 "be applied", hint="drop the option, or say label=disable")
         else:
             raise UsageError(f"invalid --security-opt: {item!r}")
     return SecurityOptions(seccomp_mode, nnp, systempaths, writable_cgroups)

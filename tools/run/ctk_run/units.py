@@ -37,6 +37,16 @@ def parse_bytes(text: str) -> int:
     return int(value * _UNIT[unit])
 
 
+def check_cpus(value: float, available: int | None = None) -> float:
+    """Docker's range for ``--cpus``: 0.01 up to the CPUs this process may use (0 means no limit)."""
+    import os
+
+    n = available or len(os.sched_getaffinity(0))
+    if value and not 0.01 <= value <= n:
+        raise UsageError(f"range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available")
+    return value
+
+
 def parse_cpus(text: str) -> float:
     """``"1.5"`` → 1.5. Docker keeps CPUs as nano-CPUs: more than 9 decimals is "too precise"."""
     try:
