@@ -287,3 +287,34 @@ def write_owned(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,
         except FileNotFoundError:
             pass
         raise
+
+
+def rename_owned(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, src_dir_fd: int | None = None,
+                 dst_dir_fd: int | None = None) -> None:
+    """Move an entry ctk made itself (a volume directory built under a temp name, a copied tree's entry) to a
+    name that must be free: never over anything already there (a file, a device, a link planted meanwhile),
+    so a rename can neither destroy data nor write through a special file. ``renameat2(RENAME_NOREPLACE)``
+    where the kernel and filesystem have it; else a check just before a plain rename. Links in the last
+    component are never followed (rename does not follow them). Raises FileExistsError, or other OSErrors."""
+    import ctypes
+
+    at_fdcwd = -100
+    sfd = at_fdcwd if src_dir_fd is None else src_dir_fd
+    dfd = at_fdcwd if dst_dir_fd is None else dst_dir_fd
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        if renameat2(sfd, os.fsencode(src), dfd, os.fsencode(dst), 1) == 0:  # 1: RENAME_NOREPLACE
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(err, os.strerror(err), os.fspath(dst))
+    try:
+        os.lstat(dst, dir_fd=dst_dir_fd)
+    except FileNotFoundError:
+        os.rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        return
+    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))

@@ -45,7 +45,7 @@ def _run(prog, *argv):
 # --- words are never silently images ------------------------------------------------------------------------
 @pytest.mark.parametrize("prog,argv", [
     ("ctk-run", ["cp", "web:/etc/hostname", "."]),
-    *[("ctk-run", [w]) for w in ("stats", "top", "pause", "events", "system", "volume", "images", "build")],
+    *[("ctk-run", [w]) for w in ("stats", "top", "pause", "events", "system", "images", "build")],
     ("ctk-run", ["--rm", "-p", "80:80", "cp"]),  # also after the default command's options
     *[("ctk-pull", [w]) for w in ("history", "rmi", "search", "prune", "ps", "volume")],
     ("ctk-pull", ["--platform", "linux/amd64", "history"]),
@@ -107,6 +107,16 @@ def test_help_word_prints_help(prog, capsys):
     sub = sorted(TOOLS[prog].commands)[0]
     assert _run(prog, "help", sub) == 0
     assert capsys.readouterr().out.startswith(f"Usage: {prog} {sub} ")
+
+
+def test_volume_is_ctk_runs_own_command_now(capsys):
+    """Issue 15: ctk-run has a `volume` group, so the word reaches it (not the front door's refusal, and not
+    an image pull); ctk-pull still lacks it."""
+    assert _run("ctk-run", "volume", "ls", "--help") == 0
+    assert capsys.readouterr().out.startswith("Usage: ctk-run volume ls ")
+    assert _run("ctk-run", "volume", "lss") == 2
+    err = capsys.readouterr().err
+    assert "lss" in err and "unknown command 'volume'" not in err
 
 
 def test_unknown_word_in_a_group_without_default_is_one_line(capsys):

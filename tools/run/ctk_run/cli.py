@@ -209,14 +209,15 @@ def kill(containers: tuple[str, ...], sig: str) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
 @click.option("-f", "--force", is_flag=True, help="kill and remove running containers")
+@click.option("-v", "--volumes", is_flag=True, help="also remove the container's anonymous volumes")
 @shared_cli.global_options
-def rm(containers: tuple[str, ...], force: bool) -> None:
+def rm(containers: tuple[str, ...], force: bool, volumes: bool) -> None:
     """Remove containers (with their snapshot and logs)."""
     from . import lifecycle
     from .ops import for_each
 
     gopts = shared_cli.options()
-    for_each(_client(), containers, lambda client, c: lifecycle.remove(client, gopts, c, force))
+    for_each(_client(), containers, lambda client, c: lifecycle.remove(client, gopts, c, force, volumes))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -282,6 +283,101 @@ def exec_(container: str, command: tuple[str, ...], detach: bool, interactive: b
         raise errors.as_run_error(e) from e
     sys.stdout.flush()
     sys.exit(code)
+
+
+@cli.group(context_settings=CONTEXT, no_args_is_help=True)
+def volume() -> None:
+    """Manage volumes (Docker's local driver: directories under the data root)."""
+
+
+@volume.command(name="create", context_settings=CONTEXT)
+@click.argument("name", required=False)
+@click.option("--label", multiple=True, help="KEY=VALUE")
+@click.option("-d", "--driver", default="local", show_default=True, help="only local")
+@shared_cli.global_options
+def volume_create(name: str | None, label: tuple[str, ...], driver: str) -> None:
+    """Create a volume (a random name when NAME is not given); print its name."""
+    from ctk_shared import output
+    from ctk_shared.errors import UsageError
+
+    from . import volumes
+
+    if driver != "local":
+        raise UsageError(f"volume driver {driver!r} is not supported", hint="only the local driver exists")
+    gopts = shared_cli.options()
+    v = volumes.create(gopts.data_root, gopts.namespace, name or volumes.random_name(),
+                       shared_cli.labels_from_args(label))
+    output.emit_line(v.name)
+
+
+@volume.command(name="ls", context_settings=CONTEXT)
+@click.option("-q", "--quiet", is_flag=True, help="only names")
+@click.option("-f", "--filter", "filters", multiple=True, help="dangling=true|false, name=…, label=KEY[=VALUE], driver=local")
+@click.option("--format", "fmt", help="table, json, or a template like '{{.Name}}'")
+@shared_cli.global_options
+def volume_ls(quiet: bool, filters: tuple[str, ...], fmt: str | None) -> None:
+    """List volumes (a table on a terminal, JSON lines otherwise)."""
+    from . import volumes
+
+    gopts = shared_cli.options()
+    volumes.ls(_client, gopts.data_root, gopts.namespace, list(filters), fmt, quiet)
+
+
+@volume.command(name="inspect", context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", help="json (a JSON array), or a template like '{{.Mountpoint}}'")
+@shared_cli.global_options
+def volume_inspect(names: tuple[str, ...], fmt: str | None) -> None:
+    """Show volumes' details as JSON (Docker's field names)."""
+    from ctk_shared import output
+
+    from . import volumes
+
+    gopts = shared_cli.options()
+    output.parse_format(fmt)
+    output.emit_inspect([volumes.get(gopts.data_root, gopts.namespace, n).record() for n in names], fmt)
+
+
+@volume.command(name="rm", context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="no error for a missing volume; remove one in use too")
+@shared_cli.global_options
+def volume_rm(names: tuple[str, ...], force: bool) -> None:
+    """Remove volumes that no container uses."""
+    from ctk_shared import output
+
+    from . import volumes
+
+    gopts = shared_cli.options()
+    failures, removed = volumes.remove(_client(), gopts.data_root, gopts.namespace, list(names), force)
+    for n in removed:
+        output.emit_line(n)
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise CtkError("; ".join(str(e) for e in failures))
+
+
+@volume.command(name="prune", context_settings=CONTEXT)
+@click.option("-a", "--all", "all_", is_flag=True, help="all unused volumes, not only anonymous ones")
+@click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
+@shared_cli.global_options
+def volume_prune(all_: bool, force: bool) -> None:
+    """Remove unused anonymous volumes (with -a: every unused volume); print their names."""
+    from ctk_shared import output
+
+    from . import volumes
+
+    if not force:
+        what = "all local volumes" if all_ else "anonymous local volumes"
+        sys.stderr.write(f"WARNING! This will remove {what} not used by at least one container.\n"
+                         "Are you sure you want to continue? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return
+    gopts = shared_cli.options()
+    for n in volumes.prune(_client(), gopts.data_root, gopts.namespace, all_):
+        output.emit_line(n)
 
 
 def main() -> None:

@@ -110,23 +110,64 @@ def _write_etc_files(cdir: Path, hostname: str, net: NetOptions, gateway: str) -
     return tuple(MountSpec("bind", str(cdir / f), f"/etc/{f}") for f in ("hostname", "hosts", "resolv.conf"))
 
 
-def _volume_mounts(gopts: GlobalOptions, namespace: str, mounts: tuple[MountSpec, ...]) -> tuple[MountSpec, ...]:
-    """Named and anonymous volumes become bind mounts of directories under the data root."""
-    out = []
+def _bind_missing_sources(mounts: tuple[MountSpec, ...]) -> None:
     for m in mounts:
-        if m.type == "volume":
-            name = m.source or secrets.token_hex(32)
-            d = state.namespace_dir(gopts.data_root, namespace) / "volumes" / name / "_data"
-            from ctk_shared import dataroot
-
-            dataroot.makedirs(gopts.data_root, d)  # the data root 0710 first: volumes are nobody else's
-            out.append(replace(m, type="bind", source=str(d)))
-        elif m.type == "bind" and not os.path.exists(m.source):
+        if m.type == "bind" and not os.path.exists(m.source):
             os.makedirs(m.source, exist_ok=True)  # Docker's -v creates a missing host directory
-            out.append(m)
+
+
+def _image_view(client: Client, img: LocalImage, snapshotter: str):  # type: ignore[no-untyped-def]
+    """A factory of context managers giving the image's read-only snapshot mounts (for copy-up)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def view():  # type: ignore[no-untyped-def]
+        if not img.chain_ids:
+            yield []
+            return
+        with client.lease_scope() as leased:
+            sn = leased.snapshots(snapshotter)
+            key = f"ctk-copyup-{secrets.token_hex(6)}"
+            try:
+                yield sn.view(key, img.chain_ids[-1])
+            finally:
+                try:
+                    sn.remove(key)
+                except NotFound:
+                    pass
+    return view
+
+
+def _volume_mounts(client: Client, gopts: GlobalOptions, img: LocalImage, mounts: tuple[MountSpec, ...]):  # type: ignore[no-untyped-def]
+    """Named, anonymous and image (``VOLUME``) volumes made or found, filled from the image where Docker
+    fills them; the mounts with each volume resolved to its host directory, the ``ctk/volumes`` uses, and
+    the anonymous volumes made now (to remove if the creation fails)."""
+    import posixpath
+
+    from . import volumes
+    from .mounts import NOCOPY, VOLUME
+
+    cfg = img.config.config if isinstance(img.config.config, dict) else {}
+    covered = {m.target for m in mounts}
+    image_vols = [MountSpec(VOLUME, "", posixpath.normpath(p)) for p in sorted(cfg.get("Volumes") or {})
+                  if isinstance(p, str) and p.startswith("/") and posixpath.normpath(p) not in covered]
+    all_mounts = mounts + tuple(image_vols)
+    wanted = [(m.source, m.target, NOCOPY in m.options, not m.source) for m in all_mounts if m.type == VOLUME]
+    _bind_missing_sources(mounts)
+    if not wanted:
+        return mounts, [], []
+    vols, made = volumes.prepare(gopts.data_root, client.namespace, wanted,
+                                 _image_view(client, img, gopts.snapshotter))
+    it = iter(vols)
+    out, uses = [], []
+    for m in all_mounts:
+        if m.type == VOLUME:
+            v = next(it)
+            out.append(replace(m, type="bind", source=str(v.mountpoint)))
+            uses.append(volumes.Use(v.name, m.target, v.anonymous))
         else:
             out.append(m)
-    return tuple(out)
+    return tuple(out), uses, made
 
 
 def _image_stop_signal(config: object) -> str | None:
@@ -172,13 +213,15 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
     cid = secrets.token_hex(32)
     hostname = opts.spec.hostname or cid[:12]
     cdir = state.container_dir(gopts.data_root, client.namespace, cid)
+    new_anon: list = []
     try:
         state.make_container_dir(gopts.data_root, client.namespace, cid)
         passwd, group = _etc_files(client, img, gopts.snapshotter) if img.chain_ids else (None, None)
         extra = _write_etc_files(cdir, hostname, net, nets[0].gateway if nets else "") \
             if net.mode != "host" else ()
+        vol_mounts, vol_uses, new_anon = _volume_mounts(client, gopts, img, opts.spec.mounts)
         spec_opts = replace(opts.spec, hostname=hostname, extra_mounts=extra + opts.spec.extra_mounts,
-                            mounts=_volume_mounts(gopts, client.namespace, opts.spec.mounts),
+                            mounts=vol_mounts,
                             network="host" if net.mode == "host" else opts.spec.network)
         import json
 
@@ -196,6 +239,10 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
         })
         if opts.auto_remove:
             labels[L.AUTO_REMOVE] = "true"
+        if vol_uses:
+            from .volumes import uses_label
+
+            labels[L.VOLUMES] = uses_label(vol_uses)
         # --stop-signal, else the image's STOPSIGNAL (nginx: SIGQUIT), as Docker keeps it in Config.StopSignal
         stop_signal = opts.spec.stop_signal or _image_stop_signal(img.config.config)
         if stop_signal:
@@ -216,6 +263,10 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
                 while name_in_use(client, name) is not None:
                     name = random_name()
             labels[L.NAME] = name
+            for u in vol_uses:  # a `volume rm` may have run since the mounts were set up (it takes this lock)
+                if not os.path.isdir(state.namespace_dir(gopts.data_root, client.namespace) / "volumes" / u.name
+                                     / "_data"):
+                    raise NotFound(f"volume {u.name} was removed while the container was being created")
             if nets:
                 spec_opts = replace(spec_opts, hooks=network.hooks(gopts), annotations={
                     **(spec_opts.annotations or {}),
@@ -232,5 +283,8 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
                     spec=json.dumps(spec).encode(), snapshotter=gopts.snapshotter, snapshot_key=cid))
     except BaseException:
         shutil.rmtree(cdir, ignore_errors=True)
+        from .volumes import discard
+
+        discard(new_anon)
         raise
 

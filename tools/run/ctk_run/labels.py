@@ -30,3 +30,4 @@ STARTED_AT = "ctk/started-at"  # RFC 3339, set by every start (ctk's or the rest
 FINISHED_AT = "ctk/finished-at"  # RFC 3339 of the last exit ctk saw
 EXIT_CODE = "ctk/exit-code"  # last exit status ctk saw
 KEY_CHECK = "ctk/key-check"  # passed | not-encrypted: the image's decryption keys were checked at create
+VOLUMES = "ctk/volumes"  # JSON list of {Name, Destination, Anonymous}: the volumes the container mounts

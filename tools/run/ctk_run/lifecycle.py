@@ -210,7 +210,9 @@ def kill(client: Client, c: Container, sig: str | None) -> None:
     client.tasks.kill(c.id, signum)
 
 
-def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool) -> None:
+def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool, volumes: bool = False) -> None:
+    """``rm [-f] [-v]``: the container, its snapshot and files; with ``volumes`` (or ``--rm``) also its
+    anonymous volumes, as Docker's ``rm -v``; named volumes stay."""
     task = task_of(client, c.id)
     ended = False  # its task was deleted here, and runc ran the poststop hooks
     if task is not None and task.status in ("running", "paused", "pausing"):
@@ -239,6 +241,10 @@ def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool) -> N
     except NotFound:
         pass
     state.remove_container_dir(gopts.data_root, client.namespace, c.id)
+    if volumes or c.labels.get(L.AUTO_REMOVE) == "true":
+        from .volumes import remove_anonymous
+
+        remove_anonymous(client, state.namespace_dir(gopts.data_root, client.namespace), c)
 
 
 def run_poststop_hooks(c: Container) -> None:

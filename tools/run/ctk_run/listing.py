@@ -143,6 +143,35 @@ def _port_bindings(c: Container) -> dict[str, Any]:
     return out
 
 
+_PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+
+
+def _mounts(c: Container, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Docker's ``Mounts``: the user's bind mounts and volumes (the /etc files ctk generates are left out)."""
+    import re
+
+    from .spec import INIT_TARGET
+    from .volumes import uses_of
+
+    by_dest = {u.destination: u.name for u in uses_of(c)}
+    out = []
+    for m in spec.get("mounts") or []:
+        dest, src, opts = str(m.get("destination", "")), str(m.get("source", "")), m.get("options") or []
+        if m.get("type") != "bind" or dest in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", INIT_TARGET):
+            continue
+        rw = "ro" not in opts
+        propagation = next((o for o in opts if o in _PROPAGATIONS), "")
+        legacy = re.search(r"/volumes/([a-zA-Z0-9][a-zA-Z0-9_.-]+)/_data$", src)
+        name = by_dest.get(dest) or (legacy.group(1) if legacy else None)
+        if name:
+            out.append({"Type": "volume", "Name": name, "Source": src, "Destination": dest, "Driver": "local",
+                        "Mode": "z", "RW": rw, "Propagation": ""})
+        else:
+            out.append({"Type": "bind", "Source": src, "Destination": dest, "Mode": "", "RW": rw,
+                        "Propagation": propagation})
+    return out
+
+
 def inspect_record(c: Container, st: State) -> dict[str, Any]:
     spec = _spec(c)
     proc = spec.get("process") or {}
@@ -184,10 +213,7 @@ def inspect_record(c: Container, st: State) -> dict[str, Any]:
             "Labels": {k: v for k, v in c.labels.items()},
             "StopSignal": c.labels.get(L.STOP_SIGNAL, "SIGTERM"),
         },
-        "Mounts": [{"Type": m.get("type"), "Source": m.get("source"), "Destination": m.get("destination"),
-                    "RW": "ro" not in (m.get("options") or [])}
-                   for m in spec.get("mounts") or [] if m.get("type") == "bind"
-                   and not str(m.get("destination", "")).startswith("/etc/")],
+        "Mounts": _mounts(c, spec),
         "Platform": c.labels.get(L.PLATFORM, ""),
         "NetworkSettings": _network_settings(c, st),
     }

@@ -88,7 +88,7 @@ def parse_volume(text: str) -> MountSpec:
 
     _check_target(kind, target)
     if kind == VOLUME and source:
-        _check_volume_name(source)
+        check_volume_name(source)
     return MountSpec(kind, posixpath.normpath(source) if kind == BIND else source, _clean(target),
                      readonly, tuple(options))
 
@@ -182,7 +182,7 @@ def parse_mount(text: str) -> MountSpec:
     elif kind == TMPFS and source:
         raise _config_error(kind, "field Source must not be specified")
     elif kind == VOLUME and source:
-        _check_volume_name(source)
+        check_volume_name(source)
     _check_target(kind, target)
     options = [o for o in bind_opts + volume_opts if o not in ("copy", "recursive")] + tmpfs_opts
     return MountSpec(kind, source, _clean(target), readonly, tuple(options))
@@ -287,7 +287,15 @@ def _check_target(kind: str, target: str) -> None:
         raise UsageError("invalid specification: destination can't be '/'")
 
 
-def _check_volume_name(name: str) -> None:
+MAX_VOLUME_NAME = 255  # one directory name under the data root
+
+
+def check_volume_name(name: str) -> None:
+    """Docker's rule for a local volume's name, and a length the filesystem can hold (Docker gives the
+    filesystem's "file name too long" instead)."""
+    if len(name) > MAX_VOLUME_NAME:
+        raise UsageError(f"create {name[:20]}…: volume name is too long ({len(name)} characters; at most "
+                         f"{MAX_VOLUME_NAME})")
     if not _VOLUME_NAME.match(name):
         raise UsageError(
             f'create {name}: "{name}" includes invalid characters for a local volume name, only '

@@ -147,7 +147,14 @@ def remove_main(argv: list[str]) -> None:
         except Exception:  # noqa: BLE001 - the container record roots it; GC takes it anyway
             pass
         if c.labels.get(L.LOG_PATH):
-            shutil.rmtree(os.path.dirname(c.labels[L.LOG_PATH]), ignore_errors=True)
+            cdir = os.path.dirname(c.labels[L.LOG_PATH])  # <data-root>/<namespace>/containers/<id>
+            shutil.rmtree(cdir, ignore_errors=True)
+            if c.labels.get(L.VOLUMES):
+                from pathlib import Path
+
+                from .volumes import remove_anonymous
+
+                remove_anonymous(client, Path(cdir).parent.parent, c)
     except Exception as e:  # noqa: BLE001 - a background process: report and carry on
         sys.stderr.write(f"ctk-run-logger: removing {cid[:12]} failed: {e}\n")
 

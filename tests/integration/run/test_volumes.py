@@ -1,0 +1,279 @@
+"""Issue 15: volumes that keep data — copy-up from the image, image VOLUMEs as anonymous volumes, their
+lifecycle with --rm and rm -v, the `volume` commands and inspect's Mounts, on the real containerd.
+
+The image with content under a VOLUME is built by ctk-build from the busybox test image plus a small tar
+(ADD) that holds what copy-up must keep: foreign owners, modes, an xattr, a symlink, a hardlink, a FIFO."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import secrets
+import tarfile
+import time
+
+import pytest
+
+from tests.support.cli import run_tool
+
+pytestmark = pytest.mark.integration
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _data_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        def add(name: str, kind: bytes, mode: int, uid: int = 0, gid: int = 0, data: bytes = b"", link: str = "",
+                xattrs: dict[str, str] | None = None) -> None:
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode, ti.uid, ti.gid, ti.mtime = kind, mode, uid, gid, 1_600_000_000
+            ti.linkname = link
+            ti.size = len(data)
+            if xattrs:
+                ti.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()}
+            t.addfile(ti, io.BytesIO(data) if data else None)
+
+        add("data", tarfile.DIRTYPE, 0o750, 1000, 1001)
+        add("data/f", tarfile.REGTYPE, 0o640, 65534, 65534, b"hi\n", xattrs={"user.origin": "image"})
+        add("data/hard", tarfile.LNKTYPE, 0o640, 65534, 65534, link="data/f")
+        add("data/link", tarfile.SYMTYPE, 0o777, 1000, 1001, link="f")
+        add("data/sub", tarfile.DIRTYPE, 0o1777, 0, 0)
+        add("data/sub/g", tarfile.REGTYPE, 0o4755, 1000, 1001, b"#!/bin/sh\n")
+        add("data/fifo", tarfile.FIFOTYPE, 0o620, 1000, 1001)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def vimg(containerd, ctd, bb, tmp_path):
+    """busybox + /data (the tar above) declared as VOLUME /data, built into the test's namespace."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "data.tar").write_bytes(_data_tar())
+    (ctx / "Dockerfile").write_text(f"FROM {bb}\nADD data.tar /\nVOLUME /data\n")
+    ref = f"localhost/vol/img:{secrets.token_hex(3)}"
+    b = run_tool("ctk-build", "-q", "-t", ref, str(ctx), address=containerd.address, namespace=ctd.namespace,
+                 env={"CTK_DATA_ROOT": str(tmp_path / "data-build")})
+    assert b.code == 0, b.err
+    return ref
+
+
+def inspect(run, what: str) -> dict:
+    r = run("inspect", what)
+    assert r.code == 0, r.err
+    return json.loads(r.out)[0]
+
+
+def volume_names(run) -> list[str]:
+    r = run("volume", "ls", "-q")
+    assert r.code == 0, r.err
+    return sorted(r.lines)
+
+
+LISTING = "cd /data && stat -c '%n %u %g %a %F %h' . f hard link sub sub/g fifo && readlink link && cat f"
+EXPECTED = [
+    ". 1000 1001 750 directory 3",
+    "f 65534 65534 640 regular file 2",
+    "hard 65534 65534 640 regular file 2",
+    "link 1000 1001 777 symbolic link 1",
+    "sub 0 0 1777 directory 2",
+    "sub/g 1000 1001 4755 regular file 1",
+    "fifo 1000 1001 620 fifo 1",
+    "f",
+    "hi",
+]
+
+
+def test_a_new_named_volume_is_filled_from_the_image(run, ctd, vimg):
+    r = run("--rm", "-q", "-v", "named:/data", vimg, "sh", "-c", LISTING)
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == EXPECTED
+    data = run.data_root / ctd.namespace / "volumes" / "named" / "_data"
+    assert os.getxattr(data / "f", "user.origin") == b"image"
+    assert os.stat(data / "f").st_ino == os.stat(data / "hard").st_ino
+    assert not [n for n in os.listdir(data.parent) if n.startswith(".")], os.listdir(data.parent)
+
+    # a volume that has data is never overwritten, not even partly
+    assert run("--rm", "-q", "-v", "named:/data", vimg, "sh", "-c", "echo mine > /data/f; rm /data/hard").code == 0
+    r = run("--rm", "-q", "-v", "named:/data", vimg, "sh", "-c", "cat /data/f; ls /data")
+    assert r.out.split() == ["mine", "f", "fifo", "link", "sub"]
+
+
+def test_nocopy_and_a_path_the_image_lacks_give_an_empty_volume(run, vimg):
+    r = run("--rm", "-q", "-v", "nc:/data:nocopy", vimg, "sh", "-c", "ls -A /data | wc -l")
+    assert r.code == 0 and r.out.strip() == "0", (r.out, r.err)
+    r = run("--rm", "-q", "--mount", "type=volume,src=nc2,dst=/data,volume-nocopy", vimg, "ls", "-A", "/data")
+    assert r.code == 0 and r.out == "", (r.out, r.err)
+    r = run("--rm", "-q", "-v", "other:/nowhere/in/image", vimg, "ls", "-A", "/nowhere/in/image")
+    assert r.code == 0 and r.out == "", (r.out, r.err)
+    # nocopy left nc empty; a later use without nocopy fills it, as Docker fills any empty volume
+    r = run("--rm", "-q", "-v", "nc:/data", vimg, "cat", "/data/f")
+    assert r.out == "hi\n", r.err
+
+
+def test_copy_up_follows_symlinks_inside_the_image_only(run, bb):
+    # busybox's /bin holds symlinks to /bin/busybox; /etc/passwd is a file. A volume on /etc gets /etc.
+    r = run("--rm", "-q", "-v", "etcvol:/etc", bb, "cat", "/etc/passwd")
+    assert r.code == 0 and "root:" in r.out, r.err
+
+
+def test_an_image_volume_is_an_anonymous_volume_removed_with_rm_v(run, ctd, vimg):
+    r = run("-q", "--name", "a", vimg, "sh", "-c", "cat /data/f; echo more > /data/new")
+    assert r.code == 0 and r.out == "hi\n", r.err
+    (m,) = inspect(run, "a")["Mounts"]
+    assert HEX64.match(m["Name"]), m
+    assert m["Type"] == "volume" and m["Destination"] == "/data" and m["Driver"] == "local" and m["RW"] is True
+    assert m["Source"] == str(run.data_root / ctd.namespace / "volumes" / m["Name"] / "_data")
+    assert "Propagation" in m
+    assert volume_names(run) == [m["Name"]]
+    vi = json.loads(run("volume", "inspect", m["Name"]).out)[0]
+    assert vi["Labels"] == {"com.docker.volume.anonymous": ""} and vi["Mountpoint"] == m["Source"]
+
+    # a -v at the VOLUME's path replaces it: no anonymous volume
+    assert run("-q", "--name", "b", "-v", "keep:/data", vimg, "true").code == 0
+    assert inspect(run, "b")["Mounts"][0]["Name"] == "keep"
+    assert volume_names(run) == sorted([m["Name"], "keep"])
+
+    assert run("rm", "b").code == 0  # no -v: the named volume stays anyway
+    assert run("rm", "-v", "a").code == 0  # -v: the anonymous one goes
+    assert volume_names(run) == ["keep"]
+
+
+def test_rm_without_v_keeps_anonymous_volumes_and_rm_flag_removes_them(run, vimg, bb):
+    assert run("-q", "--name", "a", vimg, "true").code == 0
+    anon = inspect(run, "a")["Mounts"][0]["Name"]
+    assert run("rm", "a").code == 0
+    assert volume_names(run) == [anon]
+    assert run("volume", "rm", anon).code == 0
+
+    r = run("--rm", "-q", "-v", "named:/n", "-v", "/scratch", vimg, "sh", "-c", "ls /data /scratch")
+    assert r.code == 0, r.err
+    assert volume_names(run) == ["named"]
+    # detached --rm: the logger's removal takes the anonymous volumes too
+    assert run("-d", "--rm", "-q", "-v", "named:/n", vimg, "true").code == 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (run("ps", "-a", "-q").lines or volume_names(run) != ["named"]):
+        time.sleep(0.2)
+    assert volume_names(run) == ["named"]
+
+
+def test_volume_commands(run, bb):
+    r = run("volume", "create", "--label", "team=db", "--label", "tier", "vol1")
+    assert r.code == 0 and r.out == "vol1\n", r.err
+    assert run("volume", "create", "vol1").code == 0  # the existing one, as Docker's local driver
+    assert run("volume", "create", "vol2").code == 0
+    doc = json.loads(run("volume", "inspect", "vol1").out)
+    assert len(doc) == 1
+    (v,) = doc
+    assert v["Name"] == "vol1" and v["Driver"] == "local" and v["Scope"] == "local" and v["Options"] == {}
+    assert v["Labels"] == {"team": "db", "tier": ""}
+    assert v["Mountpoint"].endswith("/volumes/vol1/_data") and os.path.isdir(v["Mountpoint"])
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", v["CreatedAt"])
+    r = run("volume", "inspect", "vol1", "nope")
+    assert r.code != 0 and "no such volume: nope" in r.err
+
+    recs = [json.loads(line) for line in run("volume", "ls", "--format", "json").lines]
+    assert [(x["Name"], x["Driver"], x["Scope"]) for x in recs] == [("vol1", "local", "local"),
+                                                                   ("vol2", "local", "local")]
+    assert run("volume", "ls", "--format", "{{.Name}} {{.Driver}}").lines == ["vol1 local", "vol2 local"]
+    assert run("volume", "ls", "-q", "--filter", "label=team=db").lines == ["vol1"]
+    assert run("volume", "ls", "-q", "--filter", "name=2").lines == ["vol2"]
+
+    # in use by a container in any state (created, exited): refused, and listed as not dangling
+    assert run("create", "-q", "--name", "user1", "-v", "vol1:/x", bb, "true").code == 0
+    assert run("volume", "ls", "-q", "--filter", "dangling=true").lines == ["vol2"]
+    r = run("volume", "rm", "vol1")
+    assert r.code != 0 and "in use" in r.err and "user1" in r.err and r.err.count("\n") <= 2, r.err
+    assert volume_names(run) == ["vol1", "vol2"]
+    assert run("volume", "rm", "vol2").out == "vol2\n"
+    r = run("volume", "rm", "vol2")
+    assert r.code != 0 and "no such volume" in r.err
+    assert run("volume", "rm", "-f", "vol2").code == 0  # -f: a missing volume is no error
+
+    # prune: unused anonymous volumes only; -a: every unused volume; never one in use
+    assert run("-q", "--name", "anon", "-v", "/a", bb, "true").code == 0
+    anon = inspect(run, "anon")["Mounts"][0]["Name"]
+    assert run("rm", "anon").code == 0
+    assert run("volume", "create", "unused").code == 0
+    r = run("volume", "prune", "-f")
+    assert r.code == 0 and r.lines == [anon], (r.out, r.err)
+    assert volume_names(run) == ["unused", "vol1"]
+    r = run("volume", "prune", input="n\n")  # asks first; anything but y keeps everything
+    assert r.code == 0 and r.out == "" and volume_names(run) == ["unused", "vol1"]
+    r = run("volume", "prune", "-a", "-f")
+    assert r.lines == ["unused"]
+    assert volume_names(run) == ["vol1"]
+    assert run("rm", "user1").code == 0
+    assert run("volume", "rm", "vol1").code == 0 and volume_names(run) == []
+
+
+def test_volume_rm_force_removes_one_in_use(run, bb):
+    assert run("create", "-q", "--name", "c", "-v", "held:/x", bb, "true").code == 0
+    assert run("volume", "rm", "held").code != 0
+    assert run("volume", "rm", "-f", "held").code == 0
+    assert volume_names(run) == []
+
+
+@pytest.mark.parametrize("spec", ["_bad:/x", "b@d:/x", "a:/x".replace("a", "x" * 300)])
+def test_invalid_volume_names_are_one_clear_error_and_create_nothing(run, bb, spec):
+    r = run("--rm", "-q", "-v", spec, bb, "true")
+    assert r.code == 125, r.err
+    assert r.err.startswith("ctk-run: error: ") and "Traceback" not in r.err and "OSError" not in r.err, r.err
+    assert ("invalid characters" in r.err) or ("too long" in r.err), r.err
+    assert volume_names(run) == []
+    r = run("--rm", "-q", "--mount", f"type=volume,src={spec.split(':')[0]},dst=/x", bb, "true")
+    assert r.code == 125 and "Traceback" not in r.err, r.err
+    r = run("volume", "create", spec.split(":")[0])
+    assert r.code == 2 and r.err.startswith("ctk-run: error: ") and "Traceback" not in r.err, r.err
+    assert volume_names(run) == []
+
+
+def test_a_copy_up_cut_short_is_redone(run, ctd, vimg):
+    """What SIGKILL can leave: a temp tree beside _data (the copy was not moved in yet), or the pending marker
+    with _data half filled (killed while moving in). The next use empties and copies again."""
+    assert run("volume", "create", "cut").code == 0
+    vdir = run.data_root / ctd.namespace / "volumes" / "cut"
+    (vdir / ".copyup-tree-dead").mkdir()
+    (vdir / ".copyup-tree-dead" / "f").write_text("half")
+    (vdir / "copyup.pending").write_text("")
+    (vdir / "_data" / "f").write_text("half")  # moved in before the kill; the rest was not
+    r = run("--rm", "-q", "-v", "cut:/data", vimg, "sh", "-c", LISTING)
+    assert r.code == 0 and r.out.splitlines() == EXPECTED, (r.out, r.err)
+    assert sorted(os.listdir(vdir)) == ["_data", "volume.json"]
+
+
+def test_a_copy_up_killed_by_sigkill_is_redone(containerd, ctd, run, bb, tmp_path):
+    """A real SIGKILL of ctk-run while it copies a large directory into a new volume."""
+    import signal
+    import subprocess
+
+    ctx = tmp_path / "big"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {bb}\nRUN mkdir /big && cd /big && i=0; while [ $i -lt 3000 ]; do echo $i > f$i; "
+        "i=$((i+1)); done; dd if=/dev/zero of=/big/zz bs=1M count=60 2>/dev/null\n")
+    ref = f"localhost/vol/big:{secrets.token_hex(3)}"
+    b = run("-q", "-t", ref, str(ctx), tool="ctk-build")
+    assert b.code == 0, b.err
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CONTAINERD_", "CTK_"))}, **run.env}
+    cmd = ["ctk-run", "--address", containerd.address, "--namespace", ctd.namespace, "--rm", "-q", "-v",
+           "big:/big", ref, "true"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    vdir = run.data_root / ctd.namespace / "volumes" / "big"
+    deadline = time.monotonic() + 60
+    copying = False
+    while time.monotonic() < deadline and not copying:
+        try:
+            copying = any(n.startswith(".copyup-tree") for n in os.listdir(vdir))
+        except FileNotFoundError:
+            pass
+        time.sleep(0.002)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert copying, "the copy-up was never seen in progress"
+    assert len(os.listdir(vdir / "_data")) < 3001  # killed before the copy was complete
+    r = run("--rm", "-q", "-v", "big:/big", ref, "sh", "-c", "ls /big | wc -l; cat /big/f2999; wc -c < /big/zz")
+    assert r.code == 0, r.err
+    assert r.out.split() == ["3001", "2999", str(60 << 20)], r.out
