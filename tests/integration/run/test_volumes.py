@@ -277,3 +277,52 @@ def test_a_copy_up_killed_by_sigkill_is_redone(containerd, ctd, run, bb, tmp_pat
     r = run("--rm", "-q", "-v", "big:/big", ref, "sh", "-c", "ls /big | wc -l; cat /big/f2999; wc -c < /big/zz")
     assert r.code == 0, r.err
     assert r.out.split() == ["3001", "2999", str(60 << 20)], r.out
+
+
+def test_redis_as_its_user_keeps_its_data_on_a_named_volume(containerd, ctd, run, real_images, tmp_path):
+    """The issue's first report: redis runs as USER redis with -v dbdata:/var/lib/redis. The new volume is
+    filled from the image (owned by redis), so SAVE works, and the data survives stop/start, rm and a new
+    container on the same volume, and a containerd restart."""
+    from .test_real_images import user_network
+
+    image = real_images["redis"].ref
+    with user_network(run, tmp_path) as net:
+        def cli(*args: str, timeout: float = 0) -> str:
+            end = time.monotonic() + timeout
+            while True:
+                r = run("--rm", "-q", "--network", net, image, "redis-cli", "-h", "db", *args)
+                if (r.code == 0 and not r.out.startswith(("ERR", "Could not connect", "LOADING"))) \
+                        or time.monotonic() > end:
+                    break
+                time.sleep(0.5)
+            assert r.code == 0, f"redis-cli {' '.join(args)}: exit {r.code}: {r.err}"
+            return r.out.strip()
+
+        def server() -> None:
+            r = run("-d", "-q", "--network", net, "--name", "db", "-v", "dbdata:/var/lib/redis", image)
+            assert r.code == 0, r.err
+            assert cli("ping", timeout=60) == "PONG"
+
+        server()
+        uid = int(run("exec", "db", "id", "-u").out)
+        assert run("exec", "db", "id", "-un").out.strip() == "redis"
+        data = run.data_root / ctd.namespace / "volumes" / "dbdata" / "_data"
+        assert os.stat(data).st_uid == uid, "the new volume did not take the image's owner of /var/lib/redis"
+        assert cli("set", "greeting", "first") == "OK"
+        assert cli("save") == "OK"
+        assert os.stat(data / "dump.rdb").st_uid == uid
+
+        assert run("stop", "db").code == 0
+        assert run("start", "db").code == 0
+        assert cli("get", "greeting", timeout=30) == "first"
+
+        assert cli("set", "greeting", "second") == "OK"
+        assert run("stop", "db").code == 0  # redis saves on a clean shutdown
+        assert run("rm", "-v", "db").code == 0  # -v: a named volume stays all the same
+        assert "dbdata" in volume_names(run)
+        server()  # a new container on the same volume: the data is there, not overwritten from the image
+        assert cli("get", "greeting", timeout=30) == "second"
+
+        containerd.restart()
+        assert cli("get", "greeting", timeout=30) == "second"
+        assert cli("save", timeout=10) == "OK"
