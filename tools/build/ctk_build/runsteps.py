@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ctk_shared.errors import CtkError
 from ctk_shared.nethooks import hook_error
-from ctk_shared.snapshotfs import layered_dirs
+from ctk_shared.snapshotfs import exists_layered, layered_dirs
 
 from . import mounting, rootfs, stepnet, users
 from .cache import chain_key
@@ -92,7 +92,7 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
         uid, gid, extra = users.resolve(user, dirs) if user else (0, 0, ())
     except CtkError as e:
         raise sc.b.df.error(ins.node, e.message) from None
-    missing = [p for p in _MOUNT_POINTS if not any(os.path.lexists(os.path.join(d, p)) for d in dirs)]
+    missing = [p for p in _MOUNT_POINTS if not exists_layered(dirs, p)]
     b = sc.b
     with contextlib.ExitStack() as stack:
         cid = step_container_id(skey)

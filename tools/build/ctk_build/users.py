@@ -1,7 +1,8 @@
 """``USER`` and ``--chown`` values to numeric ids, looked up in the image's own /etc/passwd and /etc/group.
 
 The files are read from the snapshot's directories (``ctk_shared.snapshotfs``: top layer first; an overlay
-whiteout hides a file), so no mount is needed before a ``RUN``.
+whiteout hides a file), so no mount is needed before a ``RUN``. Links in the image (``/etc/passwd ->
+/etc/shadow``) are followed inside the image, never on the host, and each file is capped in size.
 """
 from __future__ import annotations
 
