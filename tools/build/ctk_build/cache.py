@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ctk_shared import labels as L
 from ctk_shared import oci
 from ctk_shared.errors import CtkError, NotFound
+from ctk_shared.limits import read_document
 
 if TYPE_CHECKING:
     from ctk_shared.containerd import Client
@@ -58,7 +59,8 @@ class Cache:
         out = []
         for info in self.client.content.list([f'labels."{CACHE_LABEL}"=="{key}"']):
             try:
-                doc = json.loads(self.client.content.read_all(info.digest))
+                doc = json.loads(read_document(self.client.content.read(info.digest), "document", info.size,
+                                               info.digest, f"cache entry {info.digest}"))
                 layer = oci.Descriptor.from_json(doc["layer"]) if doc.get("layer") else None
                 out.append(CacheEntry(key, str(doc["created"]), layer, str(doc.get("diff_id", "")),
                                       str(doc.get("chain_id", "")), info.digest))

@@ -83,7 +83,7 @@ def copy(sc: StageContext, ins: Copy) -> None:
             except CtkError as e:
                 raise sc.b.df.error(ins.node, e.message) from None
         for u in urls:
-            rels.append(posixpath.basename(u.split("?", 1)[0]) or "download")
+            rels.append(url_filename(u))
         try:
             checksum = tree.checksum(rels) if tree is not None else ""
         except CtkError as e:
@@ -124,7 +124,7 @@ def _source(sc: StageContext, ins: Copy, src_from: str,
     if urls:
         with tempfile.TemporaryDirectory(prefix="ctk-build-url-") as tmp:
             for u in urls:
-                dest = os.path.join(tmp, posixpath.basename(u.split("?", 1)[0]) or "download")
+                dest = os.path.join(tmp, url_filename(u))
                 _download(u, dest)
                 want = str(ins.flags.get("checksum") or "")
                 if want:
@@ -174,15 +174,90 @@ def _source(sc: StageContext, ins: Copy, src_from: str,
             sn.remove(vkey)
 
 
-def _download(url: str, dest: str) -> None:
-    import requests
+ADD_MAX_SIZE = 8 << 30
+"""The most bytes ``ADD <url>`` downloads (``$CTK_BUILD_ADD_MAX_SIZE``): Docker and BuildKit set none, but
+a server that streams without end must not fill the build machine's disk."""
+ADD_TIMEOUT = (30.0, 60.0)
+"""Seconds to connect, and that the server may stay silent while the response is read
+(``$CTK_BUILD_ADD_TIMEOUT``: one number for both, or ``CONNECT,STALL``)."""
 
+
+def download_limits() -> tuple[int, tuple[float, float]]:
+    """The size cap and timeouts of ``ADD <url>``, with the environment's overrides."""
+    cap, timeout = ADD_MAX_SIZE, ADD_TIMEOUT
+    raw = os.environ.get("CTK_BUILD_ADD_MAX_SIZE", "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) <= 0:
+            raise CtkError(f"CTK_BUILD_ADD_MAX_SIZE={raw!r}: a positive number of bytes is required")
+        cap = int(raw)
+    raw = os.environ.get("CTK_BUILD_ADD_TIMEOUT", "").strip()
+    if raw:
+        try:
+            nums = [float(p) for p in raw.split(",")]
+        except ValueError:
+            nums = []
+        if len(nums) not in (1, 2) or not all(0 < n <= 86400 for n in nums):
+            raise CtkError(f"CTK_BUILD_ADD_TIMEOUT={raw!r}: seconds (0 < s <= 86400) are required, "
+                           "one number or CONNECT,STALL")
+        timeout = (nums[0], nums[-1])
+    return cap, timeout
+
+
+def url_filename(url: str) -> str:
+    """The name an ``ADD <url>`` file gets: the last segment of the URL's path (as BuildKit), ``download``
+    when there is none or it is ``.``/``..``."""
+    name = posixpath.basename(url.split("#", 1)[0].split("?", 1)[0].split("://", 1)[-1].partition("/")[2])
+    return name if name not in ("", ".", "..") else "download"
+
+
+def _timed_out(e: BaseException) -> bool:
+    import socket
+
+    import requests
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+    seen: list[BaseException] = []
+    todo: list[object] = [e]
+    while todo:
+        x = todo.pop()
+        if not isinstance(x, BaseException) or any(x is s for s in seen):
+            continue
+        seen.append(x)
+        if isinstance(x, (requests.Timeout, Urllib3Timeout, socket.timeout)):
+            return True
+        todo.extend([*x.args, x.__cause__, x.__context__])
+    return False
+
+
+def _download(url: str, dest: str) -> None:
+    """Stream ``url`` to the new file ``dest``: at most the size cap, and no longer than the stall timeout
+    between two reads."""
+    import requests
+    from ctk_shared.limits import human
+
+    cap, timeout = download_limits()
+    n = 0
     try:
-        with requests.get(url, stream=True, timeout=60) as r:
+        with requests.get(url, stream=True, timeout=timeout) as r:
             r.raise_for_status()
-            with open(dest, "wb") as f:
-                for chunk in r.iter_content(1 << 20):
+            declared = r.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise CtkError(f"downloading {url}: the server declares {human(int(declared))}, over the "
+                               f"{human(cap)} cap for ADD (CTK_BUILD_ADD_MAX_SIZE)")
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                for chunk in r.iter_content(64 << 10):
+                    n += len(chunk)
+                    if n > cap:
+                        raise CtkError(f"downloading {url}: over the {human(cap)} cap for ADD "
+                                       "(CTK_BUILD_ADD_MAX_SIZE; stopped reading)")
                     f.write(chunk)
     except requests.RequestException as e:
+        if _timed_out(e):  # a stall in the body comes as a ConnectionError wrapping urllib3's timeout
+            what = "let the connection wait" if isinstance(e, requests.ConnectTimeout) else "sent nothing"
+            secs = timeout[0] if isinstance(e, requests.ConnectTimeout) else timeout[1]
+            raise CtkError(f"downloading {url}: the server {what} for {secs:g} s "
+                           f"(after {human(n)}; CTK_BUILD_ADD_TIMEOUT)") from None
         raise CtkError(f"downloading {url}: {e}") from e
-    os.chmod(dest, 0o600)
+    except OSError as e:
+        raise CtkError(f"downloading {url}: {e.strerror}: {os.path.basename(dest)}") from None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from ctk_shared import labels as L
 from ctk_shared import oci
 from ctk_shared.errors import AlreadyExists, CtkError, NotFound
+from ctk_shared.limits import exact
 
 if TYPE_CHECKING:
     from ctk_shared.containerd import Client, Mount
@@ -93,7 +94,7 @@ def diff_snapshot(client: Client, snapshotter: str, parent_chain: str, mounts: l
 def normalize_layer(client: Client, desc: oci.Descriptor, epoch: int,
                     compression: str = "gzip") -> tuple[oci.Descriptor, str]:
     """Rewrite a layer with every time clamped to ``epoch`` (and no gzip timestamp): reproducible bytes."""
-    raw = client.content.read_all(desc.digest)
+    raw = _read_blob(client, desc)
     if desc.media_type == oci.OCI_LAYER_GZIP:
         raw = gzip.decompress(raw)
     src = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
@@ -115,6 +116,12 @@ def normalize_layer(client: Client, desc: oci.Descriptor, epoch: int,
     return oci.Descriptor(oci.OCI_LAYER_GZIP, digest, len(blob)), diff_id
 
 
+def _read_blob(client: Client, desc: oci.Descriptor) -> bytes:
+    """A layer blob, read no further than its declared size and checked against its digest."""
+    return b"".join(exact(client.content.read(desc.digest), desc.size, f"layer {desc.digest}",
+                          digest=desc.digest))
+
+
 def compression_of(desc: oci.Descriptor) -> str:
     return "gzip" if oci.layer_compression(desc.media_type) == "gzip" else "uncompressed"
 
@@ -122,7 +129,7 @@ def compression_of(desc: oci.Descriptor) -> str:
 def convert_layer(client: Client, desc: oci.Descriptor, diff_id: str, compression: str) -> oci.Descriptor:
     """The same layer in the other form (a cached layer reused by a build that wants the other compression).
     gzip goes through pigz when installed (all cores), else zlib."""
-    data = client.content.read_all(desc.digest)
+    data = _read_blob(client, desc)
     if compression != "gzip":
         raw = gzip.decompress(data)
         client.content.write_blob(f"ctk-build-conv-{diff_id}", raw, diff_id)
