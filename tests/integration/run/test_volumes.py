@@ -326,3 +326,35 @@ def test_redis_as_its_user_keeps_its_data_on_a_named_volume(containerd, ctd, run
         containerd.restart()
         assert cli("get", "greeting", timeout=30) == "second"
         assert cli("save", timeout=10) == "OK"
+
+
+def test_postgres_initialises_a_new_volume_and_keeps_a_table_across_rm(run, real_images, tmp_path):
+    """postgres initialises its cluster in a new --mount volume (owned by postgres, from the image's copy-up),
+    and a table outlives the container: rm, then a new container on the same volume."""
+    from .test_real_images import PSQL, user_network
+
+    image = real_images["postgres"].ref
+    with user_network(run, tmp_path) as net:
+        def psql(sql: str, timeout: float = 0) -> str:
+            end = time.monotonic() + timeout
+            while True:
+                r = run("--rm", "-q", "--network", net, image, *PSQL, sql)
+                if r.code == 0 or time.monotonic() > end:
+                    break
+                time.sleep(0.5)
+            assert r.code == 0, f"{sql}: exit {r.code}: {r.err}"
+            return r.out.strip()
+
+        def server() -> None:
+            r = run("-d", "-q", "--network", net, "--name", "db", "--mount",
+                    "type=volume,src=pg,dst=/var/lib/postgresql/data", image)
+            assert r.code == 0, r.err
+
+        server()
+        assert psql("select 1", timeout=90) == "1"
+        psql("create table t (v text); insert into t values ('kept')")
+        assert run("exec", "db", "stat", "-c", "%U", "/var/lib/postgresql/data/PG_VERSION").out.strip() == "postgres"
+        assert run("stop", "db").code == 0
+        assert run("rm", "db").code == 0
+        server()
+        assert psql("select v from t", timeout=60) == "kept"

@@ -164,7 +164,7 @@ def _volume_mounts(client: Client, gopts: GlobalOptions, img: LocalImage, mounts
         if m.type == VOLUME:
             v = next(it)
             out.append(replace(m, type="bind", source=str(v.mountpoint)))
-            uses.append(volumes.Use(v.name, m.target, v.anonymous))
+            uses.append(volumes.Use(v.name, m.target, not m.source))  # as Docker: -v NAME:… is never removed by rm -v
         else:
             out.append(m)
     return tuple(out), uses, made
