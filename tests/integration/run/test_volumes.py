@@ -358,3 +358,15 @@ def test_postgres_initialises_a_new_volume_and_keeps_a_table_across_rm(run, real
         assert run("rm", "db").code == 0
         server()
         assert psql("select v from t", timeout=60) == "kept"
+
+
+def test_rm_v_keeps_an_anonymous_volume_named_by_another_container(run, vimg, bb):
+    """Docker's rule: rm -v removes the volumes a container got without naming them; a container that names
+    an (anonymous) volume with -v NAME:/dst does not take it away."""
+    assert run("-q", "--name", "a", vimg, "true").code == 0
+    anon = inspect(run, "a")["Mounts"][0]["Name"]
+    assert run("-q", "--name", "b", "-v", f"{anon}:/d", bb, "cat", "/d/f").out == "hi\n"
+    assert run("rm", "-v", "b").code == 0
+    assert volume_names(run) == [anon]
+    assert run("rm", "-v", "a").code == 0
+    assert volume_names(run) == []
