@@ -22,6 +22,7 @@ import select
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import BinaryIO, Self
@@ -29,6 +30,7 @@ from typing import BinaryIO, Self
 DEFAULT_FIFO_DIR = "/run/containerd/fifo"  # defaults.DefaultFIFODir
 CHUNK = 32 << 10  # as the Go client's copy buffers
 _POLL_INTERVAL_MS = 100  # how often copy_output looks at ``stop``
+_FINAL_PASSES = 64  # after ``stop`` without a grace: at most this many more rounds of reading what is readable
 
 Sink = BinaryIO | Callable[[bytes], None]
 
@@ -146,21 +148,44 @@ def _writer(sink: Sink) -> Callable[[bytes], None]:
     return write
 
 
-def copy_output(fds: Mapping[int, Sink], stop: threading.Event | None = None) -> None:
+def copy_output(fds: Mapping[int, Sink], stop: threading.Event | None = None, *,
+                grace: float | None = None) -> bool:
     """Copy each FIFO read end in ``fds`` to its sink (a binary file, or a callable taking bytes) until every
     one reaches EOF, i.e. the process and all holders of its output have closed it (the shim closes its
-    writers once the process has exited and its output is drained).
+    writer once it has copied everything the process wrote into its pipe). Returns True when every fd
+    reached EOF, False when the copy ended early (``stop``).
 
-    ``stop`` ends the copy early: whatever is already readable is still copied. The fds are not closed.
+    ``stop`` without ``grace`` ends the copy early: whatever is readable at that moment is still copied.
+
+    ``stop`` with ``grace`` (seconds) means "the process has exited": the copy still goes on to EOF, since
+    the shim publishes the exit without waiting for its copy from the process's pipe into the FIFO
+    (containerd 1.6 waits for that copy only when the process is deleted), so up to a pipe's worth of
+    output can arrive after the exit. It gives up only when nothing at all has arrived for ``grace``
+    seconds since the exit (or since the last data after it): some other process (a background child of
+    an exec) still holds the output open. The fds are not closed.
     """
     writers = {fd: _writer(sink) for fd, sink in fds.items()}
     poller = select.poll()
     for fd in writers:
         poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    final_passes = 0
+    quiet_since: float | None = None  # after the exit: when data last arrived (or the exit, if none since)
     while writers:
         stopping = stop is not None and stop.is_set()
+        if not stopping:
+            timeout = _POLL_INTERVAL_MS
+        elif grace is None:
+            timeout = 0
+        else:
+            now = time.monotonic()
+            if quiet_since is None:
+                quiet_since = now
+            left = quiet_since + grace - now
+            if left <= 0:
+                return False
+            timeout = max(1, min(_POLL_INTERVAL_MS, int(left * 1000)))
         try:
-            ready = poller.poll(0 if stopping else _POLL_INTERVAL_MS)
+            ready = poller.poll(timeout)
         except InterruptedError:
             continue
         for fd, events in ready:
@@ -170,29 +195,35 @@ def copy_output(fds: Mapping[int, Sink], stop: threading.Event | None = None) ->
                 poller.unregister(fd)
                 del writers[fd]
                 continue
-            _drain(fd, writers, poller)
-        if stopping:
-            return
+            if _drain(fd, writers, poller) and quiet_since is not None:
+                quiet_since = time.monotonic()
+        if stopping and grace is None:
+            final_passes += 1
+            if not ready or final_passes >= _FINAL_PASSES:
+                return False  # nothing more is readable right now (or a writer that never pauses)
+    return True
 
 
-def _drain(fd: int, writers: dict[int, Callable[[bytes], None]], poller: select.poll) -> None:
-    """Read what ``fd`` has now; drop it from ``writers`` on EOF."""
+def _drain(fd: int, writers: dict[int, Callable[[bytes], None]], poller: select.poll) -> bool:
+    """Read what ``fd`` has now; drop it from ``writers`` on EOF. True if any data (or EOF) came."""
+    got = False
     while True:
         try:
             data = os.read(fd, CHUNK)
         except BlockingIOError:
-            return
+            return got
         except OSError as e:
             if e.errno == errno.EINTR:
                 continue
             data = b""  # EIO and the like: treat as end of stream
+        got = True
         if not data:
             poller.unregister(fd)
             del writers[fd]
-            return
+            return got
         writers[fd](data)
         if len(data) < CHUNK:
-            return
+            return got  # most likely empty now; the next poll says whether more came meanwhile
 
 
 def copy_input(src: BinaryIO | int, fd: int, stop: threading.Event | None = None) -> None:

@@ -27,7 +27,7 @@ RUNTIME = "io.containerd.runc.v2"
 STEP_LABEL = "ctk/build.step"  # on the short-lived container record of a RUN step
 PID_LABEL = "ctk/build.pid"  # the ctk-build process that made it
 TAIL_LINES = 10
-OUTPUT_GRACE = 2.0  # seconds to wait for the rest of the output after the exit
+OUTPUT_GRACE = 2.0  # after the exit: seconds of silence before we stop waiting for the output's EOF
 
 
 class StepFailed(CtkError):
@@ -128,10 +128,12 @@ def run_step(client: Client, snapshotter: str, key: str, mounts: Sequence[Mount]
             client.tasks.start(cid)
             stop = threading.Event()
             sinks = {fd: tail.write for fd in fifos.output_fds()}
-            pump = threading.Thread(target=copy_output, args=(sinks, stop), daemon=True, name="ctk-build-io")
+            # to EOF: the shim may still be copying the last output when the exit arrives; stop waiting only
+            # once the output has been quiet for OUTPUT_GRACE after the exit
+            pump = threading.Thread(target=copy_output, args=(sinks, stop), kwargs={"grace": OUTPUT_GRACE},
+                                    daemon=True, name="ctk-build-io")
             pump.start()
             code = waiter.result().exit_status
-            pump.join(OUTPUT_GRACE)  # the shim closes the FIFOs once the output is drained
             stop.set()
             pump.join()
     except BaseException:

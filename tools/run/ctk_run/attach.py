@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ctk_shared.taskio import FifoSet
 
 LOGGER_GRACE = 0.3  # the logger flushes the last lines just after the process exits
+OUTPUT_GRACE = 2.0  # after an exit: how long the output may pause before we stop waiting for its EOF (Docker: 2 s)
 
 
 class _SignalProxy:
@@ -140,7 +141,8 @@ def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_op
         if fifos.stderr_fd is not None and fifos.stderr_fd >= 0:
             sinks[fifos.stderr_fd] = sink("stderr", sys.stderr.buffer)
         with _SignalProxy(client, c.id) if not term.raw else _NoProxy():
-            copy_output(sinks, done)
+            # to EOF, not to the exit: the shim may still be copying the process's last output into the FIFO
+            copy_output(sinks, done, grace=OUTPUT_GRACE)
             done.wait()
         return result.get("code", 255)
     finally:

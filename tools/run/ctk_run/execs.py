@@ -78,7 +78,7 @@ def exec_in(client: Client, gopts: GlobalOptions, text: str, command: tuple[str,
             return 0
         import threading
 
-        from .attach import Terminal
+        from .attach import OUTPUT_GRACE, Terminal
 
         term = Terminal(client, c.id, tty=tty, stdin_open=interactive, exec_id=exec_id)
         term.attach()
@@ -101,14 +101,22 @@ def exec_in(client: Client, gopts: GlobalOptions, text: str, command: tuple[str,
         if fifos.stderr_fd is not None and fifos.stderr_fd >= 0:
             sinks[fifos.stderr_fd] = _writer(sys.stderr.buffer)
         try:
-            copy_output(sinks, done)
+            # to EOF, not to the exit: the shim may still be copying the process's last output into the FIFO
+            whole = copy_output(sinks, done, grace=OUTPUT_GRACE)
             done.wait()
         finally:
             term.restore()
         try:
+            # the shim waits (up to 2 s) for its copy of the output before it closes its end of the FIFOs
             client.tasks.delete_process(c.id, exec_id)
         except CtkError:
             pass
+        if not whole:  # something else (a background child) held the output open: take what the shim flushed
+            done.set()
+            if not copy_output(sinks, done, grace=OUTPUT_GRACE):
+                sys.stderr.write(f"ctk-run: the output of exec {exec_id} was still open {OUTPUT_GRACE:g} s after "
+                                 "the process exited and was deleted; it may be incomplete\n")
+                sys.stderr.flush()
         return result.get("code", 255)
     finally:
         fifos.close()
