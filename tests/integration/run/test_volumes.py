@@ -370,3 +370,12 @@ def test_rm_v_keeps_an_anonymous_volume_named_by_another_container(run, vimg, bb
     assert volume_names(run) == [anon]
     assert run("rm", "-v", "a").code == 0
     assert volume_names(run) == []
+
+
+def test_ps_filter_volume_by_name_or_destination(run, bb):
+    assert run("create", "-q", "--name", "one", "-v", "shared:/s", bb, "true").code == 0
+    assert run("create", "-q", "--name", "two", "-v", "/anon", bb, "true").code == 0
+    names = lambda *f: sorted(json.loads(x)["Names"] for x in run("ps", "-a", *f).lines)  # noqa: E731
+    assert names("--filter", "volume=shared") == ["one"]
+    assert names("--filter", "volume=/anon") == ["two"]
+    assert names("--filter", "volume=nothing") == []

@@ -127,7 +127,7 @@ def create(image: str, command: tuple[str, ...], **kw: object) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.option("-a", "--all", "all_", is_flag=True, help="also stopped containers")
 @click.option("-q", "--quiet", is_flag=True, help="only IDs")
-@click.option("-f", "--filter", "filters", multiple=True, help="name=…, status=…, id=…, label=…")
+@click.option("-f", "--filter", "filters", multiple=True, help="name=…, status=…, id=…, label=…, volume=…")
 @click.option("--format", "fmt", help="table, json, or a template like '{{.Names}}'")
 @click.option("--no-trunc", is_flag=True)
 @click.option("-n", "--last", type=int, help="only the N most recent (also stopped ones, as Docker)")

@@ -94,8 +94,15 @@ def _match(rec: dict[str, Any], c: Container, filters: list[str]) -> bool:
             k, _, v = value.partition("=")
             if k not in c.labels or (v and c.labels[k] != v):
                 return False
-        if key not in ("name", "status", "id", "label"):
-            raise UsageError(f"invalid filter {key!r} (supported: name, status, id, label)")
+        if key == "volume":  # Docker: a volume's name, or a mount's destination
+            from .volumes import uses_of
+
+            mounts = _mounts(c, _spec(c))
+            if not any(value in (m.get("Name"), m["Destination"]) for m in mounts) and \
+                    not any(value in (u.name, u.destination) for u in uses_of(c)):
+                return False
+        if key not in ("name", "status", "id", "label", "volume"):
+            raise UsageError(f"invalid filter {key!r} (supported: name, status, id, label, volume)")
     return True
 
 
