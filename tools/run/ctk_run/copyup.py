@@ -65,9 +65,12 @@ def _empty_dir(path: str) -> None:
         os.close(fd)
 
 
-def copy_up(image_mounts: Sequence[Mount], target: str, vol_dir: str) -> bool:
+def copy_up(image_mounts: Sequence[Mount], target: str, vol_dir: str, lock_fd: int | None = None) -> bool:
     """Copy the image's content at ``target`` into the empty ``vol_dir/_data``; True when the image had a
-    directory there. Raises CtkError with the child's one-line reason on failure (``_data`` is then empty)."""
+    directory there. Raises CtkError with the child's one-line reason on failure (``_data`` is then empty).
+
+    ``lock_fd`` (the volume lock's descriptor) is inherited by the child: if ctk-run is killed alone, the
+    child goes on to its end holding the lock, so no other ctk-run recovers or copies under it meanwhile."""
     import subprocess
 
     from ctk_shared.errors import CtkError
@@ -78,7 +81,8 @@ def copy_up(image_mounts: Sequence[Mount], target: str, vol_dir: str) -> bool:
     request = json.dumps({"mounts": [{"type": m.type, "source": m.source, "options": list(m.options)}
                                      for m in image_mounts], "target": target, "vol_dir": vol_dir})
     p = subprocess.run([unshare, "--mount", "--propagation", "private", sys.executable, "-m", "ctk_run.copyup",
-                        request], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+                        request], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+                       pass_fds=() if lock_fd is None else (lock_fd,))
     if p.returncode not in (0, 3):
         reason = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
         raise CtkError(f"copying the image's content at {target} into the volume: {reason}")

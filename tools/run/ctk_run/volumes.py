@@ -70,16 +70,22 @@ def volumes_dir(data_root: str, namespace: str) -> Path:
     return Path(data_root) / namespace / "volumes"
 
 
+_held: dict[Path, int] = {}  # volumes dir -> the descriptor holding its lock in this process
+
+
 @contextmanager
 def lock(data_root: str, namespace: str) -> Iterator[Path]:
-    """The namespace's volume lock (an flock: a killed holder never leaves it stale); yields the volumes dir."""
+    """The namespace's volume lock (an flock: a killed holder never leaves it stale); yields the volumes dir.
+    A copy-up child inherits the descriptor, so the lock lasts until the child ends even if we are killed."""
     d = volumes_dir(data_root, namespace)
     dataroot.makedirs(data_root, d, 0o700)
     fd = open_owned(d / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _held[d] = fd
         yield d
     finally:
+        _held.pop(d, None)
         os.close(fd)
 
 
@@ -198,7 +204,7 @@ def prepare(data_root: str, namespace: str, wanted: list[tuple[str, str, bool, b
                     if mounts is None:
                         mounts = stack.enter_context(image_mounts())
                     if mounts:
-                        copy_up(mounts, dest, str(vol.dir))
+                        copy_up(mounts, dest, str(vol.dir), lock_fd=_held[d])
                 out.append(vol)
         except BaseException:
             for v in made:
