@@ -15,8 +15,10 @@ import time
 
 import pytest
 
+from tests.support.trees import tree_hash
+
 from .conftest import write
-from .test_confinement import check_in_image, sentinel, tree_hash  # noqa: F401  (sentinel: a fixture used here)
+from .test_confinement import check_in_image, sentinel  # noqa: F401  (sentinel: a fixture used here)
 
 pytestmark = pytest.mark.integration
 

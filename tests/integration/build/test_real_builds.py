@@ -16,9 +16,10 @@ import tarfile
 import pytest
 
 from tests.support.images import busybox_layer_tar
+from tests.support.trees import tree_hash
 
 from .conftest import write
-from .test_confinement import sentinel, tree_hash  # noqa: F401 - sentinel is a fixture
+from .test_confinement import sentinel  # noqa: F401 - sentinel is a fixture
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,6 @@ that not one byte, mode or owner of it changed. Runs as root (chown, mknod, secu
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -17,6 +16,8 @@ from ctk_build.dockerignore import IgnoreMatcher
 from ctk_build.sources import SourceTree
 from ctk_shared.errors import InvalidArgument
 
+from tests.support.trees import tree_hash
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, mknod, security xattrs)")
 
 
@@ -26,23 +27,6 @@ def resolver(request, monkeypatch):
     if request.param == "walk":
         monkeypatch.setattr(rootfs, "_have_openat2", False)
     return request.param
-
-
-def tree_hash(top) -> str:
-    """Names, types, modes, owners, link targets and contents of everything under ``top``."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames.sort()
-        for name in [".", *sorted(dirnames), *sorted(filenames)]:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            h.update(f"{p}\0{st.st_mode:o}\0{st.st_uid}:{st.st_gid}\0".encode())
-            if stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(p).encode())
-            elif stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    h.update(f.read())
-    return h.hexdigest()
 
 
 @pytest.fixture
