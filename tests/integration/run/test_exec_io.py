@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 # around the FIFO/pipe size (64 KiB), the size first seen truncated (201000 → 200704 = 49 pages), 1 MiB
 SIZES = (1, 4095, 65535, 65536, 65537, 131072, 196607, 200704, 201000, 262145, 1048575, 1048576, 1048577,
          3 * 1048576 + 17)
-ROUNDS = 3  # × len(SIZES) execs
+ROUNDS = 5  # × len(SIZES) execs
 PARALLEL = 4  # execs at a time: more contention, less wall time
 
 
@@ -44,8 +44,8 @@ def ctk(run, containerd, ctd):
 
 @contextlib.contextmanager
 def _busy_cpus() -> Iterator[None]:
-    """One spinning process per CPU: the reader, the shim and the exit all compete, as on a loaded machine."""
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    """Two spinning processes per CPU: the reader, the shim and the exit all compete, as on a loaded machine."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 2))]
     try:
         yield
     finally:
