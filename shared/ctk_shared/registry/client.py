@@ -29,9 +29,8 @@ from urllib3.util.retry import Retry
 
 from .. import limits, oci
 from ..errors import CtkError, IntegrityError, InvalidArgument
-from . import bodies
+from . import bodies, tokens
 from . import errors as rerr
-from . import tokens
 from .hosts import DEFAULT_HOSTS_DIRS, HostSettings, host_settings
 
 if TYPE_CHECKING:

@@ -99,9 +99,9 @@ def _etc_files(client: Client, img: LocalImage, snapshotter: str) -> tuple[str |
 
 
 def _write_etc_files(cdir: Path, hostname: str, net: NetOptions, gateway: str) -> tuple[MountSpec, ...]:
-    from .network import hosts_text, resolv_text
-
     from ctk_shared.outputs import write_owned
+
+    from .network import hosts_text, resolv_text
 
     networked = net.mode == "cni"
     write_owned(cdir / "hostname", (hostname + "\n").encode())  # never through a link planted there
