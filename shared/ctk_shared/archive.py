@@ -137,6 +137,7 @@ class _Archive:
 
     def member(self, name: str) -> tarfile.TarInfo:
         """The regular-file member ``name`` stands for, following symlinks inside the archive."""
+        asked = name
         for _ in range(16):
             m = self.members.get(name)
             if m is None:
@@ -144,7 +145,8 @@ class _Archive:
             if not m.issym():
                 return m
             name = os.path.normpath(os.path.join(os.path.dirname(name), m.linkname))
-        raise InvalidArgument(f"archive member {name}: too many levels of symbolic links")
+        raise InvalidArgument(f"archive member {asked}: too many levels of symbolic links (a symlink loop?)",
+                              hint="the archive is corrupt or hostile; save the image again (ctk-pull save)")
 
     def open(self, name: str) -> IO[bytes]:
         f = self.tar.extractfile(self.member(name))

@@ -86,6 +86,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         return {}
     except OSError as e:
         raise Unavailable(f"reading {p}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise InvalidArgument(f"{p} is not valid JSON: not UTF-8 text (byte {e.start})",
+                              hint="fix or remove the file") from None
     if not text.strip():
         return {}
     try:

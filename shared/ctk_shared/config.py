@@ -123,11 +123,16 @@ def load_file(path: str | None = None) -> dict[str, Any]:
     explicit = path or os.environ.get("CTK_CONFIG")
     p = file_path(path)
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         if explicit:
             raise UsageError(f"config file {p} does not exist") from None
         return {}
+    except UnicodeDecodeError as e:
+        raise UsageError(f"config file {p}: not UTF-8 text (byte {e.start})",
+                         hint="a ctk config file is TOML; fix the file or point $CTK_CONFIG elsewhere") from None
+    except OSError as e:
+        raise UsageError(f"config file {p}: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"config file {p}: {e}") from e
     known = {f.name for f in fields(GlobalOptions)} - {"extra"}

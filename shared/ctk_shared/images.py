@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from . import labels as L
 from . import limits, oci
 from . import reference as refs
-from .errors import AlreadyExists, IntegrityError, InvalidArgument, NotFound, UsageError
+from .errors import AlreadyExists, CtkError, IntegrityError, InvalidArgument, NotFound, UsageError
 
 if TYPE_CHECKING:
     from .containerd import Client, Image, Mount
@@ -143,6 +143,14 @@ def is_unpacked(client: Client, config: oci.ImageConfig, snapshotter: str) -> bo
         return False
 
 
+def _no_stream_processor(message: str) -> bool:
+    """containerd's Apply error when the decoder its config names cannot be run: not on its PATH (``exec:
+    "ctd-decoder": executable file not found in $PATH``) or found only relative to its working directory,
+    which Go refuses (``ctd-decoder resolves to executable in current directory``)."""
+    low = message.lower()
+    return "decoder" in low and "executable" in low
+
+
 class Unpacker:
     """Applies layers in chain order; a layer whose snapshot exists is skipped (shared base layers)."""
 
@@ -199,7 +207,13 @@ class Unpacker:
         try:
             if self.progress and key_label:
                 self.progress.status(key_label, "extracting")
-            applied = self.client.diff.apply(layer, mounts, self.payloads(layer) if self.payloads else None)
+            try:
+                applied = self.client.diff.apply(layer, mounts, self.payloads(layer) if self.payloads else None)
+            except CtkError as e:
+                if layer.media_type.endswith(oci.ENCRYPTED_SUFFIX) and _no_stream_processor(e.message):
+                    e.hint = ("containerd has no usable stream processor for encrypted layers: add the "
+                              "[stream_processors] snippet of tools/crypt/README.md to its config and restart it")
+                raise
             if applied.digest == EMPTY_DIGEST and layer.media_type.endswith(oci.ENCRYPTED_SUFFIX):
                 # containerd 1.6 does not always turn a failed stream processor into a failed Apply: on a
                 # busy machine it can read the decoder's empty stdout to EOF first and apply nothing

@@ -103,6 +103,10 @@ def run(image: str, command: tuple[str, ...], **kw: object) -> None:
         code = run_container(shared_cli.options(), image, command, kw)
     except CtkError as e:
         raise errors.as_run_error(e) from e
+    except OSError as e:
+        if (err := errors.no_space(e, shared_cli.options().data_root)) is None:
+            raise
+        raise err from e
     sys.stdout.flush()
     sys.exit(code)
 
@@ -121,6 +125,10 @@ def create(image: str, command: tuple[str, ...], **kw: object) -> None:
         _, c = create_container(shared_cli.options(), image, command, kw)
     except CtkError as e:
         raise errors.as_run_error(e) from e
+    except OSError as e:
+        if (err := errors.no_space(e, shared_cli.options().data_root)) is None:
+            raise
+        raise err from e
     output.emit_line(c.id)
 
 
@@ -281,6 +289,10 @@ def exec_(container: str, command: tuple[str, ...], detach: bool, interactive: b
                        tty=tty, env=merge_env(env, env_file), workdir=workdir, user=user, privileged=privileged)
     except CtkError as e:
         raise errors.as_run_error(e) from e
+    except OSError as e:
+        if (err := errors.no_space(e, shared_cli.options().data_root)) is None:
+            raise
+        raise err from e
     sys.stdout.flush()
     sys.exit(code)
 

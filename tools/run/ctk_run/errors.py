@@ -2,6 +2,8 @@
 be invoked, 127 when it is not found; otherwise the container's own status."""
 from __future__ import annotations
 
+import errno
+
 from ctk_shared.errors import CtkError
 
 CTK_FAILED = 125
@@ -35,3 +37,12 @@ def exec_error(e: CtkError) -> RunError:
 
 def as_run_error(e: CtkError) -> RunError:
     return e if isinstance(e, RunError) else RunError(e.message, hint=e.hint, exit_code=CTK_FAILED)
+
+
+def no_space(e: OSError, where: str) -> RunError | None:
+    """A full disk met while creating, running or exec'ing: one line naming the file (else ``where``, the data
+    root), exit 125; None for any other OSError (left to the last-resort handler)."""
+    if e.errno != errno.ENOSPC:
+        return None
+    return RunError(f"no space left on device: {e.filename or where}",
+                    hint=f"free space on the filesystem holding {where} (ctk-run rm, ctk-pull prune) and retry")

@@ -27,6 +27,9 @@ HOSTNAME = "ctk/hostname"
 NETWORK = "ctk/network"  # none | host | <name>[,<name>…] (the networks themselves: ctk_shared.labels.NETWORKS)
 PORTS = "ctk/ports.requested"  # JSON list of the -p/-P mappings asked for (host port 0 = any)
 STARTED_AT = "ctk/started-at"  # RFC 3339, set by every start (ctk's or the restart monitor's, via the logger)
+# "true" from a first start's beginning until its task has started: a container whose first start failed, or
+# whose CLI was killed between task create and start, is still "created" (as in Docker), whatever else is set
+NEVER_STARTED = "ctk/never-started"
 FINISHED_AT = "ctk/finished-at"  # RFC 3339 of the last exit ctk saw
 EXIT_CODE = "ctk/exit-code"  # last exit status ctk saw
 KEY_CHECK = "ctk/key-check"  # passed | not-encrypted: the image's decryption keys were checked at create

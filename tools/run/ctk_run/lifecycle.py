@@ -129,8 +129,9 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
 
     policy = c.labels.get(L.RESTART_POLICY, "no")
     # a start by the user begins a new run: the policy's restart count starts again from 0 (as in Docker)
+    first = not c.labels.get(L.STARTED_AT) or c.labels.get(L.NEVER_STARTED) == "true"
     client.containers.update_labels(c.id, {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: "",
-                                           L.RESTART_COUNT: "0"})
+                                           L.RESTART_COUNT: "0", **({L.NEVER_STARTED: "true"} if first else {})})
     try:
         client.tasks.create(c.id, rootfs, terminal=terminal, **streams)
         pid = client.tasks.start(c.id)
@@ -140,6 +141,11 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
         except CtkError:
             pass
         raise exec_error(e) from e
+    if first:
+        try:
+            client.containers.update_labels(c.id, {L.NEVER_STARTED: ""})
+        except NotFound:
+            pass  # a quick --rm container may be gone already
     if monitored(parse_policy(policy or "no")):
         # only now: marked earlier, containerd's restart monitor could race us to create the task
         client.containers.update_labels(c.id, {L.RESTART_STATUS: "running", L.RESTART_LOGURI: uri})

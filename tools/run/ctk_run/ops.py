@@ -23,9 +23,13 @@ def merge_env(env: tuple[str, ...], env_files: tuple[str, ...]) -> tuple[str, ..
     out: list[str] = []
     for path in env_files:
         try:
-            lines = open(path).read().splitlines()
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
         except OSError as e:
-            raise UsageError(f"cannot read env file {path}: {e.strerror}") from None
+            raise UsageError(f"cannot read env file {path}: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise UsageError(f"env file {path}: not UTF-8 text (byte {e.start})",
+                             hint="an env file holds KEY=VALUE lines of text") from None
         out += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     out += list(env)
     resolved = []
@@ -58,6 +62,10 @@ def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, .
 
     # every value is checked here, before anything is pulled or created
     net = network_options(kw)
+    if kw["name"]:
+        from .state import validate_name
+
+        validate_name(kw["name"])
     if kw["stop_signal"]:
         parse_signal(kw["stop_signal"])
     check_user(kw["user"])

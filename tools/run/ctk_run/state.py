@@ -22,7 +22,10 @@ _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 def validate_name(name: str) -> str:
-    if not _NAME_RE.match(name) or len(name) > 128:
+    if len(name) > 128:
+        raise UsageError(f"invalid container name {name[:40]!r}…: {len(name)} characters, at most 128 are allowed",
+                         hint="choose a shorter --name")
+    if not _NAME_RE.match(name):
         raise UsageError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     return name
 

@@ -65,6 +65,8 @@ def state_of(c: Container, task: Any | None) -> State:
         finished = task.exited_at or finished
     elif task is None and not c.labels.get(L.STARTED_AT):
         return State("created", False, 0, 0, None, None, count)
+    if (task is None or task.status in ("created", "unknown")) and c.labels.get(L.NEVER_STARTED) == "true":
+        return State("created", False, 0, 0, None, None, count)  # its first start failed or was cut short
     if wants_running and c.labels.get(L.EXPLICITLY_STOPPED) != "true":
         return State("restarting", False, 0, exit_code, started, finished, count)
     return State("exited", False, 0, exit_code, started, finished, count)
