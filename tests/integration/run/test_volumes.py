@@ -438,3 +438,85 @@ def test_disk_full_during_copy_up_is_one_error_and_no_container(containerd, ctd,
         assert run("--rm", "-q", "-v", "full:/big:nocopy", ref, "ls", "-A", "/big").out == ""
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+# ---------------------------------------------------------------------- driver options (-o) and --volumes-from
+
+
+def test_a_tmpfs_volume_is_a_sized_tmpfs_in_the_container(run, bb):
+    r = run("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=100m", "tv")
+    assert r.code == 0 and r.out == "tv\n", r.err
+    (v,) = json.loads(run("volume", "inspect", "tv").out)
+    assert v["Options"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=100m"}
+    r = run("--rm", "-q", "-v", "tv:/data", bb, "sh", "-c",
+            "grep ' /data ' /proc/mounts; df -k /data | tail -n 1; echo x > /data/f && cat /data/f")
+    assert r.code == 0, r.err
+    mount, df, written = r.lines
+    assert mount.split()[:3] == ["tmpfs", "/data", "tmpfs"], mount
+    assert "size=102400k" in mount.split()[3].split(","), mount
+    assert df.split()[1] == "102400", df
+    assert written == "x"
+    assert os.listdir(v["Mountpoint"]) == []  # the tmpfs held it, not the data root
+    assert run("create", "-q", "--name", "t", "-v", "tv:/data", bb, "true").code == 0
+    (m,) = inspect(run, "t")["Mounts"]
+    assert (m["Type"], m["Name"], m["Destination"], m["RW"]) == ("volume", "tv", "/data", True)
+
+
+def test_a_bind_volume_shows_the_host_directory(run, bb, tmp_path):
+    host = tmp_path / "hostdir"
+    host.mkdir()
+    (host / "hello").write_text("from the host\n")
+    r = run("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={host}", "bv")
+    assert r.code == 0, r.err
+    (v,) = json.loads(run("volume", "inspect", "bv").out)
+    assert v["Options"] == {"type": "none", "o": "bind", "device": str(host)}
+    r = run("--rm", "-q", "-v", "bv:/data", bb, "sh", "-c", "cat /data/hello; echo back > /data/new")
+    assert r.code == 0 and r.out == "from the host\n", (r.out, r.err)
+    assert (host / "new").read_text() == "back\n"
+    assert run("--rm", "-q", "-v", "bv:/data:ro", bb, "touch", "/data/x").code != 0
+
+
+@pytest.mark.parametrize("opts,says", [
+    (["-o", "foo=bar"], 'invalid option: "foo"'),
+    (["-o", "novalue"], "KEY=VALUE"),
+    (["-o", "type=tmpfs"], 'missing required option: "device"'),
+    (["-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=100m,bogus"], "bogus"),
+    (["-o", "type=none", "-o", "o=bind", "-o", "device=/nonexistent/ctk-test"], "no such directory"),
+    (["-o", "type=none", "-o", "device=/tmp"], "needs o=bind"),
+    (["-o", "type=ext4", "-o", "device=/dev/null"], "'ext4' is not supported"),
+])
+def test_invalid_driver_options_are_one_clear_error_and_create_nothing(run, opts, says):
+    r = run("volume", "create", *opts, "bad")
+    assert r.code == 2 and says in r.err, (r.code, r.err)
+    assert r.err.startswith("ctk-run: error: ") and "Traceback" not in r.err and r.err.count("\n") <= 2, r.err
+    assert volume_names(run) == []
+
+
+def test_volumes_from_takes_the_volumes_and_binds_of_a_container(run, bb, tmp_path):
+    host = tmp_path / "b"
+    host.mkdir()
+    (host / "z").write_text("bind\n")
+    assert run("create", "-q", "--name", "src", "-v", "named:/n", "-v", "/anon", "-v", f"{host}:/b:ro",
+               "--tmpfs", "/t", bb, "true").code == 0
+    assert run("--rm", "-q", "--volumes-from", "src", bb, "sh", "-c", "echo n > /n/x; echo a > /anon/y").code == 0
+    r = run("--rm", "-q", "--volumes-from", "src", bb, "sh", "-c",
+            "cat /n/x /anon/y /b/z; grep -c ' /t ' /proc/mounts; touch /b/no")
+    assert r.lines[:4] == ["n", "a", "bind", "0"] and r.code != 0, (r.out, r.err)  # /b keeps its :ro
+    # :ro makes every mount read-only; the user's own -v wins at the same destination
+    r = run("--rm", "-q", "--volumes-from", "src:ro", "-v", "other:/n", bb, "sh", "-c",
+            "ls -A /n | wc -l; cat /anon/y; touch /anon/no")
+    assert r.lines[:2] == ["0", "a"] and r.code != 0, (r.out, r.err)
+    # the second container uses the same volumes: removing them is refused; rm -v of the first keeps them
+    # while another container uses them
+    assert run("create", "-q", "--name", "dst", "--volumes-from", "src:rw", bb, "true").code == 0
+    mounts = {m["Destination"]: m for m in inspect(run, "dst")["Mounts"]}
+    assert mounts["/n"]["Name"] == "named" and mounts["/anon"]["Type"] == "volume" and mounts["/b"]["RW"]
+    assert run("volume", "rm", "named").code != 0
+    assert run("rm", "-v", "src").code == 0
+    assert set(volume_names(run)) == {"named", "other", mounts["/anon"]["Name"]}
+    assert run("rm", "-v", "dst").code == 0  # the anonymous volume goes with the last container, as in Docker
+    assert set(volume_names(run)) == {"named", "other"}
+    r = run("create", "-q", "--volumes-from", "nosuch", bb, "true")
+    assert r.code != 0 and "nosuch" in r.err and "Traceback" not in r.err, r.err
+    r = run("create", "-q", "--volumes-from", "dst:rx", bb, "true")
+    assert r.code == 125 and "volumes-from" in r.err, r.err

@@ -52,6 +52,7 @@ _CONTAINER_OPTIONS = [
     click.option("-v", "--volume", multiple=True, help="SRC:DST[:ro] bind mount, NAME:DST volume, or DST"),
     click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,source=…,target=…[,readonly]"),
     click.option("--tmpfs", multiple=True, help="DST[:size=64m,mode=1777]"),
+    click.option("--volumes-from", multiple=True, help="CONTAINER[:ro|:rw]: the volumes and binds of a container"),
     click.option("--read-only", is_flag=True),
     click.option("--cap-add", multiple=True),
     click.option("--cap-drop", multiple=True),
@@ -306,8 +307,9 @@ def volume() -> None:
 @click.argument("name", required=False)
 @click.option("--label", multiple=True, help="KEY=VALUE")
 @click.option("-d", "--driver", default="local", show_default=True, help="only local")
+@click.option("-o", "--opt", multiple=True, help="driver option: type=tmpfs|none, device=…, o=size=…|bind")
 @shared_cli.global_options
-def volume_create(name: str | None, label: tuple[str, ...], driver: str) -> None:
+def volume_create(name: str | None, label: tuple[str, ...], driver: str, opt: tuple[str, ...]) -> None:
     """Create a volume (a random name when NAME is not given); print its name."""
     from ctk_shared import output
     from ctk_shared.errors import UsageError
@@ -316,9 +318,15 @@ def volume_create(name: str | None, label: tuple[str, ...], driver: str) -> None
 
     if driver != "local":
         raise UsageError(f"volume driver {driver!r} is not supported", hint="only the local driver exists")
+    options: dict[str, str] = {}
+    for o in opt:
+        key, sep, value = o.partition("=")
+        if not sep or not key:
+            raise UsageError(f"invalid driver option {o!r}: expected KEY=VALUE")
+        options[key] = value
     gopts = shared_cli.options()
     v = volumes.create(gopts.data_root, gopts.namespace, name or volumes.random_name(),
-                       shared_cli.labels_from_args(label))
+                       shared_cli.labels_from_args(label), options)
     output.emit_line(v.name)
 
 

@@ -50,6 +50,7 @@ class CreateOptions:
     stop_timeout: int | None = None
     net: NetOptions = field(default_factory=NetOptions)
     decryption_keys: tuple = ()  # ctk_shared.decryption_keys.KeySource, for encrypted images
+    volumes_from: tuple[str, ...] = ()  # CONTAINER[:ro|:rw]
 
 
 def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, platform: Platform | None,
@@ -138,10 +139,12 @@ def _image_view(client: Client, img: LocalImage, snapshotter: str):  # type: ign
     return view
 
 
-def _volume_mounts(client: Client, gopts: GlobalOptions, img: LocalImage, mounts: tuple[MountSpec, ...]):  # type: ignore[no-untyped-def]
+def _volume_mounts(client: Client, gopts: GlobalOptions, img: LocalImage, mounts: tuple[MountSpec, ...],  # type: ignore[no-untyped-def]
+                   inherited_anonymous: frozenset[str] = frozenset()):
     """Named, anonymous and image (``VOLUME``) volumes made or found, filled from the image where Docker
     fills them; the mounts with each volume resolved to its host directory, the ``ctk/volumes`` uses, and
-    the anonymous volumes made now (to remove if the creation fails)."""
+    the anonymous volumes made now (to remove if the creation fails). ``inherited_anonymous``: targets of
+    volumes taken from another container (--volumes-from) that stay anonymous when they were."""
     import posixpath
 
     from . import volumes
@@ -163,11 +166,63 @@ def _volume_mounts(client: Client, gopts: GlobalOptions, img: LocalImage, mounts
     for m in all_mounts:
         if m.type == VOLUME:
             v = next(it)
-            out.append(replace(m, type="bind", source=str(v.mountpoint)))
-            uses.append(volumes.Use(v.name, m.target, not m.source))  # as Docker: -v NAME:… is never removed by rm -v
+            out.append(volumes.mount_of(v, m.target, m.readonly))
+            # as Docker: -v NAME:… is never removed by rm -v; a --volumes-from copy of an anonymous one is
+            anonymous = not m.source or (m.target in inherited_anonymous and v.anonymous)
+            uses.append(volumes.Use(v.name, m.target, anonymous))
         else:
             out.append(m)
     return tuple(out), uses, made
+
+
+def parse_volumes_from(text: str) -> tuple[str, bool | None]:
+    """``--volumes-from CONTAINER[:ro|:rw]``: the container and the forced mode (None: each mount's own)."""
+    from ctk_shared.errors import UsageError
+
+    name, sep, mode = text.partition(":")
+    if not name or (sep and mode not in ("ro", "rw")):
+        raise UsageError(f"invalid --volumes-from {text!r}", hint="CONTAINER, CONTAINER:ro or CONTAINER:rw")
+    return name, (mode == "ro") if sep else None
+
+
+def volumes_from(client: Client, specs: tuple[str, ...], covered: set[str]
+                 ) -> tuple[tuple[MountSpec, ...], frozenset[str]]:
+    """The volumes and bind mounts of the containers named by ``--volumes-from`` (Docker: the user's own
+    ``-v``/``--mount`` win at the same destination; tmpfs mounts and ctk's generated files are not taken),
+    as mounts to add; and the targets of those that are anonymous volumes there. A volume is mounted as it
+    is (no copy-up: it is another container's data)."""
+    import json
+
+    from .lookup import find_container
+    from .mounts import BIND, NOCOPY, NONRECURSIVE, PROPAGATIONS, VOLUME
+    from .spec import INIT_TARGET
+    from .volumes import uses_of
+
+    out: dict[str, MountSpec] = {}
+    anonymous: set[str] = set()
+    for text in specs:
+        name, force_ro = parse_volumes_from(text)
+        c = find_container(client, name)
+        try:
+            spec = json.loads(c.spec or b"{}")
+        except ValueError:
+            spec = {}
+        vols = {u.destination: u for u in uses_of(c)}
+        for m in spec.get("mounts") or []:
+            dest = str(m.get("destination", ""))
+            opts = [str(o) for o in m.get("options") or []]
+            ro = ("ro" in opts) if force_ro is None else force_ro
+            if dest in covered or dest in out:
+                continue
+            if dest in vols:
+                out[dest] = MountSpec(VOLUME, vols[dest].name, dest, ro, (NOCOPY,))
+                if vols[dest].anonymous:
+                    anonymous.add(dest)
+            elif m.get("type") == "bind" and dest not in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf",
+                                                          INIT_TARGET):
+                extra = tuple(o for o in opts if o in PROPAGATIONS) + (() if "rbind" in opts else (NONRECURSIVE,))
+                out[dest] = MountSpec(BIND, str(m.get("source", "")), dest, ro, extra)
+    return tuple(out.values()), frozenset(anonymous)
 
 
 def _image_stop_signal(config: object) -> str | None:
@@ -219,7 +274,9 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
         passwd, group = _etc_files(client, img, gopts.snapshotter) if img.chain_ids else (None, None)
         extra = _write_etc_files(cdir, hostname, net, nets[0].gateway if nets else "") \
             if net.mode != "host" else ()
-        vol_mounts, vol_uses, new_anon = _volume_mounts(client, gopts, img, opts.spec.mounts)
+        from_mounts, inherited = volumes_from(client, opts.volumes_from, {m.target for m in opts.spec.mounts})
+        vol_mounts, vol_uses, new_anon = _volume_mounts(client, gopts, img, opts.spec.mounts + from_mounts,
+                                                        inherited)
         spec_opts = replace(opts.spec, hostname=hostname, extra_mounts=extra + opts.spec.extra_mounts,
                             mounts=vol_mounts,
                             network="host" if net.mode == "host" else opts.spec.network)

@@ -164,7 +164,8 @@ def _mounts(c: Container, spec: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for m in spec.get("mounts") or []:
         dest, src, opts = str(m.get("destination", "")), str(m.get("source", "")), m.get("options") or []
-        if m.get("type") != "bind" or dest in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", INIT_TARGET):
+        if (m.get("type") != "bind" and dest not in by_dest) or \
+                dest in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", INIT_TARGET):  # a tmpfs volume is in
             continue
         rw = "ro" not in opts
         propagation = next((o for o in opts if o in _PROPAGATIONS), "")

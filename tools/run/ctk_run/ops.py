@@ -53,7 +53,7 @@ def init_binary() -> str:
 
 
 def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw: dict[str, Any]):  # type: ignore[no-untyped-def]
-    from .create import CreateOptions
+    from .create import CreateOptions, parse_volumes_from
     from .lifecycle import parse_signal
     from .mounts import parse_mount, parse_tmpfs, parse_volume
     from .restart import parse_policy
@@ -69,6 +69,8 @@ def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, .
     if kw["stop_signal"]:
         parse_signal(kw["stop_signal"])
     check_user(kw["user"])
+    for v in kw.get("volumes_from") or ():
+        parse_volumes_from(v)
     parse_security_opts(kw["security_opt"])
     platform = run_platform(kw["platform"]) if kw["platform"] else None
     entrypoint = None if kw["entrypoint"] is None else (kw["entrypoint"],) if kw["entrypoint"] else ()
@@ -88,7 +90,8 @@ def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, .
                          platform=platform,
                          restart=parse_policy(kw["restart"]), auto_remove=kw["auto_remove"],
                          labels=labels_from_args(kw["label"]), stop_timeout=kw["stop_timeout"], net=net,
-                         decryption_keys=decryption_keys(kw.get("decryption_keys") or ()))
+                         decryption_keys=decryption_keys(kw.get("decryption_keys") or ()),
+                         volumes_from=tuple(kw.get("volumes_from") or ()))
 
 
 def check_user(user: str | None) -> None:

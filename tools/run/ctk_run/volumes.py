@@ -158,11 +158,78 @@ def random_name() -> str:
     return os.urandom(32).hex()
 
 
-def create(data_root: str, namespace: str, name: str, labels: dict[str, str] | None = None) -> Volume:
+def create(data_root: str, namespace: str, name: str, labels: dict[str, str] | None = None,
+           options: dict[str, str] | None = None) -> Volume:
     """``volume create``: a new volume, or the existing one of that name (as Docker's local driver)."""
     check_volume_name(name)
+    options = dict(options or {})
+    check_options(options)
     with lock(data_root, namespace) as d:
-        return _create_locked(d, name, dict(labels or {}), {})[0]
+        return _create_locked(d, name, dict(labels or {}), options)[0]
+
+
+# ------------------------------------------------------------------------------------- the local driver's -o
+
+OPTION_KEYS = ("type", "device", "o")
+_BIND_FLAGS = ("bind", "rbind", "ro", "rw", "private", "rprivate", "shared", "rshared", "slave", "rslave")
+
+
+def check_options(options: dict[str, str]) -> None:
+    """Docker's local driver options, as far as ctk carries them out: ``type=tmpfs`` (``device`` any name,
+    ``o`` tmpfs options such as ``size=100m``) and ``type=none`` with ``o=bind`` (``device`` an existing host
+    directory). Raises UsageError naming the first problem."""
+    from ctk_shared.errors import UsageError
+
+    from .mounts import merge_tmpfs_options
+
+    if not options:
+        return
+    for k in options:
+        if k not in OPTION_KEYS:
+            raise UsageError(f'invalid option: "{k}"', hint="the local driver takes type=, device= and o=")
+    kind, device, o = options.get("type", ""), options.get("device", ""), options.get("o", "")
+    if not kind:
+        raise UsageError('missing required option: "type"', hint="-o type=tmpfs or -o type=none")
+    if not device:
+        raise UsageError('missing required option: "device"', hint="-o device=tmpfs, or a host directory for a bind")
+    flags = [f for f in o.split(",") if f]
+    if kind == "tmpfs":
+        try:
+            merge_tmpfs_options(flags)
+        except UsageError as e:
+            raise UsageError(f"invalid option o={o!r}: {e.message}") from None
+    elif kind == "none":
+        bad = [f for f in flags if f not in _BIND_FLAGS]
+        if bad:
+            raise UsageError(f"invalid option o={o!r}: {bad[0]!r} is not a bind mount flag")
+        if not {"bind", "rbind"} & set(flags):
+            raise UsageError(f"invalid option o={o!r}: type=none needs o=bind (or rbind)")
+        if not device.startswith("/"):
+            raise UsageError(f"invalid option device={device!r}: a bind needs an absolute host path")
+        if not os.path.isdir(device):
+            raise UsageError(f"invalid option device={device!r}: no such directory on the host")
+    else:
+        raise UsageError(f"volume type {kind!r} is not supported", hint="-o type=tmpfs or -o type=none,o=bind")
+
+
+def mount_of(v: Volume, target: str, readonly: bool):  # type: ignore[no-untyped-def]
+    """The mount of volume ``v`` at ``target``: a bind of its ``_data``, or what its driver options say (a
+    tmpfs with those options; a bind of the device)."""
+    from .mounts import BIND, NONRECURSIVE, PROPAGATIONS, TMPFS, MountSpec
+
+    kind = v.options.get("type")
+    flags = [f for f in v.options.get("o", "").split(",") if f]
+    if kind == "tmpfs":
+        # Docker's local driver mounts the tmpfs with the user's flags only: none of --tmpfs's noexec & co
+        return MountSpec(TMPFS, "", target, readonly, ("exec", "suid", "dev", *flags))
+    if kind == "none":
+        device = v.options.get("device", "")
+        if not os.path.isdir(device):
+            raise NotFound(f"volume {v.name}: its device {device} is not a directory on the host",
+                           hint=f"create it, or remove the volume (ctk-run volume rm {v.name})")
+        extra = tuple(f for f in flags if f in PROPAGATIONS) + (() if "rbind" in flags else (NONRECURSIVE,))
+        return MountSpec(BIND, device, target, readonly or "ro" in flags, extra)
+    return MountSpec(BIND, str(v.mountpoint), target, readonly)
 
 
 # ---------------------------------------------------------------------------------------- volumes of containers
@@ -200,7 +267,7 @@ def prepare(data_root: str, namespace: str, wanted: list[tuple[str, str, bool, b
                 if new and anonymous:
                     made.append(vol)
                 recover(str(vol.dir))
-                if not nocopy and not os.listdir(vol.mountpoint):
+                if not nocopy and not vol.options and not os.listdir(vol.mountpoint):
                     if mounts is None:
                         mounts = stack.enter_context(image_mounts())
                     if mounts:
