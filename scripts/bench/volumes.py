@@ -97,7 +97,7 @@ def main() -> int:
         for i in range(500):
             volumes.create(env["CTK_DATA_ROOT"], "bench", f"ls{i:03d}", {"bench": "1"})
         ls = {"table": [], "quiet": []}
-        for i in range(max(args.runs, 7)):
+        for _ in range(max(args.runs, 7)):
             ls["table"].append(_timed(run + ["volume", "ls"], env))
             ls["quiet"].append(_timed(run + ["volume", "ls", "-q"], env))
         report = {
