@@ -120,3 +120,21 @@ def test_created_states(run, bb):
     assert run("wait", cid).out.strip() == "0"
     rec = json.loads(run("ps", "-a", "--format", "json", "--filter", f"id={cid}").lines[0])
     assert rec["Status"].startswith("Exited (0)"), rec
+
+
+def test_restart_count_and_stop_after_a_containerd_restart(containerd, run, bb):
+    from tests.support.polling import wait_for
+
+    def count() -> int:
+        return int(json.loads(run("inspect", "flappy").out)[0]["RestartCount"])
+
+    r = run("-d", "--name", "flappy", "--restart", "always", bb, "sh", "-c", "echo run; sleep 1; exit 1")
+    assert r.code == 0, r.err
+    assert wait_for(lambda: count() >= 1, timeout=30)
+    containerd.restart()
+    before = count()
+    assert wait_for(lambda: count() > before, timeout=60), (before, json.loads(run("inspect", "flappy").out))
+    # the first stop after the restart used to fail: "failed to delete task: ttrpc: closed"
+    r = run("stop", "-t", "1", "flappy")
+    assert r.code == 0, r.err
+    assert json.loads(run("inspect", "flappy").out)[0]["State"]["Status"] == "exited"

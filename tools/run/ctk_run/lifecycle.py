@@ -103,11 +103,20 @@ def _record_exit(client: Client, cid: str, code: int) -> None:
 
 
 def delete_task(client: Client, cid: str) -> int | None:
-    """Delete a stopped task (recording its exit) so the shim goes away; None if there was none."""
-    try:
-        info = client.tasks.delete(cid)
-    except NotFound:
-        return None
+    """Delete a stopped task (recording its exit) so the shim goes away; None if there was none.
+
+    A shim that exits while containerd deletes its task answers ``ttrpc: closed`` (seen after a containerd
+    restart, with a restart policy): containerd finishes the cleanup on its own, so look again a few times."""
+    for attempt in range(10):
+        try:
+            info = client.tasks.delete(cid)
+            break
+        except NotFound:
+            return None
+        except CtkError as e:
+            if "ttrpc: closed" not in str(e) or attempt == 9:
+                raise
+            time.sleep(0.2)
     _record_exit(client, cid, info.exit_status)
     return info.exit_status
 
