@@ -9,7 +9,6 @@ import sys
 
 import click
 from ctk_shared import cli as shared_cli
-from ctk_shared.errors import CtkError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 # `run` and `exec` stop at the image/command (its flags are the container's), and keep -h for --hostname
@@ -100,14 +99,8 @@ def run(image: str, command: tuple[str, ...], **kw: object) -> None:
     from . import errors
     from .ops import run_container
 
-    try:
+    with errors.run_errors(lambda: shared_cli.options().data_root):
         code = run_container(shared_cli.options(), image, command, kw)
-    except CtkError as e:
-        raise errors.as_run_error(e) from e
-    except OSError as e:
-        if (err := errors.no_space(e, shared_cli.options().data_root)) is None:
-            raise
-        raise err from e
     sys.stdout.flush()
     sys.exit(code)
 
@@ -122,14 +115,8 @@ def create(image: str, command: tuple[str, ...], **kw: object) -> None:
     from . import errors
     from .ops import create_container
 
-    try:
+    with errors.run_errors(lambda: shared_cli.options().data_root):
         _, c = create_container(shared_cli.options(), image, command, kw)
-    except CtkError as e:
-        raise errors.as_run_error(e) from e
-    except OSError as e:
-        if (err := errors.no_space(e, shared_cli.options().data_root)) is None:
-            raise
-        raise err from e
     output.emit_line(c.id)
 
 
@@ -285,15 +272,9 @@ def exec_(container: str, command: tuple[str, ...], detach: bool, interactive: b
     from .execs import exec_in
     from .ops import merge_env
 
-    try:
+    with errors.run_errors(lambda: shared_cli.options().data_root):
         code = exec_in(_client(), shared_cli.options(), container, command, detach=detach, interactive=interactive,
                        tty=tty, env=merge_env(env, env_file), workdir=workdir, user=user, privileged=privileged)
-    except CtkError as e:
-        raise errors.as_run_error(e) from e
-    except OSError as e:
-        if (err := errors.no_space(e, shared_cli.options().data_root)) is None:
-            raise
-        raise err from e
     sys.stdout.flush()
     sys.exit(code)
 
@@ -367,15 +348,13 @@ def volume_rm(names: tuple[str, ...], force: bool) -> None:
     from ctk_shared import output
 
     from . import volumes
+    from .ops import raise_failures
 
     gopts = shared_cli.options()
     failures, removed = volumes.remove(_client(), gopts.data_root, gopts.namespace, list(names), force)
     for n in removed:
         output.emit_line(n)
-    if len(failures) == 1:
-        raise failures[0]
-    if failures:
-        raise CtkError("; ".join(str(e) for e in failures))
+    raise_failures(failures)
 
 
 @volume.command(name="prune", context_settings=CONTEXT)

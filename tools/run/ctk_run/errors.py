@@ -3,6 +3,8 @@ be invoked, 127 when it is not found; otherwise the container's own status."""
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from ctk_shared.errors import CtkError
 
@@ -46,3 +48,17 @@ def no_space(e: OSError, where: str) -> RunError | None:
         return None
     return RunError(f"no space left on device: {e.filename or where}",
                     hint=f"free space on the filesystem holding {where} (ctk-run rm, ctk-pull prune) and retry")
+
+
+@contextmanager
+def run_errors(data_root: Callable[[], str]) -> Iterator[None]:
+    """``run``/``create``/``exec``: every ctk failure exits 125 (Docker's code), a full disk included.
+    ``data_root`` is asked for only on a full disk: reading the options may itself fail, with 125 too."""
+    try:
+        yield
+    except CtkError as e:
+        raise as_run_error(e) from e
+    except OSError as e:
+        if (err := no_space(e, data_root())) is None:
+            raise
+        raise err from e

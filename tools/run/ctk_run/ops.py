@@ -222,6 +222,11 @@ def for_each(client: Client, texts: Iterable[str], action: Callable[[Client, Con
             output.emit_line(text)
         except CtkError as e:
             failures.append(e)
+    raise_failures(failures)
+
+
+def raise_failures(failures: list[CtkError]) -> None:
+    """After every target of a multi-target command was tried: the one failure as it is, or all of them."""
     if len(failures) == 1:
         raise failures[0]
     if failures:
