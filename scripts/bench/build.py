@@ -70,7 +70,8 @@ def main() -> int:
             delete_isolation_rules(bridge)
 
 
-def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: ignore[no-untyped-def]
+def bench_context(base: Path, reg) -> tuple[str, Path]:  # type: ignore[no-untyped-def]
+    """The busybox base pushed to the bench registry, and the benchmark's build context: (base ref, context)."""
     im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
     ref = f"{reg.host}/bench/busybox:latest"
     im.push_layout(base / "layout", "latest", ref)
@@ -78,6 +79,11 @@ def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: i
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=ref))
     (ctx / "big.bin").write_bytes(random.Random(1).randbytes(BIG))
+    return ref, ctx
+
+
+def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: ignore[no-untyped-def]
+    ref, ctx = bench_context(base, reg)
     netconf = base / "net.d"
     netconf.mkdir()
     env = {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "NETCONFPATH": str(netconf),

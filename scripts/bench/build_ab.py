@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
 import sys
 
-from scripts.bench.build import BIG, DOCKERFILE
+from scripts.bench.build import bench_context
 from scripts.bench.timing import bench_stack, timed, tool
-from tests.support import images as im
 
 EXTRACT = """
 import sys, time
@@ -46,13 +44,7 @@ def main() -> int:
     args = ap.parse_args()
     trees = {"a": os.path.abspath(args.a), "b": os.path.abspath(args.b)}
     with bench_stack("build-ab", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg):
-        im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
-        ref = f"{reg.host}/bench/busybox:latest"
-        im.push_layout(base / "layout", "latest", ref)
-        ctx = base / "ctx"
-        ctx.mkdir()
-        (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=ref))
-        (ctx / "big.bin").write_bytes(random.Random(1).randbytes(BIG))
+        ref, ctx = bench_context(base, reg)
         tctx = base / "tctx"
         tctx.mkdir()
         (tctx / "Dockerfile").write_text("FROM scratch\nADD big.tar /\n")

@@ -66,6 +66,14 @@ def _os_error(doing: str, e: OSError) -> CtkError:
     return CtkError(text)
 
 
+def _discard(tmp: str) -> None:
+    """Remove a temp file of a write that failed (it may never have been created)."""
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
 def _std_fd(st: os.stat_result) -> int | None:
     """1 or 2 when ``st`` is the very file our stdout or stderr is open on, else None."""
     for fd in (1, 2):
@@ -196,10 +204,7 @@ def _replace(dest: str, target: str, old: os.stat_result | None, mode: int | Non
         except OSError as e:
             raise _os_error(f"writing {dest}", e) from None
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(tmp)
         raise
 
 
@@ -282,10 +287,7 @@ def write_owned(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(tmp)
         raise
 
 

@@ -59,6 +59,15 @@ def tar_bytes(members) -> bytes:
     return buf.getvalue()
 
 
+def build_leaving_host_alone(build, sentinel, tag, ctx):
+    """Build ``ctx`` as ``tag``; the host sentinel tree must be untouched and the build must succeed."""
+    before = tree_hash(sentinel)
+    r = build("-q", "-t", tag, str(ctx))
+    assert tree_hash(sentinel) == before, "the build wrote on the host"
+    assert r.code == 0, r.err
+    return r
+
+
 def check_in_image(run, image, script):
     out = run("--rm", "-q", "--network", "none", image, "sh", "-c", script)
     assert out.code == 0, out.err
@@ -100,10 +109,7 @@ def test_hostile_tar_stays_in_the_snapshot(build, run, bb, tmp_path, sentinel, c
     members, script, expected = _hostile(sentinel)[case]
     ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nADD evil.tar /\n",
                                    "evil.tar": tar_bytes(members)})
-    before = tree_hash(sentinel)
-    r = build("-q", "-t", "evil", str(ctx))
-    assert tree_hash(sentinel) == before, "the build wrote on the host"
-    assert r.code == 0, r.err
+    build_leaving_host_alone(build, sentinel, "evil", ctx)
     assert check_in_image(run, "evil", script) == expected
 
 
@@ -118,10 +124,7 @@ def test_add_over_an_image_link_to_a_host_path_replaces_the_link(build, run, bb,
         "link.tar": tar_bytes([("etc/localtime", "sym", f"{sentinel}/file")]),
         "tz.tar": tar_bytes([("etc/", "dir", None), ("etc/localtime", "file", b"TZif2 fake\n")]),
     })
-    before = tree_hash(sentinel)
-    r = build("-q", "-t", "tz", str(ctx))
-    assert tree_hash(sentinel) == before, "the build wrote on the host"
-    assert r.code == 0, r.err
+    build_leaving_host_alone(build, sentinel, "tz", ctx)
     assert check_in_image(run, "tz", "test ! -L /etc/localtime && cat /etc/localtime") == "TZif2 fake\n"
 
 
@@ -135,10 +138,7 @@ def test_copy_and_add_through_an_image_link_land_inside_the_root(build, run, bb,
         "t.tar": tar_bytes([("sub/t.txt", "file", b"from tar\n")]),
         "f.txt": "copied\n",
     })
-    before = tree_hash(sentinel)
-    r = build("-q", "-t", "through", str(ctx))
-    assert tree_hash(sentinel) == before, "the build wrote on the host"
-    assert r.code == 0, r.err
+    build_leaving_host_alone(build, sentinel, "through", ctx)
     script = f"cd {sentinel}/dir && cat f.txt deeper/f.txt t.txt && test -L /sub && ls /sub/"
     assert check_in_image(run, "through", script) == "copied\ncopied\nfrom tar\ndeeper\nf.txt\nt.txt\n"
 
@@ -152,10 +152,7 @@ def test_dockerignore_reinclusion_through_an_image_link(build, run, bb, tmp_path
         "link.tar": tar_bytes([("sub", "sym", f"{sentinel}/dir")]),
         "dir/sub/file": "re-included\n", "dir/sub/ignored": "no\n", "dir/top.txt": "top\n",
     })
-    before = tree_hash(sentinel)
-    r = build("-q", "-t", "reinc", str(ctx))
-    assert tree_hash(sentinel) == before, "the build wrote on the host"
-    assert r.code == 0, r.err
+    build_leaving_host_alone(build, sentinel, "reinc", ctx)
     script = f"cat {sentinel}/dir/file /top.txt; test -L /sub && test ! -e {sentinel}/dir/ignored && echo ok"
     assert check_in_image(run, "reinc", script) == "re-included\ntop\nok\n"
 
@@ -174,10 +171,7 @@ ADD more.tar /
                                 ("b/x/new.txt", "file", b"new\n"), ("b/y", "file", b"replaced\n")]),
         "more.tar": tar_bytes([("x/more.txt", "file", b"more\n")]),
     })
-    before = tree_hash(sentinel)
-    r = build("-q", "-t", "fromstage", str(ctx))
-    assert tree_hash(sentinel) == before, "the build wrote on the host"
-    assert r.code == 0, r.err
+    build_leaving_host_alone(build, sentinel, "fromstage", ctx)
     script = f"cat {sentinel}/dir/new.txt {sentinel}/dir/more.txt /y; test -L /x && test ! -L /y && echo ok"
     assert check_in_image(run, "fromstage", script) == "new\nmore\nreplaced\nok\n"
 
@@ -189,10 +183,7 @@ def test_run_step_cleanup_follows_no_link(build, run, bb, tmp_path, sentinel):
     (sentinel / "dir/resolv.conf").write_text("")
     ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\n"
                                    f"RUN --network=none rm -rf /etc && ln -s {sentinel}/dir /etc\n"})
-    before = tree_hash(sentinel)
-    r = build("-q", "-t", "etclink", str(ctx))
-    assert tree_hash(sentinel) == before, "the build wrote on the host"
-    assert r.code == 0, r.err
+    build_leaving_host_alone(build, sentinel, "etclink", ctx)
 
 
 def test_hard_link_out_of_the_root_is_one_error_line(build, bb, tmp_path, sentinel):
