@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from ctk_run.network import hook_error, hosts_text, parse_add_host, resolv_text
+from ctk_run.network import parse_add_host
 from ctk_run.ports import exposed, format_ports, parse_publish
 from ctk_shared.errors import UsageError
+from ctk_shared.nethooks import hook_error, hosts_text, resolv_text
 
 
 def m(hip, hp, cp, proto="tcp"):
@@ -76,7 +77,7 @@ def test_hook_error_is_extracted_from_runc_message():
 def test_bridge_without_ctk_net_installed_is_a_clear_error(tmp_path, monkeypatch):
     import sys
 
-    from ctk_run.network import ctk_net_executable
+    from ctk_shared.nethooks import ctk_net_executable
 
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python3"))
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -100,9 +100,8 @@ def _etc_files(client: Client, img: LocalImage, snapshotter: str) -> tuple[str |
 
 
 def _write_etc_files(cdir: Path, hostname: str, net: NetOptions, gateway: str) -> tuple[MountSpec, ...]:
+    from ctk_shared.nethooks import hosts_text, resolv_text
     from ctk_shared.outputs import write_owned
-
-    from .network import hosts_text, resolv_text
 
     networked = net.mode == "cni"
     write_owned(cdir / "hostname", (hostname + "\n").encode())  # never through a link planted there
@@ -243,9 +242,9 @@ def _image_stop_signal(config: object) -> str | None:
 
 
 def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: Progress) -> Container:
+    from ctk_shared import nethooks
     from ctk_shared.containerd import Container
 
-    from . import network
     from .ports import exposed
     from .spec import build_spec
 
@@ -254,10 +253,10 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
     if opts.name:
         state.validate_name(opts.name)
     net = opts.net
-    nets: list[network.NetworkInfo] = []
+    nets: list[nethooks.NetworkInfo] = []
     if net.mode == "cni":
         need_gw = any(h.endswith(":host-gateway") for h in net.add_hosts)
-        nets = network.resolve(gopts, list(net.networks), need_gw)
+        nets = nethooks.resolve(gopts, list(net.networks), need_gw)
     elif net.publish or net.publish_all:
         sys.stderr.write(f"ctk-run: warning: published ports are discarded with --network {net.mode}\n")
     ports = list(net.publish)
@@ -325,9 +324,9 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
                                      / "_data"):
                     raise NotFound(f"volume {u.name} was removed while the container was being created")
             if nets:
-                spec_opts = replace(spec_opts, hooks=network.hooks(gopts), annotations={
+                spec_opts = replace(spec_opts, hooks=nethooks.hooks(gopts), annotations={
                     **(spec_opts.annotations or {}),
-                    **network.annotations(client.namespace, [n.name for n in nets], ports, name, hostname,
+                    **nethooks.hook_annotations(client.namespace, [n.name for n in nets], ports, name, hostname,
                                           cdir, net.ip)})
                 labels[SL.NETWORKS] = json.dumps([n.name for n in nets])
                 if ports:

@@ -24,7 +24,7 @@ class RunError(CtkError):
 def exec_error(e: CtkError) -> RunError:
     """Classify runc's failure to start a process the way Docker does."""
     msg = str(e)
-    from .network import hook_error
+    from ctk_shared.nethooks import hook_error
 
     from_hook = hook_error(msg)
     if from_hook:  # ctk-net could not attach the container (port taken, unknown network …)

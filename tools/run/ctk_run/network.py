@@ -15,18 +15,6 @@ from typing import Any
 
 from ctk_shared import labels as SL
 from ctk_shared.errors import UsageError
-from ctk_shared.nethooks import (  # noqa: F401 - ctk-run's callers use them through this module
-    NetworkInfo,
-    ctk_net_executable,
-    hook_error,
-    hooks,
-    hosts_text,
-    resolv_text,
-    resolve,
-)
-
-# create.py names it network.annotations (which also names the __future__ feature, hence the ignore)
-from ctk_shared.nethooks import hook_annotations as annotations  # type: ignore[assignment,no-redef]  # noqa: F401, F811
 
 NO_NETWORK = ("none", "host")
 
