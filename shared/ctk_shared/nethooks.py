@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import labels as SL
-from .errors import CtkError, NotFound, UsageError
+from .errors import CtkError, UsageError
 
 if TYPE_CHECKING:
     from .config import GlobalOptions
@@ -59,16 +59,31 @@ def resolve(gopts: GlobalOptions, names: list[str], need_gateway: bool) -> list[
     exe = ctk_net_executable()
     p = subprocess.run([exe, *_global_args(gopts), "ensure", *names], capture_output=True, text=True,
                        env=_hook_env(), check=False)
-    if p.returncode != 0:
-        msg = next((ln.split("error: ", 1)[1] for ln in p.stderr.splitlines() if "error: " in ln),
-                   p.stderr.strip() or f"ctk-net ensure failed (exit {p.returncode})")
-        hint = next((ln.split("hint: ", 1)[1] for ln in p.stderr.splitlines() if "hint: " in ln), None)
-        raise (NotFound if "not found" in msg else CtkError)(msg, hint=hint)
+    return parse_ensure(p.stdout, p.returncode, p.stderr)
+
+
+def parse_ensure(stdout: str, returncode: int, stderr: str = "") -> list[NetworkInfo]:
+    """``ctk-net ensure``'s answer: one network record per line, or an error record
+    (:mod:`ctk_shared.error_records`) raised as the error class it names. A failure without a record (ctk-net
+    died, or refused its command line) is a plain CtkError quoting its last stderr line, never classified."""
+    from .error_records import ERROR_KEY, from_record
+
     out = []
-    for line in p.stdout.splitlines():
-        if line.strip():
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        try:
             rec = json.loads(line)
-            out.append(NetworkInfo(rec.get("Name", ""), rec.get("Gateway") or ""))
+        except json.JSONDecodeError:
+            raise CtkError(f"ctk-net ensure printed something that is not JSON: {line[:200]!r}") from None
+        if not isinstance(rec, dict):
+            continue
+        if ERROR_KEY in rec:
+            raise from_record(rec[ERROR_KEY], f"ctk-net ensure failed (exit {returncode})")
+        out.append(NetworkInfo(str(rec.get("Name") or ""), str(rec.get("Gateway") or "")))
+    if returncode != 0:
+        last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "")
+        raise CtkError(f"ctk-net ensure failed (exit {returncode})" + (f": {last}" if last else ""))
     return out
 
 

@@ -204,13 +204,24 @@ def prune(force: bool) -> int:
 @cli.command(hidden=True, context_settings=CONTEXT)
 @click.argument("names", nargs=-1, required=True)
 @shared_cli.global_options
-def ensure(names: tuple[str, ...]) -> None:
-    """For ctk-run: resolve networks (writing `bridge` on first use), one JSON line each."""
-    store = _store()
-    for name in names:
-        net = store.ensure(name)
-        output.emit_json({"Name": net.name, "ID": net.id, "File": net.file, "Subnets": net.subnets,
-                          "Gateway": net.gateway})
+def ensure(names: tuple[str, ...]) -> int:
+    """For ctk-run and ctk-build: resolve networks (writing `bridge` on first use), one JSON line each.
+
+    The callers read stdout as data, failures included: a failure is one line ``{"Error": {"kind",
+    "message", "hint"}}`` (:mod:`ctk_shared.error_records`), so the caller keeps the error's class without
+    reading this tool's stderr."""
+    from ctk_shared.error_records import ERROR_KEY, to_record
+
+    try:
+        store = _store()
+        for name in names:
+            net = store.ensure(name)
+            output.emit_json({"Name": net.name, "ID": net.id, "File": net.file, "Subnets": net.subnets,
+                              "Gateway": net.gateway})
+    except CtkError as e:
+        output.emit_json({ERROR_KEY: to_record(e)})
+        return int(e.exit_code)
+    return 0
 
 
 @cli.command(hidden=True, context_settings=CONTEXT)
