@@ -14,6 +14,7 @@ import pytest
 from ctk_build import copier, rootfs, untar
 from ctk_build.dockerignore import IgnoreMatcher
 from ctk_build.sources import SourceTree
+from ctk_shared import confined
 from ctk_shared.errors import InvalidArgument
 
 from tests.support.trees import tree_hash
@@ -25,7 +26,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, mk
 def resolver(request, monkeypatch):
     """Every test runs on both lookups: openat2(RESOLVE_IN_ROOT), and the walk used without it."""
     if request.param == "walk":
-        monkeypatch.setattr(rootfs, "_have_openat2", False)
+        monkeypatch.setattr(confined, "_have_openat2", False)  # the resolver lives in ctk_shared now
     return request.param
 
 
