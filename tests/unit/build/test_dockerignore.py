@@ -26,7 +26,8 @@ def test_read_patterns_cleans_and_skips_comments():
     ("te?t", "test", True),
     ("te?t", "tet", False),
     ("[a-c]x", "bx", True),
-    ("[!a-c]x", "bx", False),
+    ("[!a-c]x", "bx", True),  # Go: "!" is an ordinary class character, "^" negates
+    ("[^a-c]x", "bx", False),
     ("\\*star", "*star", True),
     ("secret\n!secret/keep", "secret/keep", False),
     ("secret\n!secret/keep", "secret/other", True),

@@ -164,8 +164,7 @@ def test_pattern_replacement_on_long_values_is_bounded():
     ("${P##*/}", "tool.tar.gz"),
     ("${P%.*}", "/usr/local/bin/tool.tar"),
     ("${P%%.*}", "/usr/local/bin/tool"),
-    ("${P##*[/.]}", "gz"),
-    ("${P%%[/.]*}", ""),
+    ("${P##*[/.]}", "/usr/local/bin/tool.tar.gz"),  # BuildKit's patterns have no [...] class: [ is itself
     ("${P#u*}", "/usr/local/bin/tool.tar.gz"),
     ("${P%*g}", "/usr/local/bin/tool.tar.gz"),
     ("${P%*z}", "/usr/local/bin/tool.tar.g"),

@@ -2,8 +2,11 @@
 
 * One pattern per line; ``#`` lines are comments; blank lines are skipped; surrounding spaces are trimmed.
 * Patterns are cleaned (``./a//b/`` → ``a/b``) and relative to the context root (a leading ``/`` is dropped).
-* ``*`` and ``?`` never match ``/``; ``[...]`` is a character class; ``\\`` escapes; ``**`` matches any number of
-  directories (``**/x``, ``a/**``, ``a/**/b``).
+* ``*`` and ``?`` never match ``/``; ``[...]`` is a character class as in Go's ``filepath.Match`` (``^``
+  negates, ``\\`` escapes inside it too, ``!`` is an ordinary character); ``\\`` escapes; ``**`` matches any
+  number of directories (``**/x``, ``a/**``, ``a/**/b``).
+* A pattern Go's ``filepath.Match`` rejects (``[``, ``a[``, a trailing ``\\``, ``[]``, ``[a-b-c]``) and a ``!``
+  alone are errors, as Docker's matcher makes them: the build stops instead of sending files it should not.
 * A path is excluded if it, or one of its parent directories, matches; ``!pattern`` re-includes; the last
   matching line wins.
 """
@@ -41,8 +44,49 @@ def read_patterns(text: str) -> list[str]:
     return out
 
 
+class BadPattern(ValueError):
+    """A pattern Go's ``filepath.Match`` would reject."""
+
+
+def _class_char(pattern: str, i: int) -> tuple[str, int]:
+    """One character of a ``[...]`` range (``c`` or ``\\c``) at ``i``: (the character, the index after it),
+    with Go's ``getEsc`` checks: not ``-`` or ``]``, not the pattern's end."""
+    n = len(pattern)
+    if i >= n or pattern[i] in "-]":
+        raise BadPattern(pattern)
+    if pattern[i] == "\\":
+        i += 1
+        if i >= n:
+            raise BadPattern(pattern)
+    if i + 1 >= n:  # the class is never closed
+        raise BadPattern(pattern)
+    return pattern[i], i + 1
+
+
+def _class(pattern: str, i: int) -> tuple[str, int]:
+    """The ``[...]`` starting at ``i`` (just after ``[``) as a regex class, and the index after its ``]``."""
+    negated = i < len(pattern) and pattern[i] == "^"
+    if negated:
+        i += 1
+    ranges: list[str] = []
+    while True:
+        if i < len(pattern) and pattern[i] == "]" and ranges:
+            i += 1
+            break
+        lo, i = _class_char(pattern, i)
+        hi = lo
+        if pattern[i] == "-":
+            hi, i = _class_char(pattern, i + 1)
+        # Go accepts a reversed range (it matches nothing); a regex would not compile it
+        ranges.append(re.escape(lo) + ("-" + re.escape(hi) if hi != lo else "") if lo <= hi else "")
+    body = "".join(ranges)
+    if not body:
+        return ("[\\s\\S]" if negated else "(?!)"), i
+    return "[" + ("^" if negated else "") + body + "]", i
+
+
 def _translate(pattern: str) -> str:
-    """A Docker path pattern as an anchored regex."""
+    """A Docker path pattern as an anchored regex; :class:`BadPattern` where Go's ``filepath.Match`` fails."""
     out = []
     i, n = 0, len(pattern)
     while i < n:
@@ -62,22 +106,26 @@ def _translate(pattern: str) -> str:
         elif ch == "?":
             out.append("[^/]")
         elif ch == "[":
-            j = pattern.find("]", i + 1)
-            if j < 0:
-                out.append(re.escape(ch))
-            else:
-                body = pattern[i + 1:j]
-                if body.startswith("^") or body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = j
-        elif ch == "\\" and i + 1 < n:
+            cls, i = _class(pattern, i + 1)
+            out.append(cls)
+            continue
+        elif ch == "\\":
             i += 1
+            if i >= n:
+                raise BadPattern(pattern)
             out.append(re.escape(pattern[i]))
         else:
             out.append(re.escape(ch))
         i += 1
     return "^" + "".join(out) + "$"
+
+
+def _invalid(message: str) -> Exception:
+    from ctk_shared.errors import InvalidArgument
+
+    err = InvalidArgument(f".dockerignore: {message}")
+    err.hint = "fix or remove the line (a literal [ or \\ is written \\[ or \\\\)"
+    return err
 
 
 class IgnoreMatcher:
@@ -87,13 +135,13 @@ class IgnoreMatcher:
             exclusion = p.startswith("!")
             body = p[1:] if exclusion else p
             if not body:
+                if exclusion:
+                    raise _invalid('illegal exclusion pattern: "!"')
                 continue
             try:
                 rx = re.compile(_translate(body), re.S)
-            except re.error:
-                from ctk_shared.errors import InvalidArgument
-
-                raise InvalidArgument(f".dockerignore: invalid pattern {p!r}") from None
+            except (BadPattern, re.error):
+                raise _invalid(f"syntax error in pattern {p!r}") from None
             self.patterns.append(_Pattern(body, exclusion, rx))
         self.has_exclusions = any(p.exclusion for p in self.patterns)
 

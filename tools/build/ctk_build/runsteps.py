@@ -15,7 +15,7 @@ from ctk_shared.snapshotfs import exists_layered, layered_dirs
 from . import mounting, rootfs, stepnet, users
 from .cache import chain_key
 from .dockerfile.instructions import Command
-from .dockerfile.parser import DockerfileError, as_written, heredoc_markers
+from .dockerfile.parser import DockerfileError, as_written, parse_heredoc
 from .runner import StepFailed, run_step, step_container_id, step_files_dir
 from .stepspec import STEP_HOSTNAME, StepProcess
 
@@ -37,9 +37,7 @@ def _run_args(sc: StageContext, ins: Command) -> tuple[list[str], dict[str, str]
         return list(ins.exec_form), {}
     if not ins.heredocs:
         return [*sc.shell, ins.shell_form], {}
-    markers = heredoc_markers(ins.shell_form, sc.b.df.escape)
-    words = ins.shell_form.split()
-    if len(words) == 1 and markers:
+    if parse_heredoc(ins.shell_form.strip()) is not None:  # the whole command is one marker (``<< EOF`` too)
         doc = ins.heredocs[0]
         if doc.body.startswith("#!"):
             return [f"/dev/pipes/{doc.name}"], {doc.name: doc.body}

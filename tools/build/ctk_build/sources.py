@@ -21,7 +21,7 @@ from typing import Any
 
 from ctk_shared.errors import InvalidArgument, NotFound
 
-from .dockerignore import IgnoreMatcher, _translate
+from .dockerignore import BadPattern, IgnoreMatcher, _translate
 
 _MAX_LINKS = 40
 
@@ -95,7 +95,10 @@ class SourceTree:
                 raise NotFound(f"{pattern}: not found in the {self.label}"
                                + (" (or excluded by .dockerignore)" if self.context else ""))
             return [rel]
-        rx = re.compile(_translate(rel), re.S)
+        try:
+            rx = re.compile(_translate(rel), re.S)
+        except BadPattern:
+            raise InvalidArgument(f"{pattern}: syntax error in pattern") from None
         static = rel.split("/")
         base_parts = []
         for p in static:

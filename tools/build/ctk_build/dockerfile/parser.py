@@ -3,10 +3,13 @@
 * Parser directives (``# syntax=…``, ``# escape=…``, ``# check=…``) count only at the very top: the first
   comment that is not a directive, blank line or instruction ends them. An unknown directive is a comment.
 * Comment lines (``#`` after optional whitespace) are dropped, also in the middle of a continued instruction.
-* A line ending with the escape token (optionally followed by spaces/tabs) continues on the next line; the
-  pieces are joined with nothing between them, and blank continuation lines are skipped.
-* Heredocs (``<<EOF``, ``<<-EOF``, ``<<"EOF"``) follow ``RUN``, ``COPY`` and ``ADD`` lines; their bodies are read
-  up to the terminator line.
+* A line ending with the escape token (optionally followed by spaces/tabs) continues on the next line, unless
+  that token is itself escaped (``trailing\\\\``); the pieces are joined with nothing between them, and blank
+  continuation lines are skipped.
+* Heredocs (``<<EOF``, ``<< EOF``, ``<<-EOF``, ``<<- EOF``, ``<<"EOF"``, ``2<<EOF``, several on a line) follow
+  shell-form ``RUN``, ``COPY`` and ``ADD`` lines; their bodies are read up to the terminator line. The marker
+  is never expanded (``<<$EOF`` ends at a ``$EOF`` line).
+* A JSON-form array (``CMD ["a", 42]``) must hold strings only; anything else is an error, as in BuildKit.
 
 The result keeps line numbers so every later error can say ``Dockerfile:LINE``.
 """
@@ -23,7 +26,11 @@ from .shell import Lexer, ShellError
 HEREDOC_INSTRUCTIONS = frozenset({"run", "copy", "add"})
 _DIRECTIVE_RE = re.compile(r"^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$")
 _KNOWN_DIRECTIVES = frozenset({"syntax", "escape", "check"})
-_HEREDOC_RE = re.compile(r"^(\d*)<<(-?)([^<]*)$")
+_HEREDOC_RE = re.compile(r"^(\d*)<<(-?)\s*([^<]*)$")
+# instructions whose arguments BuildKit reads as JSON when they start with "[" (HEALTHCHECK CMD and ONBUILD's
+# instruction are checked through these)
+_JSON_INSTRUCTIONS = frozenset({"add", "cmd", "copy", "entrypoint", "run", "shell", "volume"})
+NOT_STRING_ARRAY = "when using JSON array syntax, arrays must be comprised of strings only"
 _BOM = "\ufeff"
 
 
@@ -128,11 +135,32 @@ class _Directives:
 
 
 def _continuation(line: str, escape: str) -> tuple[str, bool]:
-    """(line without the continuation token, ended) — ``ended`` is False when the line continues."""
+    """(line without the continuation token, ended) — ``ended`` is False when the line continues. As BuildKit:
+    the token continues a line when it is the last non-blank character and not preceded by another one
+    (``a\\\\`` is an escaped escape, the end of the instruction)."""
     stripped = line.rstrip(" \t")
-    if stripped.endswith(escape):
+    if stripped.endswith(escape) and not stripped.endswith(escape + escape):
         return stripped[: -len(escape)], False
     return line, True
+
+
+def _array_of_non_strings(keyword: str, rest: str) -> bool:
+    """Is ``rest`` a JSON array with a non-string in it, for an instruction that takes the exec form?"""
+    if keyword == "healthcheck":
+        words = rest.split(None, 1)
+        if not words or words[0].upper() != "CMD":
+            return False
+        keyword, rest = "cmd", words[1] if len(words) > 1 else ""
+    if keyword not in _JSON_INSTRUCTIONS:
+        return False
+    text = rest.lstrip()
+    if not text.startswith("["):
+        return False
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False  # not JSON: the shell form, as BuildKit reads it
+    return isinstance(value, list) and not all(isinstance(v, str) for v in value)
 
 
 def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
@@ -173,7 +201,15 @@ def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
             joined += piece
         end = i
         node = _node(joined, filename, start, end, escape, "\n".join(original))
-        if node.keyword in HEREDOC_INSTRUCTIONS and "<<" in joined:
+        target = node
+        if node.keyword == "onbuild":
+            try:
+                target = _node(node.rest, filename, start, end, escape, node.original)
+            except DockerfileError:
+                target = node
+        if _array_of_non_strings(target.keyword, target.rest):
+            raise DockerfileError(filename, start, NOT_STRING_ARRAY, node.original)
+        if node.keyword in HEREDOC_INSTRUCTIONS and "<<" in joined and node.json_args() is None:
             docs = []
             for marker in heredoc_markers(joined, escape):
                 body: list[str] = []
@@ -253,29 +289,33 @@ class _Marker:
 
 
 def heredoc_markers(line: str, escape: str = "\\") -> list[_Marker]:
-    """The heredoc markers of a line, in order (``<<EOF``, ``<<-EOF``, ``<<'EOF'``, ``2<<EOF``)."""
-    raw = Lexer(escape, raw_quotes=True, raw_escapes=True)
+    """The heredoc markers of a line, in order (``<<EOF``, ``<< EOF``, ``<<-EOF``, ``<<'EOF'``, ``2<<EOF``); the
+    marker word is never expanded (``<<$EOF`` is the marker ``$EOF``). Like BuildKit, this reading always
+    uses the backslash as the escape (``escape`` is accepted for the callers and not used)."""
+    raw = Lexer("\\", raw_quotes=True, raw_escapes=True, skip_unset=True)
     try:
         words = raw.process_words(line, {})
     except ShellError:
         return []
-    out = []
-    for word in words:
-        m = _HEREDOC_RE.match(word)
-        if not m or not m.group(3):
-            continue
-        rest = m.group(3)
-        try:
-            cooked = Lexer(escape, skip_unset=True).process_words(rest, {})
-            kept = Lexer(escape, raw_quotes=True, skip_unset=True).process_words(rest, {})
-        except ShellError:
-            continue
-        if len(cooked) != 1 or len(kept) != 1:
-            continue
-        quotes = cooked[0].count("'") + cooked[0].count('"')
-        raw_quotes = kept[0].count("'") + kept[0].count('"')
-        out.append(_Marker(cooked[0], quotes == raw_quotes, m.group(2) == "-"))
-    return out
+    return [m for m in map(parse_heredoc, words) if m is not None]
+
+
+def parse_heredoc(word: str) -> _Marker | None:
+    """``<<[-][ ]WORD`` as a marker, or None when ``word`` is not exactly one heredoc marker."""
+    m = _HEREDOC_RE.match(word)
+    if not m or not m.group(3):
+        return None
+    rest = m.group(3)
+    try:
+        cooked = Lexer("\\", skip_unset=True).process_words(rest, {})
+        kept = Lexer("\\", raw_quotes=True, skip_unset=True).process_words(rest, {})
+    except ShellError:
+        return None
+    if len(cooked) != 1 or len(kept) != 1:
+        return None
+    quotes = cooked[0].count("'") + cooked[0].count('"')
+    raw_quotes = kept[0].count("'") + kept[0].count('"')
+    return _Marker(cooked[0], quotes == raw_quotes, m.group(2) == "-")
 
 
 def split_raw_words(rest: str, escape: str = "\\") -> list[str]:

@@ -21,7 +21,6 @@ RecursionError). Both are far beyond any real Dockerfile; either raises a :class
 """
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -145,7 +144,10 @@ class _Run:
     def process(self) -> tuple[str, list[str]]:
         return self.stop_on("")
 
-    def stop_on(self, stop: str) -> tuple[str, list[str]]:
+    def stop_on(self, stop: str, raw_escapes: bool | None = None) -> tuple[str, list[str]]:
+        """Text up to ``stop`` (or the end); ``raw_escapes`` overrides the lexer's setting for this stretch
+        (BuildKit reads the patterns of ``#``, ``%`` and ``/`` with their escapes kept, for the matcher)."""
+        raw = self.lx.raw_escapes if raw_escapes is None else raw_escapes
         out: list[str] = []
         size = 0
         words = _Words()
@@ -154,7 +156,12 @@ class _Run:
             if stop and ch == stop:
                 self.sc.next()
                 return "".join(out), words.result()
-            if ch == "'":
+            if ch == "<" and self.sc.text.startswith("<<", self.sc.pos):
+                # a heredoc marker may have blanks between << and its word (``<< EOF``): one word, as BuildKit
+                tmp = self.heredoc_op()
+                out.append(tmp)
+                words.add_raw(tmp)
+            elif ch == "'":
                 tmp = self.single_quote()
                 out.append(tmp)
                 words.add_raw(tmp)
@@ -173,7 +180,7 @@ class _Run:
             else:
                 ch = self.sc.next()
                 if ch == self.lx.escape:
-                    if self.lx.raw_escapes:
+                    if raw:
                         words.add_raw(ch)
                         out.append(ch)
                     ch = self.sc.next()
@@ -186,6 +193,17 @@ class _Run:
         if stop:
             raise ShellError(f"syntax error: missing '{stop}'" if stop == "}" else f"missing {stop!r}")
         return "".join(out), words.result()
+
+    def heredoc_op(self) -> str:
+        """``<<`` (or ``<<-``) and the blanks after it. BuildKit's lexer keeps only ``<< `` together, yet its
+        heredoc tests also accept ``<<- EOF``; both are one word here."""
+        start = self.sc.pos
+        self.sc.pos += 2
+        if self.sc.peek() == "-":
+            self.sc.next()
+        while self.sc.peek() and self.sc.peek() in " \t\r":
+            self.sc.next()
+        return self.sc.text[start:self.sc.pos]
 
     def single_quote(self) -> str:
         # everything up to the next ' is literal, the escape token included
@@ -311,58 +329,90 @@ class _Run:
                 raise ShellError(f"{name}: {word or 'is not allowed to be empty'}")
             return value
         if op in ("#", "%"):
-            longest = sc.peek() == op
+            pattern = self.word_until_brace(raw_escapes=True)
+            if self.lx.skip_unset and not found:
+                return "${" + name + op + pattern + "}"
+            longest = pattern.startswith(op)
             if longest:
-                sc.next()
-            pattern = self.word_until_brace()
-            return _trim(value, pattern, prefix=op == "#", longest=longest)
+                pattern = pattern[1:]
+            return _trim(value, _Pattern.parse(pattern), prefix=op == "#", longest=longest)
         if op == "/":
+            # ${V/pattern/replacement}: both parts have variables expanded and escapes kept (the pattern's
+            # ``\*`` is a literal star; BuildKit keeps the replacement's escapes as written too)
             every = sc.peek() == "/"
             if every:
                 sc.next()
-            pattern = self.word_until(("/", "}"))
-            repl = self.word_until_brace() if self._last_stop == "/" else ""
-            return _replace(value, pattern, repl, every)
+            try:
+                pattern, _ = self.stop_on("/", raw_escapes=True)
+            except ShellError as e:
+                if not self.sc.peek():
+                    raise ShellError("syntax error: missing '/' in ${}") from e
+                raise
+            repl = self.word_until_brace(raw_escapes=True)
+            if self.lx.skip_unset and not found:
+                return "${" + name + "/" + ("/" if every else "") + pattern + "/" + repl + "}"
+            return _replace(value, _Pattern.parse(pattern), repl, every)
         if not op:
             raise ShellError("syntax error: missing '}'")
         raise ShellError(f"unsupported modifier ({op}) in substitution")
 
-    _last_stop = ""
-
-    def word_until_brace(self) -> str:
+    def word_until_brace(self, raw_escapes: bool | None = None) -> str:
         try:
-            word, _ = self.stop_on("}")
+            word, _ = self.stop_on("}", raw_escapes)
         except ShellError as e:
             if not self.sc.peek():
                 raise ShellError("syntax error: missing '}'") from e
             raise
         return word
 
-    def word_until(self, stops: tuple[str, ...]) -> str:
-        """Raw text up to the first unescaped stop character (for ${VAR/pattern/...})."""
+
+@dataclass(frozen=True)
+class _Pattern:
+    """A ``${V#pattern}`` / ``${V/pattern/…}`` pattern as BuildKit reads it: ``*`` and ``?`` are wildcards,
+    ``\\*``, ``\\?`` and ``\\\\`` are those characters, ``\\}`` and ``\\/`` are ``}`` and ``/``; every other
+    character is itself (no ``[...]`` classes); any other escape is an error."""
+
+    tokens: tuple[str, ...]  # "*" / "?" for wildcards, "=c" for the literal character c
+
+    @classmethod
+    def parse(cls, text: str) -> _Pattern:
         out: list[str] = []
-        while True:
-            ch = self.sc.next()
-            if not ch:
-                raise ShellError("syntax error: missing '}'")
-            if ch in stops:
-                self._last_stop = ch
-                return "".join(out)
-            if ch == self.lx.escape and self.sc.peek():
-                ch = self.sc.next()
-            out.append(ch)
+        i, n = 0, len(text)
+        while i < n:
+            ch = text[i]
+            i += 1
+            if ch in "*?":
+                out.append(ch)
+                continue
+            if ch == "\\":
+                nxt = text[i] if i < n else ""
+                if nxt in ("}", "/"):
+                    continue  # the escape only kept ${...} from ending there; the character follows
+                if not nxt or nxt not in "*?\\":
+                    raise ShellError(f"invalid pattern ({text}) in substitution: invalid escape '\\{nxt}'")
+                i += 1
+                ch = nxt
+            out.append("=" + ch)
+        return cls(tuple(out))
+
+    @property
+    def regex(self) -> str:
+        return "".join(".*" if t == "*" else "." if t == "?" else re.escape(t[1]) for t in self.tokens)
+
+    @property
+    def has_star(self) -> bool:
+        return "*" in self.tokens
+
+    @property
+    def literals(self) -> set[str]:
+        return {t[1] for t in self.tokens if t.startswith("=")}
 
 
-def _glob_re(pattern: str) -> str:
-    """Shell pattern (``*``, ``?``, ``[...]``) as a regex without anchors."""
-    return fnmatch.translate(pattern).removeprefix("(?s:").removesuffix(")\\Z")
-
-
-def _trim(value: str, pattern: str, *, prefix: bool, longest: bool) -> str:
+def _trim(value: str, pattern: _Pattern, *, prefix: bool, longest: bool) -> str:
     """``${V#p}`` and friends: try every cut, as the shell does (and BuildKit's lexer); a pattern without ``*``
     matches one length only. The work is bounded (:data:`MAX_PATTERN_WORK`): each try costs up to its length,
     so a ``*`` pattern on a 1 MiB value could otherwise take minutes."""
-    rx = re.compile(_glob_re(pattern), re.S)
+    rx = re.compile(pattern.regex, re.S)
     lengths = _cuts(value, pattern, prefix=prefix, longest=longest)
     work = 0
     for n in lengths:
@@ -375,34 +425,35 @@ def _trim(value: str, pattern: str, *, prefix: bool, longest: bool) -> str:
     return value
 
 
-def _cuts(value: str, pattern: str, *, prefix: bool, longest: bool) -> Iterable[int]:
+def _cuts(value: str, pattern: _Pattern, *, prefix: bool, longest: bool) -> Iterable[int]:
     """The lengths worth trying, in the order the shell wants them: one for a pattern of ``?`` and literal
     characters; none when the pattern's literal first (prefix) or last (suffix) character is not where it
     must be; else only cuts where the pattern's literal end character (a prefix, as in ``*/``) or start
     character (a suffix, as in ``.*``) sits, when it has one; else every length."""
-    if "*" not in pattern and "[" not in pattern:  # ? and literal characters: one character each
-        return (len(pattern),) if len(pattern) <= len(value) else ()
-    anchor = pattern[0] if prefix else pattern[-1]  # the end that sits at the value's own start or end
-    if anchor not in "*?[]" and not (value.startswith(anchor) if prefix else value.endswith(anchor)):
+    tokens = pattern.tokens
+    if not pattern.has_star:  # ? and literal characters: one character each
+        return (len(tokens),) if len(tokens) <= len(value) else ()
+    anchor = tokens[0] if prefix else tokens[-1]  # the end that sits at the value's own start or end
+    if anchor.startswith("=") and not (value.startswith(anchor[1]) if prefix else value.endswith(anchor[1])):
         return ()
-    edge = pattern[-1] if prefix else pattern[0]
-    if edge in "*?[]":
+    edge = tokens[-1] if prefix else tokens[0]
+    if not edge.startswith("="):
         return range(len(value), -1, -1) if longest else range(len(value) + 1)
-    at = [m.start() for m in re.finditer(re.escape(edge), value)]
+    at = [m.start() for m in re.finditer(re.escape(edge[1]), value)]
     ns = [i + 1 for i in at] if prefix else [len(value) - i for i in at]  # ascending / descending
     if prefix == longest:
         ns.reverse()
     return ns
 
 
-def _replace(value: str, pattern: str, repl: str, every: bool) -> str:
-    if not pattern:
-        return value
-    rx = re.compile(_glob_re(pattern), re.S)
-    if "*" in pattern and len(value) ** 2 > MAX_PATTERN_WORK:
+def _replace(value: str, pattern: _Pattern, repl: str, every: bool) -> str:
+    """``${V/p/r}``: the first (or every) leftmost-longest match of ``p`` becomes ``r``; an empty pattern
+    matches the empty string (BuildKit: ``${V/$EMPTY/x}`` puts x in front)."""
+    rx = re.compile(pattern.regex, re.S)
+    if pattern.has_star and len(value) ** 2 > MAX_PATTERN_WORK:
         # a * tried from every position costs up to len(value) each; unless a character the pattern must
         # contain is missing (then nothing matches), that is too much work
-        needed = set(pattern) - set("*?") if "[" not in pattern else set()
+        needed = pattern.literals
         if needed and not needed <= set(value):
             return value
         raise ShellError(f"replacing a * pattern in a value of {len(value)} characters takes too much work "
