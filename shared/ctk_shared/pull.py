@@ -4,7 +4,8 @@ Everything is written under a lease so nothing is collected before the image rec
 download concurrently while the main thread applies them in chain order as each one lands, so fetch and
 unpack overlap. Bytes are checked against size and digest while streaming; a blob that fails its check is
 aborted, so no bad data stays behind. An interrupted pull leaves its ingests (and its lease, which expires
-after a day) so the next pull resumes where this one stopped.
+after a day) so the next pull resumes where this one stopped; the next pull of the same ref takes that lease
+over and drops the half-extracted snapshot a killed pull leaves (containerd/leftovers.py).
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class PullResult:
     fetched_bytes: int = 0
     remote_layers: int = 0  # served by a remote snapshotter (lazy pulling): not downloaded
     timings: dict[str, float] = field(default_factory=dict, compare=False)  # where the time went (bench)
+    sources: dict[str, str] = field(default_factory=dict, compare=False)  # blob digest -> host that sent it
 
     @property
     def ref(self) -> str:
@@ -75,6 +77,7 @@ class _Fetcher:
         self.progress = progress
         self.stop = stop
         self.fetched = 0
+        self.sources: dict[str, str] = {}  # digest -> the registry or mirror the layer came from
         self.timings = {"fetch_done": 0.0, "apply": 0.0, "apply_wait": 0.0}
         self._t0 = time.monotonic()
         self._lock = threading.Lock()
@@ -155,6 +158,9 @@ class _Fetcher:
             hasher = oci.hasher(desc.digest) if offset == 0 else None  # resumed: containerd checks at commit
             self.progress.status(key, "resuming" if offset else "downloading", completed=offset)
             stream = self.registry.open_blob(self.repo, desc.digest, offset, resumable=True)
+            self.sources[desc.digest] = stream.host
+            if stream.host != self.registry.host:  # a mirror (hosts.toml) serves it: say which
+                self.progress.status(key, f"downloading from {stream.host}")
             n = offset
             try:
                 for chunk in stream:
@@ -202,6 +208,7 @@ def pull(client: Client, registry: RegistryClient, ref: Reference, opts: PullOpt
                               hint="ctk pulls OCI and Docker schema 2 images")
     name = str(ref)
     lease_id = client.leases.create(labels={L.PULL_REF: name}, expire=LEASE_EXPIRE)
+    _reclaim_dead_pulls(client, name, lease_id)
     leased = client.with_lease(lease_id)
     stop = threading.Event()
     fetcher = _Fetcher(leased, registry, ref, progress, stop)
@@ -214,7 +221,8 @@ def pull(client: Client, registry: RegistryClient, ref: Reference, opts: PullOpt
         keep_lease = False
         fetcher.timings["total"] = time.monotonic() - fetcher._t0
         return PullResult(name, target.digest, target.media_type, tuple(platforms), fetcher.fetched,
-                          fetcher.remote_layers, {k: round(v, 3) for k, v in fetcher.timings.items()})
+                          fetcher.remote_layers, {k: round(v, 3) for k, v in fetcher.timings.items()},
+                          dict(fetcher.sources))
     except (IntegrityError, InvalidArgument):
         keep_lease = False  # bad content was aborted; nothing of this pull is worth keeping
         raise
@@ -223,11 +231,31 @@ def pull(client: Client, registry: RegistryClient, ref: Reference, opts: PullOpt
         raise Interrupted("pull interrupted; run it again to resume") from None
     finally:
         stop.set()
-        if not keep_lease:
-            try:
+        try:
+            if keep_lease:
+                _drop_half_extracted(client, lease_id)
+            else:
                 client.leases.delete(lease_id)
-            except CtkError:
-                pass
+        except CtkError:
+            pass
+
+
+def _reclaim_dead_pulls(client: Client, name: str, lease_id: str) -> None:
+    """Take back what killed pulls left (half-extracted snapshots; a dead pull of ``name`` hands its partial
+    downloads to this pull's lease). Best effort: a pull never fails over another pull's leftovers."""
+    from .containerd.leftovers import reclaim_pulls
+
+    try:
+        reclaim_pulls(client, ref=name, adopt_into=lease_id)
+    except CtkError:
+        pass
+
+
+def _drop_half_extracted(client: Client, lease_id: str) -> None:
+    """A failed pull keeps its lease (downloads to resume from) but not a layer it was unpacking."""
+    from .containerd.leftovers import Reclaimed, remove_half_extracted
+
+    remove_half_extracted(client, lease_id, Reclaimed())
 
 
 def _pull_tree(client: Client, fetcher: _Fetcher, target: oci.Descriptor, want: oci.Platform,

@@ -13,6 +13,7 @@ from .._proto.containerd.api.services.leases.v1 import leases_pb2 as pb
 from .channel import Service
 from .convert import to_datetime
 from .models import Lease, LeaseResource
+from .owners import owner_labels
 
 GC_EXPIRE = "containerd.io/gc.expire"
 DEFAULT_EXPIRE = timedelta(hours=24)  # as the Go client's WithLease
@@ -33,8 +34,9 @@ class LeaseManager(Service):
     def create(self, id: str = "", labels: Mapping[str, str] | None = None,
                expire: timedelta | None = DEFAULT_EXPIRE) -> str:
         """Create a lease and return its id; with ``expire`` it is ignored, then collected, after that time
-        (so a crashed process cannot pin objects forever)."""
-        all_labels = dict(labels or {})
+        (so a crashed process cannot pin objects forever). The lease names this process as its owner
+        (:mod:`.owners`), so a later ctk can reclaim it once this process is gone."""
+        all_labels = {**owner_labels(), **(labels or {})}
         if expire is not None:
             at = datetime.now(UTC) + expire
             all_labels[GC_EXPIRE] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
