@@ -61,7 +61,7 @@ def decode(type_url: str, value: bytes) -> dict[str, Any]:
 
 def _event(env: pb.Envelope) -> Event:
     return Event(to_datetime(env, "timestamp"), env.namespace, env.topic, env.event.type_url,
-                 decode(env.event.type_url, env.event.value))
+                 decode(env.event.type_url, env.event.value), env.event.value)
 
 
 class Subscription:

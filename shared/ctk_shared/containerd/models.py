@@ -138,10 +138,12 @@ class TaskInfo:
 @dataclass(frozen=True)
 class Event:
     """One envelope from ``Events.Subscribe``; ``payload`` is the decoded event as a dict of its proto fields
-    (snake_case names, timestamps as RFC 3339 strings, zero values included); {} for unknown types."""
+    (snake_case names, timestamps as RFC 3339 strings, zero values included); {} for unknown types, whose bytes
+    are in ``value`` (e.g. ctk's own JSON events)."""
 
     timestamp: datetime | None
     namespace: str
     topic: str
     type_url: str
     payload: dict[str, Any] = field(default_factory=dict)
+    value: bytes = b""  # the Any's raw bytes: how events of types outside containerd's protos are read

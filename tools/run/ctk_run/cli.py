@@ -68,10 +68,22 @@ _CONTAINER_OPTIONS = [
     click.option("--init", is_flag=True, help="run an init process that reaps zombies and forwards signals"),
     click.option("--platform", help="os/arch[/variant] of the image"),
     click.option("--restart", default="no", show_default=True, help="no|always|unless-stopped|on-failure[:N]"),
+    click.option("--health-cmd", help="command to run to check health (run by /bin/sh -c in the container)"),
+    click.option("--health-interval", help="time between running the check (ms|s|m|h) (default 30s)"),
+    click.option("--health-timeout", help="maximum time to allow one check to run (ms|s|m|h) (default 30s)"),
+    click.option("--health-retries", metavar="INTEGER", help="consecutive failures needed to report unhealthy (default 3)"),
+    click.option("--health-start-period", help="start period in which failures do not count (ms|s|m|h) (default 0s)"),
+    click.option("--health-start-interval", help="time between checks during the start period (ms|s|m|h) "
+                 "(default 5s)"),
+    click.option("--no-healthcheck", is_flag=True, help="disable any container-specified HEALTHCHECK"),
     click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True),
     click.option("--network", "--net", "network", multiple=True,
-                 help="bridge (default), host, none, or a network made with ctk-net create (repeatable)"),
-    click.option("-p", "--publish", multiple=True, help="[ip:][hostPort[-range]:]containerPort[-range][/tcp|udp]"),
+                 help="bridge (default), host, none, container:NAME|ID, or a network made with ctk-net create; "
+                      "name=NET,alias=A,ip=IP sets aliases and the address on it (repeatable)"),
+    click.option("--network-alias", "--net-alias", "network_alias", multiple=True, metavar="ALIAS",
+                 help="another name of the container on its (first, user-defined) network (repeatable)"),
+    click.option("-p", "--publish", multiple=True,
+                 help="[ip:][hostPort[-range]:]containerPort[-range][/tcp|udp|sctp]; an IPv6 ip in brackets"),
     click.option("-P", "--publish-all", is_flag=True, help="publish every EXPOSEd port to a free host port"),
     click.option("--ip", help="IPv4 address on the first network"),
     click.option("--dns", multiple=True, help="nameserver for resolv.conf"),
@@ -93,6 +105,10 @@ def _container_options(f):  # type: ignore[no-untyped-def]
 @cli.command(context_settings=RUN_CONTEXT)
 @_container_options
 @click.option("-d", "--detach", is_flag=True, help="run in the background and print the container ID")
+@click.option("--detach-keys", metavar="KEYS", help="keys that detach from a -it container, leaving it running "
+              "(default ctrl-p,ctrl-q)")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
+              help="forward signals to the container (without a terminal)")
 @shared_cli.global_options
 def run(image: str, command: tuple[str, ...], **kw: object) -> None:
     """Run a command in a new container."""
@@ -166,16 +182,33 @@ def stop(containers: tuple[str, ...], timeout: int | None, sig: str | None) -> N
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
+@click.option("-a", "--attach", is_flag=True, help="attach to its output (and terminal) until it exits")
+@click.option("-i", "--interactive", is_flag=True, help="attach its stdin too")
+@click.option("--detach-keys", metavar="KEYS", help="keys that detach, leaving it running (default ctrl-p,ctrl-q)")
 @_decryption_key_opt
 @shared_cli.global_options
-def start(containers: tuple[str, ...], decryption_keys: tuple[str, ...]) -> None:
-    """Start stopped containers (in the background).
+def start(containers: tuple[str, ...], attach: bool, interactive: bool, detach_keys: str | None,
+          decryption_keys: tuple[str, ...]) -> None:
+    """Start stopped containers (in the background; with -a/-i attached, exiting with its status).
 
     The first start of a container from an encrypted image that ctk-run did not create needs --decryption-key.
     """
     from .ops import decryption_keys as read_keys
     from .ops import start_containers
 
+    if attach or interactive:
+        from ctk_shared.errors import UsageError
+
+        from . import detachkeys
+        from .attach import start_attached
+
+        if len(containers) > 1:
+            raise UsageError("you cannot start and attach multiple containers at once")
+        keys = detachkeys.parse(detach_keys)
+        code = start_attached(_client(), shared_cli.options(), containers[0], interactive=interactive,
+                              detach_keys=keys, keys=read_keys(decryption_keys))
+        sys.stdout.flush()
+        sys.exit(code)
     start_containers(_client(), shared_cli.options(), containers, read_keys(decryption_keys))
 
 
@@ -218,17 +251,22 @@ def rm(containers: tuple[str, ...], force: bool, volumes: bool) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
+@click.option("--condition", type=click.Choice(["not-running", "removed", "healthy"]), default="not-running",
+              show_default=True, help="wait until stopped (print the exit code), removed (likewise), or healthy "
+              "(ctk: exit 1 if it is unhealthy or stops first)")
 @shared_cli.global_options
-def wait(containers: tuple[str, ...]) -> None:
-    """Block until containers stop; print their exit codes."""
+def wait(containers: tuple[str, ...], condition: str) -> None:
+    """Block until containers stop (or are removed, or healthy); print their exit codes."""
     from ctk_shared import output
 
-    from . import lifecycle
+    from .health_wait import wait as wait_for
     from .lookup import find_container
 
     client = _client()
     for text in containers:
-        output.emit_line(str(lifecycle.wait_exit(client, find_container(client, text))))
+        code = wait_for(client, find_container(client, text), condition)
+        if code is not None:
+            output.emit_line(str(code))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -251,6 +289,127 @@ def port(container: str, private_port: str | None) -> None:
     from .ops import show_ports
 
     show_ports(_client(), container, private_port)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DEST")
+@click.option("-a", "--archive", is_flag=True, help="keep uid/gid of the source (else: root in the container, "
+                                                     "your user on the host)")
+@click.option("-L", "--follow-link", is_flag=True, help="copy what SRC's last symbolic link points at, not the link")
+@click.option("-q", "--quiet", is_flag=True, help="no 'Successfully copied' line on a terminal")
+@shared_cli.global_options
+def cp(src: str, dst: str, archive: bool, follow_link: bool, quiet: bool) -> None:
+    """Copy files between a container (running or stopped) and the host.
+
+    \b
+    ctk-run cp CONTAINER:SRC_PATH DEST_PATH|-
+    ctk-run cp SRC_PATH|- CONTAINER:DEST_PATH
+    SRC_PATH ending in /. copies a directory's contents; `-` is a tar on stdin or stdout.
+    """
+    from .cp import copy
+
+    copy(_client(), shared_cli.options(), src, dst, archive=archive, follow_link=follow_link, quiet=quiet)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1)
+@click.option("-a", "--all", "all_", is_flag=True, help="all containers (default: the running ones)")
+@click.option("--no-stream", is_flag=True, help="print one table and exit (also when stdout is not a terminal)")
+@click.option("--no-trunc", is_flag=True, help="full container IDs")
+@click.option("--format", "fmt", help="table, json, or a template like '{{.Name}} {{.CPUPerc}}'")
+@shared_cli.global_options
+def stats(containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bool, fmt: str | None) -> None:
+    """Live resource use of containers: CPU %, memory, network and block I/O, PIDs (Ctrl-C ends it)."""
+    from .stats import stats as do_stats
+
+    do_stats(_client(), containers, all_=all_, no_stream=no_stream, no_trunc=no_trunc, fmt=fmt)
+
+
+@cli.command(context_settings={**CONTEXT, "allow_interspersed_args": False, "ignore_unknown_options": True})
+@click.argument("container")
+@click.argument("ps_options", nargs=-1, type=click.UNPROCESSED, metavar="[PS OPTIONS]")
+@shared_cli.global_options
+def top(container: str, ps_options: tuple[str, ...]) -> None:
+    """The processes of a running container, as the host's `ps` shows them (options: ps's, default -ef)."""
+    from .top import top as do_top
+
+    do_top(_client(), container, ps_options)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("container")
+@click.option("--no-stdin", is_flag=True, help="do not attach stdin (output only)")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
+              help="forward signals to the container (without a terminal)")
+@click.option("--detach-keys", metavar="KEYS", help="keys that detach, leaving it running (default ctrl-p,ctrl-q)")
+@shared_cli.global_options
+def attach(container: str, no_stdin: bool, sig_proxy: bool, detach_keys: str | None) -> None:
+    """Attach this terminal to a running container's terminal, input and output (Ctrl-P Ctrl-Q detaches);
+    exit with its status when it ends."""
+    from . import detachkeys
+    from .attach import attach_to
+
+    keys = detachkeys.parse(detach_keys)
+    code = attach_to(_client(), shared_cli.options(), container, no_stdin=no_stdin, sig_proxy=sig_proxy,
+                     detach_keys=keys)
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@shared_cli.global_options
+def pause(containers: tuple[str, ...]) -> None:
+    """Suspend all processes of running containers (cgroup freezer)."""
+    from .ops import for_each
+    from .pause import pause as do_pause
+
+    for_each(_client(), containers, do_pause)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@shared_cli.global_options
+def unpause(containers: tuple[str, ...]) -> None:
+    """Resume all processes of paused containers."""
+    from .ops import for_each
+    from .pause import unpause as do_unpause
+
+    for_each(_client(), containers, do_unpause)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("container")
+@click.argument("new_name")
+@shared_cli.global_options
+def rename(container: str, new_name: str) -> None:
+    """Rename a container (a name taken by another container is refused)."""
+    from .rename import rename as do_rename
+
+    gopts = shared_cli.options()
+    do_rename(_client(), gopts, container, new_name)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-m", "--memory", help="memory limit (e.g. 256m)")
+@click.option("--memory-swap", help="memory plus swap limit (e.g. 1g; -1 = unlimited swap)")
+@click.option("--cpus", help="number of CPUs (e.g. 1.5)")
+@click.option("--pids-limit", help="maximum number of processes (-1 = unlimited)")
+@click.option("--restart", help="no|always|unless-stopped|on-failure[:N]")
+@shared_cli.global_options
+def update(containers: tuple[str, ...], memory: str | None, memory_swap: str | None, cpus: str | None,
+           pids_limit: str | None, restart: str | None) -> None:
+    """Change the resource limits and restart policy of containers, running or not (all values are checked
+    before anything changes)."""
+    from .ops import for_each
+    from .update import parse_update, update_container
+
+    change = parse_update(memory=memory, memory_swap=memory_swap, cpus=cpus, pids_limit=pids_limit,
+                          restart=restart)
+    gopts = shared_cli.options()
+    for_each(_client(), containers, lambda client, c: update_container(client, gopts, c, change))
 
 
 @cli.command(name="exec", context_settings=RUN_CONTEXT)

@@ -57,6 +57,26 @@ def network_state(c: Container, st: State) -> dict[str, Any]:
     return read_state(Path(log).parent)
 
 
+def health_state(c: Container, st: State) -> dict[str, Any] | None:
+    """The container's health state (health.py) when it has a check, else None."""
+    import os
+
+    from . import health
+    from . import healthcheck as hcfg
+
+    log = c.labels.get(L.LOG_PATH)
+    hc = hcfg.from_label(c.labels.get(hcfg.LABEL))
+    if hc is None or not log:
+        return None
+    stale = hcfg.seconds(hc, "Interval") + hcfg.seconds(hc, "Timeout") + health.STALE_GRACE
+    return health.current(os.path.dirname(log), st.status == "running", stale)
+
+
+def user_labels(c: Container) -> dict[str, str]:
+    """The labels a user gave (``--label``), without the state ctk, containerd and nerdctl keep there."""
+    return {k: v for k, v in c.labels.items() if not k.startswith(("ctk/", "containerd.io/", "nerdctl/"))}
+
+
 def ps_record(c: Container, st: State, no_trunc: bool = False) -> dict[str, Any]:
     from .ports import format_ports
 
@@ -72,13 +92,19 @@ def ps_record(c: Container, st: State, no_trunc: bool = False) -> dict[str, Any]
         "Command": f'"{cmd}"',
         "CreatedAt": created.isoformat() if created else "",
         "RunningFor": output.human_duration_ago((now - created).total_seconds()) if created else "",
-        "Status": st.human(now),
+        "Status": st.human(now) + (_health_suffix(c, st) if st.status == "running" else ""),
         "State": st.status,
         "Ports": format_ports(network_state(c, st).get("Ports") or []),
         "Names": display_name(c),
-        "Labels": {k: v for k, v in c.labels.items() if not k.startswith(("ctk/", "containerd.io/", "nerdctl/"))},
+        "Labels": user_labels(c),
         "RestartCount": st.restart_count,
     }
+
+
+def _health_suffix(c: Container, st: State) -> str:
+    from .health import ps_suffix
+
+    return ps_suffix(health_state(c, st))
 
 
 def _match(rec: dict[str, Any], c: Container, filters: list[str]) -> bool:
@@ -126,6 +152,8 @@ def ps(client: Client, *, all_: bool, quiet: bool, fmt: str | None, filters: lis
 
 
 def _network_settings(c: Container, st: State) -> dict[str, Any]:
+    from .network import inspect_networks
+
     ns = network_state(c, st)
     nets = ns.get("Networks") or {}
     first = next(iter(nets.values()), {})
@@ -135,7 +163,7 @@ def _network_settings(c: Container, st: State) -> dict[str, Any]:
             {"HostIp": m.get("hostIP") or "0.0.0.0", "HostPort": str(m["hostPort"])})
     return {"Ports": ports, "IPAddress": first.get("IPAddress", ""), "IPPrefixLen": first.get("IPPrefixLen", 0),
             "Gateway": first.get("Gateway", ""), "MacAddress": first.get("MacAddress", ""),
-            "Networks": {name: {k: v for k, v in n.items() if k != "Interface"} for name, n in nets.items()}}
+            "Networks": inspect_networks(c, _spec(c), nets)}
 
 
 def _port_bindings(c: Container) -> dict[str, Any]:
@@ -180,7 +208,32 @@ def _mounts(c: Container, spec: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _inspect_extras(c: Container, st: State, doc: dict[str, Any]) -> dict[str, Any]:
+    """State.Health and Config.Healthcheck (with a check); LogWarning (lines the logger dropped)."""
+    import os
+
+    from . import health
+    from .healthcheck import LABEL, from_label
+    from .logger import read_drops
+
+    hc = from_label(c.labels.get(LABEL))
+    if hc is not None:
+        doc["Config"]["Healthcheck"] = hc
+        h = health_state(c, st)
+        doc["State"]["Health"] = health.inspect_value(h) if h else {"Status": health.STARTING, "FailingStreak": 0,
+                                                                    "Log": []}
+    log = c.labels.get(L.LOG_PATH)
+    drops = read_drops(os.path.dirname(log)) if log else None
+    if drops:
+        doc["LogWarning"] = f"{drops['Lines']} lines dropped: {drops.get('Reason') or 'write error'}"
+    return doc
+
+
 def inspect_record(c: Container, st: State) -> dict[str, Any]:
+    return _inspect_extras(c, st, _inspect_base(c, st))
+
+
+def _inspect_base(c: Container, st: State) -> dict[str, Any]:
     spec = _spec(c)
     proc = spec.get("process") or {}
     args = proc.get("args") or []
@@ -193,7 +246,7 @@ def inspect_record(c: Container, st: State) -> dict[str, Any]:
         "Path": args[0] if args else "",
         "Args": args[1:],
         "State": {
-            "Status": st.status, "Running": st.status == "running", "Paused": st.status == "paused",
+            "Status": st.status, "Running": st.running, "Paused": st.status == "paused",
             "Restarting": st.status == "restarting", "OOMKilled": False, "Dead": False, "Pid": st.pid,
             "ExitCode": st.exit_code,
             "StartedAt": st.started_at.isoformat() if st.started_at else "0001-01-01T00:00:00Z",
@@ -218,6 +271,7 @@ def inspect_record(c: Container, st: State) -> dict[str, Any]:
             "Image": c.labels.get(L.IMAGE_REF, c.image),
             "WorkingDir": proc.get("cwd", ""),
             "Tty": bool(proc.get("terminal")),
+            "OpenStdin": c.labels.get(L.STDIN_OPEN) == "true",
             "Labels": {k: v for k, v in c.labels.items()},
             "StopSignal": c.labels.get(L.STOP_SIGNAL, "SIGTERM"),
         },

@@ -1,0 +1,303 @@
+"""``events``: containerd's event stream of the namespace as Docker's container events.
+
+containerd publishes an event for container create/update/delete and for task start/exit/pause/resume/OOM and
+exec processes; each becomes Docker's action (``create``, ``start``, ``die``, ``pause``, ``unpause``,
+``destroy``, ``rename``, ``oom``, ``exec_create``, ``exec_start``, ``exec_die``), and ctk's own health events
+(:mod:`.health_events`) become ``health_status: …``. containerd has no event for a kill or a stop request (only
+the exit they cause, ``die``), so ``kill`` and ``stop`` never appear.
+
+History: containerd keeps no events. ``--since`` replays what the container records still show, from their
+labels and tasks: each existing container's ``create``, its last ``start`` and, if it has ended since, its
+``die``; earlier runs and removed containers are gone. Then the live stream follows, unless ``--until`` is past.
+
+If containerd goes away the stream is reopened (events in the gap are lost, which stderr says); if it does not
+come back within :data:`RECONNECT_FOR` seconds the command ends with an error.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ctk_shared import output
+from ctk_shared.errors import CtkError, NotFound, UsageError
+
+from . import labels as L
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client, Container
+    from ctk_shared.containerd.models import Event
+
+FIELDS = ("status", "id", "from", "Type", "Action", "Actor", "scope", "time", "timeNano")
+FILTER_KEYS = ("container", "event", "type", "image", "label")
+RECONNECT_FOR = 60.0  # seconds to wait for containerd to come back before giving up
+_RETRY_EVERY = 0.5
+# Docker matches these actions by prefix: `event=health_status` also catches `health_status: healthy`
+_PREFIX_ACTIONS = ("health_status", "exec_create", "exec_start")
+
+
+@dataclass
+class Message:
+    """One Docker event (``docker events --format '{{json .}}'`` keys via :meth:`record`)."""
+
+    when: datetime
+    action: str
+    actor: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    type: str = "container"
+
+    def record(self) -> dict[str, Any]:
+        nanos = int(self.when.timestamp()) * 1_000_000_000 + self.when.microsecond * 1000
+        return {"status": self.action, "id": self.actor, "from": self.attributes.get("image", ""),
+                "Type": self.type, "Action": self.action,
+                "Actor": {"ID": self.actor, "Attributes": dict(self.attributes)},
+                "scope": "local", "time": nanos // 1_000_000_000, "timeNano": nanos}
+
+    def line(self) -> str:
+        """Docker's text form: ``TIME TYPE ACTION ID (k=v, …)``, attributes sorted by key."""
+        when = self.when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+        attrs = ", ".join(f"{k}={v}" for k, v in sorted(self.attributes.items()))
+        return f"{when} {self.type} {self.action} {self.actor}" + (f" ({attrs})" if attrs else "")
+
+
+def parse_filters(filters: Iterable[str]) -> dict[str, list[str]]:
+    """``KEY=VALUE`` filters by key (values of one key are ORed, keys ANDed); an unknown key is a usage error."""
+    out: dict[str, list[str]] = {}
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep or key not in FILTER_KEYS:
+            raise UsageError(f"invalid filter {f!r}", hint="supported: " + ", ".join(f"{k}=…" for k in FILTER_KEYS))
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def matches(msg: Message, filters: dict[str, list[str]]) -> bool:
+    def any_of(key: str, test: Any) -> bool:
+        return key not in filters or any(test(v) for v in filters[key])
+
+    name = msg.attributes.get("name", "")
+    return (any_of("type", lambda v: v == msg.type)
+            and any_of("container", lambda v: v in (name, msg.actor) or (len(v) >= 3 and msg.actor.startswith(v)))
+            and any_of("event", lambda v: v == msg.action or (v in _PREFIX_ACTIONS and
+                                                             msg.action.startswith(v + ":")))
+            and any_of("image", lambda v: v == msg.attributes.get("image"))
+            and any_of("label", lambda v: _label_matches(msg.attributes, v)))
+
+
+def _label_matches(attrs: dict[str, str], want: str) -> bool:
+    key, sep, value = want.partition("=")
+    return key in attrs and (not sep or attrs[key] == value)
+
+
+@dataclass
+class _Known:
+    """What an event needs to show about a container (kept, since ``destroy`` comes after it is gone)."""
+
+    name: str
+    image: str
+    labels: dict[str, str]
+
+    def attributes(self, **extra: str) -> dict[str, str]:
+        return {**self.labels, "image": self.image, "name": self.name, **extra}
+
+
+def _known(c: Container) -> _Known:
+    from .listing import _image_name, user_labels
+    from .lookup import display_name
+
+    return _Known(display_name(c), _image_name(c), user_labels(c))
+
+
+class Translator:
+    """containerd envelopes → Docker messages, remembering containers' names (for ``destroy`` and ``rename``)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._containers: dict[str, _Known] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        for c in self._client.containers.list():
+            self._containers[c.id] = _known(c)
+
+    def _lookup(self, cid: str, image: str = "") -> _Known:
+        known = self._containers.get(cid)
+        if known is None:
+            try:
+                known = _known(self._client.containers.get(cid))
+            except (NotFound, CtkError):
+                known = _Known(cid[:12], image, {})
+            self._containers[cid] = known
+        return known
+
+    def translate(self, ev: Event) -> Message | None:
+        from .health_events import TOPIC as HEALTH_TOPIC
+        from .health_events import decode as decode_health
+
+        p = ev.payload
+        when = ev.timestamp or datetime.now(UTC)
+        topic = ev.topic
+        if topic == HEALTH_TOPIC:
+            health = decode_health(ev.type_url, ev.value)
+            if health is None:
+                return None
+            return Message(when, f"health_status: {health['status']}", health["id"],
+                           self._lookup(health["id"]).attributes())
+        if topic == "/containers/create":
+            cid = p.get("id", "")
+            self._containers.pop(cid, None)
+            return Message(when, "create", cid, self._lookup(cid, p.get("image", "")).attributes())
+        if topic == "/containers/update":
+            return self._update(when, p)
+        if topic == "/containers/delete":
+            cid = p.get("id", "")
+            known = self._containers.pop(cid, None) or _Known(cid[:12], "", {})
+            return Message(when, "destroy", cid, known.attributes())
+        cid = p.get("container_id", "")
+        if not cid:
+            return None
+        simple = {"/tasks/start": "start", "/tasks/paused": "pause", "/tasks/resumed": "unpause",
+                  "/tasks/oom": "oom"}
+        if topic in simple:
+            return Message(when, simple[topic], cid, self._lookup(cid).attributes())
+        if topic == "/tasks/exit":
+            code = str(int(p.get("exit_status", 0) or 0))
+            if p.get("id") and p.get("id") != cid:
+                return Message(when, "exec_die", cid, self._lookup(cid).attributes(execID=p["id"], exitCode=code))
+            return Message(when, "die", cid, self._lookup(cid).attributes(exitCode=code))
+        if topic in ("/tasks/exec-added", "/tasks/exec-started"):
+            action = "exec_create" if topic.endswith("added") else "exec_start"
+            return Message(when, action, cid, self._lookup(cid).attributes(execID=p.get("exec_id", "")))
+        return None
+
+    def _update(self, when: datetime, p: dict[str, Any]) -> Message | None:
+        """Only a change of ctk's name label is shown (``rename``): ctk updates labels for its own state."""
+        cid = p.get("id", "")
+        labels = p.get("labels") or {}
+        old = self._containers.get(cid)
+        try:
+            fresh = _known(self._client.containers.get(cid))
+        except (NotFound, CtkError):
+            return None
+        self._containers[cid] = fresh
+        if old is not None and L.NAME in labels and old.name != fresh.name:
+            return Message(when, "rename", cid, fresh.attributes(oldName="/" + old.name))
+        return None
+
+
+def history(client: Client, since: datetime, until: datetime | None) -> list[Message]:
+    """What the container records still tell about the past (see the module's docstring), oldest first."""
+    from .listing import _created
+    from .status import _time
+
+    tasks = {t.id: t for t in client.tasks.list()}
+    out: list[Message] = []
+    for c in client.containers.list():
+        known = _known(c)
+        created = _created(c)
+        if created is not None:
+            out.append(Message(created, "create", c.id, known.attributes()))
+        started = _time(c.labels.get(L.STARTED_AT))
+        if started is not None and c.labels.get(L.NEVER_STARTED) != "true":
+            out.append(Message(started, "start", c.id, known.attributes()))
+        task = tasks.get(c.id)
+        if task is not None and task.status == "stopped" and task.exited_at:
+            finished, code = task.exited_at, task.exit_status
+        else:
+            finished, code = _time(c.labels.get(L.FINISHED_AT)), int(c.labels.get(L.EXIT_CODE, "0") or 0)
+        if finished is not None and started is not None and finished >= started and \
+                not (task is not None and task.status in ("running", "paused")):
+            out.append(Message(finished, "die", c.id, known.attributes(exitCode=str(code))))
+    out = [m for m in out if m.when >= since and (until is None or m.when <= until)]
+    out.sort(key=lambda m: m.when)
+    return out
+
+
+def _emitter(fmt: str | None) -> Any:
+    template = output.parse_format(fmt, FIELDS)
+    as_json = template is None and output.wants_json(fmt)
+
+    def emit(msg: Message) -> None:
+        if template is not None:
+            output.emit_line(template.render(msg.record()))
+        elif as_json:
+            output.emit_json(msg.record())
+        else:
+            output.emit_line(msg.line())
+    return emit
+
+
+def _note(text: str) -> None:
+    sys.stderr.write(f"ctk-run: {text}\n")
+    sys.stderr.flush()
+
+
+def _live(client: Client, until: datetime | None, on_reopen: Any) -> Iterator[Event]:
+    """The namespace's events until ``until`` (forever without it), reopening the stream after a lost
+    connection; a :class:`CtkError` once containerd stays away for :data:`RECONNECT_FOR` seconds."""
+    want = [f'namespace=="{client.namespace}"']
+    lost_at: float | None = None
+    while True:
+        try:
+            sub = client.events.subscribe(want)
+        except CtkError as e:
+            if lost_at is None:
+                raise
+            if time.monotonic() - lost_at > RECONNECT_FOR:
+                raise CtkError(f"lost the event stream and containerd did not come back within "
+                               f"{RECONNECT_FOR:g}s: {e}", hint="start containerd and run ctk-run events again") \
+                    from None
+            time.sleep(_RETRY_EVERY)
+            continue
+        if lost_at is not None:
+            _note("event stream reopened; events while containerd was away are not shown")
+            lost_at = None
+            on_reopen()
+        timer = None
+        if until is not None:
+            timer = threading.Timer(max(0.0, (until - datetime.now(UTC)).total_seconds()), sub.cancel)
+            timer.daemon = True
+            timer.start()
+        try:
+            yield from sub
+            if sub.cancelled:
+                return  # --until reached
+            error = "containerd closed the event stream"
+        except CtkError as e:
+            error = str(e)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            sub.cancel()
+        if until is not None and datetime.now(UTC) >= until:
+            return
+        _note(f"{error}; reconnecting (up to {RECONNECT_FOR:g}s)…")
+        lost_at = time.monotonic()
+
+
+def events(client: Client, *, since: str | None, until: str | None, filters: Sequence[str],
+           fmt: str | None) -> None:
+    from .logfile import parse_since
+
+    wanted = parse_filters(filters)
+    emit = _emitter(fmt)  # a bad template fails before any work
+    now = datetime.now(UTC)
+    start = parse_since(since, now) if since else None
+    end = parse_since(until, now) if until else None
+    if start is not None and end is not None and end < start:
+        raise UsageError("--until is before --since")
+    translator = Translator(client)
+    if start is not None:
+        for msg in history(client, start, end):
+            if matches(msg, wanted):
+                emit(msg)
+    if end is not None and end <= now:
+        return
+    for ev in _live(client, end, translator.refresh):
+        msg = translator.translate(ev)
+        if msg is not None and (end is None or msg.when <= end) and matches(msg, wanted):
+            emit(msg)

@@ -1,0 +1,141 @@
+"""``stats``: Docker's live table of containers' resource use (CPU %, memory, network, block I/O, PIDs).
+
+The figures come from :mod:`.cgroupstats`. CPU % compares two samples: the live view refreshes once a second
+(its first screen after :data:`FIRST_WINDOW`), ``--no-stream`` prints one table from two samples
+:data:`FIRST_WINDOW` apart (Docker waits about two seconds; ctk keeps a one-shot call fast enough for loops).
+Without a terminal on stdout there is one snapshot too, as JSON lines with Docker's ``{{json .}}`` keys.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ctk_shared import output
+
+from .cgroupstats import Sample, cpu_percent, sample
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client, Container
+
+COLUMNS = [("CONTAINER ID", "ID"), ("NAME", "Name"), ("CPU %", "CPUPerc"), ("MEM USAGE / LIMIT", "MemUsage"),
+           ("MEM %", "MemPerc"), ("NET I/O", "NetIO"), ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")]
+FIELDS = ("ID", "Name", "Container", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs")
+FIRST_WINDOW = 0.2  # seconds between the two samples of a one-shot table
+REFRESH = 1.0  # seconds between screens of the live view
+_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+_CLEAR = "\x1b[H\x1b[J"  # cursor home, clear to the end of the screen
+
+
+def binary_size(n: float) -> str:
+    """Docker's memory figures: powers of 1024, four significant digits (``1.508MiB``, ``7.629GiB``)."""
+    i = 0
+    while n >= 1024 and i < len(_BINARY) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.4g}{_BINARY[i]}"
+
+
+@dataclass
+class Target:
+    """A container shown in the table: ``asked`` is the word the user gave (Docker's ``Container`` field)."""
+
+    container: Container
+    asked: str
+    pid: int  # 0 when it is not running
+
+
+def record(t: Target, before: Sample | None, after: Sample | None, no_trunc: bool) -> dict[str, Any]:
+    """One row with Docker's field names; a container that is not running shows zeros, as Docker's does."""
+    from .lookup import display_name
+
+    s = after or Sample(0.0)
+    cpu = cpu_percent(before, after) if before is not None and after is not None else 0.0
+    mem_pct = s.mem_usage / s.mem_limit * 100 if s.mem_limit else 0.0
+    return {
+        "ID": t.container.id if no_trunc else t.container.id[:12],
+        "Name": display_name(t.container),
+        "Container": t.asked,
+        "CPUPerc": f"{cpu:.2f}%",
+        "MemUsage": f"{binary_size(s.mem_usage)} / {binary_size(s.mem_limit)}",
+        "MemPerc": f"{mem_pct:.2f}%",
+        "NetIO": f"{output.human_size(s.net_rx)} / {output.human_size(s.net_tx)}",
+        "BlockIO": f"{output.human_size(s.blk_read)} / {output.human_size(s.blk_write)}",
+        "PIDs": str(s.pids),
+    }
+
+
+def _targets(client: Client, names: Sequence[str], all_: bool) -> list[Target]:
+    """The named containers (an unknown one is an error), or every running one (with ``-a`` every one)."""
+    from .lookup import find_container
+
+    tasks = {t.id: t for t in client.tasks.list()}
+
+    def pid_of(c: Container) -> int:
+        task = tasks.get(c.id)
+        return task.pid if task is not None and task.status in ("running", "paused", "pausing") else 0
+
+    if names:
+        found = [find_container(client, n) for n in names]
+        return [Target(c, n, pid_of(c)) for c, n in zip(found, names, strict=True)]
+    from datetime import UTC, datetime
+
+    from .listing import _created
+
+    out = [Target(c, c.id[:12], pid_of(c)) for c in client.containers.list()]
+    out = [t for t in out if all_ or t.pid]
+    out.sort(key=lambda t: _created(t.container) or datetime.min.replace(tzinfo=UTC), reverse=True)  # as ps
+    return out
+
+
+def _rows(targets: Sequence[Target], before: dict[str, Sample], after: dict[str, Sample],
+          no_trunc: bool) -> list[dict[str, Any]]:
+    return [record(t, before.get(t.container.id), after.get(t.container.id), no_trunc) for t in targets]
+
+
+def _sample_all(targets: Sequence[Target]) -> dict[str, Sample]:
+    return {t.container.id: sample(t.pid) for t in targets if t.pid}
+
+
+def stats(client: Client, names: Sequence[str], *, all_: bool, no_stream: bool, no_trunc: bool,
+          fmt: str | None) -> None:
+    output.parse_format(fmt, FIELDS)  # a bad template fails before any work
+    targets = _targets(client, names, all_)
+    before = _sample_all(targets)
+    live = not no_stream and output.stdout_is_tty() and fmt != "json"
+    if not live:
+        time.sleep(max(0.0, FIRST_WINDOW - (time.monotonic() - min((s.at for s in before.values()),
+                                                                    default=time.monotonic()))))
+        output.emit_records(_rows(targets, before, _sample_all(targets), no_trunc), COLUMNS, fmt, fields=FIELDS)
+        return
+    _live(client, names, all_, no_trunc, fmt, targets, before)
+
+
+def _live(client: Client, names: Sequence[str], all_: bool, no_trunc: bool, fmt: str | None,
+          targets: list[Target], before: dict[str, Sample]) -> None:
+    """Redraw the table in place until Ctrl-C; without names, containers that start or stop come and go."""
+    import io
+    from contextlib import redirect_stdout
+
+    time.sleep(FIRST_WINDOW)
+    while True:
+        after = _sample_all(targets)
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            output.emit_records(_rows(targets, before, after, no_trunc), COLUMNS, fmt or "table", fields=FIELDS)
+        sys.stdout.write(_CLEAR + buf.getvalue())
+        sys.stdout.flush()
+        before = after
+        time.sleep(REFRESH)
+        targets = _refresh_pids(client, targets) if names else _targets(client, names, all_)
+
+
+def _refresh_pids(client: Client, targets: list[Target]) -> list[Target]:
+    """The named containers keep their rows; a restarted one gets its new init pid, a stopped one zeros."""
+    tasks = {t.id: t for t in client.tasks.list()}
+    for t in targets:
+        task = tasks.get(t.container.id)
+        t.pid = task.pid if task is not None and task.status in ("running", "paused", "pausing") else 0
+    return targets
