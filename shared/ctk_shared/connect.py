@@ -7,6 +7,7 @@ if TYPE_CHECKING:
     from .config import GlobalOptions
     from .containerd import Client
     from .registry.client import RegistryClient
+    from .registry.mirrors import MirroredClient
 
 
 def containerd(gopts: GlobalOptions) -> Client:
@@ -15,9 +16,10 @@ def containerd(gopts: GlobalOptions) -> Client:
     return Client(gopts.address, gopts.namespace)
 
 
-def registry(host: str, gopts: GlobalOptions) -> RegistryClient:
+def registry(host: str, gopts: GlobalOptions) -> RegistryClient | MirroredClient:
+    """The registry ``host``, through the mirrors its ``hosts.toml`` lists (pull and resolve go there first)."""
     from . import auth
-    from .registry.client import RegistryClient
+    from .registry.mirrors import open_registry
 
-    return RegistryClient(host, insecure=gopts.insecure_registry, hosts_dirs=gopts.hosts_dir,
-                          credentials=auth.get_credentials, timeout=gopts.registry_timeout)
+    return open_registry(host, insecure=gopts.insecure_registry, hosts_dirs=gopts.hosts_dir,
+                         credentials=auth.get_credentials, timeout=gopts.registry_timeout)

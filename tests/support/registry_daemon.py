@@ -262,13 +262,13 @@ class RegistryDaemon:
 
 
 def _config(base_dir: Path, port: int, tls: tuple[Path, Path] | None, htpasswd: Path | None,
-            token: TokenServer | None) -> str:
+            token: TokenServer | None, proxy_remote: str | None = None) -> str:
     lines = [
         "version: 0.1",
         "log:",
         "  level: warn",
         "  accesslog:",
-        "    disabled: true",
+        f"    disabled: {'false' if proxy_remote else 'true'}",  # a mirror's log shows what came through it
         "storage:",
         "  filesystem:",
         f"    rootdirectory: {base_dir / 'data'}",
@@ -283,6 +283,8 @@ def _config(base_dir: Path, port: int, tls: tuple[Path, Path] | None, htpasswd: 
     ]
     if tls:
         lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
+    if proxy_remote:
+        lines += ["proxy:", f"  remoteurl: {proxy_remote}"]
     if htpasswd:
         lines += ["auth:", "  htpasswd:", "    realm: ctk-test", f"    path: {htpasswd}"]
     elif token:
@@ -292,9 +294,11 @@ def _config(base_dir: Path, port: int, tls: tuple[Path, Path] | None, htpasswd: 
 
 
 def start_registry(base_dir: str | os.PathLike[str], *, tls: bool = False, htpasswd: dict[str, str] | None = None,
-                   token_users: dict[str, str] | None = None, port: int | None = None) -> RegistryDaemon:
+                   token_users: dict[str, str] | None = None, port: int | None = None,
+                   proxy_remote: str | None = None) -> RegistryDaemon:
     """Start ``docker-registry serve`` and wait until ``/v2/`` answers (200, or 401 with auth). ``port``: listen
-    there (e.g. to bring a stopped registry back with the same storage and address) instead of a free one."""
+    there (e.g. to bring a stopped registry back with the same storage and address) instead of a free one.
+    ``proxy_remote``: a pull-through cache of that registry URL, with its access log on (``log_path``)."""
     if htpasswd and token_users:
         raise ValueError("htpasswd and token auth are exclusive")
     binary = find_binary()
@@ -318,7 +322,7 @@ def start_registry(base_dir: str | os.PathLike[str], *, tls: bool = False, htpas
     for _ in range(3):  # the port may be taken between probing and binding
         port = fixed_port or free_port()
         config = base / "config.yml"
-        config.write_text(_config(base, port, tls_files, htpasswd_path, token))
+        config.write_text(_config(base, port, tls_files, htpasswd_path, token, proxy_remote))
         log_path = base / "registry.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,

@@ -111,6 +111,11 @@ class BlobStream:
             self.size = length
         self._iter: Iterator[bytes] | None = None
 
+    @property
+    def host(self) -> str:
+        """The registry or mirror these bytes come from."""
+        return self._host
+
     def __iter__(self) -> Iterator[bytes]:
         return self
 
@@ -195,8 +200,10 @@ class RegistryClient:
 
     def __init__(self, host: str, *, insecure: bool = False, hosts_dirs: Sequence[str] = DEFAULT_HOSTS_DIRS,
                  credentials: Callable[[str], Credentials | None] | None = None, user_agent: str = "ctk/0.1",
-                 timeout: float | Sequence[float] = DEFAULT_TIMEOUT, pool_size: int = POOL_SIZE) -> None:
-        self.settings: HostSettings = host_settings(host, insecure=insecure, hosts_dirs=hosts_dirs)
+                 timeout: float | Sequence[float] = DEFAULT_TIMEOUT, pool_size: int = POOL_SIZE,
+                 settings: HostSettings | None = None) -> None:
+        # ``settings``: already read (a mirror's, from its upstream's hosts.toml); else read for ``host``
+        self.settings: HostSettings = settings or host_settings(host, insecure=insecure, hosts_dirs=hosts_dirs)
         self.host = self.settings.name
         self._credentials_fn = credentials
         self._creds: Credentials | None = None
@@ -222,6 +229,7 @@ class RegistryClient:
         s.mount("https://", adapter)
         s.mount("http://", adapter)
         s.headers["User-Agent"] = user_agent
+        s.headers.update(dict(self.settings.headers))
         self._session = s
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -302,7 +310,7 @@ class RegistryClient:
             st = self.settings
             last: BaseException | None = None
             for i, scheme in enumerate(st.schemes):
-                url = f"{st.base_url(scheme)}/v2/"
+                url = f"{st.base_url(scheme)}{st.path}/"
                 try:
                     resp = self._session.get(url, auth=_HeaderAuth(None), stream=True, **self._kw())
                 except requests.exceptions.RequestException as e:
@@ -354,7 +362,10 @@ class RegistryClient:
         """
         base = self._endpoint(what)
         if not url.startswith(("http://", "https://")):
-            url = base + url
+            st = self.settings
+            url = base + (st.path + url[3:] if url.startswith("/v2/") else url)
+            if st.namespace:  # a mirror: tell it which registry the repository belongs to
+                params = [*(params.items() if isinstance(params, dict) else params or ()), ("ns", st.namespace)]
         ok = frozenset(ok)
         replayable = data is None or isinstance(data, (bytes, bytearray))
         scopes = list(scopes)

@@ -4,9 +4,13 @@ Read the way containerd and nerdctl read them, from the first hosts directory (`
 default ``/etc/containerd/certs.d`` then ``/etc/docker/certs.d``) that has a ``<host[:port]>/``
 sub-directory (Docker Hub's is ``docker.io``):
 
-* ``hosts.toml`` (containerd): ``server``, and ``ca`` / ``client`` / ``skip_verify`` at the top level or
-  in a ``[host."https://<the same host>"]`` table. Relative paths are relative to the directory.
-  Mirror tables for other hosts are not used (logged at debug level).
+* ``hosts.toml`` (containerd): ``server``, and ``ca`` / ``client`` / ``skip_verify`` / ``header`` at the top level
+  or in a ``[host."https://<the same host>"]`` table. Relative paths are relative to the directory.
+  ``[host."…"]`` tables for other hosts are mirrors, tried in file order before the upstream (``server``, or
+  the registry itself) for what their ``capabilities`` allow (``pull``, ``resolve``, ``push``; all three when
+  not given, as containerd), each with its own ``ca`` / ``client`` / ``skip_verify`` / ``header``, and
+  ``override_path`` when the URL's path is the API root itself (otherwise ``/v2`` is appended to it).
+  A directory ``_default`` holds the settings of every registry that has no directory of its own.
 * Docker-style files (when there is no ``hosts.toml``): every ``*.crt`` is a CA; each ``*.cert`` needs
   the ``*.key`` of the same name.
 
@@ -21,7 +25,7 @@ import logging
 import os
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +38,8 @@ DEFAULT_HOSTS_DIRS = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+DEFAULT_DIR = "_default"
+CAPABILITIES = frozenset({"pull", "resolve", "push"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,11 @@ class HostSettings:
     certs_dir: str = ""  # where a CA for this host goes (named in hints)
     source: str = ""  # the directory the settings came from, "" for defaults
     insecure: bool = False
+    path: str = "/v2"  # the API root on api_host
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request (hosts.toml ``header``)
+    capabilities: frozenset[str] = CAPABILITIES
+    namespace: str = ""  # for a mirror: the registry it stands in for, sent as ``?ns=`` (as containerd does)
+    mirrors: tuple[HostSettings, ...] = ()  # tried in order before this host, for their capabilities
 
     @property
     def loopback(self) -> bool:
@@ -126,19 +137,56 @@ def _client_pairs(value: Any, dir_: Path, toml: Path) -> list[tuple[str, str]]:
 
 def _url_host(url: str) -> tuple[str, str]:
     """(scheme, host[:port]) of a hosts.toml server/host key; no scheme means https."""
+    scheme, host, _ = _url_parts(url)
+    return scheme, host
+
+
+def _url_parts(url: str) -> tuple[str, str, str]:
+    """(scheme, host[:port], path without a trailing slash) of a hosts.toml server/host key."""
     if "://" not in url:
         url = "https://" + url
     parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
+    return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/")
 
 
 @dataclass
 class _Found:
     server_scheme: str = ""
     server_host: str = ""
+    server_path: str = ""
     skip_verify: bool | None = None
     ca: tuple[str, ...] = ()
     clients: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    mirrors: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)  # scheme, host, path, table
+
+
+def _headers(value: Any, toml: Path) -> tuple[tuple[str, str], ...]:
+    """``header = {X-A = "v", X-B = ["v1", "v2"]}``: several values of one header are sent comma-joined."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{toml}: header must be a table of header names")
+    out: list[tuple[str, str]] = []
+    for k, v in value.items():
+        values = [v] if isinstance(v, str) else v
+        if not (isinstance(values, list) and values and all(isinstance(x, str) for x in values)) \
+                or any(c in x for x in (k, *values) for c in "\r\n\0"):
+            raise InvalidArgument(f"{toml}: header {k!r} must be a string or a list of strings on one line")
+        out.append((k, ", ".join(values)))
+    return tuple(out)
+
+
+def _capabilities(value: Any, toml: Path, key: str) -> frozenset[str]:
+    if value is None:
+        return CAPABILITIES
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise InvalidArgument(f"{toml}: [host.{key!r}] capabilities must be a list of strings")
+    unknown = sorted(set(value) - CAPABILITIES)
+    if unknown:
+        raise InvalidArgument(f"{toml}: [host.{key!r}] unknown capability {unknown[0]!r}",
+                              hint="capabilities are pull, resolve and push")
+    return frozenset(value)
 
 
 def _read_hosts_toml(toml: Path, name: str) -> _Found:
@@ -154,7 +202,7 @@ def _read_hosts_toml(toml: Path, name: str) -> _Found:
     if server is not None:
         if not isinstance(server, str):
             raise InvalidArgument(f"{toml}: server must be a URL string")
-        found.server_scheme, found.server_host = _url_host(server)
+        found.server_scheme, found.server_host, found.server_path = _url_parts(server)
     target = found.server_host or name
 
     def apply(table: dict[str, Any]) -> None:
@@ -164,6 +212,7 @@ def _read_hosts_toml(toml: Path, name: str) -> _Found:
             found.skip_verify = table["skip_verify"]
         found.ca += tuple(_path_list(table.get("ca"), dir_, "ca", toml))
         found.clients += tuple(_client_pairs(table.get("client"), dir_, toml))
+        found.headers += _headers(table.get("header"), toml)
 
     apply(doc)
     hosts = doc.get("host") or {}
@@ -172,14 +221,48 @@ def _read_hosts_toml(toml: Path, name: str) -> _Found:
     for key, table in hosts.items():
         if not isinstance(table, dict):
             raise InvalidArgument(f"{toml}: [host.{key!r}] must be a table")
-        scheme, h = _url_host(key)
+        scheme, h, path = _url_parts(key)
+        if not h:
+            raise InvalidArgument(f"{toml}: [host.{key!r}] names no host")
         if h == target or (not found.server_host and canonical_name(h) == name):
             apply(table)
             if "://" in key:
                 found.server_scheme = scheme
         else:
-            log.debug("%s: mirror %s is not used by ctk", toml, key)
+            found.mirrors.append((scheme, h, path, table))
     return found
+
+
+def _mirror(scheme: str, host: str, path: str, table: dict[str, Any], *, upstream: str, toml: Path,
+            insecure: bool) -> HostSettings:
+    """One ``[host."URL"]`` table of another host: a mirror of ``upstream``."""
+    dir_ = toml.parent
+    skip = table.get("skip_verify", False)
+    if not isinstance(skip, bool):
+        raise InvalidArgument(f"{toml}: skip_verify must be true or false")
+    override = table.get("override_path", False)
+    if not isinstance(override, bool):
+        raise InvalidArgument(f"{toml}: override_path must be true or false")
+    clients = _client_pairs(table.get("client"), dir_, toml)
+    st = HostSettings(name=host, api_host=host, schemes=(scheme,), verify=not (skip or insecure),
+                      ca_files=tuple(_path_list(table.get("ca"), dir_, "ca", toml)),
+                      client_cert=clients[0] if clients else None, certs_dir=str(dir_), source=str(dir_),
+                      insecure=insecure, path=path if override else f"{path}/v2",
+                      headers=_headers(table.get("header"), toml),
+                      capabilities=_capabilities(table.get("capabilities"), toml, f"{scheme}://{host}{path}"),
+                      namespace=upstream)
+    _check_files(st)
+    return st
+
+
+def _check_files(st: HostSettings, extra_clients: Sequence[tuple[str, str]] = ()) -> None:
+    for f in st.ca_files:
+        if not os.path.isfile(f):
+            raise InvalidArgument(f"CA file {f} for {st.name} does not exist", hint=f"check {st.source}")
+    for f in [*(st.client_cert or ()), *(x for pair in extra_clients for x in pair)]:
+        if not os.path.isfile(f):
+            raise InvalidArgument(f"client certificate file {f} for {st.name} does not exist",
+                                  hint=f"check {st.source}")
 
 
 def _read_docker_dir(dir_: Path) -> _Found:
@@ -216,27 +299,24 @@ def host_settings(host: str, *, insecure: bool = False,
     dir_names = _dir_names(name)
     found = _Found()
     source = ""
-    for root in hosts_dirs:
-        for dn in dir_names:
-            d = Path(root) / dn
-            if d.is_dir():
-                source = str(d)
-                toml = d / "hosts.toml"
-                # as containerd: hosts.toml if present, else Docker's certificate files
-                found = _read_hosts_toml(toml, name) if toml.is_file() else _read_docker_dir(d)
+    toml = Path()
+    for candidates in (dir_names, [DEFAULT_DIR]):  # a registry's own directory wins over _default anywhere
+        for root in hosts_dirs:
+            for dn in candidates:
+                d = Path(root) / dn
+                if d.is_dir():
+                    source = str(d)
+                    toml = d / "hosts.toml"
+                    # as containerd: hosts.toml if present, else Docker's certificate files
+                    found = _read_hosts_toml(toml, name) if toml.is_file() else _read_docker_dir(d)
+                    break
+            if source:
                 break
         if source:
             break
     certs_dir = source or str(Path(hosts_dirs[0] if hosts_dirs else DEFAULT_HOSTS_DIRS[0]) / dir_names[0])
     if found.server_host:
         api_host = found.server_host
-    for f in found.ca:
-        if not os.path.isfile(f):
-            raise InvalidArgument(f"CA file {f} for {name} does not exist", hint=f"check {source}")
-    for cert, key in found.clients:
-        for f in (cert, key):
-            if not os.path.isfile(f):
-                raise InvalidArgument(f"client certificate file {f} for {name} does not exist", hint=f"check {source}")
     if len(found.clients) > 1:
         log.debug("%s: %d client certificates configured; using %s", name, len(found.clients), found.clients[0][0])
 
@@ -249,7 +329,12 @@ def host_settings(host: str, *, insecure: bool = False,
     else:
         schemes = ("https",)
     verify = not insecure and not found.skip_verify
-    return HostSettings(name=name, api_host=api_host, schemes=schemes, verify=verify, ca_files=found.ca,
-                        client_cert=found.clients[0] if found.clients else None, certs_dir=certs_dir,
-                        source=source, insecure=insecure)
+    mirrors = tuple(_mirror(scheme, h, path, table, upstream=name, toml=toml, insecure=insecure)
+                    for scheme, h, path, table in found.mirrors)
+    settings = HostSettings(name=name, api_host=api_host, schemes=schemes, verify=verify, ca_files=found.ca,
+                            client_cert=found.clients[0] if found.clients else None, certs_dir=certs_dir,
+                            source=source, insecure=insecure, path=f"{found.server_path}/v2",
+                            headers=found.headers, mirrors=mirrors)
+    _check_files(settings, extra_clients=found.clients[1:])
+    return settings
 

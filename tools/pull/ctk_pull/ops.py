@@ -34,7 +34,7 @@ def pull(gopts: GlobalOptions, texts: list[str], platform: Platform | None, all_
             progress.close()
         output.emit_image(fmt, result.name, result.digest, MediaType=result.media_type,
                           Platforms=list(result.platforms), FetchedBytes=result.fetched_bytes,
-                          RemoteLayers=result.remote_layers)
+                          RemoteLayers=result.remote_layers, Sources=result.sources)
 
 
 def push(gopts: GlobalOptions, texts: list[str], platform: Platform | None, quiet: bool, fmt: str) -> None:
