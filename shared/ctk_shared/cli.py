@@ -116,6 +116,23 @@ def labels_from_args(items: Iterable[str], flag: str = "--label") -> dict[str, s
     return out
 
 
+def confirm_prune(warning: str, force: bool) -> bool:
+    """Docker's prune prompt (``WARNING! …`` then ``Are you sure you want to continue? [y/N]``); True to go on.
+
+    Unlike Docker, the prompt goes to stderr (stdout carries results only), and without ``-f`` a stdin that is
+    not a terminal is refused (usage error) instead of read: a script that forgot ``-f`` fails loudly rather
+    than silently removing nothing, or taking a stray line of piped input as the answer.
+    """
+    if force:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError("refusing to prune without confirmation: stdin is not a terminal",
+                         hint="add -f (--force) to prune without a prompt")
+    sys.stderr.write(f"WARNING! {warning}\nAre you sure you want to continue? [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline(64).strip().lower() in ("y", "yes")
+
+
 def _debug() -> bool:
     return os.environ.get("CTK_DEBUG", "").lower() in ("1", "true", "yes", "on")
 

@@ -47,7 +47,7 @@ def _run(prog, *argv):
     ("ctk-run", ["cp", "web:/etc/hostname", "."]),
     *[("ctk-run", [w]) for w in ("stats", "top", "pause", "events", "system", "images", "build")],
     ("ctk-run", ["--rm", "-p", "80:80", "cp"]),  # also after the default command's options
-    *[("ctk-pull", [w]) for w in ("history", "rmi", "search", "prune", "ps", "volume")],
+    *[("ctk-pull", [w]) for w in ("history", "rmi", "search", "ps", "volume")],
     ("ctk-pull", ["--platform", "linux/amd64", "history"]),
     *[("ctk-build", [w]) for w in ("pull", "run", "buidl")],
 ])

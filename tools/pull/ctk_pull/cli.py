@@ -227,6 +227,24 @@ def convert(source: str, target: str, fmt_estargz: bool, fmt_zstd: bool, fmt_unc
                          all_platforms=all_platforms, quiet=quiet, fmt=fmt)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("-a", "--all", "all_images", is_flag=True, help="remove every image no container uses, not just "
+                                                              "dangling ones (and partial downloads of dead pulls)")
+@click.option("-f", "--force", is_flag=True, help="do not prompt for confirmation (needed when stdin is not a TTY)")
+@click.option("--filter", "filters", multiple=True, metavar="FILTER",
+              help="until=TIME (timestamp, date or duration like 24h), label=KEY[=VALUE], label!=KEY[=VALUE]")
+@shared_cli.global_options
+def prune(all_images: bool, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove dangling images (-a: all images no container uses) and what killed pulls left behind."""
+    from ctk_shared.prune import parse_filters
+
+    from . import prune as pruning
+
+    flt = parse_filters(filters)  # a bad filter is refused before the prompt
+    if shared_cli.confirm_prune(pruning.warning(all_images), force):
+        pruning.prune(shared_cli.options(), all_images, flt)
+
+
 @cli.command("lazy-serve", context_settings=CONTEXT)
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="directory holding the snapshots")
 @click.option("--socket", "socket_path", required=True, type=click.Path(dir_okay=False),
