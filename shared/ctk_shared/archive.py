@@ -209,9 +209,10 @@ def load(client: Client, f: IO[bytes], snapshotter: str, platform: oci.Platform 
             _import_tree(leased, arc, target, docs, paths, snapshotter, platform, unpack, progress)
             loaded.append(LoadedImage(name, target))
         from .containerd import Image
+        from .cri import put_image
 
         for item in loaded:
-            leased.images.put(Image(name=item.name, target=item.target, labels={}, created_at=None, updated_at=None))
+            put_image(leased, Image(name=item.name, target=item.target, labels={}, created_at=None, updated_at=None))
         return loaded
     finally:
         try:

@@ -285,7 +285,9 @@ def convert(client: Client, image: Image, dst: str, opts: ConvertOptions,
         else:
             raise InvalidArgument(f"image {image.name}: unsupported target media type {target.media_type!r}")
         try:
-            leased.images.put(ImageRecord(name=dst, target=new_target, labels=dict(image.labels),
+            from .cri import put_image
+
+            put_image(leased, ImageRecord(name=dst, target=new_target, labels=dict(image.labels),
                                           created_at=None, updated_at=None))
         except CtkError as e:
             raise CtkError(f"creating image {dst}: {e}", hint=e.hint) from e

@@ -216,8 +216,9 @@ def pull(client: Client, registry: RegistryClient, ref: Reference, opts: PullOpt
     try:
         platforms = _pull_tree(leased, fetcher, target, want, opts, progress, stop)
         from .containerd import Image
+        from .cri import put_image
 
-        leased.images.put(Image(name=name, target=target, labels={}, created_at=None, updated_at=None))
+        put_image(leased, Image(name=name, target=target, labels={}, created_at=None, updated_at=None))
         keep_lease = False
         fetcher.timings["total"] = time.monotonic() - fetcher._t0
         return PullResult(name, target.digest, target.media_type, tuple(platforms), fetcher.fetched,

@@ -35,15 +35,27 @@ def _toml_str(p: Path | str) -> str:
     return '"' + str(p).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(base_dir: Path, extra_config: str = "") -> Path:
-    """``extra_config``: TOML appended verbatim (e.g. a ``[proxy_plugins.X]`` table)."""
+def write_config(base_dir: Path, extra_config: str = "", cri: bool = False) -> Path:
+    """``extra_config``: TOML appended verbatim (e.g. a ``[proxy_plugins.X]`` table). ``cri``: keep the CRI plugin
+    (what a kubelet talks to), with its streaming server on a loopback port and an empty CNI config dir."""
     root, state = base_dir / "root", base_dir / "state"
     cfg = base_dir / "config.toml"
+    if cri:
+        (base_dir / "cni").mkdir(exist_ok=True)
+        extra_config = f"""
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = {_toml_str(base_dir / "cni")}
+""" + extra_config
     cfg.write_text(f"""\
 version = 2
 root = {_toml_str(root)}
 state = {_toml_str(state)}
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = [{'' if cri else '"io.containerd.grpc.v1.cri"'}]
 
 [grpc]
   address = {_toml_str(base_dir / "containerd.sock")}
@@ -205,7 +217,7 @@ class ContainerdDaemon:
             subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
 
 
-def start_containerd(base_dir: Path, extra_config: str = "") -> ContainerdDaemon:
+def start_containerd(base_dir: Path, extra_config: str = "", cri: bool = False) -> ContainerdDaemon:
     """Write a config under ``base_dir`` and start containerd; raises (never skips) if it cannot start."""
     binary = find_binary()
     base_dir = Path(base_dir).resolve()
@@ -216,7 +228,7 @@ def start_containerd(base_dir: Path, extra_config: str = "") -> ContainerdDaemon
         raise RuntimeError("containerd needs root: run the integration tests as root")
     base_dir.mkdir(parents=True, exist_ok=True)
     (base_dir / "opt").mkdir(exist_ok=True)
-    write_config(base_dir, extra_config)
+    write_config(base_dir, extra_config, cri=cri)
     daemon = ContainerdDaemon(base_dir, binary)
     daemon.start()
     return daemon

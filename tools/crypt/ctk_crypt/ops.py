@@ -41,8 +41,9 @@ def _keyring(specs: list[str]) -> Any:
 
 def _put(client: Client, name: str, target: Descriptor, src: Image) -> None:
     from ctk_shared.containerd import Image
+    from ctk_shared.cri import put_image
 
-    client.images.put(Image(name=name, target=target, labels={k: v for k, v in src.labels.items()
+    put_image(client, Image(name=name, target=target, labels={k: v for k, v in src.labels.items()
                                                               if not k.startswith("ctk/")}))
 
 

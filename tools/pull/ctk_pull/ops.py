@@ -66,7 +66,9 @@ def tag(gopts: GlobalOptions, source: str, target: str) -> None:
                          hint="a tag is NAME[:TAG]; the digest is the image's own")
     client = connect.containerd(gopts)
     src = find_image(client, source)
-    client.images.put(Image(name=str(dst), target=src.target, labels=dict(src.labels),
+    from ctk_shared.cri import put_image
+
+    put_image(client, Image(name=str(dst), target=src.target, labels=dict(src.labels),
                             created_at=None, updated_at=None))
     output.emit_line(f"{dst}@{src.target.digest}")
 
