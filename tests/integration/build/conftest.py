@@ -45,3 +45,20 @@ def write(ctx, files):
         if mode is not None:
             p.chmod(mode)
     return ctx
+
+
+def cached_steps(err):
+    """The names of the steps a ``--progress=plain`` build reused (``#N name`` … ``#N CACHED``)."""
+    import re
+
+    names, cached = {}, []
+    for line in err.splitlines():
+        m = re.match(r"#(\d+) (.*)$", line)
+        if not m:
+            continue
+        no, rest = m.groups()
+        if no not in names:
+            names[no] = rest
+        elif rest == "CACHED":
+            cached.append(names[no])
+    return cached

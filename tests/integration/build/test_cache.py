@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from .conftest import write
+from .conftest import cached_steps, write
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ CMD ["cat", "/a.txt"]
 
 
 def _cached(err):
-    return err.count("(cached)")
+    return len(cached_steps(err))
 
 
 @pytest.fixture
@@ -47,8 +47,7 @@ def test_mtime_change_keeps_cache_content_change_rebuilds_from_that_step(build, 
     (ctx / "a.txt").write_text("changed\n")
     r = build("-t", "app", str(ctx))
     assert r.code == 0, r.err
-    lines = [ln for ln in r.err.splitlines() if ln.startswith("[")]
-    cached = [ln for ln in lines if ln.endswith("(cached)")]
+    cached = cached_steps(r.err)
     assert len(cached) == 1 and "RUN echo step1" in cached[0]  # everything from COPY a.txt on ran again
     (ctx / "a.txt").chmod(0o600)
     r = build("-t", "app", str(ctx))

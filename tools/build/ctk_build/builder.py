@@ -22,6 +22,7 @@ from .dockerfile.instructions import BuildPlan, Command, Copy, From, KeyValues, 
 from .dockerfile.parser import DockerfileError, Node
 from .dockerfile.shell import Lexer, ShellError
 from .imagestate import ImageState
+from .progress import BuildProgress, Vertex
 from .runner import RunningTasks
 from .runsteps import PROXY_ARGS, network_of
 from .sources import SourceTree
@@ -46,25 +47,10 @@ class BuildOptions:
     source_date_epoch: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
+    progress: str = "plain"  # the display chosen (tty, plain, quiet, rawjson)
     compression: str = "uncompressed"  # of the layers: gzip, or uncompressed (faster builds, bigger pushes)
     pull: bool = False  # pull base images even when they are in the store
     allow: frozenset[str] = frozenset()  # entitlements granted (--allow network.host)
-
-
-class BuildLog:
-    """Step lines and RUN output on stderr (nothing with -q)."""
-
-    def __init__(self, quiet: bool, write: Callable[[bytes], None]) -> None:
-        self.quiet = quiet
-        self._write = write
-
-    def step(self, text: str) -> None:
-        if not self.quiet:
-            self._write((text + "\n").encode())
-
-    def output(self, data: bytes) -> None:
-        if not self.quiet:
-            self._write(data)
 
 
 @dataclass
@@ -104,15 +90,15 @@ def platform_args(target: oci.Platform) -> dict[str, str]:
 class Builder:
     """One build: ``client`` must be bound to the build's lease (everything made joins it)."""
 
-    def __init__(self, client: Client, gopts: GlobalOptions, opts: BuildOptions, plan: BuildPlan, log: BuildLog,
-                 context: SourceTree | None) -> None:
+    def __init__(self, client: Client, gopts: GlobalOptions, opts: BuildOptions, plan: BuildPlan,
+                 progress: BuildProgress, context: SourceTree | None) -> None:
         self.client = client
         self.gopts = gopts
         self.opts = opts
         self.plan = plan
         self.df = plan.dockerfile
         self.lexer = Lexer(self.df.escape)
-        self.log = log
+        self.progress = progress
         self.context = context
         self.sn_name = gopts.snapshotter
         self.cache = Cache(client, self.sn_name, read=not opts.no_cache)
@@ -207,7 +193,8 @@ class Builder:
             from ctk_shared.progress import make_progress
             from ctk_shared.pull import PullOptions, pull
 
-            progress = make_progress(self.opts.quiet)
+            # the live view owns the terminal: the pull's own bars would fight it (its step's timer runs)
+            progress = make_progress(self.opts.quiet or self.opts.progress in ("tty", "rawjson"))
             try:
                 pull(self.client, connect.registry(ref.domain, self.gopts), ref,
                      PullOptions(platform=platform, snapshotter=self.sn_name), progress)
@@ -228,6 +215,7 @@ class Builder:
                 if isinstance(ins, Command) and ins.keyword == "run":
                     network_of(self, ins)
         self.steps_total = sum(1 + len(s.instructions) for s in stages)
+        self.progress.total = self.steps_total
         if len(stages) == 1 or self.max_parallel == 1:
             for st in stages:
                 self.results[st.index] = self.run_stage(st)
@@ -235,7 +223,7 @@ class Builder:
             self._run_concurrently(stages)
         unused = sorted(set(self.opts.build_args) - self.used_args - PROXY_ARGS)
         if unused:
-            self.log.step(f"[warning] build-args not consumed: {', '.join(unused)}")
+            self.progress.note(f"[warning] build-args not consumed: {', '.join(unused)}")
         return self.results[target.index]
 
     def _run_concurrently(self, stages: list[Stage]) -> None:
@@ -261,27 +249,38 @@ class Builder:
                 wait(list(running))
                 raise
 
-    def _announce(self, stage: Stage, node: Node, note: str = "") -> None:
+    def begin(self, stage: Stage, node: Node) -> Vertex:
+        """A step starts: it is numbered and shown (``[stage 2/7] RUN …``)."""
         with self._lock:
             self.step_no += 1
+            no = self.step_no
         text = " ".join(node.original.split())
         if len(text) > 100:
             text = text[:97] + "..."
-        self.log.step(f"[{stage.label()} {self.step_no}/{self.steps_total}] {text}{note}")
+        return self.progress.begin(f"[{stage.label()} {no}/{self.steps_total}] {text}")
 
     def run_stage(self, stage: Stage) -> StageResult:
         from .stage import StageContext
 
         sc = StageContext(self, stage)
         try:
-            sc.do_from()
-        except (DockerfileError, KeyboardInterrupt):
+            try:
+                sc.do_from()
+            except (DockerfileError, KeyboardInterrupt):
+                raise
+            except CtkError as e:
+                raise type(e)(f"{self.df.filename}:{stage.from_.line}: FROM {stage.from_.image}: {e.message}",
+                              hint=e.hint) from e
+            for ins in stage.instructions:
+                if self.stopping.is_set():
+                    raise Interrupted(f"stage {stage.label()} stopped: another stage failed")
+                sc.dispatch(ins)
+        except BaseException as e:
+            v = sc.vertex
+            if v is not None and v.ended is None:
+                if isinstance(e, (KeyboardInterrupt, Interrupted)):
+                    self.progress.cancel(v)
+                else:
+                    self.progress.fail(v, getattr(e, "message", None) or str(e))
             raise
-        except CtkError as e:
-            raise type(e)(f"{self.df.filename}:{stage.from_.line}: FROM {stage.from_.image}: {e.message}",
-                          hint=e.hint) from e
-        for ins in stage.instructions:
-            if self.stopping.is_set():
-                raise Interrupted(f"stage {stage.label()} stopped: another stage failed")
-            sc.dispatch(ins)
         return StageResult(sc.state, sc.key)

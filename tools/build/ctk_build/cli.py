@@ -55,7 +55,11 @@ def _epoch(value: str | None) -> int | None:
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY[=VALUE]", help="set a build ARG (repeatable)")
 @click.option("--target", help="build up to this stage (only the stages it needs)")
 @click.option("--no-cache", is_flag=True, help="do not reuse cached steps")
-@click.option("-q", "--quiet", is_flag=True, help="no step lines or RUN output; stdout still gets the ref")
+@click.option("-q", "--quiet", is_flag=True, help="no step lines or RUN output; stdout still gets the ref "
+              "(= --progress quiet)")
+@click.option("--progress", type=click.Choice(["auto", "tty", "plain", "quiet", "rawjson"]), default="auto",
+              show_default=True, help="stderr display: tty = BuildKit's live view, plain = CI lines with step "
+              "numbers and timings, rawjson = JSON events; auto = tty on a terminal, else plain")
 @click.option("--network", type=click.Choice(["default", "none", "host"]), default="default", show_default=True,
               help="network of RUN steps: default = their own on the bridge network (outbound NAT); "
                    "host needs --allow network.host")
@@ -72,13 +76,15 @@ def _epoch(value: str | None) -> int | None:
               show_default=True, help="of the layers; auto: uncompressed locally, gzip with --push or -o")
 @click.option("--pull", is_flag=True, help="pull base images even when they are in the store")
 @click.option("--digestfile", metavar="PATH", help="also write the image's manifest digest to PATH")
+@click.option("--iidfile", metavar="PATH", help="also write the image ID (its config digest) to PATH")
 @click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True,
               help="stdout: the ref@digest, or a JSON record")
 @shared_cli.global_options
 def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build_args: tuple[str, ...],
           target: str | None, no_cache: bool, quiet: bool, network: str, platform: str | None,
           source_date_epoch: str | None, labels: tuple[str, ...], push: bool, outputs: tuple[str, ...],
-          compression: str, pull: bool, digestfile: str | None, fmt: str, allow: tuple[str, ...]) -> None:
+          compression: str, pull: bool, digestfile: str | None, fmt: str, allow: tuple[str, ...], progress: str,
+          iidfile: str | None) -> None:
     """Build an image from a Dockerfile."""
     from ctk_shared.oci import Platform
 
@@ -89,7 +95,7 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
         no_cache=no_cache, quiet=quiet, network=network, allow=frozenset(allow),
         platform=Platform.parse(platform) if platform else None, source_date_epoch=_epoch(source_date_epoch),
         labels=shared_cli.labels_from_args(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
-        pull=pull, digestfile=digestfile)
+        pull=pull, digestfile=digestfile, progress=progress, iidfile=iidfile)
     ops.build(shared_cli.options(), req)
 
 

@@ -44,6 +44,8 @@ class BuildRequest:
     pull: bool = False
     digestfile: str | None = None
     allow: frozenset[str] = frozenset()  # entitlements: network.host
+    progress: str = "auto"  # auto, tty, plain, quiet, rawjson (-q is quiet)
+    iidfile: str | None = None  # also write the image ID (the config digest) there
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ def _parse_output(spec: str) -> tuple[str, str]:
 def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     from ctk_shared import connect
 
-    from .builder import Builder, BuildLog, BuildOptions
+    from . import progress as progress_mod
+    from .builder import Builder, BuildOptions
     from .dockerfile import parse, plan
     from .sources import SourceTree
 
@@ -142,28 +145,27 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     dataroot.ensure(gopts.data_root)  # 0710, before the digest cache or the RUN fifos make it 0755
     digests = DigestCache(os.path.join(gopts.data_root, "build", "digests.json"))
     context = SourceTree(context_dir, _ignore(context_dir, df_path), digests=digests) if context_dir else None
+    mode = progress_mod.choose("quiet" if req.quiet else req.progress, sys.stderr.isatty())
     opts = BuildOptions(text, df_name, context_dir, dict(req.build_args), req.target, req.no_cache, network,
-                        req.platform, req.source_date_epoch, dict(req.labels), req.quiet, _compression(req),
-                        req.pull, req.allow)
-
-    def write_err(data: bytes) -> None:
-        sys.stderr.buffer.write(data)
-        sys.stderr.buffer.flush()
-
-    log = BuildLog(req.quiet, write_err)
+                        req.platform, req.source_date_epoch, dict(req.labels), mode == "quiet", mode,
+                        _compression(req), req.pull, req.allow)
     client = connect.containerd(gopts)
     from .runner import remove_stale_steps
 
     remove_stale_steps(client, gopts.data_root)
     old_term = signal.signal(signal.SIGTERM, _sigterm)
+    log = progress_mod.make(mode)
     try:
         with client.lease_scope() as leased:
             b = Builder(leased, gopts, opts, bplan, log, context)
             try:
                 result = b.build()
             except CtkError as e:
-                _show_tail(e, req.quiet)
+                log.close()
+                _show_tail(e, mode)
                 raise
+            finally:
+                log.close()
             state = result.state
             if req.labels:
                 state.config["Labels"] = {**(state.config.get("Labels") or {}), **req.labels}
@@ -172,13 +174,14 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
             written = write_image(leased, state, gopts.snapshotter)
             names = [str(t) for t in tags] or [f"{DANGLING}@{written.manifest.digest}"]
             from ctk_shared.containerd import Image
+            from ctk_shared.cri import put_image
 
             for name in names:
-                leased.images.put(Image(name=name, target=written.manifest, labels={}))
+                put_image(leased, Image(name=name, target=written.manifest, labels={}))
             for _kind, dest in outputs:
                 _export(leased, names[0], dest)
             if req.push:
-                _push(leased, gopts, tags, req.quiet)
+                _push(leased, gopts, tags, mode == "quiet")
     finally:
         signal.signal(signal.SIGTERM, old_term)
         try:
@@ -186,12 +189,16 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
         except OSError:
             pass  # only a speed-up for the next build
     res = BuildResult(names[0], written.manifest.digest, tuple(names), b.cached_steps, b.step_no)
-    log.step(f"built {res.ref} ({res.cached_steps} of {res.steps} steps cached)")
-    if req.digestfile:
-        from ctk_shared.outputs import write_output
+    if mode in ("plain", "tty"):
+        sys.stderr.write(f"built {res.ref} ({res.cached_steps} of {res.steps} steps cached)\n")
+        sys.stderr.flush()
+    from ctk_shared.outputs import write_output
 
-        # stdout carries the ref already: `-` here would mix the two, so it is refused
+    # stdout carries the ref already: `-` here would mix the two, so it is refused
+    if req.digestfile:
         write_output(req.digestfile, res.digest.encode(), allow_stdout=False)
+    if req.iidfile:  # Docker's image ID: the config digest
+        write_output(req.iidfile, written.config_digest.encode(), allow_stdout=False)
     if any(dest == "-" for _kind, dest in outputs):
         return res  # stdout carried the tar
     output.emit_image(req.fmt, res.name, res.digest, Names=list(res.names), Config=written.config_digest)
@@ -202,10 +209,12 @@ def _sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _show_tail(e: CtkError, quiet: bool) -> None:
+def _show_tail(e: CtkError, mode: str) -> None:
+    """The failed RUN's last lines again, under the error (plain mode showed them prefixed and among other
+    steps' lines; the live view only the last few)."""
     from .runner import StepFailed
 
-    if isinstance(e, StepFailed) and e.tail:
+    if mode != "rawjson" and isinstance(e, StepFailed) and e.tail:
         sys.stderr.write("------ last output lines ------\n")
         for line in e.tail:
             sys.stderr.write(f"  {line}\n")

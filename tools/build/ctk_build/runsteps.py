@@ -112,7 +112,9 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
         proc = StepProcess(tuple(args), tuple(env), cwd, uid, gid, extra, network, tuple(binds), hooks,
                            annotations)
         try:
-            run_step(b.client, b.sn_name, skey, mounts, proc, b.fifo_dir, b.log.output, b.tasks,
+            vertex = sc.vertex
+            run_step(b.client, b.sn_name, skey, mounts, proc, b.fifo_dir,
+                     lambda data: b.progress.output(vertex, data), b.tasks,
                      stepnet.container_labels(network))
         except StepFailed as e:
             raise StepFailed(f"{b.df.filename}:{ins.line}: {as_written(ins.node)}: "

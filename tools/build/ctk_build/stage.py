@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from ctk_shared.containerd import Mount
 
     from .builder import Builder
+    from .dockerfile.instructions import From
+    from .progress import Vertex
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -58,6 +60,7 @@ class StageContext:
         self.arg_names: list[str] = []
         self.shell: tuple[str, ...] = DEFAULT_SHELL
         self.cmd_set = False
+        self.vertex: Vertex | None = None  # the step being shown (RUN output goes under it)
 
     # -- environment ----------------------------------------------------------------------------
     def word_env(self) -> dict[str, str]:
@@ -88,7 +91,11 @@ class StageContext:
     # -- FROM -----------------------------------------------------------------------------------
     def do_from(self) -> None:
         f = self.stage.from_
-        self.b._announce(self.stage, f.node)
+        self.vertex = self.b.begin(self.stage, f.node)
+        self._do_from(f)
+        self.b.progress.done(self.vertex)
+
+    def _do_from(self, f: From) -> None:
         image = self.b._from_image(f)
         if not image:
             raise self.b.df.error(f.node, "FROM: the base image name is empty after substitution")
@@ -121,14 +128,17 @@ class StageContext:
         handler = getattr(self, f"do_{kw}", None)
         if handler is None:
             raise self.b.df.error(ins.node, f"{kw.upper()} is not supported by ctk-build")
-        if announce and kw not in ("run", "copy", "add"):
-            self.b._announce(self.stage, ins.node)
+        own = announce and kw not in ("run", "copy", "add")  # layer steps show themselves (cached or not)
+        if own:
+            self.vertex = self.b.begin(self.stage, ins.node)
         try:
             handler(ins)
         except (DockerfileError, StepFailed, KeyboardInterrupt):
             raise
         except CtkError as e:
             raise type(e)(f"{self.b.df.filename}:{ins.line}: {kw.upper()}: {e.message}", hint=e.hint) from e
+        if own and self.vertex is not None:
+            self.b.progress.done(self.vertex)
 
     def do_arg(self, ins: KeyValues) -> None:
         names = []
@@ -275,7 +285,8 @@ class StageContext:
         want = oci.OCI_LAYER_GZIP if self.b.opts.compression == "gzip" else oci.OCI_LAYER
         hit = self.b.cache.lookup(key, want)
         if hit is not None and hit.layer is not None:
-            self.b._announce(self.stage, ins.node, "  (cached)")
+            self.vertex = self.b.begin(self.stage, ins.node)
+            self.b.progress.cached(self.vertex)
             self.b.cached_steps += 1
             layer = hit.layer
             if compression_of(layer) != self.b.opts.compression:
@@ -286,12 +297,10 @@ class StageContext:
                                    else hit.created)
             self.key = key
             return
-        self.b._announce(self.stage, ins.node)
-        t0 = time.monotonic()
+        self.vertex = self.b.begin(self.stage, ins.node)
         made = make_layer(self.b.client, self.b.sn_name, self.state.chain_id, change, source_date_epoch=epoch,
                           compression=self.b.opts.compression)
-        self.b.log.step(f"  done in {time.monotonic() - t0:.2f}s: layer {made.desc.digest[7:19]} "
-                        f"({human_size(made.desc.size)})")
+        self.b.progress.done(self.vertex, f"layer {made.desc.digest[7:19]} ({human_size(made.desc.size)})")
         created = rfc3339(epoch) if epoch is not None else rfc3339(time.time())
         self.state.add_layer(made.desc, made.diff_id)
         self.state.add_history(created_by, empty=False, created=created)
