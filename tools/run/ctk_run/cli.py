@@ -338,6 +338,25 @@ def top(container: str, ps_options: tuple[str, ...]) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
+@click.option("--since", help="also replay what container records still show from this time (10m, RFC 3339, "
+                               "unix seconds): each container's create, last start and last die")
+@click.option("--until", help="stop at this time (10m ago, RFC 3339, unix seconds); a past time ends at once")
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="container=NAME|ID, event=start|die|…, type=container, image=…, label=KEY[=VALUE]")
+@click.option("--format", "fmt", help="json, or a template like '{{.Action}} {{.Actor.Attributes.name}}'")
+@shared_cli.global_options
+def events(since: str | None, until: str | None, filters: tuple[str, ...], fmt: str | None) -> None:
+    """Stream container events (create, start, die, pause, unpause, rename, destroy, exec_*, oom, health_status).
+
+    Lines like Docker's on a terminal, JSON lines otherwise. containerd has no kill or stop event (their exit
+    shows as die) and keeps no history. If containerd restarts the stream is reopened (up to 60 s).
+    """
+    from .events import events as do_events
+
+    do_events(_client(), since=since, until=until, filters=filters, fmt=fmt)
+
+
+@cli.command(context_settings=CONTEXT)
 @click.argument("container")
 @click.option("--no-stdin", is_flag=True, help="do not attach stdin (output only)")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
@@ -366,6 +385,33 @@ def pause(containers: tuple[str, ...]) -> None:
     from .pause import pause as do_pause
 
     for_each(_client(), containers, do_pause)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="do not prompt for confirmation (needed when stdin is not a TTY)")
+@click.option("--filter", "filters", multiple=True, metavar="FILTER",
+              help="until=TIME (timestamp, date or duration like 24h), label=KEY[=VALUE], label!=KEY[=VALUE]")
+@click.option("--namespace-dirs", is_flag=True,
+              help="also remove data-root directories of namespaces that no longer exist in containerd")
+@shared_cli.global_options
+def prune(force: bool, filters: tuple[str, ...], namespace_dirs: bool) -> None:
+    """Remove all stopped containers (with their snapshots and logs)."""
+    from ctk_shared.prune import parse_filters
+
+    from . import prune as pruning
+
+    flt = parse_filters(filters)  # a bad filter is refused before the prompt
+    gopts = shared_cli.options()
+    client = _client()
+    orphans = pruning.orphan_namespace_dirs(client, gopts.data_root)
+    warning = pruning.orphan_warning(orphans) if namespace_dirs and orphans else pruning.WARNING
+    if not shared_cli.confirm_prune(warning, force):
+        return
+    removed, total = pruning.prune_containers(client, gopts, flt)
+    dirs = pruning.remove_orphan_dirs(client, orphans) if namespace_dirs else []
+    pruning.report(removed, dirs, total)
+    if not namespace_dirs:
+        pruning.mention_orphans(orphans)
 
 
 @cli.command(context_settings=CONTEXT)
