@@ -51,6 +51,7 @@ class CreateOptions:
     net: NetOptions = field(default_factory=NetOptions)
     decryption_keys: tuple = ()  # ctk_shared.decryption_keys.KeySource, for encrypted images
     volumes_from: tuple[str, ...] = ()  # CONTAINER[:ro|:rw]
+    healthcheck: dict | None = None  # the user's --health-* part (healthcheck.from_flags); None: the image's
 
 
 def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, platform: Platform | None,
@@ -241,6 +242,27 @@ def _image_stop_signal(config: object) -> str | None:
     return value
 
 
+def _health_labels(user: dict | None, config: object) -> dict[str, str]:
+    """The merged health check (the image's HEALTHCHECK and the flags, Docker's rules) as labels."""
+    from ctk_shared.errors import UsageError
+
+    from . import healthcheck as hcfg
+
+    hc = hcfg.merge(user, config)
+    if hc is None:
+        return {}
+    try:
+        out = {hcfg.LABEL: hcfg.label_value(hc)}
+    except hcfg.HealthConfigError as e:
+        raise UsageError(str(e), hint="put a long check in a script in the image") from None
+    shell = hcfg.image_shell(config)
+    if shell and hc["Test"][0] == "CMD-SHELL":
+        import json
+
+        out[hcfg.SHELL_LABEL] = json.dumps(shell)
+    return out
+
+
 def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: Progress) -> Container:
     from ctk_shared import nethooks
     from ctk_shared.containerd import Container
@@ -254,6 +276,11 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
         state.validate_name(opts.name)
     net = opts.net
     nets: list[nethooks.NetworkInfo] = []
+    join = None  # --network container:REF
+    if net.mode == "container":
+        from .network import join_target
+
+        join = join_target(client, gopts.data_root, net.container)
     if net.mode == "cni":
         need_gw = any(h.endswith(":host-gateway") for h in net.add_hosts)
         nets = nethooks.resolve(gopts, list(net.networks), need_gw)
@@ -265,20 +292,27 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
         # ImageConfig.config is already the image config's "config" object, where ExposedPorts lives
         ports += [m for m in exposed(img.config.config) if (m["containerPort"], m["protocol"]) not in have]
     cid = secrets.token_hex(32)
-    hostname = opts.spec.hostname or cid[:12]
+    hostname = opts.spec.hostname or (join.hostname if join and join.hostname else cid[:12])
     cdir = state.container_dir(gopts.data_root, client.namespace, cid)
     new_anon: list = []
     try:
         state.make_container_dir(gopts.data_root, client.namespace, cid)
         passwd, group = _etc_files(client, img, gopts.snapshotter) if img.chain_ids else (None, None)
-        extra = _write_etc_files(cdir, hostname, net, nets[0].gateway if nets else "") \
-            if net.mode != "host" else ()
+        if join is not None:  # the target's own files, as Docker shares them (none for a host-mode target)
+            extra = tuple(MountSpec("bind", str(join.etc_dir / f), f"/etc/{f}")
+                          for f in ("hostname", "hosts", "resolv.conf")) if join.etc_dir else ()
+        else:
+            extra = _write_etc_files(cdir, hostname, net, nets[0].gateway if nets else "") \
+                if net.mode != "host" else ()
         from_mounts, inherited = volumes_from(client, opts.volumes_from, {m.target for m in opts.spec.mounts})
         vol_mounts, vol_uses, new_anon = _volume_mounts(client, gopts, img, opts.spec.mounts + from_mounts,
                                                         inherited)
         spec_opts = replace(opts.spec, hostname=hostname, extra_mounts=extra + opts.spec.extra_mounts,
                             mounts=vol_mounts,
-                            network="host" if net.mode == "host" else opts.spec.network)
+                            network="host" if net.mode == "host" or (join and join.mode == "host")
+                            else opts.spec.network,
+                            netns_path=str(nethooks.pinned_netns(gopts.data_root, client.namespace, join.id))
+                            if join and join.mode == "cni" else "")
         import json
 
         labels = dict(opts.labels)
@@ -289,12 +323,14 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
             L.RESTART_POLICY: str(opts.restart),
             L.LOG_PATH: str(state.log_path(gopts.data_root, client.namespace, cid)),
             L.HOSTNAME: hostname,
-            L.NETWORK: net.mode if net.mode != "cni" else ",".join(net.networks),
+            L.NETWORK: join.network_label if join else net.mode if net.mode != "cni" else ",".join(net.networks),
             L.RESTART_COUNT: "0",
             L.KEY_CHECK: key_check,
         })
         if opts.auto_remove:
             labels[L.AUTO_REMOVE] = "true"
+        if opts.spec.stdin_open:
+            labels[L.STDIN_OPEN] = "true"
         if vol_uses:
             from .volumes import uses_label
 
@@ -305,6 +341,7 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
             labels[L.STOP_SIGNAL] = stop_signal
         if opts.stop_timeout is not None:
             labels[L.STOP_TIMEOUT] = str(opts.stop_timeout)
+        labels.update(_health_labels(opts.healthcheck, img.config.config))
         if opts.restart.name != "no":
             labels[L.RESTART_POLICY_CTD] = str(opts.restart)
         with state.name_lock(gopts.data_root, client.namespace):
@@ -327,7 +364,7 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
                 spec_opts = replace(spec_opts, hooks=nethooks.hooks(gopts), annotations={
                     **(spec_opts.annotations or {}),
                     **nethooks.hook_annotations(client.namespace, [n.name for n in nets], ports, name, hostname,
-                                          cdir, net.ip)})
+                                                cdir, net.ip, endpoints=net.endpoints([n.name for n in nets]))})
                 labels[SL.NETWORKS] = json.dumps([n.name for n in nets])
                 if ports:
                     labels[L.PORTS] = json.dumps(ports)

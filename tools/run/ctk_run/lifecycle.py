@@ -9,6 +9,7 @@ import shutil
 import signal as signals
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -80,12 +81,15 @@ def logger_uri(client: Client, gopts: GlobalOptions, c: Container, detached: boo
     if not exe:
         raise CtkError("ctk-run-logger is not on PATH", hint="reinstall ctk-run (pip install ./tools/run)")
     path = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id))
-    # the logger talks to containerd only to apply a restart policy or --rm; otherwise it stays small and quick
-    # (a foreground --rm run is removed by the CLI; a detached one by a process the logger starts)
-    # (and a detached networked one, whose task is deleted at exit so its address and ports are freed)
-    needs_ctd = c.labels.get(L.RESTART_POLICY, "no") not in ("", "no") or \
-        (detached and (c.labels.get(L.AUTO_REMOVE) == "true" or L.NETWORKS in c.labels))
-    return build_log_uri(exe, path, gopts.socket_path if needs_ctd else None)
+    # the logger talks to containerd to apply a restart policy or --rm, to release a detached container's task
+    # at its exit (so its shim, the logger and its rootfs mount go, and a networked one's address and ports are
+    # freed), and to run health checks; a foreground run's CLI does the exit work itself (``attached``)
+    from .healthcheck import LABEL as HEALTH
+
+    health = HEALTH in c.labels
+    needs_ctd = c.labels.get(L.RESTART_POLICY, "no") not in ("", "no") or detached or health
+    return build_log_uri(exe, path, gopts.socket_path if needs_ctd else None, health=health,
+                         attached=not detached)
 
 
 def task_of(client: Client, cid: str):  # type: ignore[no-untyped-def]
@@ -121,9 +125,48 @@ def delete_task(client: Client, cid: str) -> int | None:
     return info.exit_status
 
 
+def has_terminal(c: Container) -> bool:
+    """The container's process was created with a terminal (``-t``: the spec's ``process.terminal``)."""
+    import json
+
+    try:
+        spec = json.loads(c.spec or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(spec, dict) and bool((spec.get("process") or {}).get("terminal"))
+
+
+def stdin_fifo(gopts: GlobalOptions, namespace: str, c: Container, make: bool = False) -> str:
+    """The FIFO a ``-it`` container reads its terminal input from (in its directory under the data root);
+    "" when it has none. With ``make`` it is created when missing (anything else found there is replaced).
+    The shim keeps its own writer open until the task ends, so the container never reads EOF when no client
+    is attached; ``attach`` writes into it."""
+    import os
+    import stat
+
+    if c.labels.get(L.STDIN_OPEN) != "true" or not has_terminal(c):
+        return ""
+    path = state.container_dir(gopts.data_root, namespace, c.id) / "stdin"
+    if make:
+        from ctk_shared import dataroot
+
+        dataroot.makedirs(gopts.data_root, path.parent)
+        try:
+            if not stat.S_ISFIFO(os.lstat(path).st_mode):
+                os.unlink(path)
+                os.mkfifo(path, 0o600)
+        except FileNotFoundError:
+            os.mkfifo(path, 0o600)
+    return str(path)
+
+
 def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[str, str] | None = None,
-               terminal: bool = False, detached: bool = True) -> int:
-    """Create and start the init task. ``io`` None = the json-file logger (detached and plain foreground)."""
+               terminal: bool = False, detached: bool = True,
+               before_start: Callable[[], None] | None = None) -> int:
+    """Create and start the init task. ``io`` None = the json-file logger (detached and plain foreground); a
+    container with a terminal (``-t``) then gets it too, its output logged as it comes (attach follows the
+    log) and, with ``-i``, its input from :func:`stdin_fifo`. ``before_start`` runs between the task's
+    creation and its start (a terminal's window size is set there, before the process runs)."""
     from .errors import exec_error
 
     old = task_of(client, c.id)
@@ -131,9 +174,18 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
         if old.status in ("running", "paused", "pausing"):
             raise Conflict(f"container {c.id[:12]} is already running")
         delete_task(client, c.id)
+    from .network import check_joinable
+
+    check_joinable(client, gopts, c)  # --network container:X needs X running
     rootfs = client.snapshots(c.snapshotter or gopts.snapshotter).mounts(c.snapshot_key or c.id)
     uri = logger_uri(client, gopts, c, detached)
-    streams = io if io is not None else {"stdin": "", "stdout": uri, "stderr": uri}
+    if io is None:
+        terminal = has_terminal(c)
+        if terminal:
+            uri += "&tty=1"  # ctk-run-logger: write partial lines at once (see logger._tty_passthrough)
+        streams = {"stdin": stdin_fifo(gopts, client.namespace, c, make=True), "stdout": uri, "stderr": uri}
+    else:
+        streams = io
     from .restart import monitored, parse_policy
 
     policy = c.labels.get(L.RESTART_POLICY, "no")
@@ -143,6 +195,8 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
                                            L.RESTART_COUNT: "0", **({L.NEVER_STARTED: "true"} if first else {})})
     try:
         client.tasks.create(c.id, rootfs, terminal=terminal, **streams)
+        if before_start is not None:
+            before_start()
         pid = client.tasks.start(c.id)
     except CtkError as e:
         try:
@@ -174,6 +228,8 @@ def _end_task(client: Client, cid: str, signum: int, timeout: int) -> bool:
     if task is not None and task.status in ("running", "paused", "pausing", "created"):
         try:
             client.tasks.kill(cid, signum)
+            if task.status in ("paused", "pausing"):
+                client.tasks.resume(cid)  # as Docker: a paused container is thawed to receive its stop signal
             client.tasks.wait(cid, timeout=max(timeout, 0) or 0.001)
         except Timeout:
             client.tasks.kill(cid, signals.SIGKILL, all=True)
@@ -223,11 +279,16 @@ def kill(client: Client, c: Container, sig: str | None) -> None:
     if signum in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
         mark_stopped(client, c)  # as Docker: a killed container is not restarted by its policy
     client.tasks.kill(c.id, signum)
+    if task.status in ("paused", "pausing") and signum == signals.SIGKILL:
+        client.tasks.resume(c.id)  # a frozen process dies only once thawed
 
 
 def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool, volumes: bool = False) -> None:
     """``rm [-f] [-v]``: the container, its snapshot and files; with ``volumes`` (or ``--rm``) also its
     anonymous volumes, as Docker's ``rm -v``; named volumes stay."""
+    from .network import check_removable
+
+    check_removable(client, c, force)  # a running container may share its network namespace
     task = task_of(client, c.id)
     ended = False  # its task was deleted here, and runc ran the poststop hooks
     if task is not None and task.status in ("running", "paused", "pausing"):

@@ -68,8 +68,7 @@ def health_state(c: Container, st: State) -> dict[str, Any] | None:
     hc = hcfg.from_label(c.labels.get(hcfg.LABEL))
     if hc is None or not log:
         return None
-    stale = hcfg.seconds(hc, "Interval") + hcfg.seconds(hc, "Timeout") + health.STALE_GRACE
-    return health.current(os.path.dirname(log), st.status == "running", stale)
+    return health.current(os.path.dirname(log), st.status == "running")
 
 
 def user_labels(c: Container) -> dict[str, str]:

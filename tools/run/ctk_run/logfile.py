@@ -63,6 +63,7 @@ class JsonLogWriter:
         # the logger runs as root: a link (or a FIFO) planted at the log's name is refused, never written through
         self._fd = open_owned(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._partial: dict[str, bytes] = {}
+        self._torn = False  # a write failed half-way (disk full): the next one starts on a new line
 
     @staticmethod
     def _record(stream: str, chunk: bytes, stamp: str) -> str:
@@ -107,12 +108,23 @@ class JsonLogWriter:
         if out:
             self._write("".join(out).encode())
 
+    def write_record(self, stream: str, text: str) -> None:
+        """One whole record of ctk's own (the logger's note of lines it dropped), apart from partial lines."""
+        self._write(self._record(stream, text.encode(), rfc3339nano()).encode())
+
     def _write(self, data: bytes) -> None:
         if self._fd < 0:
             raise ValueError("write to a closed JsonLogWriter")
+        if self._torn:  # end the half record a failed write left, so readers skip only that one
+            os.write(self._fd, b"\n")
+            self._torn = False
         view = memoryview(data)
         while view:
-            n = os.write(self._fd, view)
+            try:
+                n = os.write(self._fd, view)
+            except OSError:
+                self._torn = self._torn or len(view) < len(data)
+                raise
             view = view[n:]
 
     def close(self) -> None:

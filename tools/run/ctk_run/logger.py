@@ -3,10 +3,17 @@
 The shim passes the container's stdout on fd 3, stderr on fd 4 and a ready pipe on fd 5 (closed once we are
 set up; the container starts then), an environment of only CONTAINER_ID and CONTAINER_NAMESPACE (no PATH),
 and each URI query key and its value as arguments, in random order: ``log <json-file path>`` and, when the
-container has a restart policy or ``--rm``, ``address <containerd socket>``. Output goes to the json-file log
-(see logfile.py). When the container's init process exits the logger applies the restart policy
-(restart.py); when both streams end it flushes and exits 0. On task delete the shim closes the pipes and
-sends SIGTERM (SIGKILL 12 s later): the logger flushes what it has and exits 0.
+container has a restart policy, runs detached or has a health check, ``address <containerd socket>``
+(``health 1``: it has a check; ``attached 1``: a foreground run). Output goes to the json-file log (see
+logfile.py); lines lost to a full disk are counted and noted in the log once space is back
+(``ctk-run-logger: N lines dropped: no space left on device``) and in ``log-dropped.json``. When the
+container's init process exits the logger applies the restart policy (restart.py); a detached container that
+stays down has its task deleted by a short-lived child, so its shim, this logger and its rootfs mount go at
+once (as a networked one's address and ports). When both streams end it flushes and exits 0. On task delete
+the shim closes the pipes and sends SIGTERM (SIGKILL 12 s later): the logger flushes what it has and exits 0.
+
+Health checks (health.py) are run by a child started here only for a container that has one
+(:class:`_HealthChecks`), and started again if it is killed while the container runs.
 
 One of these runs per container for as long as it runs, so it stays small: only ``os``/``select``/
 ``signal``/``json``/``time`` are loaded while copying; grpc (the containerd client) only in a short-lived
@@ -29,14 +36,21 @@ FIND_FOR = 30.0  # …and for how long
 TERM_DRAIN = 5.0  # after SIGTERM: keep reading while data still arrives, at most this long
 
 
-def build_log_uri(logger_path: str, log_path: str, address: str | None) -> str:
+def build_log_uri(logger_path: str, log_path: str, address: str | None, *, health: bool = False,
+                  attached: bool = False) -> str:
     """``binary:///abs/logger?log=/abs/json.log&address=/run/containerd/containerd.sock`` (the shim parses it
-    with Go's net/url: ``+`` would read as a space, so everything but ``/`` is percent-encoded)."""
+    with Go's net/url: ``+`` would read as a space, so everything but ``/`` is percent-encoded). ``health``:
+    the container has a health check (the logger starts the runner); ``attached``: a foreground run, whose
+    CLI removes or releases the container itself at the exit."""
     from urllib.parse import quote
 
     query = [("log", os.path.abspath(log_path))]
     if address:
         query.append(("address", address))
+    if health:
+        query.append(("health", "1"))
+    if attached:
+        query.append(("attached", "1"))
     q = "&".join(f"{k}={quote(v, safe='/')}" for k, v in query)
     return f"binary://{quote(os.path.abspath(logger_path), safe='/')}?{q}"
 
@@ -71,8 +85,31 @@ def _mark_started(address: str, namespace: str, cid: str) -> None:
         _say(str(e))
 
 
+def _tty_passthrough(args: dict[str, str], writer: object) -> None:
+    """``tty 1`` (a container with a terminal, added by ctk-run's lifecycle): write each chunk as it comes,
+    partial lines included (a prompt, an echoed key), since ``attach`` shows the terminal by following the
+    log. A UTF-8 sequence torn at the end of a chunk waits for its rest."""
+    if args.get("tty") != "1":
+        return
+    write, partial = writer.write, writer._partial  # type: ignore[attr-defined]
+
+    def write_now(stream: str, data: bytes) -> None:
+        write(stream, data)
+        rest = partial.get(stream, b"")
+        keep = next((i for i in range(1, min(4, len(rest)) + 1) if rest[-i] >= 0xC0), 0)
+        if keep and len(rest[-keep:]) >= (2 if rest[-keep] < 0xE0 else 3 if rest[-keep] < 0xF0 else 4):
+            keep = 0  # the last sequence is whole
+        if rest:
+            partial[stream] = rest[:len(rest) - keep]
+            writer.flush()  # type: ignore[attr-defined]
+            if keep:
+                partial[stream] = rest[-keep:]
+
+    writer.write = write_now  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .logfile import JsonLogWriter
+    from .logfile import JsonLogWriter, rfc3339nano
 
     argv = sys.argv if argv is None else argv
     args = _args(argv)
@@ -86,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         _say(f"cannot open {log_path}: {e}")
         return 1
+    _tty_passthrough(args, writer)
     term: list[int] = []
     deciding = False
 
@@ -100,6 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     cid = os.environ.get("CONTAINER_ID", "")
     namespace = os.environ.get("CONTAINER_NAMESPACE") or "default"
     decides = bool(address and cid)
+    attached = args.get("attached") == "1"
+    cdir = os.path.dirname(os.path.abspath(log_path))
+    checks = None
+    if decides and args.get("health") == "1":
+        from . import health
+
+        try:
+            health.reset(cdir, rfc3339nano())  # before the container runs: ps never shows the last run's status
+        except OSError as e:
+            _say(f"resetting the health state: {e}")
+        checks = _HealthChecks(address, namespace, cid, cdir)  # type: ignore[arg-type]
+    drops = _Drops(cdir)
     if decides:
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
         if os.fork() == 0:  # the label update needs grpc: a short-lived child does it, this process stays small
@@ -112,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                 _mark_started(address, namespace, cid)  # type: ignore[arg-type]
             finally:
                 os._exit(0)
+    for fd in (3, 4):
+        try:
+            os.set_inheritable(fd, False)  # never handed to the health runner
+        except OSError:
+            pass
     try:
         os.close(5)  # ready: the shim may start the container
     except OSError:
@@ -127,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         streams[fd] = name
         poller.register(fd, select.POLLIN)  # POLLHUP and POLLERR are always reported
     watch = _ExitWatch(os.getppid()) if decides else None
+    if checks is not None:
+        checks.spawn(poller)
     decided = False
     write_failed = False
     term_at = 0.0
@@ -139,14 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         if not term:
             deciding = True
             try:
-                _decide(address, namespace, cid, log_path)  # type: ignore[arg-type]
+                _decide(address, namespace, cid, log_path, attached=attached,  # type: ignore[arg-type]
+                        health=checks is not None)
                 return
             except _Terminated:
                 pass
             finally:
                 deciding = False
         # SIGTERM: the task is being deleted (rm, stop, the restart monitor): record the exit, without a Wait
-        _decide(address, namespace, cid, log_path, wait=False)  # type: ignore[arg-type]
+        _decide(address, namespace, cid, log_path, wait=False, attached=attached,  # type: ignore[arg-type]
+                health=checks is not None)
 
     while True:
         if watch is not None and not decided:
@@ -164,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
             if watch is not None and fd == watch.fd:
                 watch.exited = True
                 continue
+            if checks is not None and fd == checks.fd:
+                checks.ended(poller)
+                if not (decided or term or (watch is not None and watch.done())):
+                    checks.spawn(poller)  # the runner was killed while the container runs: start it again
+                continue
             try:
                 data = os.read(fd, READ_SIZE)
             except BlockingIOError:
@@ -172,12 +236,17 @@ def main(argv: list[str] | None = None) -> int:
                 data = b""
             if data:
                 try:
+                    if drops.pending:
+                        writer.write_record("stderr", drops.marker())  # space is back: say what was lost
                     writer.write(streams[fd], data)
+                    if drops.pending:
+                        drops.written()
                     write_failed = False
                 except OSError as e:  # disk full: keep draining, so the container never blocks on its output
                     if not write_failed:
                         _say(f"writing {log_path}: {e}")
                     write_failed = True
+                    drops.lost(data, e)
             else:
                 poller.unregister(fd)
                 del streams[fd]
@@ -191,7 +260,144 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"writing {log_path}: {e}")
     if decides and not decided:
         decide()
+    if checks is not None:
+        checks.ended(poller)
     return 0
+
+
+class _HealthChecks:
+    """The health runner (health_runner.py), a child this logger starts when the container has a check:
+    it runs in its own session, so it outlives a SIGKILLed logger; when it dies while the container runs,
+    it is started again, at most :data:`RESPAWNS` times a minute (then the state says checks stopped)."""
+
+    RESPAWNS = 5
+
+    def __init__(self, address: str, namespace: str, cid: str, cdir: str) -> None:
+        self.argv = [sys.executable, "-m", "ctk_run.health_runner", address, namespace, cid, cdir,
+                     str(os.getppid())]
+        self.cdir = cdir
+        self.fd: int | None = None
+        self.starts: list[float] = []
+
+    def spawn(self, poller: select.poll) -> None:
+        from . import health
+
+        now = time.monotonic()
+        self.starts = [t for t in self.starts if now - t < 60]
+        if len(self.starts) >= self.RESPAWNS:
+            health.record_stop(self.cdir, f"the health check runner exited {self.RESPAWNS} times within a minute; "
+                               "checks resume when the container is started again")
+            return
+        doc = health.load(self.cdir)
+        if doc is not None and doc.get("Stopped"):
+            return  # the runner stopped on purpose (and said why)
+        self.starts.append(now)
+        lock = -1
+        try:
+            # the runner's lock is taken here and handed over, so readers never see a runner-less gap at start
+            import fcntl
+
+            from ctk_shared.outputs import open_owned
+
+            lock = open_owned(os.path.join(self.cdir, health.LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a runner is alive (one the logger before us started)
+            os.set_inheritable(lock, True)
+            pid = os.posix_spawn(self.argv[0], [*self.argv, str(lock)], dict(os.environ), setsid=True)
+            self.fd = os.pidfd_open(pid)
+        except OSError as e:
+            health.record_stop(self.cdir, f"cannot start the health check runner: {e}")
+            return
+        finally:
+            if lock >= 0:
+                os.close(lock)
+        poller.register(self.fd, select.POLLIN)
+
+    def ended(self, poller: select.poll) -> None:
+        if self.fd is not None:
+            try:
+                poller.unregister(self.fd)
+            except KeyError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+
+
+class _Drops:
+    """Log lines lost to a full disk: counted while writes fail, noted in the log with one record once space
+    is back, and kept in ``log-dropped.json`` beside the log for ``logs`` and ``inspect``. That file is made
+    (padded) when the logger starts and rewritten in place, so it can be updated while the disk is full."""
+
+    SIZE = 160
+
+    def __init__(self, cdir: str) -> None:
+        self.path = os.path.join(cdir, DROPS_FILE)
+        self.pending = 0  # lines lost since the last marker
+        self.total = 0
+        self.reason = ""
+        old = read_drops(cdir)
+        if old:
+            self.total = int(old.get("Lines") or 0)
+            self.reason = str(old.get("Reason") or "")
+        self._save()
+
+    def lost(self, data: bytes, e: OSError) -> None:
+        import errno
+
+        n = data.count(b"\n") or 1
+        self.pending += n
+        self.total += n
+        self.reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e)).lower()
+        self._save()
+
+    def marker(self) -> str:
+        return f"ctk-run-logger: {self.pending} lines dropped: {self.reason}\n"
+
+    def written(self) -> None:
+        self.pending = 0
+        self._save()
+
+    def _save(self) -> None:
+        import json
+
+        doc = json.dumps({"Lines": self.total, "Pending": self.pending, "Reason": self.reason}).encode()
+        try:
+            from ctk_shared.outputs import open_owned
+
+            fd = open_owned(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.pwrite(fd, doc.ljust(self.SIZE)[: self.SIZE], 0)  # in place: no new block needed
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+
+DROPS_FILE = "log-dropped.json"
+
+
+def read_drops(cdir: str) -> dict | None:
+    """``{"Lines": N, "Pending": M, "Reason": …}`` when the logger of the container in ``cdir`` ever dropped
+    lines (M of them not yet noted in the log), else None. A bounded read of a file under the data root."""
+    import json
+
+    try:
+        fd = os.open(os.path.join(cdir, DROPS_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("Lines"), int) or doc["Lines"] <= 0:
+        return None
+    return doc
 
 
 class _ExitWatch:
@@ -237,6 +443,14 @@ class _ExitWatch:
             return  # no pidfd here: decide at the end of output instead
         poller.register(self.fd, select.POLLIN)
 
+    def done(self) -> bool:
+        """The init process has exited (seen already, or its pidfd is readable now)."""
+        if self.exited:
+            return True
+        if self.fd is not None and select.select([self.fd], [], [], 0)[0]:
+            self.exited = True
+        return self.exited
+
     def close(self, poller: select.poll) -> None:
         if self.fd is not None:
             try:
@@ -247,19 +461,20 @@ class _ExitWatch:
         self.fd = None
 
 
-def _self_uri(log_path: str, address: str) -> str:
+def _self_uri(log_path: str, address: str, health: bool = False) -> str:
     """The log URI that started us, for a task the logger recreates itself (on-failure)."""
     me = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     if not me or me.endswith(".py") or not os.access(me, os.X_OK):  # python -m ctk_run.logger
         me = os.path.join(os.path.dirname(sys.executable), "ctk-run-logger")
-    return build_log_uri(me, log_path, address)
+    return build_log_uri(me, log_path, address, health=health)
 
 
 class _Terminated(BaseException):
     """SIGTERM during a restart decision: a BaseException, so the decision's own error handling lets it by."""
 
 
-def _decide(address: str, namespace: str, cid: str, log_path: str, wait: bool = True) -> None:
+def _decide(address: str, namespace: str, cid: str, log_path: str, wait: bool = True,
+            attached: bool = False, health: bool = False) -> None:
     """Apply the restart policy (see restart.py); never raises but :class:`_Terminated`."""
     try:
         from ctk_shared.containerd import Client
@@ -273,10 +488,12 @@ def _decide(address: str, namespace: str, cid: str, log_path: str, wait: bool = 
         restart, labels = decision
         if restart:
             if not monitored(parse_policy(labels.get(L.RESTART_POLICY) or "no")):
-                _spawn("relaunch_main", address, namespace, cid, _self_uri(log_path, address))
+                _spawn("relaunch_main", address, namespace, cid, _self_uri(log_path, address, health))
+        elif attached:
+            return  # a foreground run: its CLI removes the container or deletes the task
         elif labels.get(L.AUTO_REMOVE) == "true":
             _spawn("remove_main", address, namespace, cid)
-        elif labels.get(L.NETWORKS):
+        else:  # delete the task: its shim, this logger and the rootfs mount go; the network is freed
             _spawn("release_main", address, namespace, cid)
     except Exception as e:  # noqa: BLE001 - a background process: report and carry on
         _say(f"restart decision for {cid[:12]} failed: {e}")

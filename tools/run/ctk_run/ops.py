@@ -72,6 +72,7 @@ def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, .
     for v in kw.get("volumes_from") or ():
         parse_volumes_from(v)
     parse_security_opts(kw["security_opt"])
+    healthcheck = health_options(kw)
     platform = run_platform(kw["platform"]) if kw["platform"] else None
     entrypoint = None if kw["entrypoint"] is None else (kw["entrypoint"],) if kw["entrypoint"] else ()
     mounts = tuple(parse_volume(v) for v in kw["volume"]) + tuple(parse_mount(m) for m in kw["mount"]) + \
@@ -91,7 +92,20 @@ def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, .
                          restart=parse_policy(kw["restart"]), auto_remove=kw["auto_remove"],
                          labels=labels_from_args(kw["label"]), stop_timeout=kw["stop_timeout"], net=net,
                          decryption_keys=decryption_keys(kw.get("decryption_keys") or ()),
-                         volumes_from=tuple(kw.get("volumes_from") or ()))
+                         volumes_from=tuple(kw.get("volumes_from") or ()), healthcheck=healthcheck)
+
+
+def health_options(kw: dict[str, Any]) -> dict | None:
+    """The ``--health-*``/``--no-healthcheck`` flags as the user's part of the check (see healthcheck.py)."""
+    from .healthcheck import HealthConfigError, from_flags
+
+    try:
+        return from_flags(cmd=kw.get("health_cmd"), interval=kw.get("health_interval"),
+                          timeout=kw.get("health_timeout"), start_period=kw.get("health_start_period"),
+                          start_interval=kw.get("health_start_interval"), retries=kw.get("health_retries"),
+                          disabled=bool(kw.get("no_healthcheck")))
+    except HealthConfigError as e:
+        raise UsageError(str(e), hint="durations are Go durations such as 500ms, 2s or 1m30s") from None
 
 
 def check_user(user: str | None) -> None:
@@ -123,32 +137,14 @@ def decryption_keys(specs: tuple[str, ...]) -> tuple:
 
 
 def network_options(kw: dict[str, Any]):  # type: ignore[no-untyped-def]
-    import ipaddress
-
-    from .network import NetOptions, parse_add_host
+    from .network import build_net_options
     from .ports import parse_all
 
-    names: list[str] = []
-    for item in kw.get("network") or ("bridge",):
-        names += [n for n in item.split(",") if n] if item not in ("none", "host") else [item]
-    names = list(dict.fromkeys(names)) or ["bridge"]
-    if len(names) > 1 and {"none", "host"} & set(names):
-        raise UsageError("--network none/host cannot be combined with other networks")
-    for dns in kw.get("dns") or ():
-        try:
-            ipaddress.ip_address(dns)
-        except ValueError:
-            raise UsageError(f'invalid argument "{dns}" for "--dns" flag: IP address is not correctly formatted: '
-                             f"{dns}") from None
-    if kw.get("ip"):
-        try:
-            ipaddress.IPv4Address(kw["ip"])
-        except ValueError:
-            raise UsageError(f"invalid --ip {kw['ip']!r}") from None
-    return NetOptions(networks=tuple(names), publish=tuple(parse_all(kw.get("publish") or ())),
-                      publish_all=bool(kw.get("publish_all")), ip=kw.get("ip"), dns=tuple(kw.get("dns") or ()),
-                      dns_search=tuple(kw.get("dns_search") or ()), dns_options=tuple(kw.get("dns_option") or ()),
-                      add_hosts=tuple(parse_add_host(h) for h in kw.get("add_host") or ()))
+    return build_net_options(
+        networks=kw.get("network") or (), network_aliases=kw.get("network_alias") or (),
+        publish=tuple(parse_all(kw.get("publish") or ())), publish_all=bool(kw.get("publish_all")),
+        ip=kw.get("ip"), hostname=kw.get("hostname"), dns=kw.get("dns") or (), dns_search=kw.get("dns_search") or (),
+        dns_options=kw.get("dns_option") or (), add_hosts=kw.get("add_host") or ())
 
 
 def create_container(gopts: GlobalOptions, image: str, command: tuple[str, ...],
@@ -176,8 +172,10 @@ def create_container(gopts: GlobalOptions, image: str, command: tuple[str, ...],
 
 
 def run_container(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw: dict[str, Any]) -> int:
+    from . import detachkeys
     from .attach import run_attached, run_logged
 
+    keys = detachkeys.parse(kw.get("detach_keys"))  # checked before anything is made
     client, c = create_container(gopts, image, command, kw)
     if kw["detach"]:
         try:
@@ -189,7 +187,13 @@ def run_container(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw
         output.emit_line(c.id)
         return 0
     try:
-        if kw["interactive"] or kw["tty"]:
+        if kw["tty"]:
+            from .attach import run_terminal
+
+            code = run_terminal(client, gopts, c, detach_keys=keys, sig_proxy=kw.get("sig_proxy", True))
+            if code is None:
+                return 0  # detached: it runs on (its logger removes it at the exit with --rm)
+        elif kw["interactive"]:
             code = run_attached(client, gopts, c, stdin_open=kw["interactive"], tty=kw["tty"])
         else:
             code = run_logged(client, gopts, c)
@@ -205,8 +209,12 @@ def run_container(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw
 
 
 def _cleanup(client: Client, gopts: GlobalOptions, c: Container) -> None:
+    from ctk_shared.errors import NotFound
+
     try:
         lifecycle.remove(client, gopts, c, True)
+    except NotFound:
+        pass  # its logger removed it first (a container with a terminal has one that does)
     except CtkError as e:
         sys.stderr.write(f"ctk-run: warning: removing {c.id[:12]}: {e}\n")
 
@@ -316,6 +324,12 @@ def show_logs(client: Client, gopts: GlobalOptions, text: str, *, follow: bool, 
         target = out.get(stream, sys.stdout.buffer)
         target.write(data)
         target.flush()
+    from .logger import read_drops
+
+    drops = read_drops(os.path.dirname(path))
+    if drops:
+        sys.stderr.write(f"ctk-run: warning: {drops['Lines']} lines of this log were dropped: "
+                         f"{drops.get('Reason') or 'write error'}\n")
 
 
 def show_ports(client: Client, text: str, private: str | None) -> None:
@@ -326,13 +340,23 @@ def show_ports(client: Client, text: str, private: str | None) -> None:
     c = find_container(client, text)
     st = state_of(c, lifecycle.task_of(client, c.id))
     mappings = network_state(c, st).get("Ports") or []
+    # Docker's order and form: by container port, then protocol and host side; an IPv6 host in brackets
+    mappings = sorted(mappings, key=lambda m: (int(m["containerPort"]), m["protocol"], m.get("hostIP") or "",
+                                               int(m["hostPort"])))
+
+    def host(m: dict[str, Any]) -> str:
+        ip = m.get("hostIP") or "0.0.0.0"
+        return f"[{ip}]:{m['hostPort']}" if ":" in ip else f"{ip}:{m['hostPort']}"
+
     if private:
         num, _, proto = private.partition("/")
-        mappings = [m for m in mappings if str(m["containerPort"]) == num and m["protocol"] == (proto or "tcp")]
+        if not num.isdigit() or int(num) > 65535:
+            raise CtkError(f"invalid port ({num})", hint="give PRIVATE_PORT[/PROTO], e.g. 80 or 53/udp")
+        mappings = [m for m in mappings if int(m["containerPort"]) == int(num) and m["protocol"] == (proto or "tcp")]
         if not mappings:
             raise CtkError(f"no public port '{private}' published for {text}")
         for m in mappings:
-            output.emit_line(f"{m.get('hostIP') or '0.0.0.0'}:{m['hostPort']}")
+            output.emit_line(host(m))
         return
     for m in mappings:
-        output.emit_line(f"{m['containerPort']}/{m['protocol']} -> {m.get('hostIP') or '0.0.0.0'}:{m['hostPort']}")
+        output.emit_line(f"{m['containerPort']}/{m['protocol']} -> {host(m)}")
