@@ -41,6 +41,8 @@ ANN_NAME = "ctk/name"
 ANN_HOSTNAME = "ctk/hostname"
 ANN_STATE_DIR = "ctk/state-dir"  # the container's directory under the data root (hosts file, network state)
 ANN_IP = "ctk/ip"  # --ip, for the first network
+# per network: {"Aliases": [...], "IPAddress": "..."} (--network-alias, --network name=…,alias=…,ip=…)
+ANN_ENDPOINTS = "ctk/endpoints"
 # written by the hook into the state dir, read by ctk-run (ps PORTS, inspect NetworkSettings, port):
 # {"Networks": {name: {"IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "Interface"}}, "Ports": [mapping]}
 NETWORK_STATE_FILE = "network.json"

@@ -109,14 +109,25 @@ def hooks(gopts: GlobalOptions) -> dict[str, Any]:
 
 
 def hook_annotations(namespace: str, networks: list[str], ports: list[dict[str, Any]], name: str, hostname: str,
-                state_dir: Path | None, ip: str | None) -> dict[str, str]:
+                     state_dir: Path | None, ip: str | None, *,
+                     endpoints: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
     """What the hook reads from the spec. An empty ``name`` and ``hostname`` keep the task out of its peers'
-    hosts files; without a ``state_dir`` the hook writes no state and no hosts file for it."""
+    hosts files; without a ``state_dir`` the hook writes no state and no hosts file for it. ``endpoints``:
+    per network, the ``Aliases`` its peers resolve and the ``IPAddress`` it asks for."""
     ann = {SL.ANN_NETWORKS: json.dumps(networks), SL.ANN_PORTS: json.dumps(ports), SL.ANN_NAMESPACE: namespace,
            SL.ANN_NAME: name, SL.ANN_HOSTNAME: hostname, SL.ANN_STATE_DIR: str(state_dir) if state_dir else ""}
     if ip:
         ann[SL.ANN_IP] = ip
+    if endpoints:
+        ann[SL.ANN_ENDPOINTS] = json.dumps(endpoints)
     return ann
+
+
+def pinned_netns(data_root: str | Path, namespace: str, container_id: str) -> Path:
+    """Where the hook bind-mounts an attached container's network namespace while it is attached (it outlives
+    the task's processes until the CNI DEL). ``--network container:`` joins a container through this path:
+    it exists exactly while the target is attached, and a stopped target leaves no file to join."""
+    return Path(os.path.abspath(data_root)) / "net" / "netns" / f"{namespace}--{container_id}"
 
 
 def hook_error(message: str) -> str | None:

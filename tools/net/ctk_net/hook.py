@@ -66,6 +66,7 @@ class Hook:
         self.hostname = ann.get(L.ANN_HOSTNAME, "")
         self.state_dir = ann.get(L.ANN_STATE_DIR, "")
         self.ip = ann.get(L.ANN_IP, "")
+        self.endpoint_config = _json_object(ann.get(L.ANN_ENDPOINTS))
         from ctk_shared import dataroot
 
         self.net_root = dataroot.ensure(gopts.data_root) / "net"  # 0710 before CNI's IPAM or we make it 0755
@@ -74,7 +75,16 @@ class Hook:
 
     @property
     def netns_path(self) -> Path:
-        return self.net_root / "netns" / f"{self.namespace}--{self.id}"
+        from ctk_shared.nethooks import pinned_netns
+
+        return pinned_netns(self.gopts.data_root, self.namespace, self.id)
+
+    def _endpoint(self, network: str) -> tuple[list[str], str]:
+        """The aliases and the requested address of this container on ``network``."""
+        ep = self.endpoint_config.get(network)
+        ep = ep if isinstance(ep, dict) else {}
+        aliases = [str(a) for a in ep.get("Aliases") or [] if isinstance(a, str) and a]
+        return aliases, str(ep.get("IPAddress") or "")
 
     # ------------------------------------------------------------------------------------------- attach
 
@@ -100,11 +110,13 @@ class Hook:
                 for i, net in enumerate(nets):
                     att = Attachment(net.name, self.id, f"eth{i}")
                     rc: dict[str, Any] = {"portMappings": cni_mappings(mappings)} if i == 0 and mappings else {}
-                    args = f"IgnoreUnknown=1;IP={self.ip}" if i == 0 and self.ip else ""
+                    aliases, want_ip = self._endpoint(net.name)
+                    want_ip = want_ip or (self.ip if i == 0 else "")
+                    args = f"IgnoreUnknown=1;IP={want_ip}" if want_ip else ""
                     result = self.runtime.add(net.conflist, att, netns, rc, args)
                     attached.append(att)
                     record["networks"][net.name] = {**first_ipv4(result, att.ifname), "interface": att.ifname,
-                                                    "network_id": net.id}
+                                                    "network_id": net.id, "aliases": aliases}
             except BaseException:
                 for att in reversed(attached):
                     self.runtime.delete(att, netns)
@@ -166,7 +178,7 @@ class Hook:
             addr, _, prefix = att.get("address", "").partition("/")
             nets[name] = {"IPAddress": addr, "IPPrefixLen": int(prefix or 0), "Gateway": att.get("gateway", ""),
                           "MacAddress": att.get("mac", ""), "Interface": att.get("interface", ""),
-                          "NetworkID": att.get("network_id", "")}
+                          "NetworkID": att.get("network_id", ""), "Aliases": list(att.get("aliases") or [])}
         jsonfiles.write(Path(self.state_dir) / L.NETWORK_STATE_FILE, {"Networks": nets, "Ports": record["ports"]})
 
     def _refresh_hosts(self, changed: dict[str, Any], leaving: bool = False) -> None:
@@ -181,6 +193,15 @@ class Hook:
                 rewrite(str(Path(ep["state_dir"]) / "hosts"), entries_for(ep, everyone))
             except OSError as e:
                 sys.stderr.write(f"ctk-net: hook: updating the hosts file of {ep['id'][:12]}: {e}\n")
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    """An annotation holding a JSON object; anything else (absent, malformed) is empty."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _libc() -> ctypes.CDLL:

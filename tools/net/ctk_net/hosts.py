@@ -6,6 +6,8 @@ went. Lines outside the block (the user's own edits included) are kept. The file
 never replaced: it is bind-mounted into the container, and a new inode would not be seen there.
 
 As in nerdctl (and unlike Docker's default bridge), names resolve on every network, the default one too.
+Network aliases (``--network-alias``) are per network: a peer sees them only on a network it shares with
+that container. Two containers with one alias both get a line; the resolver answers with the first.
 """
 from __future__ import annotations
 
@@ -36,14 +38,21 @@ def entries_for(me: dict[str, Any], everyone: list[dict[str, Any]]) -> list[str]
             lines.append(f"{ip}\t{' '.join(names)}")
 
     for att in (me.get("networks") or {}).values():
-        add(_ip(att.get("address", "")), [me.get("hostname", ""), me.get("name", "")])
+        add(_ip(att.get("address", "")), [me.get("hostname", ""), me.get("name", ""), *_aliases(att)])
     for peer in everyone:
         if peer.get("id") == me.get("id") or peer.get("namespace") != me.get("namespace"):
             continue
         for net, att in (peer.get("networks") or {}).items():
             if net in (me.get("networks") or {}):
-                add(_ip(att.get("address", "")), [peer.get("hostname", ""), peer.get("name", "")])
+                add(_ip(att.get("address", "")), [peer.get("hostname", ""), peer.get("name", ""), *_aliases(att)])
     return lines
+
+
+def _aliases(att: dict[str, Any]) -> list[str]:
+    """A container's aliases on one network (``--network-alias``): names only its peers on that network (and
+    itself) resolve. Whitespace or a '#' would break the hosts line: such a name is left out."""
+    return [a for a in att.get("aliases") or [] if isinstance(a, str) and a and not any(
+        c.isspace() or c == "#" for c in a)]
 
 
 def rewrite(path: str, lines: list[str]) -> None:

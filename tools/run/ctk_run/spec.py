@@ -74,6 +74,7 @@ class SpecOptions:
     sysctls: tuple[str, ...] = ()
     extra_mounts: tuple[MountSpec, ...] = ()  # files ctk generates (/etc/hosts, resolv.conf, hostname)
     network: str = "none"  # "host" shares the host's netns; anything else gets a new one
+    netns_path: str = ""  # join this network namespace instead (--network container:)
     hooks: dict | None = None  # the OCI "hooks" section, verbatim
     annotations: dict[str, str] | None = None
 
@@ -126,7 +127,8 @@ def build_spec(container_id: str, namespace: str, image_config: dict, opts: Spec
         namespaces.append("cgroup")
 
     linux: dict = {
-        "namespaces": [{"type": t} for t in namespaces],
+        "namespaces": [{"type": t, "path": opts.netns_path} if t == "network" and opts.netns_path else {"type": t}
+                       for t in namespaces],
         "cgroupsPath": f"/{namespace}/{container_id}",
         "resources": _resources(opts),
         "devices": ocispec.device_nodes(),
