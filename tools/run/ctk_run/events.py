@@ -11,7 +11,7 @@ labels and tasks: each existing container's ``create``, its last ``start`` and, 
 ``die``; earlier runs and removed containers are gone. Then the live stream follows, unless ``--until`` is past.
 
 If containerd goes away the stream is reopened (events in the gap are lost, which stderr says); if it does not
-come back within :data:`RECONNECT_FOR` seconds the command ends with an error.
+come back within :data:`RECONNECT_FOR` seconds (``$CTK_EVENTS_RECONNECT_TIMEOUT``) the command ends with an error.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 FIELDS = ("status", "id", "from", "Type", "Action", "Actor", "scope", "time", "timeNano")
 FILTER_KEYS = ("container", "event", "type", "image", "label")
-RECONNECT_FOR = 60.0  # seconds to wait for containerd to come back before giving up
+RECONNECT_FOR = 60.0  # seconds to wait for containerd to come back before giving up ($CTK_EVENTS_RECONNECT_TIMEOUT)
 _RETRY_EVERY = 0.5
 # Docker matches these actions by prefix: `event=health_status` also catches `health_status: healthy`
 _PREFIX_ACTIONS = ("health_status", "exec_create", "exec_start")
@@ -239,18 +239,25 @@ def _note(text: str) -> None:
 def _live(client: Client, until: datetime | None, on_reopen: Any) -> Iterator[Event]:
     """The namespace's events until ``until`` (forever without it), reopening the stream after a lost
     connection; a :class:`CtkError` once containerd stays away for :data:`RECONNECT_FOR` seconds."""
+    import os
+
     want = [f'namespace=="{client.namespace}"']
+    try:
+        patience = float(os.environ.get("CTK_EVENTS_RECONNECT_TIMEOUT") or RECONNECT_FOR)
+    except ValueError:
+        raise UsageError("CTK_EVENTS_RECONNECT_TIMEOUT must be a number of seconds") from None
     lost_at: float | None = None
     while True:
         try:
-            sub = client.events.subscribe(want)
+            # ready: returns once containerd delivers to the stream (a gRPC stream opens lazily, so a lost
+            # daemon would only show at the first read, and the first events after a reopen could be missed)
+            sub = client.events.subscribe(want, ready=True, timeout=min(5.0, max(patience, 0.5)))
         except CtkError as e:
             if lost_at is None:
                 raise
-            if time.monotonic() - lost_at > RECONNECT_FOR:
-                raise CtkError(f"lost the event stream and containerd did not come back within "
-                               f"{RECONNECT_FOR:g}s: {e}", hint="start containerd and run ctk-run events again") \
-                    from None
+            if time.monotonic() - lost_at > patience:
+                raise CtkError(f"lost the event stream and containerd did not come back within {patience:g}s: {e}",
+                               hint="start containerd and run ctk-run events again") from None
             time.sleep(_RETRY_EVERY)
             continue
         if lost_at is not None:
@@ -275,7 +282,7 @@ def _live(client: Client, until: datetime | None, on_reopen: Any) -> Iterator[Ev
             sub.cancel()
         if until is not None and datetime.now(UTC) >= until:
             return
-        _note(f"{error}; reconnecting (up to {RECONNECT_FOR:g}s)…")
+        _note(f"{error}; reconnecting (up to {patience:g}s)…")
         lost_at = time.monotonic()
 
 
