@@ -95,10 +95,16 @@ class RichProgress:
                        console=self._console, transient=False, refresh_per_second=8)
         self._ids: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._rp.start()
+        self._started = False  # the live display (and its cursor codes) only once there is something to draw
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._rp.start()
 
     def task(self, key: str, label: str, total: int | None = None, status: str = "waiting") -> None:
         with self._lock:
+            self._start()
             if key not in self._ids:
                 self._ids[key] = self._rp.add_task(label, total=total, status=status)
 
@@ -118,10 +124,13 @@ class RichProgress:
         self._rp.update(tid, **kw)
 
     def note(self, text: str) -> None:
+        with self._lock:
+            self._start()
         self._rp.console.print(text, highlight=False, markup=False)
 
     def close(self) -> None:
-        self._rp.stop()
+        if self._started:
+            self._rp.stop()
 
 
 def make_progress(quiet: bool = False, stream: TextIO | None = None) -> Progress:

@@ -151,6 +151,228 @@ def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_op
         fifos.close()
 
 
+DETACHED = None  # what a session returns when the user typed the detach keys
+
+
+def log_path_of(gopts: GlobalOptions, namespace: str, c: Container) -> str:
+    return c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, namespace, c.id))
+
+
+def log_size(path: str) -> int:
+    """Where a session starts following: the log's end now (what came before is ``logs``' business)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def run_terminal(client: Client, gopts: GlobalOptions, c: Container, *, detach_keys: bytes, sig_proxy: bool,
+                 attach_stdin: bool = True) -> int | None:
+    """``run -t`` / ``run -it`` / ``start -a`` of a container with a terminal: start it as a detached one is
+    (terminal, json-file logger, input FIFO; the logger applies --rm and frees the network if we detach) and
+    attach to it. The window size is set between the task's creation and its start. The exit status, or
+    :data:`DETACHED` when the user detached."""
+    keep_task = c.labels.get(L.RESTART_POLICY, "no") not in ("", "no")
+    log = log_path_of(gopts, client.namespace, c)
+    offset = log_size(log)
+    stdin_open = attach_stdin and c.labels.get(L.STDIN_OPEN) == "true"
+    term = Terminal(client, c.id, tty=True, stdin_open=stdin_open)
+    lifecycle.start_task(client, gopts, c, before_start=term.resize)
+    stdin = lifecycle.stdin_fifo(gopts, client.namespace, c) if stdin_open else ""
+    return session(client, c, log=log, offset=offset, stdin=stdin, term=term, detach_keys=detach_keys,
+                   sig_proxy=sig_proxy, delete_after=not keep_task, close_stdin_at_eof=True)
+
+
+def start_attached(client: Client, gopts: GlobalOptions, text: str, *, interactive: bool, detach_keys: bytes,
+                   keys: tuple = ()) -> int:
+    """``start -a [-i]``: start a stopped or created container and stay attached as ``run`` does; the
+    container's exit status (1 after the detach keys, as Docker's attach)."""
+    from .lookup import find_container
+    from .ops import check_first_start
+
+    c = find_container(client, text)
+    check_first_start(client, c, keys)
+    if lifecycle.has_terminal(c):
+        code = run_terminal(client, gopts, c, detach_keys=detach_keys, sig_proxy=True, attach_stdin=interactive)
+        return 1 if code is DETACHED else code
+    if interactive and c.labels.get(L.STDIN_OPEN) == "true":
+        code = run_attached(client, gopts, c, stdin_open=True, tty=False)
+        if c.labels.get(L.RESTART_POLICY, "no") in ("no", ""):
+            lifecycle.delete_task(client, c.id)  # keep the exit for ps; let the shim go
+        return code
+    return run_logged(client, gopts, c)
+
+
+def attach_to(client: Client, gopts: GlobalOptions, text: str, *, no_stdin: bool, sig_proxy: bool,
+              detach_keys: bytes) -> int:
+    """``ctk-run attach``: this terminal to a running container's terminal and input (output only for one
+    without them), until it exits (its status) or the detach keys (1, as Docker's attach)."""
+    from ctk_shared.errors import Conflict
+
+    from .lookup import display_name, find_container
+
+    c = find_container(client, text)
+    task = lifecycle.task_of(client, c.id)
+    if task is None or task.status not in ("running", "paused", "pausing"):
+        raise Conflict("you cannot attach to a stopped container, start it first",
+                       hint=f"ctk-run start -a {text}")
+    tty = lifecycle.has_terminal(c)
+    stdin = "" if no_stdin else lifecycle.stdin_fifo(gopts, client.namespace, c)
+    if not tty and not no_stdin:
+        sys.stderr.write(f"ctk-run: container {display_name(c)} has no terminal and no stdin (it was not started "
+                         "with -t/-it): showing its output only\n")
+        sys.stderr.flush()
+    if tty and stdin and not sys.stdin.isatty():
+        raise CtkError("the input device is not a TTY", hint="attach from a terminal, or use --no-stdin")
+    log = log_path_of(gopts, client.namespace, c)
+    term = Terminal(client, c.id, tty=tty, stdin_open=bool(stdin))
+    code = session(client, c, log=log, offset=log_size(log), stdin=stdin, term=term, detach_keys=detach_keys,
+                   sig_proxy=sig_proxy, delete_after=False, close_stdin_at_eof=False)
+    return 1 if code is DETACHED else code
+
+
+def session(client: Client, c: Container, *, log: str, offset: int, stdin: str, term: Terminal,
+            detach_keys: bytes, sig_proxy: bool, delete_after: bool, close_stdin_at_eof: bool) -> int | None:
+    """Copy our keys into the container's input FIFO (``stdin``, "" for none) and its log, from ``offset``,
+    to our stdout/stderr, until it exits (its status) or the detach keys were typed (:data:`DETACHED`).
+
+    ``delete_after``: delete the task at the exit, so the shim waits for the logger's last write before the
+    log is read to its end. ``close_stdin_at_eof``: our stdin's end is the container's (``run -i``)."""
+    from . import detachkeys
+
+    done = threading.Event()
+    result: dict[str, int] = {}
+    detached = threading.Event()
+
+    def wait() -> None:
+        try:
+            result["code"] = client.tasks.wait(c.id).exit_status
+            if delete_after:
+                lifecycle.delete_task(client, c.id)
+        except CtkError:
+            result.setdefault("code", 255)
+        done.set()
+
+    threading.Thread(target=wait, daemon=True, name="ctk-wait").start()
+    fifo_fd = _open_input(stdin) if stdin else None
+    try:
+        term.attach()
+        if fifo_fd is not None:
+            scanner = detachkeys.Scanner(detach_keys) if sys.stdin.isatty() else None
+            threading.Thread(target=_pump_keys, daemon=True, name="ctk-stdin", args=(
+                client, c.id, fifo_fd, scanner, detached, close_stdin_at_eof)).start()
+        with _SignalProxy(client, c.id) if sig_proxy and not term.raw else _NoProxy():
+            _follow_log(log, offset, done, detached, grace=0.0 if delete_after else LOGGER_GRACE)
+    finally:
+        term.restore()
+    if detached.is_set():
+        sys.stderr.write("read escape sequence\n")
+        sys.stderr.flush()
+        return DETACHED
+    done.wait()
+    return result.get("code", 255)
+
+
+def _open_input(path: str) -> int:
+    """Our writer on the container's input FIFO. Nobody reading it (ENXIO) means its task does not take
+    input any more."""
+    import errno
+    import stat
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.ENOENT):
+            raise CtkError("the container does not read its input any more (its stdin was closed)",
+                           hint="attach with --no-stdin to see its output") from None
+        raise
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CtkError(f"{path} is not a FIFO")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _pump_keys(client: Client, cid: str, fd: int, scanner: object, detached: threading.Event,
+               close_at_eof: bool) -> None:
+    """Our stdin into the container's input FIFO, watching for the detach keys when it is a terminal."""
+    src = sys.stdin.fileno()
+    try:
+        while True:
+            try:
+                data = os.read(src, 32768)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            if scanner is not None:
+                data = scanner.feed(data)  # type: ignore[attr-defined]
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if scanner is not None and scanner.detached:  # type: ignore[attr-defined]
+                detached.set()
+                return
+        if close_at_eof:  # as Docker's StdinOnce: our input's end is the container's
+            try:
+                client.tasks.close_io(cid)
+            except CtkError:
+                pass
+    except OSError:
+        pass
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _follow_log(path: str, offset: int, done: threading.Event, detached: threading.Event, grace: float) -> None:
+    """Write the log's records from ``offset`` on to stdout/stderr as they are appended, until ``detached``,
+    or until the container exited (``done``) and nothing more came for ``grace`` seconds."""
+    import json
+
+    out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    f = None
+    pending = b""
+    quiet_since: float | None = None
+    delay = 0.002
+    try:
+        while not detached.is_set():
+            if f is None:
+                try:
+                    f = open(path, "rb")
+                    f.seek(offset if os.fstat(f.fileno()).st_size >= offset else 0)
+                except FileNotFoundError:
+                    f = None
+            chunk = f.read(1 << 20) if f is not None else b""
+            if chunk:
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    try:
+                        rec = json.loads(line)
+                        target = out.get(rec.get("stream"), sys.stdout.buffer)
+                        target.write(str(rec["log"]).encode("utf-8", errors="replace"))
+                        target.flush()
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        continue  # a torn or foreign line: skipped, as logs does
+                delay = 0.002
+                quiet_since = None
+                continue
+            if done.is_set():
+                now = time.monotonic()
+                if quiet_since is None:
+                    quiet_since = now
+                    continue  # read once more after the exit was seen
+                if now - quiet_since >= grace:
+                    return
+            detached.wait(delay)
+            delay = min(delay * 2, 0.02)
+    finally:
+        if f is not None:
+            f.close()
+
+
 class _NoProxy:
     def __enter__(self) -> None:
         return None

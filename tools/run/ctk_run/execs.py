@@ -55,14 +55,24 @@ def exec_in(client: Client, gopts: GlobalOptions, text: str, command: tuple[str,
 
     c = find_container(client, text)
     task = lifecycle.task_of(client, c.id)
+    if task is not None and task.status in ("paused", "pausing"):
+        raise Conflict(f"container {c.id} is paused, unpause the container before exec",
+                       hint=f"ctk-run unpause {text}")
     if task is None or task.status != "running":
         raise Conflict(f"container {c.id[:12]} is not running", hint=f"start it first: ctk-run start {text}")
     spec = json.loads(c.spec or b"{}")
     proc = process_spec(spec, command, tty=tty, env=env, workdir=workdir, user=user, privileged=privileged)
+    if tty and not detach and (size := _window_size()):
+        # runc sizes the terminal before the process runs (the shim makes an exec's terminal only at its start,
+        # so a ResizePty before then would be lost, and one after it races the process: ``stty size`` saw 0 0)
+        proc["consoleSize"] = {"height": size[1], "width": size[0]}
     exec_id = f"exec-{secrets.token_hex(8)}"
     fifo_dir = state.namespace_dir(gopts.data_root, client.namespace) / "fifo"
     dataroot.makedirs(gopts.data_root, fifo_dir)  # the data root 0710 first
     fifos = FifoSet(str(fifo_dir), exec_id, stdin=interactive, terminal=tty)
+    from .attach import OUTPUT_GRACE, Terminal
+
+    term = Terminal(client, c.id, tty=tty and not detach, stdin_open=interactive, exec_id=exec_id)
     try:
         try:
             client.tasks.exec(c.id, exec_id, proc, stdin=fifos.stdin_path, stdout=fifos.stdout_path,
@@ -78,9 +88,6 @@ def exec_in(client: Client, gopts: GlobalOptions, text: str, command: tuple[str,
             return 0
         import threading
 
-        from .attach import OUTPUT_GRACE, Terminal
-
-        term = Terminal(client, c.id, tty=tty, stdin_open=interactive, exec_id=exec_id)
         term.attach()
 
         done = threading.Event()
@@ -128,3 +135,13 @@ def _writer(target):  # type: ignore[no-untyped-def]
         target.flush()
     return write
 
+
+def _window_size() -> tuple[int, int] | None:
+    """Our terminal's (columns, rows), if stdout is one."""
+    import os
+
+    try:
+        cols, rows = os.get_terminal_size(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return None
+    return (cols, rows) if cols and rows else None

@@ -33,4 +33,5 @@ NEVER_STARTED = "ctk/never-started"
 FINISHED_AT = "ctk/finished-at"  # RFC 3339 of the last exit ctk saw
 EXIT_CODE = "ctk/exit-code"  # last exit status ctk saw
 KEY_CHECK = "ctk/key-check"  # passed | not-encrypted: the image's decryption keys were checked at create
+STDIN_OPEN = "ctk/stdin-open"  # "true" with -i (Docker's Config.OpenStdin)
 VOLUMES = "ctk/volumes"  # JSON list of {Name, Destination, Anonymous}: the volumes the container mounts

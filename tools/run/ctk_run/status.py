@@ -26,12 +26,10 @@ class State:
 
     def human(self, now: datetime | None = None) -> str:
         now = now or datetime.now(UTC)
-        if self.status == "running":
-            if not self.started_at:
-                return "Up"
-            return "Up " + human_duration_ago((now - self.started_at).total_seconds()).removesuffix(" ago")
-        if self.status == "paused":
-            return "Up (Paused)"
+        if self.status in ("running", "paused"):
+            up = "Up " + human_duration_ago((now - self.started_at).total_seconds()).removesuffix(" ago") \
+                if self.started_at else "Up"
+            return up + " (Paused)" if self.status == "paused" else up
         if self.status in ("exited", "restarting"):
             ago = human_duration_ago((now - self.finished_at).total_seconds()) if self.finished_at else ""
             word = "Restarting" if self.status == "restarting" else "Exited"

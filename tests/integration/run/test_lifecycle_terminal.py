@@ -1,0 +1,179 @@
+"""Containers with a terminal: ``run -dit``/``-dt`` in the background with their output in ``logs``, ``attach``
+with detach keys, ``run -it`` and ``start -ai``, the window size seen by the first process, and no terminal
+codes on stderr when nothing is drawn. Keys are typed through a real pseudo-terminal (python's ``pty``)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from .ptys import PtyRun, ctk_argv, ctk_env, wait_until
+
+pytestmark = pytest.mark.integration
+
+CTRL_P_Q = b"\x10\x11"
+
+
+def _status(run, name: str) -> str:  # type: ignore[no-untyped-def]
+    r = run("inspect", "--format", "{{.State.Status}}", name)
+    assert r.code == 0, r.err
+    return r.out.strip()
+
+
+def test_dit_runs_in_the_background_with_its_terminal_output_in_logs(run, bb):
+    r = run("run", "-dit", "--name", "sh1", bb, "sh")
+    assert r.code == 0, r.err
+    assert len(r.out.strip()) == 64
+    assert _status(run, "sh1") == "running"
+    r = run("run", "-dt", "--name", "t1", bb, "sh", "-c", "echo tty=$(tty); echo done")
+    assert r.code == 0, r.err
+    wait_until(lambda: "done" in run("logs", "t1").out, what="the -dt container's output in logs")
+    out = run("logs", "t1").out
+    assert "tty=/dev/pts/" in out  # a real terminal, and its output is logged
+    r = run("inspect", "t1")
+    assert json.loads(r.out)[0]["Config"]["Tty"] is True
+
+
+def test_attach_types_into_the_terminal_detaches_with_ctrl_p_q_and_returns_the_exit_status(containerd, ctd, run,
+                                                                                        bb):
+    assert run("run", "-dit", "--name", "sh2", bb, "sh").code == 0
+    env = ctk_env(run)
+    a = PtyRun(ctk_argv(containerd, ctd, "attach", "sh2"), env)
+    try:
+        a.wait_raw()
+        a.send(b"echo abc$((40+2))\r")
+        a.expect(b"abc42")
+        a.send(CTRL_P_Q)
+        assert a.wait() == 1  # Docker's attach: 1 after the detach keys
+        assert b"read escape sequence" in a.out
+    finally:
+        a.close()
+    assert _status(run, "sh2") == "running"  # detaching leaves it running, its shell still reading
+    assert "abc42" in run("logs", "sh2").out
+    b = PtyRun(ctk_argv(containerd, ctd, "attach", "sh2"), env)
+    try:
+        b.wait_raw()
+        b.send(b"echo again-$((1+1)); exit 3\r")
+        b.expect(b"again-2")
+        assert b.wait() == 3
+    finally:
+        b.close()
+    wait_until(lambda: _status(run, "sh2") == "exited", what="the container to exit")
+    assert run("inspect", "--format", "{{.State.ExitCode}}", "sh2").out.strip() == "3"
+
+
+def test_run_it_detach_keys_and_reattach(containerd, ctd, run, bb):
+    env = ctk_env(run)
+    p = PtyRun(ctk_argv(containerd, ctd, "run", "-it", "--detach-keys", "ctrl-a,x", "--name", "k", bb, "sh"), env)
+    try:
+        p.wait_raw()
+        p.send(b"echo first-$((2*3))\r")
+        p.expect(b"first-6")
+        p.send(b"\x01x")
+        assert p.wait() == 0  # run -it: detached, exit 0
+    finally:
+        p.close()
+    assert _status(run, "k") == "running"
+    a = PtyRun(ctk_argv(containerd, ctd, "attach", "--detach-keys=ctrl-a,x", "k"), env)
+    try:
+        a.wait_raw()
+        a.send(b"echo second-$((3*3))\r")
+        a.expect(b"second-9")
+        a.send(b"\x01y\x01x")  # Ctrl-A then y is no detach: both keys reach the shell
+        assert a.wait() == 1
+    finally:
+        a.close()
+    assert _status(run, "k") == "running"
+
+
+def test_bad_detach_keys_are_refused_before_anything_is_made(run, bb):
+    r = run("run", "-it", "--detach-keys", "ctrl-pp", "--name", "bad", bb, "sh")
+    assert r.code == 125 and "detach keys" in r.err, r.err
+    assert "Traceback" not in r.err
+    assert run("ps", "-a", "-q").lines == []
+    assert run("run", "-dit", "--name", "ok", bb, "sh").code == 0
+    r = run("attach", "--detach-keys", "nope", "ok")
+    assert r.code == 2 and "detach keys" in r.err, r.err
+
+
+def test_attach_says_what_it_cannot_do(run, bb):
+    assert run("create", "--name", "never", bb, "true").code == 0
+    r = run("attach", "never")
+    assert r.code != 0 and "cannot attach to a stopped container" in r.err, r.err
+    assert run("run", "-d", "--name", "plain", bb, "sh", "-c", "sleep 2; echo late-line; sleep 1; exit 6").code == 0
+    r = run("attach", "plain", timeout=60)
+    assert "no terminal and no stdin" in r.err, r.err
+    assert "late-line" in r.out
+    assert r.code == 6
+
+
+def test_window_size_is_set_before_the_first_process_runs(containerd, ctd, run, bb):
+    env = ctk_env(run)
+    p = PtyRun(ctk_argv(containerd, ctd, "run", "-it", "--name", "sz", bb, "busybox", "stty", "size"), env, rows=33, cols=97)
+    try:
+        assert p.wait() == 0
+        assert b"33 97" in p.out, p.out
+    finally:
+        p.close()
+    assert run("run", "-d", "--name", "ex", bb, "sleep", "600").code == 0
+    for _ in range(3):  # the race lost before: the size arrived after stty had asked
+        e = PtyRun(ctk_argv(containerd, ctd, "exec", "-it", "ex", "busybox", "stty", "size"), env, rows=41, cols=123)
+        try:
+            assert e.wait() == 0
+            assert b"41 123" in e.out, e.out
+        finally:
+            e.close()
+
+
+def test_create_then_start_ai_and_start_a(containerd, ctd, run, bb):
+    assert run("create", "-it", "--name", "c1", bb, "sh").code == 0
+    assert _status(run, "c1") == "created"
+    p = PtyRun(ctk_argv(containerd, ctd, "start", "-ai", "c1"), ctk_env(run))
+    try:
+        p.wait_raw()
+        p.send(b"echo in-$((1+2)); exit 4\r")
+        p.expect(b"in-3")
+        assert p.wait() == 4
+    finally:
+        p.close()
+    assert run("create", "--name", "w", bb, "sh", "-c", "echo from-w; echo to-err >&2; exit 5").code == 0
+    r = run("start", "-a", "w")
+    assert r.code == 5
+    assert r.out == "from-w\n" and "to-err" in r.err
+    assert _status(run, "w") == "exited"
+    r = run("start", "-a", "w", "c1")
+    assert r.code == 2 and "multiple containers" in r.err
+
+
+def test_no_terminal_codes_on_stderr_when_nothing_is_drawn(containerd, ctd, run, bb, tmp_path):
+    import pty
+
+    assert run("run", "-q", "--name", "warm", bb, "true").code == 0  # the image is here: nothing to pull
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(ctk_argv(containerd, ctd, "run", "--rm", bb, "echo", "hi"), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=slave, env=ctk_env(run), timeout=120)
+        os.close(slave)
+        slave = -1
+        err = b""
+        while True:
+            import select
+
+            r, _, _ = select.select([master], [], [], 0.2)
+            if not r:
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert p.returncode == 0 and p.stdout == b"hi\n"
+    assert b"\x1b[" not in err, err
