@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shlex
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import output
@@ -32,13 +33,19 @@ def _spec(c: Container) -> dict[str, Any]:
 
 
 def _image_name(c: Container) -> str:
+    return _familiar(c.image)
+
+
+@cache
+def _familiar(image: str) -> str:
+    """Docker's short form of a ref (``busybox``); parsed once per image, however many containers use it."""
     from ctk_shared import reference as refs
 
     try:
-        r = refs.parse(c.image, default_tag=False)
+        r = refs.parse(image, default_tag=False)
         return refs.Reference(r.domain, r.path, r.tag, r.digest).familiar()
     except UsageError:
-        return c.image
+        return image
 
 
 def _created(c: Container) -> datetime | None:

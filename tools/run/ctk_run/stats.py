@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 COLUMNS = [("CONTAINER ID", "ID"), ("NAME", "Name"), ("CPU %", "CPUPerc"), ("MEM USAGE / LIMIT", "MemUsage"),
            ("MEM %", "MemPerc"), ("NET I/O", "NetIO"), ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")]
 FIELDS = ("ID", "Name", "Container", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs")
-FIRST_WINDOW = 0.2  # seconds between the two samples of a one-shot table
+FIRST_WINDOW = 0.15  # seconds between the two samples of a one-shot table
 REFRESH = 1.0  # seconds between screens of the live view
 _BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 _CLEAR = "\x1b[H\x1b[J"  # cursor home, clear to the end of the screen
@@ -67,24 +67,22 @@ def record(t: Target, before: Sample | None, after: Sample | None, no_trunc: boo
     }
 
 
-def _targets(client: Client, names: Sequence[str], all_: bool) -> list[Target]:
+def _running(client: Client) -> dict[str, int]:
+    """container ID → init pid of every task that runs (paused ones too: Docker shows them)."""
+    return {t.id: t.pid for t in client.tasks.list() if t.status in ("running", "paused", "pausing")}
+
+
+def _targets(client: Client, names: Sequence[str], all_: bool, running: dict[str, int]) -> list[Target]:
     """The named containers (an unknown one is an error), or every running one (with ``-a`` every one)."""
-    from .lookup import find_container
-
-    tasks = {t.id: t for t in client.tasks.list()}
-
-    def pid_of(c: Container) -> int:
-        task = tasks.get(c.id)
-        return task.pid if task is not None and task.status in ("running", "paused", "pausing") else 0
-
-    if names:
-        found = [find_container(client, n) for n in names]
-        return [Target(c, n, pid_of(c)) for c, n in zip(found, names, strict=True)]
     from datetime import UTC, datetime
 
     from .listing import _created
+    from .lookup import find_container
 
-    out = [Target(c, c.id[:12], pid_of(c)) for c in client.containers.list()]
+    if names:
+        found = [find_container(client, n) for n in names]
+        return [Target(c, n, running.get(c.id, 0)) for c, n in zip(found, names, strict=True)]
+    out = [Target(c, c.id[:12], running.get(c.id, 0)) for c in client.containers.list()]
     out = [t for t in out if all_ or t.pid]
     out.sort(key=lambda t: _created(t.container) or datetime.min.replace(tzinfo=UTC), reverse=True)  # as ps
     return out
@@ -102,12 +100,15 @@ def _sample_all(targets: Sequence[Target]) -> dict[str, Sample]:
 def stats(client: Client, names: Sequence[str], *, all_: bool, no_stream: bool, no_trunc: bool,
           fmt: str | None) -> None:
     output.parse_format(fmt, FIELDS)  # a bad template fails before any work
-    targets = _targets(client, names, all_)
-    before = _sample_all(targets)
+    running = _running(client)
+    # the first sample as early as possible: listing the containers (their specs) then overlaps the window
+    before = {} if names else {cid: sample(pid) for cid, pid in running.items()}
+    targets = _targets(client, names, all_, running)
+    before = before or _sample_all(targets)
     live = not no_stream and output.stdout_is_tty() and fmt != "json"
     if not live:
-        time.sleep(max(0.0, FIRST_WINDOW - (time.monotonic() - min((s.at for s in before.values()),
-                                                                    default=time.monotonic()))))
+        first = min((s.at for s in before.values()), default=time.monotonic())
+        time.sleep(max(0.0, FIRST_WINDOW - (time.monotonic() - first)))
         output.emit_records(_rows(targets, before, _sample_all(targets), no_trunc), COLUMNS, fmt, fields=FIELDS)
         return
     _live(client, names, all_, no_trunc, fmt, targets, before)
@@ -129,13 +130,9 @@ def _live(client: Client, names: Sequence[str], all_: bool, no_trunc: bool, fmt:
         sys.stdout.flush()
         before = after
         time.sleep(REFRESH)
-        targets = _refresh_pids(client, targets) if names else _targets(client, names, all_)
-
-
-def _refresh_pids(client: Client, targets: list[Target]) -> list[Target]:
-    """The named containers keep their rows; a restarted one gets its new init pid, a stopped one zeros."""
-    tasks = {t.id: t for t in client.tasks.list()}
-    for t in targets:
-        task = tasks.get(t.container.id)
-        t.pid = task.pid if task is not None and task.status in ("running", "paused", "pausing") else 0
-    return targets
+        running = _running(client)
+        if names:
+            for t in targets:  # named containers keep their rows: a restarted one gets its new pid, a stopped one 0
+                t.pid = running.get(t.container.id, 0)
+        else:
+            targets = _targets(client, names, all_, running)
