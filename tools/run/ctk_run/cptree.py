@@ -85,6 +85,7 @@ class TreeCopy:
     replace: bool
     where: str = ""  # the destination as the user named it, for messages
     copied: int = 0  # bytes of file data written
+    _fresh: set[int] = field(default_factory=set)  # descriptors of directories this copy made: nothing to clear
     _links: dict[tuple[int, int], list[str]] = field(default_factory=dict)
 
     # -- the top entry -----------------------------------------------------------------------------------
@@ -102,7 +103,8 @@ class TreeCopy:
             return
         if stat.S_ISSOCK(mode):
             return
-        self.make_room(dst_dir, dst_name, is_dir=False, rel=rel)
+        if dst_dir not in self._fresh:
+            self.make_room(dst_dir, dst_name, is_dir=False, rel=rel)
         if st.st_nlink > 1:
             first = self._links.get((st.st_dev, st.st_ino))
             if first is not None and self._link(first, dst_dir, dst_name):
@@ -120,14 +122,20 @@ class TreeCopy:
     def dir_into(self, src: int, st: os.stat_result, dst_dir: int, dst_name: str, rel: list[str]) -> None:
         """Copy directory ``src`` (its own descriptor) to ``dst_name`` in ``dst_dir``, merging with a directory
         already there."""
-        self.make_room(dst_dir, dst_name, is_dir=True, rel=rel)
-        if lstat_at(dst_dir, dst_name) is None:
+        fresh = dst_dir in self._fresh
+        if not fresh:
+            self.make_room(dst_dir, dst_name, is_dir=True, rel=rel)
+        made = fresh or lstat_at(dst_dir, dst_name) is None
+        if made:
             os.mkdir(dst_name, 0o700, dir_fd=dst_dir)
         d = os.open(dst_name, _DIR, dir_fd=dst_dir)
+        if made:
+            self._fresh.add(d)
         try:
             self.contents(src, d, rel)
             _meta(d, st, self.owner, _xattrs(src))
         finally:
+            self._fresh.discard(d)
             os.close(d)
 
     def contents(self, src: int, dst: int, rel: list[str]) -> None:
@@ -170,11 +178,12 @@ class TreeCopy:
         # O_NONBLOCK: should the entry have become a FIFO since the lstat, open does not wait for a writer
         s = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src_dir)
         try:
-            if not stat.S_ISREG(os.fstat(s).st_mode):
+            now = os.fstat(s)
+            if not stat.S_ISREG(now.st_mode):
                 return  # swapped under us: not a file any more
             d = os.open(dst_name, _NEW_FILE, 0o600, dir_fd=dst_dir)
             try:
-                self.copied += copy_data(s, d, st.st_size)
+                self.copied += copy_data(s, d, now.st_size)
                 _meta(d, st, self.owner, _xattrs(s))
             finally:
                 os.close(d)
@@ -194,15 +203,15 @@ class TreeCopy:
 
 
 def copy_data(src: int, dst: int, size: int) -> int:
-    """All of ``src`` into ``dst`` in the kernel (sendfile), then whatever grew past ``size``, to EOF; returns
-    the bytes copied."""
+    """``size`` bytes of ``src`` into ``dst`` in the kernel (sendfile), fewer if the file shrank meanwhile (a
+    file that grows is cut at the size it had, as tar does); returns the bytes copied."""
     total = 0
-    while True:
-        n = os.sendfile(dst, src, None, _CHUNK if size <= 0 else min(size, _CHUNK))
+    while total < size:
+        n = os.sendfile(dst, src, None, min(size - total, _CHUNK))
         if n == 0:
-            return total
+            break
         total += n
-        size -= n
+    return total
 
 
 # ------------------------------------------------------------------------------------------------- tar out
