@@ -251,3 +251,21 @@ def test_port_lists_and_looks_up_like_docker(run, bb):
     assert r.code == 1 and "no public port '80/udp' published for pub" in r.err
     r = run("port", "pub", "http")
     assert r.code == 1 and "invalid port (http)" in r.err
+
+
+def test_events_show_health_status_and_ignore_forged_health_events(run, bb, containerd, ctd):
+    from ctk_run import health_events
+
+    assert run("-d", "--name", "doc", "--network", "none", bb, "sleep", "300").code == 0
+    cid = json.loads(run("inspect", "doc").out)[0]["Id"]
+    s = _live_stream(run, containerd, ctd, bb)
+    try:
+        ctd.events.publish(health_events.TOPIC, health_events.TYPE_URL, b"{not json")
+        ctd.events.publish(health_events.TOPIC, health_events.TYPE_URL, b'{"id": 5, "status": "healthy"}')
+        ctd.events.publish(health_events.TOPIC, health_events.TYPE_URL, health_events.encode(cid, "healthy"))
+        got = s.until(lambda e: e["Action"].startswith("health_status"))
+    finally:
+        s.stop()
+    assert got[-1]["Action"] == "health_status: healthy" and got[-1]["id"] == cid
+    assert got[-1]["Actor"]["Attributes"]["name"] == "doc"
+    assert all(not e["Action"].startswith("health_status") for e in got[:-1])  # the forged ones never showed
