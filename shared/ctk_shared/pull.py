@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from . import labels as L
 from . import limits, oci
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .registry.client import RegistryClient
 
 LEASE_EXPIRE = timedelta(hours=24)
+T = TypeVar("T")
 _RETRYABLE_LOCK_WAIT = 0.2
 _LOCK_ATTEMPTS = 50
 # containerd's own snapshotters, which cannot serve a layer remotely: no point offering them one
@@ -111,10 +112,26 @@ class _Fetcher:
         except NotFound:
             pass
         if kind == "config":
-            with self.registry.open_blob(self.repo, desc.digest) as chunks:
-                return limits.read_document(chunks, kind, desc.size, desc.digest, what)
+            def read_config() -> bytes:
+                with self.registry.open_blob(self.repo, desc.digest) as chunks:
+                    self.sources[desc.digest] = chunks.host
+                    return limits.read_document(chunks, kind, desc.size, desc.digest, what)
+
+            return self._verified(desc.digest, read_config)
         data, _ = self.registry.get_manifest(self.repo, desc.digest, desc.size, kind)
         return data
+
+    def _verified(self, digest: str, fetch: Callable[[], T]) -> T:
+        """``fetch()``; when a mirror sent bytes that fail their digest, once more without that mirror (it is not
+        asked again in this pull). Bad bytes from the registry itself stay an error."""
+        try:
+            return fetch()
+        except IntegrityError:
+            source = self.sources.get(digest, "")
+            if not self.registry.distrust(source):
+                raise
+            self.progress.note(f"{digest}: bad data from mirror {source}; fetching it again without that mirror")
+            return fetch()
 
     def store_document(self, desc: oci.Descriptor, kind: str, data: bytes, labels: dict[str, str]) -> None:
         self._write_unless_present(
@@ -145,7 +162,9 @@ class _Fetcher:
             self.mark_fetched()
 
     def _layer(self, desc: oci.Descriptor, key: str) -> None:
-        if not self._write_unless_present(desc, {}, lambda: self._copy(f"layer-{desc.digest}", desc, key)):
+        written = self._verified(desc.digest, lambda: self._write_unless_present(
+            desc, {}, lambda: self._copy(f"layer-{desc.digest}", desc, key)))
+        if not written:
             self.progress.status(key, "exists", completed=desc.size)
 
     def _copy(self, ref: str, desc: oci.Descriptor, key: str) -> None:

@@ -7,9 +7,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.support.registry_daemon import RegistryDaemon, free_port, start_registry
 
@@ -67,6 +69,54 @@ def silent_server() -> Iterator[str]:
     for c in held:
         c.close()
     srv.close()
+
+
+@pytest.fixture
+def lying_mirror(registry: RegistryDaemon) -> Iterator[str]:
+    """Proxies to the registry but flips one byte of every blob it serves (same length, wrong digest)."""
+    upstream = registry.url
+
+    class Handler(BaseHTTPRequestHandler):
+        def _relay(self, body: bool) -> None:
+            r = requests.request(self.command, upstream + self.path, headers={"Accept": self.headers.get("Accept", "")},
+                                 timeout=30)
+            data = r.content
+            if body and "/blobs/" in self.path and data:
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            self.send_response(r.status_code)
+            for k in ("Content-Type", "Docker-Content-Digest"):
+                if k in r.headers:
+                    self.send_header(k, r.headers[k])
+            self.send_header("Content-Length", str(len(data) if body else r.headers.get("Content-Length", 0)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._relay(True)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._relay(False)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_a_mirror_sending_wrong_bytes_is_dropped_for_upstream(ctk, ctd, test_images, registry, lying_mirror,
+                                                              tmp_path):
+    img = test_images["multilayer"]
+    hosts = _hosts_dir(tmp_path, registry.host, _mirror_toml(registry.host, lying_mirror))
+    r = ctk("--hosts-dir", hosts, img.ref, "--format", "json")
+    assert r.code == 0, r.err
+    assert set(json.loads(r.out)["Sources"].values()) == {registry.host}
+    assert ctd.images.get(img.ref).target.digest == img.digest
 
 
 def test_pull_goes_through_the_mirror_and_says_so(ctk, ctd, test_images, registry, mirror, tmp_path):

@@ -425,6 +425,10 @@ class RegistryClient:
         """``scheme://host`` after the first contact (pings the registry if needed)."""
         return self._endpoint()
 
+    def distrust(self, host: str) -> bool:
+        """Stop using ``host`` for this client's requests; False: it is not a mirror, there is no other host."""
+        return False
+
     def check_login(self) -> None:
         """Check that the registry answers and accepts our credentials (what ``login`` does).
 

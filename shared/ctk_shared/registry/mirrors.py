@@ -6,7 +6,8 @@ Which hosts a request may use depends on what it does (containerd's capabilities
 The upstream can do all three. A mirror that fails (down, slow, or without the content) is skipped for the next
 one; a mirror that could not be reached is not asked again by this client, so the parallel layer downloads of one
 pull pay the connect limit once. Content is verified by digest wherever it comes from, so a mirror is trusted
-for availability only. When every host fails, the error is the upstream's (its class decides the exit code)
+for availability only: one that sends bytes not matching their digest is dropped (``distrust``) and the content
+is fetched again from the next host (pull.py retries its blobs that way). When every host fails, the error is the upstream's (its class decides the exit code)
 with what each mirror answered in front.
 """
 from __future__ import annotations
@@ -77,15 +78,26 @@ class MirroredClient:
                     raise
             try:
                 return call(c)
-            except (IntegrityError, Interrupted):
-                raise  # bad bytes are bad from any host; an interrupt is the user's
+            except Interrupted:
+                raise
             except CtkError as e:
                 failed.append(f"{c.host}: {e.message}")
-                if isinstance(e, (Unavailable, Timeout)):
+                if isinstance(e, IntegrityError):  # a manifest that fails its digest: never ask that mirror again
+                    self.distrust(c.host)
+                elif isinstance(e, (Unavailable, Timeout)):
                     with self._lock:
                         self._unreachable.add(c.host)
                 log.info("mirror %s failed (%s); trying the next host", c.host, e.message)
         raise AssertionError("the upstream is always the last host")
+
+    def distrust(self, host: str) -> bool:
+        """A mirror that sent bytes not matching their digest is not asked again by this client."""
+        if host == self.upstream.host or host not in {m.host for m in self.mirrors}:
+            return False
+        with self._lock:
+            self._unreachable.add(host)
+        log.warning("mirror %s sent content that does not match its digest; not using it again", host)
+        return True
 
     @staticmethod
     def _by_digest(reference: str) -> bool:
