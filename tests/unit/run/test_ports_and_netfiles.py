@@ -24,7 +24,7 @@ def test_parse_publish(spec, want):
     assert parse_publish(spec) == want
 
 
-@pytest.mark.parametrize("bad", ["", "80/sctp", "x:80", "1.2.3:80:80", "70000", "9000-9002:90-91", "a:b:c:d",
+@pytest.mark.parametrize("bad", ["", "80/dccp", "x:80", "1.2.3:80:80", "70000", "9000-9002:90-91", "a:b:c:d",
                                  "0:80"])
 def test_parse_publish_rejects(bad):
     with pytest.raises(UsageError):

@@ -24,7 +24,7 @@ from . import jsonfiles
 from .cni import Attachment, Runtime, first_ipv4
 from .endpoints import Endpoints
 from .hosts import entries_for, rewrite
-from .ports import assign, cni_mappings
+from .ports import assign, cni_mappings, proxied_mappings
 
 _MS_BIND = 4096
 _MNT_DETACH = 2
@@ -117,6 +117,7 @@ class Hook:
                     attached.append(att)
                     record["networks"][net.name] = {**first_ipv4(result, att.ifname), "interface": att.ifname,
                                                     "network_id": net.id, "aliases": aliases}
+                record["proxy"] = self._start_proxy(proxied_mappings(mappings), record, netns)
             except BaseException:
                 for att in reversed(attached):
                     self.runtime.delete(att, netns)
@@ -140,7 +141,28 @@ class Hook:
         if errors:
             sys.stderr.write("ctk-net: hook postStop: " + "; ".join(errors) + "\n")
 
+    def _start_proxy(self, mappings: list[dict[str, Any]], record: dict[str, Any], netns: str
+                     ) -> dict[str, Any] | None:
+        """The userland proxy for the IPv6 host addresses among the published ports (:mod:`.proxy`)."""
+        if not mappings:
+            return None
+        from ipaddress import ip_interface
+
+        from . import proxy
+
+        first = next(iter(record["networks"].values()), {})
+        try:
+            target = str(ip_interface(first.get("address", "")).ip)
+        except ValueError:
+            raise CtkError("cannot publish on an IPv6 host address: the container got no IPv4 address on its "
+                           "first network") from None
+        return proxy.spawn(proxy.bind_listeners(mappings), target, netns)
+
     def _detach_all(self) -> list[str]:
+        from . import proxy
+
+        old = self.endpoints.get(self.namespace, self.id)
+        proxy.stop((old or {}).get("proxy"))  # its sockets closed before the ports can be taken again
         netns = str(self.netns_path) if self.netns_path.exists() else ""
         errors: list[str] = []
         atts = self.runtime.attachments(self.id)
@@ -150,7 +172,8 @@ class Hook:
         return errors
 
     def _detach_leftovers(self) -> None:
-        if self.runtime.attachments(self.id) or self.netns_path.exists():
+        if self.runtime.attachments(self.id) or self.netns_path.exists() or \
+                self.endpoints.get(self.namespace, self.id):
             self._detach_all()
 
     # ------------------------------------------------------------------------------------------ helpers

@@ -172,10 +172,10 @@ def build_net_options(*, networks: Iterable[str] = (), network_aliases: Iterable
         aliases.setdefault(first, []).extend(a for a in extra_aliases if a not in aliases.get(first, []))
     if ip:
         ips.setdefault(first, _check_ip(ip, "--ip"))
-    user_defined = first not in NO_NETWORK and not first.startswith(CONTAINER_PREFIX)
-    if any(aliases.get(n) for n in names if n == DEFAULT_NETWORK or not user_defined):
+    on_cni = first not in NO_NETWORK and not first.startswith(CONTAINER_PREFIX)
+    if any(aliases.get(n) for n in names if n == DEFAULT_NETWORK or not on_cni):
         raise UsageError(ALIAS_NOT_USER_DEFINED)
-    if ips and not user_defined:
+    if ips and not on_cni:
         raise UsageError(IP_NOT_USER_DEFINED)
     dns, dns_search, dns_options, add_hosts = tuple(dns), tuple(dns_search), tuple(dns_options), tuple(add_hosts)
     for server in dns:
@@ -193,6 +193,10 @@ def build_net_options(*, networks: Iterable[str] = (), network_aliases: Iterable
             raise UsageError(CONFLICT_HOSTS)
         if publish or publish_all:
             raise UsageError(CONFLICT_PUBLISH)
+    if on_cni:
+        from .ports import check_host_support
+
+        check_host_support(publish)  # sctp or IPv6 where the host has none: refused before anything is made
     return NetOptions(networks=tuple(names), publish=publish, publish_all=publish_all,
                       ip=ips.get(first), dns=dns, dns_search=dns_search, dns_options=dns_options,
                       add_hosts=tuple(parse_add_host(h) for h in add_hosts),

@@ -1,18 +1,22 @@
 """``-p``/``--publish`` as Docker parses it, and the PORTS column as Docker prints it.
 
-A spec is ``[ip:][hostPort[-range]:]containerPort[-range][/tcp|udp]``. Each port becomes one mapping
-``{"hostIP", "hostPort", "containerPort", "protocol"}``; ``hostPort`` 0 means "any free port", which
-ctk-net's hook picks when the container starts.
+A spec is ``[ip:][hostPort[-range]:]containerPort[-range][/tcp|udp|sctp]``, where an IPv6 ``ip`` is written in
+brackets (``[::1]:8080:80``). Each port becomes one mapping ``{"hostIP", "hostPort", "containerPort",
+"protocol"}``; ``hostPort`` 0 means "any free port", which ctk-net's hook picks when the container starts.
+IPv6 host addresses are served by ctk-net's userland proxy (the containers' networks are IPv4); SCTP needs
+the kernel's sctp support, checked before anything is made (:func:`check_host_support`).
 """
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 from typing import Any
 
-from ctk_shared.errors import UsageError
+from ctk_shared.errors import InvalidArgument, UsageError
 
-PROTOCOLS = ("tcp", "udp")
+PROTOCOLS = ("tcp", "udp", "sctp")
+_FORM = "[ip:][hostPort:]containerPort[/tcp|udp|sctp], an IPv6 ip in brackets: [::1]:8080:80"
 
 
 def _range(text: str, what: str, spec: str) -> tuple[int, int]:
@@ -27,23 +31,43 @@ def _range(text: str, what: str, spec: str) -> tuple[int, int]:
     return a, b
 
 
-def parse_publish(spec: str) -> list[dict[str, Any]]:
-    body, _, proto = spec.partition("/")
-    proto = (proto or "tcp").lower()
-    if proto not in PROTOCOLS:
-        raise UsageError(f"invalid protocol {proto!r} in -p {spec!r} (tcp or udp)")
-    if body.startswith("["):  # [ipv6]:host:container
-        raise UsageError(f"-p {spec!r}: IPv6 host addresses are not supported")
+def _split_ip(body: str, spec: str) -> tuple[str, list[str]]:
+    """The host IP (IPv6 without its brackets) and the remaining ``host:container`` parts."""
+    if body.startswith("["):
+        ip, sep, rest = body[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise UsageError(f"invalid -p {spec!r}", hint="use " + _FORM)
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            raise UsageError(f"invalid host IP {ip!r} in -p {spec!r}") from None
+        if addr.version != 6:
+            raise UsageError(f"invalid -p {spec!r}: brackets are for IPv6 addresses", hint=f"write {ip} bare")
+        parts = rest[1:].split(":")
+        if len(parts) != 2:
+            raise UsageError(f"invalid -p {spec!r}", hint="use " + _FORM)
+        return str(addr), parts
     parts = body.split(":")
-    if len(parts) > 3 or not parts[-1]:
-        raise UsageError(f"invalid -p {spec!r}", hint="use [ip:][hostPort:]containerPort[/tcp|udp]")
+    if len(parts) > 3:
+        raise UsageError(f"invalid -p {spec!r}", hint="an IPv6 host address goes in brackets: [::1]:8080:80")
     ip = parts[0] if len(parts) == 3 else ""
-    host = parts[-2] if len(parts) >= 2 else ""
     if ip:
         try:
             ipaddress.IPv4Address(ip)
         except ValueError:
             raise UsageError(f"invalid host IP {ip!r} in -p {spec!r}") from None
+    return ip, parts[-2:] if len(parts) >= 2 else parts
+
+
+def parse_publish(spec: str) -> list[dict[str, Any]]:
+    body, _, proto = spec.partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in PROTOCOLS:
+        raise UsageError(f"invalid protocol {proto!r} in -p {spec!r} (tcp, udp or sctp)")
+    ip, parts = _split_ip(body, spec)
+    if not parts[-1]:
+        raise UsageError(f"invalid -p {spec!r}", hint="use " + _FORM)
+    host = parts[-2] if len(parts) >= 2 else ""
     c_lo, c_hi = _range(parts[-1], "container port", spec)
     if host:
         h_lo, h_hi = _range(host, "host port", spec)
@@ -56,6 +80,38 @@ def parse_publish(spec: str) -> list[dict[str, Any]]:
         hport = 0 if not host else (h_lo + i if h_hi - h_lo == c_hi - c_lo else h_lo)
         out.append({"hostIP": ip, "hostPort": hport, "containerPort": cport, "protocol": proto})
     return out
+
+
+def is_ipv6(host_ip: str) -> bool:
+    return ":" in (host_ip or "")
+
+
+def check_host_support(mappings: Iterable[dict[str, Any]]) -> None:
+    """Refuse, before anything is pulled or made, what this host cannot publish at all: SCTP without the
+    kernel's sctp support, IPv6 host addresses on a host without IPv6."""
+    mappings = list(mappings)
+    if any(m.get("protocol") == "sctp" for m in mappings) and not _can_socket(socket.AF_INET, socket.SOCK_STREAM,
+                                                                              socket.IPPROTO_SCTP):
+        raise InvalidArgument("cannot publish an sctp port: this host's kernel has no SCTP support",
+                              hint="load it (modprobe sctp) on the host, or publish tcp/udp")
+    if any(is_ipv6(m.get("hostIP") or "") for m in mappings) and not _can_socket(socket.AF_INET6,
+                                                                                 socket.SOCK_STREAM, 0):
+        raise InvalidArgument("cannot publish on an IPv6 host address: this host has no IPv6",
+                              hint="publish on an IPv4 address (0.0.0.0, 127.0.0.1) instead")
+
+
+def _can_socket(family: int, kind: int, proto: int) -> bool:
+    try:
+        socket.socket(family, kind, proto).close()
+    except OSError:
+        return False
+    return True
+
+
+def host_address(ip: str, port: int | str) -> str:
+    """``0.0.0.0:8080`` or ``[::1]:8080``, as Docker prints a published port's host side."""
+    ip = ip or "0.0.0.0"
+    return f"[{ip}]:{port}" if is_ipv6(ip) else f"{ip}:{port}"
 
 
 def parse_all(specs: Iterable[str]) -> list[dict[str, Any]]:
@@ -92,5 +148,5 @@ def format_ports(mappings: Iterable[dict[str, Any]]) -> str:
         ip, proto = g[0][0], g[0][3]
         hp = str(g[0][1]) if len(g) == 1 else f"{g[0][1]}-{g[-1][1]}"
         cp = str(g[0][2]) if len(g) == 1 else f"{g[0][2]}-{g[-1][2]}"
-        out.append(f"{ip}:{hp}->{cp}/{proto}" if g[0][1] else f"{cp}/{proto}")
+        out.append(f"{host_address(ip, hp)}->{cp}/{proto}" if g[0][1] else f"{cp}/{proto}")
     return ", ".join(out)
