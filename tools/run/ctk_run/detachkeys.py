@@ -47,17 +47,12 @@ class Scanner:
         for b in data:
             if self.detached:
                 break
-            candidate = self._held + bytes([b])
-            if self.keys.startswith(candidate):
-                self._held = candidate
-                if candidate == self.keys:
-                    self.detached = True
-                    self._held = b""
-                continue
-            out += self._held  # not the sequence after all: what was held back belongs to the container
-            self._held = b""
-            if self.keys.startswith(bytes([b])):
-                self._held = bytes([b])
-            else:
-                out.append(b)
+            held = self._held + bytes([b])
+            while held and not self.keys.startswith(held):  # not the sequence after all: the oldest key is the
+                out.append(held[0])                           # container's; the rest may still start it
+                held = held[1:]
+            if held == self.keys:
+                self.detached = True
+                held = b""
+            self._held = held
         return bytes(out)
