@@ -42,8 +42,10 @@ def global_options(f: F) -> F:
                      help="snapshotter [$CONTAINERD_SNAPSHOTTER; default overlayfs]"),
         click.option("--data-root", default=None, expose_value=False, callback=_remember,
                      help="ctk state directory [default /var/lib/ctk]"),
-        click.option("--cni-path", default=None, expose_value=False, callback=_remember, hidden=True),
-        click.option("--cni-netconfpath", default=None, expose_value=False, callback=_remember, hidden=True),
+        click.option("--cni-path", metavar="DIR", default=None, expose_value=False, callback=_remember,
+                     help="CNI plugin directory [$CNI_PATH; default /usr/lib/cni]"),
+        click.option("--cni-netconfpath", metavar="DIR", default=None, expose_value=False, callback=_remember,
+                     help="CNI network config directory [$NETCONFPATH; default /etc/cni/net.d]"),
         click.option("--hosts-dir", multiple=True, expose_value=False, callback=_remember,
                      help="certs.d-style directory with per-registry CA/client certs (repeatable)"),
         click.option("--insecure-registry", is_flag=True, default=None, expose_value=False, callback=_remember,
@@ -303,7 +305,26 @@ def version_record(prog: str, with_server: bool) -> tuple[dict[str, Any], CtkErr
     return rec, None
 
 
-class CtkGroup(click.Group):
+class HelpGroup(click.Group):
+    """A group whose command list shows each sub-command's whole first sentence, wrapped: click cuts it at the
+    terminal's width with ``...``, which hides what half the commands do. Sub-groups (``ctk-run volume``) are
+    made with this class too."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1 << 20)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+HelpGroup.group_class = HelpGroup
+
+
+class CtkGroup(HelpGroup):
     """Every tool's top-level group: ``--version``, ``help [COMMAND]``, and one error for unknown words.
 
     ``-n`` means the namespace only before a sub-command (DESIGN §3): sub-commands get ``--namespace`` without

@@ -124,11 +124,13 @@ def check_key(ref: str | None, keys: tuple[str, ...], request: str | None, platf
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("-t", "--type", "kind", type=click.Choice(["rsa", "ec"]), default="rsa", show_default=True)
+@click.option("-t", "--type", "kind", type=click.Choice(["rsa", "ec"]), default="rsa", show_default=True,
+              help="key algorithm")
 @click.option("-o", "--output", "out", required=True, metavar="NAME",
               help="writes NAME.pem (private, mode 0600) and NAME.pub.pem; prints the paths")
 @click.option("--bits", type=click.IntRange(2048, 8192), default=4096, show_default=True, help="RSA key size")
-@click.option("--curve", type=click.Choice(["P-256", "P-384", "P-521"]), default="P-256", show_default=True)
+@click.option("--curve", type=click.Choice(["P-256", "P-384", "P-521"]), default="P-256", show_default=True,
+              help="EC curve (with --type ec)")
 @click.option("--password", help="encrypt the private key (PKCS#8) with this password")
 @click.option("--cert-days", type=click.IntRange(0, 36500), default=0,
               help="also write NAME.crt, a self-signed certificate valid this many days (a pkcs7 recipient)")

@@ -134,13 +134,13 @@ def _attached(net) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 @cli.command(context_settings=CONTEXT)
 @click.argument("name")
 @click.option("-d", "--driver", type=click.Choice(["bridge", "macvlan", "ipvlan"]), default="bridge",
-              show_default=True)
+              show_default=True, help="CNI main plugin of the network")
 @click.option("-o", "--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="driver options: mtu, ip-masq (bridge); parent, mode (macvlan, ipvlan)")
 @click.option("--subnet", help="CIDR, e.g. 10.5.0.0/24 (default: the next free /24 from 10.4.1.0/24)")
 @click.option("--gateway", help="default: the subnet's first address")
 @click.option("--ip-range", help="allocate container IPs from this sub-range of the subnet")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="metadata on the network (repeatable)")
 @click.option("--internal", is_flag=True, help="no gateway, no masquerading, no published ports")
 @click.option("--ipam-driver", type=click.Choice(["default", "host-local"]), default="default", hidden=True)
 @shared_cli.global_options

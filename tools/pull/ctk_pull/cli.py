@@ -64,7 +64,8 @@ def pull(refs: tuple[str, ...], platform: str | None, all_platforms: bool, unpac
 @click.argument("refs", nargs=-1, required=True, metavar="REF...")
 @click.option("--platform", help="push only this platform's manifest")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
-@click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True,
+              help="stdout: the pushed ref@digest, or a JSON record")
 @shared_cli.global_options
 def push(refs: tuple[str, ...], platform: str | None, quiet: bool, fmt: str) -> None:
     """Push images to their registry (cross-repository mount when the registry already has a layer)."""
@@ -128,7 +129,7 @@ def rm(refs: tuple[str, ...], force: bool) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("server", required=False)
-@click.option("-u", "--username")
+@click.option("-u", "--username", help="user name (asked for on a terminal when missing)")
 @click.option("-p", "--password", help="prefer --password-stdin: argv is visible to other users")
 @click.option("--password-stdin", is_flag=True, help="read the password from stdin")
 @shared_cli.global_options
@@ -176,7 +177,7 @@ def save(refs: tuple[str, ...], output: str, platform: str | None, all_platforms
 @cli.command(context_settings=CONTEXT)
 @click.option("-i", "--input", "input_", default="-", show_default=True, help="tar file to read (`-`: stdin)")
 @click.option("--platform", help="unpack this platform")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="no progress output")
 @shared_cli.global_options
 def load(input_: str, platform: str | None, quiet: bool) -> None:
     """Import images from a docker-archive or OCI layout tar; prints each loaded ref@digest."""

@@ -21,7 +21,9 @@ RUN_CONTEXT = {**CONTEXT, "help_option_names": ["--help"], "allow_interspersed_a
 def cli() -> None:
     """Containers on containerd, the Docker way.
 
-    `ctk-run IMAGE [COMMAND]` runs a container (same as `ctk-run run`). IMAGE may be `-`: the first ref on stdin.
+    `ctk-run [RUN-FLAGS] IMAGE [COMMAND]` runs a container, the same as `ctk-run run …` (IMAGE may be `-`: the
+    first ref on stdin). The flags of run (-d, -it, -p, -v, --name, --rm, …) are listed by `ctk-run run --help`;
+    the flags of any command by `ctk-run COMMAND --help`. The options below go before or after the command.
     """
 
 
@@ -43,28 +45,28 @@ _CONTAINER_OPTIONS = [
     click.option("--rm", "auto_remove", is_flag=True, help="remove the container when it exits"),
     click.option("--name", help="container name (unique in the namespace)"),
     click.option("-e", "--env", multiple=True, help="KEY=VALUE, or KEY to take it from this environment"),
-    click.option("--env-file", multiple=True),
-    click.option("-w", "--workdir"),
+    click.option("--env-file", multiple=True, help="read KEY=VALUE lines from a file (repeatable)"),
+    click.option("-w", "--workdir", help="working directory inside the container"),
     click.option("-u", "--user", help="name|uid[:group|gid]"),
     click.option("--entrypoint", help="override the image's entrypoint ('' clears it)"),
-    click.option("-h", "--hostname"),
+    click.option("-h", "--hostname", help="the container's host name (default: its short ID)"),
     click.option("-v", "--volume", multiple=True, help="SRC:DST[:ro] bind mount, NAME:DST volume, or DST"),
     click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,source=…,target=…[,readonly]"),
     click.option("--tmpfs", multiple=True, help="DST[:size=64m,mode=1777]"),
     click.option("--volumes-from", multiple=True, help="CONTAINER[:ro|:rw]: the volumes and binds of a container"),
-    click.option("--read-only", is_flag=True),
-    click.option("--cap-add", multiple=True),
-    click.option("--cap-drop", multiple=True),
-    click.option("--privileged", is_flag=True),
+    click.option("--read-only", is_flag=True, help="mount the root filesystem read-only"),
+    click.option("--cap-add", multiple=True, help="add a Linux capability (e.g. NET_ADMIN, or ALL)"),
+    click.option("--cap-drop", multiple=True, help="drop a Linux capability (e.g. CHOWN, or ALL)"),
+    click.option("--privileged", is_flag=True, help="all capabilities and devices, no seccomp/masked paths"),
     click.option("--security-opt", multiple=True, help="seccomp=unconfined|PROFILE.json, no-new-privileges"),
     click.option("--cpus", help="number of CPUs (e.g. 1.5)"),
     click.option("-m", "--memory", help="memory limit (e.g. 512m)"),
-    click.option("--pids-limit", type=int),
+    click.option("--pids-limit", type=int, help="maximum number of processes (-1: unlimited)"),
     click.option("--ulimit", multiple=True, help="TYPE=SOFT[:HARD], e.g. nofile=1024:2048"),
     click.option("--shm-size", help="size of /dev/shm (default 64m)"),
     click.option("-l", "--label", multiple=True, help="KEY=VALUE"),
-    click.option("--stop-signal"),
-    click.option("--stop-timeout", type=int),
+    click.option("--stop-signal", help="signal that stops the container (default: the image's, else SIGTERM)"),
+    click.option("--stop-timeout", type=int, help="seconds `stop` waits before SIGKILL (default 10)"),
     click.option("--init", is_flag=True, help="run an init process that reaps zombies and forwards signals"),
     click.option("--platform", help="os/arch[/variant] of the image"),
     click.option("--restart", default="no", show_default=True, help="no|always|unless-stopped|on-failure[:N]"),
@@ -76,7 +78,8 @@ _CONTAINER_OPTIONS = [
     click.option("--health-start-interval", help="time between checks during the start period (ms|s|m|h) "
                  "(default 5s)"),
     click.option("--no-healthcheck", is_flag=True, help="disable any container-specified HEALTHCHECK"),
-    click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True),
+    click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True,
+                 help="when to pull the image"),
     click.option("--network", "--net", "network", multiple=True,
                  help="bridge (default), host, none, container:NAME|ID, or a network made with ctk-net create; "
                       "name=NET,alias=A,ip=IP sets aliases and the address on it (repeatable)"),
@@ -87,8 +90,8 @@ _CONTAINER_OPTIONS = [
     click.option("-P", "--publish-all", is_flag=True, help="publish every EXPOSEd port to a free host port"),
     click.option("--ip", help="IPv4 address on the first network"),
     click.option("--dns", multiple=True, help="nameserver for resolv.conf"),
-    click.option("--dns-search", multiple=True),
-    click.option("--dns-option", "--dns-opt", "dns_option", multiple=True),
+    click.option("--dns-search", multiple=True, help="search domain for resolv.conf"),
+    click.option("--dns-option", "--dns-opt", "dns_option", multiple=True, help="resolv.conf option (e.g. ndots:2)"),
     click.option("--add-host", multiple=True, help="HOST:IP or HOST:host-gateway, added to /etc/hosts"),
     _decryption_key_opt,
     click.option("-q", "--quiet", is_flag=True, help="no pull progress"),
@@ -141,7 +144,7 @@ def create(image: str, command: tuple[str, ...], **kw: object) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="only IDs")
 @click.option("-f", "--filter", "filters", multiple=True, help="name=…, status=…, id=…, label=…, volume=…")
 @click.option("--format", "fmt", help="table, json, or a template like '{{.Names}}'")
-@click.option("--no-trunc", is_flag=True)
+@click.option("--no-trunc", is_flag=True, help="full IDs and commands")
 @click.option("-n", "--last", type=int, help="only the N most recent (also stopped ones, as Docker)")
 @shared_cli.global_options
 def ps(all_: bool, quiet: bool, filters: tuple[str, ...], fmt: str | None, no_trunc: bool, last: int | None) -> None:
@@ -153,11 +156,11 @@ def ps(all_: bool, quiet: bool, filters: tuple[str, ...], fmt: str | None, no_tr
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("container")
-@click.option("-f", "--follow", is_flag=True)
+@click.option("-f", "--follow", is_flag=True, help="keep printing new output until the container stops")
 @click.option("-n", "--tail", default="all", help="number of lines from the end, or all")
 @click.option("--since", help="e.g. 10m, 2024-01-01T00:00:00Z")
-@click.option("--until")
-@click.option("-t", "--timestamps", is_flag=True)
+@click.option("--until", help="only output before this time (e.g. 5m, 2024-01-01T00:00:00Z)")
+@click.option("-t", "--timestamps", is_flag=True, help="prefix each line with its RFC 3339 time")
 @shared_cli.global_options
 def logs(container: str, follow: bool, tail: str, since: str | None, until: str | None, timestamps: bool) -> None:
     """Show a container's output (stdout to stdout, stderr to stderr)."""
@@ -214,7 +217,7 @@ def start(containers: tuple[str, ...], attach: bool, interactive: bool, detach_k
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
-@click.option("-t", "--time", "timeout", type=int)
+@click.option("-t", "--time", "timeout", type=int, help="seconds to wait for the stop before SIGKILL (default 10)")
 @shared_cli.global_options
 def restart(containers: tuple[str, ...], timeout: int | None) -> None:
     """Stop, then start containers."""
@@ -225,7 +228,7 @@ def restart(containers: tuple[str, ...], timeout: int | None) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
-@click.option("-s", "--signal", "sig", default="KILL", show_default=True)
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True, help="signal name or number")
 @shared_cli.global_options
 def kill(containers: tuple[str, ...], sig: str) -> None:
     """Send a signal to containers."""
@@ -461,14 +464,14 @@ def update(containers: tuple[str, ...], memory: str | None, memory_swap: str | N
 @cli.command(name="exec", context_settings=RUN_CONTEXT)
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("-d", "--detach", is_flag=True)
-@click.option("-i", "--interactive", is_flag=True)
-@click.option("-t", "--tty", is_flag=True)
-@click.option("-e", "--env", multiple=True)
-@click.option("--env-file", multiple=True)
-@click.option("-w", "--workdir")
-@click.option("-u", "--user")
-@click.option("--privileged", is_flag=True)
+@click.option("-d", "--detach", is_flag=True, help="run the command in the background")
+@click.option("-i", "--interactive", is_flag=True, help="keep stdin open")
+@click.option("-t", "--tty", is_flag=True, help="allocate a pseudo-TTY")
+@click.option("-e", "--env", multiple=True, help="KEY=VALUE, or KEY to take it from this environment")
+@click.option("--env-file", multiple=True, help="read KEY=VALUE lines from a file (repeatable)")
+@click.option("-w", "--workdir", help="working directory for the command (default: the container's)")
+@click.option("-u", "--user", help="name|uid[:group|gid] (default: the container's user)")
+@click.option("--privileged", is_flag=True, help="all capabilities for the command")
 @shared_cli.global_options
 def exec_(container: str, command: tuple[str, ...], detach: bool, interactive: bool, tty: bool, env: tuple[str, ...],
           env_file: tuple[str, ...], workdir: str | None, user: str | None, privileged: bool) -> None:
