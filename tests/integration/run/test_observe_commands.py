@@ -210,6 +210,19 @@ def test_events_since_replays_records_and_until_ends(run, bb):
     assert r.code == 2 and "invalid filter" in r.err
 
 
+def test_events_since_then_the_live_stream_without_gap_or_repeat(run, bb, containerd, ctd):
+    assert run("--name", "again", "--network", "none", bb, "sh", "-c", "exit 4").code == 4
+    s = _Stream(run, containerd, ctd, "--since", "10m", "--filter", "container=again")
+    try:
+        past = s.until(lambda e: e["Action"] == "die")
+        assert run("start", "again").code == 0
+        live = s.until(lambda e: e["Action"] == "die")
+    finally:
+        s.stop()
+    assert [e["Action"] for e in past] == ["create", "start", "die"]
+    assert [e["Action"] for e in live] == ["start", "die"] and live[-1]["Actor"]["Attributes"]["exitCode"] == "4"
+
+
 def test_events_survive_a_containerd_restart(run, bb, containerd, ctd):
     s = _live_stream(run, containerd, ctd, bb, "--filter", "event=start")
     try:

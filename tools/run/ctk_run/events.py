@@ -236,9 +236,10 @@ def _note(text: str) -> None:
     sys.stderr.flush()
 
 
-def _live(client: Client, until: datetime | None, on_reopen: Any) -> Iterator[Event]:
+def _live(client: Client, until: datetime | None, on_reopen: Any) -> Iterator[Event | None]:
     """The namespace's events until ``until`` (forever without it), reopening the stream after a lost
-    connection; a :class:`CtkError` once containerd stays away for :data:`RECONNECT_FOR` seconds."""
+    connection; a :class:`CtkError` once containerd stays away for :data:`RECONNECT_FOR` seconds. The first
+    item is None, once the stream is live."""
     import os
 
     want = [f'namespace=="{client.namespace}"']
@@ -264,6 +265,8 @@ def _live(client: Client, until: datetime | None, on_reopen: Any) -> Iterator[Ev
             _note("event stream reopened; events while containerd was away are not shown")
             lost_at = None
             on_reopen()
+        else:
+            yield None  # subscribed: the caller may now read the past without a gap before the live events
         timer = None
         if until is not None:
             timer = threading.Timer(max(0.0, (until - datetime.now(UTC)).total_seconds()), sub.cancel)
@@ -298,13 +301,20 @@ def events(client: Client, *, since: str | None, until: str | None, filters: Seq
     if start is not None and end is not None and end < start:
         raise UsageError("--until is before --since")
     translator = Translator(client)
+    live = None
+    cut = datetime.now(UTC)  # the past up to here is replayed; later events come through the stream
+    if end is None or end > now:
+        live = _live(client, end, translator.refresh)
+        next(live)  # subscribed before the past is read: nothing falls between the two
     if start is not None:
-        for msg in history(client, start, end):
+        for msg in history(client, start, min(end, cut) if end is not None else cut):
             if matches(msg, wanted):
                 emit(msg)
-    if end is not None and end <= now:
+    if live is None:
         return
-    for ev in _live(client, end, translator.refresh):
+    for ev in live:
+        if ev is None:
+            continue
         msg = translator.translate(ev)
         if msg is not None and (end is None or msg.when <= end) and matches(msg, wanted):
             emit(msg)
