@@ -282,3 +282,12 @@ def test_events_show_health_status_and_ignore_forged_health_events(run, bb, cont
     assert got[-1]["Action"] == "health_status: healthy" and got[-1]["id"] == cid
     assert got[-1]["Actor"]["Attributes"]["name"] == "doc"
     assert all(not e["Action"].startswith("health_status") for e in got[:-1])  # the forged ones never showed
+
+
+def test_events_end_quietly_on_ctrl_c(run, bb, containerd, ctd):
+    import signal
+
+    s = _live_stream(run, containerd, ctd, bb)
+    s.proc.send_signal(signal.SIGINT)
+    assert s.proc.wait(15) == 130
+    assert "error" not in s.stop()

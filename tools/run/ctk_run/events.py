@@ -312,9 +312,12 @@ def events(client: Client, *, since: str | None, until: str | None, filters: Seq
                 emit(msg)
     if live is None:
         return
-    for ev in live:
-        if ev is None:
-            continue
-        msg = translator.translate(ev)
-        if msg is not None and (end is None or msg.when <= end) and matches(msg, wanted):
-            emit(msg)
+    try:
+        for ev in live:
+            if ev is None:
+                continue
+            msg = translator.translate(ev)
+            if msg is not None and (end is None or msg.when <= end) and matches(msg, wanted):
+                emit(msg)
+    except KeyboardInterrupt:  # Ctrl-C is how a stream ends: no error line
+        sys.exit(130)

@@ -111,7 +111,12 @@ def stats(client: Client, names: Sequence[str], *, all_: bool, no_stream: bool, 
         time.sleep(max(0.0, FIRST_WINDOW - (time.monotonic() - first)))
         output.emit_records(_rows(targets, before, _sample_all(targets), no_trunc), COLUMNS, fmt, fields=FIELDS)
         return
-    _live(client, names, all_, no_trunc, fmt, targets, before)
+    try:
+        _live(client, names, all_, no_trunc, fmt, targets, before)
+    except KeyboardInterrupt:  # Ctrl-C is how the live view ends: no error line
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        sys.exit(130)
 
 
 def _live(client: Client, names: Sequence[str], all_: bool, no_trunc: bool, fmt: str | None,
