@@ -44,9 +44,9 @@ def _run(prog, *argv):
 
 # --- words are never silently images ------------------------------------------------------------------------
 @pytest.mark.parametrize("prog,argv", [
-    ("ctk-run", ["cp", "web:/etc/hostname", "."]),
-    *[("ctk-run", [w]) for w in ("stats", "top", "pause", "events", "system", "images", "build")],
-    ("ctk-run", ["--rm", "-p", "80:80", "cp"]),  # also after the default command's options
+    ("ctk-run", ["commit", "web", "img:1"]),  # (cp, stats, top, pause, events are ctk-run commands now)
+    *[("ctk-run", [w]) for w in ("system", "images", "build", "diff", "export", "checkpoint")],
+    ("ctk-run", ["--rm", "-p", "80:80", "commit"]),  # also after the default command's options
     *[("ctk-pull", [w]) for w in ("history", "rmi", "search", "ps", "volume")],
     ("ctk-pull", ["--platform", "linux/amd64", "history"]),
     *[("ctk-build", [w]) for w in ("pull", "run", "buidl")],
@@ -62,7 +62,7 @@ def test_command_words_are_refused_before_any_containerd_or_registry_call(prog, 
 
 
 @pytest.mark.parametrize("prog,word,close", [
-    ("ctk-run", "stats", "ctk-run start"), ("ctk-run", "crate", "ctk-run create"),
+    ("ctk-run", "strat", "ctk-run start"), ("ctk-run", "crate", "ctk-run create"),
     ("ctk-run", "isnpect", "ctk-run inspect"), ("ctk-pull", "pul", "ctk-pull pull"),
     ("ctk-pull", "imgaes", "ctk-pull images"), ("ctk-net", "lss", "ctk-net ls"),
     ("ctk-crypt", "encyrpt", "ctk-crypt encrypt"), ("ctk-build", "biuld", "ctk-build build"),
