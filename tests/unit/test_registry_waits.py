@@ -9,7 +9,8 @@ import requests
 from ctk_shared import config
 from ctk_shared.errors import UsageError
 from ctk_shared.registry import errors as rerr
-from ctk_shared.registry.client import DEFAULT_TIMEOUT, RegistryClient
+from ctk_shared.registry.client import RegistryClient
+from ctk_shared.registry.session import DEFAULT_TIMEOUT
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
 
 

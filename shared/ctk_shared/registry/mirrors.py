@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import oci
 from ..errors import CtkError, IntegrityError, Interrupted, Timeout, Unavailable
-from .client import BlobStream, RegistryClient
+from .client import RegistryClient
+from .streams import BlobStream
 
 if TYPE_CHECKING:
     from ..auth import Credentials
