@@ -18,7 +18,7 @@ from ctk_shared import reference as refs
 from ctk_shared.errors import CtkError, Interrupted, NotFound, UsageError
 
 from .cache import Cache
-from .dockerfile.instructions import BuildPlan, Command, Copy, From, KeyValues, Stage
+from .dockerfile.instructions import BuildPlan, Command, Copy, From, Instruction, KeyValues, Stage
 from .dockerfile.parser import DockerfileError, Node
 from .dockerfile.shell import Lexer, ShellError
 from .imagestate import ImageState
@@ -51,6 +51,7 @@ class BuildOptions:
     compression: str = "uncompressed"  # of the layers: gzip, or uncompressed (faster builds, bigger pushes)
     pull: bool = False  # pull base images even when they are in the store
     allow: frozenset[str] = frozenset()  # entitlements granted (--allow network.host)
+    secrets: dict[str, bytes] = field(default_factory=dict, repr=False)  # --secret id -> bytes (never logged)
 
 
 @dataclass
@@ -153,19 +154,38 @@ class Builder:
                 deps.add(dep.index)
                 visit(dep)
             for ins in st.instructions:
-                if isinstance(ins, Copy) and isinstance(ins.flags.get("from"), str):
-                    src = self._expand(ins.node, str(ins.flags["from"]), self.meta)
+                for src in self._from_refs(ins):
                     dep = self._stage_ref(src, st.index)
                     if dep is not None:
                         deps.add(dep.index)
                         visit(dep)
                     elif any(s.name == src.lower() for s in self.plan.stages):
-                        raise self.df.error(ins.node, f"COPY --from={src}: stage {src!r} is defined later")
+                        raise self.df.error(ins.node, f"{ins.keyword.upper()} --from={src}: stage {src!r} is "
+                                            "defined later")
             order.append(st)
 
         visit(target)
         order.sort(key=lambda s: s.index)
         return order
+
+    def _from_refs(self, ins: Instruction) -> list[str]:
+        """The stages or images an instruction reads: ``COPY --from``, ``RUN --mount=…,from=``."""
+        if isinstance(ins, Copy) and isinstance(ins.flags.get("from"), str):
+            return [self._expand(ins.node, str(ins.flags["from"]), self.meta)]
+        raw = ins.flags.get("mount") if isinstance(ins, Command) else None
+        if not isinstance(raw, str):
+            return []
+        from . import runmounts
+
+        out = []
+        for text in raw.split("\n"):
+            try:
+                m = runmounts.parse(text, lambda v: self._expand(ins.node, v, self.meta))
+            except ValueError:
+                continue  # reported when the step runs
+            if m.from_:
+                out.append(m.from_)
+        return out
 
     def _from_image(self, f: From) -> str:
         return self._expand(f.node, f.image, self.meta)
@@ -214,6 +234,7 @@ class Builder:
             for ins in st.instructions:
                 if isinstance(ins, Command) and ins.keyword == "run":
                     network_of(self, ins)
+                    self._check_secrets(ins)
         self.steps_total = sum(1 + len(s.instructions) for s in stages)
         self.progress.total = self.steps_total
         if len(stages) == 1 or self.max_parallel == 1:
@@ -225,6 +246,19 @@ class Builder:
         if unused:
             self.progress.note(f"[warning] build-args not consumed: {', '.join(unused)}")
         return self.results[target.index]
+
+    def _check_secrets(self, ins: Command) -> None:
+        """A required secret that was not given fails the build before any step runs."""
+        from . import runmounts
+
+        raw = ins.flags.get("mount")
+        for text in raw.split("\n") if isinstance(raw, str) else []:
+            try:
+                m = runmounts.resolve(runmounts.parse(text, lambda v: v), "/")
+            except ValueError:
+                continue  # reported with the step, once variables are known
+            if m.type == "secret" and m.required and m.id not in self.opts.secrets:
+                raise self.df.error(ins.node, f"secret {m.id}: not found (give it with --secret id={m.id},...)")
 
     def _run_concurrently(self, stages: list[Stage]) -> None:
         """Independent stages at the same time. On the first failure (or Ctrl-C) the other stages stop: their

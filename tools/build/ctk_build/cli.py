@@ -26,19 +26,6 @@ def cli() -> None:
     """
 
 
-def _build_args(items: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not key:
-            raise UsageError(f"--build-arg {item!r}: expected KEY=VALUE or KEY")
-        if eq:
-            out[key] = value
-        elif key in os.environ:
-            out[key] = os.environ[key]  # Docker: a bare KEY takes the value from the environment
-    return out
-
-
 def _epoch(value: str | None) -> int | None:
     text = value if value is not None else os.environ.get("SOURCE_DATE_EPOCH") or None
     if text is None:
@@ -77,6 +64,8 @@ def _epoch(value: str | None) -> int | None:
 @click.option("--pull", is_flag=True, help="pull base images even when they are in the store")
 @click.option("--digestfile", metavar="PATH", help="also write the image's manifest digest to PATH")
 @click.option("--iidfile", metavar="PATH", help="also write the image ID (its config digest) to PATH")
+@click.option("--secret", "secrets", multiple=True, metavar="id=ID[,src=PATH|,env=VAR]",
+              help="a secret for RUN --mount=type=secret,id=ID (repeatable); never stored in the image")
 @click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True,
               help="stdout: the ref@digest, or a JSON record")
 @shared_cli.global_options
@@ -84,18 +73,18 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
           target: str | None, no_cache: bool, quiet: bool, network: str, platform: str | None,
           source_date_epoch: str | None, labels: tuple[str, ...], push: bool, outputs: tuple[str, ...],
           compression: str, pull: bool, digestfile: str | None, fmt: str, allow: tuple[str, ...], progress: str,
-          iidfile: str | None) -> None:
+          iidfile: str | None, secrets: tuple[str, ...]) -> None:
     """Build an image from a Dockerfile."""
     from ctk_shared.oci import Platform
 
     from . import ops
 
     req = ops.BuildRequest(
-        context=context_dir, dockerfile=dockerfile, tags=tags, build_args=_build_args(build_args), target=target,
+        context=context_dir, dockerfile=dockerfile, tags=tags, build_args=shared_cli.key_values(build_args, "--build-arg", bare="env"), target=target,
         no_cache=no_cache, quiet=quiet, network=network, allow=frozenset(allow),
         platform=Platform.parse(platform) if platform else None, source_date_epoch=_epoch(source_date_epoch),
-        labels=shared_cli.labels_from_args(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
-        pull=pull, digestfile=digestfile, progress=progress, iidfile=iidfile)
+        labels=shared_cli.key_values(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
+        pull=pull, digestfile=digestfile, progress=progress, iidfile=iidfile, secrets=secrets)
     ops.build(shared_cli.options(), req)
 
 

@@ -16,7 +16,7 @@ from ctk_shared.errors import CtkError, NotFound
 
 from . import copier, mounting, users
 from .cache import chain_key
-from .dockerfile.instructions import Copy
+from .dockerfile.instructions import Copy, Instruction
 from .dockerfile.parser import DockerfileError
 from .dockerfile.shell import Lexer, ShellError
 from .sources import SourceTree, file_digest
@@ -134,6 +134,14 @@ def _source(sc: StageContext, ins: Copy, src_from: str,
                                               f"expected {want}")
             yield SourceTree(tmp, context=True, label="download"), ""
         return
+    with source_tree(sc, ins, src_from) as got:
+        yield got
+
+
+@contextlib.contextmanager
+def source_tree(sc: StageContext, ins: Instruction, src_from: str) -> Iterator[tuple[SourceTree | None, str]]:
+    """The context (``src_from`` empty), or a read-only view of a stage's or an image's root, with the key of
+    its content (the stage's cache key, the image's digest; "" for the context)."""
     if not src_from:
         yield sc.b.context, ""
         return
@@ -154,7 +162,7 @@ def _source(sc: StageContext, ins: Copy, src_from: str,
         except DockerfileError:
             raise
         except CtkError as e:
-            raise sc.b.df.error(ins.node, f"COPY --from={src_from}: no such stage, and no such image "
+            raise sc.b.df.error(ins.node, f"--from={src_from}: no such stage, and no such image "
                                   f"({e.message})") from None
         chain, from_key = state.chain_id, digest
     if not chain:

@@ -46,6 +46,7 @@ class BuildRequest:
     allow: frozenset[str] = frozenset()  # entitlements: network.host
     progress: str = "auto"  # auto, tty, plain, quiet, rawjson (-q is quiet)
     iidfile: str | None = None  # also write the image ID (the config digest) there
+    secrets: tuple[str, ...] = ()  # --secret id=…,src=…|env=…
 
 
 @dataclass(frozen=True)
@@ -145,10 +146,13 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     dataroot.ensure(gopts.data_root)  # 0710, before the digest cache or the RUN fifos make it 0755
     digests = DigestCache(os.path.join(gopts.data_root, "build", "digests.json"))
     context = SourceTree(context_dir, _ignore(context_dir, df_path), digests=digests) if context_dir else None
+    from .runmounts import secret_sources
+
+    secrets = secret_sources(req.secrets, dict(os.environ))  # a missing one fails before any work
     mode = progress_mod.choose("quiet" if req.quiet else req.progress, sys.stderr.isatty())
     opts = BuildOptions(text, df_name, context_dir, dict(req.build_args), req.target, req.no_cache, network,
                         req.platform, req.source_date_epoch, dict(req.labels), mode == "quiet", mode,
-                        _compression(req), req.pull, req.allow)
+                        _compression(req), req.pull, req.allow, secrets)
     client = connect.containerd(gopts)
     from .runner import remove_stale_steps
 
@@ -250,11 +254,14 @@ def prune(gopts: GlobalOptions) -> tuple[int, int]:
     from ctk_shared import connect
 
     from .cache import prune as prune_cache
+    from .runmounts import prune as prune_mounts
     from .runner import remove_stale_steps
 
     client = connect.containerd(gopts)
     remove_stale_steps(client, gopts.data_root)
-    result = prune_cache(client)
+    count, size = prune_cache(client)
+    size += prune_mounts(gopts.data_root, client.namespace)  # RUN --mount=type=cache directories
+    result = count, size
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(gopts.data_root, "build", "digests.json"))  # checksums of context files
     return result

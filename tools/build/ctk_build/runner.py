@@ -100,6 +100,11 @@ def step_files_dir(data_root: str, container_id: str) -> str:
     return os.path.join(data_root, "build", "etc", container_id)
 
 
+def secrets_dir(data_root: str, container_id: str) -> str:
+    """The step's own tmpfs for the files of its ``RUN --mount=type=secret`` mounts."""
+    return os.path.join(data_root, "build", "secrets", container_id)
+
+
 def run_step(client: Client, snapshotter: str, key: str, mounts: Sequence[Mount], proc: StepProcess,
              fifo_dir: str, output: Callable[[bytes], None], running: RunningTasks | None = None,
              labels: dict[str, str] | None = None) -> None:
@@ -188,5 +193,12 @@ def remove_stale_steps(client: Client, data_root: str | None = None, *, all_step
                 client.snapshots(c.snapshotter or "overlayfs").remove(c.snapshot_key)
         if data_root:
             shutil.rmtree(step_files_dir(data_root, c.id), ignore_errors=True)
+            secrets = secrets_dir(data_root, c.id)
+            if os.path.isdir(secrets):  # a killed step's secret tmpfs: unmounted, never read
+                from .mounting import unmount
+
+                unmount(secrets)
+                with contextlib.suppress(OSError):
+                    os.rmdir(secrets)
         removed += 1
     return removed

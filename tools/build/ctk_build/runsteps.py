@@ -12,7 +12,7 @@ from ctk_shared.errors import CtkError
 from ctk_shared.nethooks import hook_error
 from ctk_shared.snapshotfs import exists_layered, layered_dirs
 
-from . import mounting, rootfs, stepnet, users
+from . import mounting, rootfs, runmounts, stepnet, users
 from .cache import chain_key
 from .dockerfile.instructions import Command
 from .dockerfile.parser import DockerfileError, as_written, parse_heredoc
@@ -62,10 +62,10 @@ def network_of(b: Builder, ins: Command) -> str:
 
 def run(sc: StageContext, ins: Command) -> None:
     """RUN as one layer step of the stage ``sc``."""
-    for flag in ("mount", "security"):
-        if flag in ins.flags:
-            raise sc.b.df.error(ins.node, f"RUN --{flag} is not supported by ctk-build yet")
+    if "security" in ins.flags:
+        raise sc.b.df.error(ins.node, "RUN --security is not supported by ctk-build yet")
     network = network_of(sc.b, ins)
+    mounts = runmounts.check(sc, ins)
     args, pipes = _run_args(sc, ins)
     env_list = sc.state.env_list()
     env_keys = {e.partition("=")[0] for e in env_list}
@@ -79,21 +79,29 @@ def run(sc: StageContext, ins: Command) -> None:
     prefix = f"|{len(build_env)} {' '.join(build_env)} " if build_env else ""
     created_by = f"{prefix}{' '.join(sc.shell)} {shown}"
     key = chain_key(sc.key, "run", args, env_list + build_env, user, cwd, network, pipes)
-    sc.layer_step(ins, key, created_by, lambda mounts, skey: _run_in(
-        sc, ins, mounts, skey, args, process_env, user, cwd, network, pipes))
+    if mounts:  # (a step without mounts keeps the key it always had)
+        key = chain_key(key, "mounts", runmounts.key_parts(sc, ins, mounts))
+    sc.layer_step(ins, key, created_by, lambda snap, skey: _run_in(
+        sc, ins, snap, skey, args, process_env, user, cwd, network, pipes, mounts))
 
 
 def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args: list[str], env: list[str],
-            user: str, cwd: str, network: str, pipes: dict[str, str]) -> None:
+            user: str, cwd: str, network: str, pipes: dict[str, str],
+            run_mounts: list[runmounts.RunMount]) -> None:
     dirs = layered_dirs(mounts)
     try:
-        uid, gid, extra = users.resolve(user, dirs) if user else (0, 0, ())
+        uid, gid, groups = users.resolve(user, dirs) if user else (0, 0, ())
     except CtkError as e:
         raise sc.b.df.error(ins.node, e.message) from None
     missing = [p for p in _MOUNT_POINTS if not exists_layered(dirs, p)]
+    for m in run_mounts:  # what runc makes for a --mount target (deepest first) goes after the step
+        parts = m.target.strip("/").split("/") if m.target else []
+        made = ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+        missing.extend(p for p in made if p and not exists_layered(dirs, p))
     b = sc.b
     with contextlib.ExitStack() as stack:
         cid = step_container_id(skey)
+        extra = runmounts.prepare(sc, ins, run_mounts, cid, stack)
         etc_dir = ""
         if network == stepnet.BRIDGE:  # the step's generated hosts and resolv.conf, gone with the step
             etc_dir = step_files_dir(b.gopts.data_root, cid)
@@ -109,8 +117,8 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
                     fh.write(body)
                 os.chmod(path, 0o755)
                 binds.append((path, f"/dev/pipes/{name}"))
-        proc = StepProcess(tuple(args), tuple(env), cwd, uid, gid, extra, network, tuple(binds), hooks,
-                           annotations)
+        proc = StepProcess(tuple(args), tuple(env) + tuple(extra.env), cwd, uid, gid, groups, network, tuple(binds),
+                           hooks, annotations, tuple(extra.spec_mounts))
         try:
             vertex = sc.vertex
             run_step(b.client, b.sn_name, skey, mounts, proc, b.fifo_dir,

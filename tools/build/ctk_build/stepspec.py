@@ -31,6 +31,7 @@ class StepProcess:
     binds: tuple[tuple[str, str], ...] = field(default=())  # (host path, container path), read-only
     hooks: dict[str, Any] | None = None  # the OCI hooks that attach a "bridge" step (ctk_shared.nethooks)
     annotations: dict[str, str] = field(default_factory=dict)  # what those hooks read
+    mounts: tuple[dict[str, Any], ...] = ()  # RUN --mount's spec mounts (runmounts), after the binds
 
 
 def build_step_spec(container_id: str, namespace: str, proc: StepProcess) -> dict[str, Any]:
@@ -43,6 +44,7 @@ def build_step_spec(container_id: str, namespace: str, proc: StepProcess) -> dic
     mounts = ocispec.default_mounts()
     for src, dst in proc.binds:
         mounts.append({"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro", "rprivate"]})
+    mounts.extend(dict(m) for m in proc.mounts)
     spec: dict[str, Any] = {
         "ociVersion": ocispec.OCI_VERSION,
         "process": {
