@@ -45,8 +45,11 @@ def main() -> int:
         t0 = time.monotonic()
         for i in range(args.containers):
             cmd = ["sh", "-c", "while :; do :; done"] if i == 0 else ["sleep", "3600"]
-            ids.append(subprocess.run(ctk + ["-d", "-q", "--network", "none", "--name", f"c{i}", ref, *cmd],
-                                      check=True, capture_output=True, text=True, env=env).stdout.strip())
+            r = subprocess.run(ctk + ["-d", "-q", "--network", "none", "--name", f"c{i}", ref, *cmd],
+                               capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                raise SystemExit(f"container c{i} did not start: {r.stderr.strip()}")
+            ids.append(r.stdout.strip())
         print(f"{args.containers} containers started in {time.monotonic() - t0:.1f}s", file=sys.stderr)
         report: dict[str, object] = {"runs": args.runs, "containers": args.containers}
         rows = subprocess.run(ctk + ["ps"], check=True, capture_output=True, text=True, env=env).stdout.splitlines()

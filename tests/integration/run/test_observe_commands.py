@@ -27,9 +27,11 @@ def test_stats_no_stream_reads_cpu_memory_and_pids_of_running_containers(run, bb
     assert run("-d", "--name", "hog", "--network", "none", bb, *HOG).code == 0
     assert run("-d", "--name", "idle", "--network", "none", "-m", "64m", bb,
                "sh", "-c", "sleep 300 & sleep 301 & wait").code == 0
+    assert run("-d", "--name", "hostnet", "--network", "host", bb, "sleep", "300").code == 0
     assert run("create", "--name", "never", "--network", "none", bb, "true").code == 0
     rows = {r["Name"]: r for r in _json_lines(run("stats", "--no-stream"))}
-    assert set(rows) == {"hog", "idle"}  # running ones only, as Docker
+    assert set(rows) == {"hog", "idle", "hostnet"}  # running ones only, as Docker
+    assert rows["hostnet"]["NetIO"] == "0B / 0B"  # not the host's own traffic
     hog, idle = rows["hog"], rows["idle"]
     assert float(hog["CPUPerc"].rstrip("%")) > 1.0, hog  # a busy loop is seen busy
     assert idle["CPUPerc"] == "0.00%" or float(idle["CPUPerc"].rstrip("%")) < 5.0

@@ -12,7 +12,8 @@ What is read (Docker's choices):
 - memory: usage minus the inactive page cache (``total_inactive_file`` v1, ``inactive_file`` v2), as Docker's
   CLI does; the limit is ``memory.limit_in_bytes``/``memory.max``, capped at the host's ``MemTotal``.
 - block I/O: ``blkio.throttle.io_service_bytes_recursive`` (v1) or ``rbytes``/``wbytes`` of ``io.stat`` (v2).
-- PIDs: ``pids.current``; network: ``/proc/PID/net/dev`` of the container's netns without ``lo``.
+- PIDs: ``pids.current``; network: ``/proc/PID/net/dev`` of the container's netns without ``lo`` (nothing for a
+  container in the host's netns).
 
 Every read is bounded and a missing or odd file gives 0, never an error: a container may stop between reads.
 """
@@ -164,6 +165,15 @@ def host_memory() -> int:
     return 0
 
 
+def _host_netns(pid: int) -> bool:
+    """Whether the process shares our network namespace (``--network host``): Docker shows no network figures
+    then, rather than the host's totals."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
+    except OSError:
+        return False
+
+
 def _dir(groups: dict[str, str], controller: str) -> str | None:
     """The directory of the container's cgroup for a v1 ``controller`` (``""``: the v2 unified one)."""
     mount = _mounts().get(controller)
@@ -183,7 +193,7 @@ def sample(pid: int) -> Sample:
     groups = parse_proc_cgroup(_read(f"/proc/{pid}/cgroup")) if pid > 0 else {}
     if not groups:
         return Sample(at)
-    rx, tx = parse_net_dev(_read(f"/proc/{pid}/net/dev"))
+    rx, tx = parse_net_dev(_read(f"/proc/{pid}/net/dev")) if not _host_netns(pid) else (0, 0)
     cpu = mem = limit = read = write = pids = 0
     v2 = _dir(groups, "")
     if (d := _dir(groups, "cpuacct")) is not None:
