@@ -162,7 +162,8 @@ def source_tree(sc: StageContext, ins: Instruction, src_from: str) -> Iterator[t
         except DockerfileError:
             raise
         except CtkError as e:
-            raise sc.b.df.error(ins.node, f"--from={src_from}: no such stage, and no such image "
+            what = "RUN --mount from" if ins.keyword == "run" else f"{ins.keyword.upper()} --from"
+            raise sc.b.df.error(ins.node, f"{what}={src_from}: no such stage, and no such image "
                                   f"({e.message})") from None
         chain, from_key = state.chain_id, digest
     if not chain:
