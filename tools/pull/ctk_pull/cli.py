@@ -264,7 +264,8 @@ def lazy_serve(root: str, socket_path: str) -> None:
     from .snapshotter import daemon
 
     gopts = shared_cli.options()
-    daemon.serve(root, socket_path, debug=gopts.debug, insecure=gopts.insecure_registry, hosts_dirs=gopts.hosts_dir)
+    daemon.serve(root, socket_path, debug=gopts.debug, insecure=gopts.insecure_registry, hosts_dirs=gopts.hosts_dir,
+                 registry_timeout=gopts.registry_timeout)
 
 
 def main() -> None:

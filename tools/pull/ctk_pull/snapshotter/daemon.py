@@ -23,14 +23,14 @@ log = logging.getLogger("ctk.snapshotter")
 
 
 def serve(root: str, socket: str, *, debug: bool = False, insecure: bool = False, hosts_dirs: Sequence[str] = (),
-          ready: threading.Event | None = None) -> None:
+          ready: threading.Event | None = None, registry_timeout: Sequence[float] | None = None) -> None:
     """Layers of running containers stay mounted when this returns: their lazyfs processes outlive it."""
     from ctk_shared.containerd.snapshots_server import SnapshotServer
 
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if debug else logging.INFO,
                         format="ctk-pull lazy-serve: %(levelname)s %(message)s")
     root_path = Path(root).resolve()
-    lazy = LazyMounter(root_path / "cache", insecure=insecure, hosts_dirs=hosts_dirs)
+    lazy = LazyMounter(root_path / "cache", insecure=insecure, hosts_dirs=hosts_dirs, registry_timeout=registry_timeout)
     lazy.start_zygote()
     store = SnapshotStore(root_path, lazy=lazy, premount=True)
     store.cleanup()

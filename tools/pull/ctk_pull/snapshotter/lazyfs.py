@@ -558,8 +558,12 @@ def _open_reader(a: Any) -> tuple[estargz.Reader, Callable[[], dict[str, int]]]:
     from ctk_shared.registry.hosts import DEFAULT_HOSTS_DIRS
 
     host, _, repo = a.ref.partition("/")
+    from ctk_shared.config import parse_registry_timeout
+    from ctk_shared.registry.session import DEFAULT_TIMEOUT
+
+    timeout = parse_registry_timeout(a.registry_timeout) if a.registry_timeout else DEFAULT_TIMEOUT
     client = RegistryClient(host, insecure=a.insecure, credentials=auth.get_credentials,
-                            hosts_dirs=tuple(a.hosts_dir) or DEFAULT_HOSTS_DIRS)
+                            hosts_dirs=tuple(a.hosts_dir) or DEFAULT_HOSTS_DIRS, timeout=timeout)
     rr = RangeReader(client, repo, a.digest)
     reader = estargz.Reader(rr, rr.blob_size(), a.toc_digest)
     return reader, lambda: {"requests": rr.requests, "bytes": rr.bytes_fetched}
@@ -579,6 +583,8 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--stats", help="write fetch counters (JSON) to this file after each read")
     p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS")
     p.add_argument("--hosts-dir", action="append", default=[], help="registry hosts.toml / certs directory")
+    p.add_argument("--registry-timeout", metavar="CONNECT,RESPONSE,STALL",
+                   help="registry waits in seconds (as ctk's --registry-timeout)")
     p.add_argument("--no-prefetch", action="store_true", help="do not fetch the landmark region after mounting")
     p.add_argument("mountpoint")
     a = p.parse_args(argv)

@@ -95,10 +95,12 @@ class LazyMounter:
     """Starts, checks and stops the lazyfs process of each lazily served layer."""
 
     def __init__(self, cache_dir: Path, *, insecure: bool = False, hosts_dirs: Sequence[str] = (),
-                 timeout: float = MOUNT_TIMEOUT) -> None:
+                 timeout: float = MOUNT_TIMEOUT, registry_timeout: Sequence[float] | None = None) -> None:
         self.cache_dir = cache_dir
         self.insecure = insecure
         self.hosts_dirs = tuple(hosts_dirs)
+        # --registry-timeout (CONNECT,RESPONSE,STALL) of lazy-serve, handed to every layer process
+        self.registry_timeout = tuple(registry_timeout) if registry_timeout else None
         self.timeout = timeout
         self._zygote: subprocess.Popen[str] | None = None
         self._zygote_lock = threading.Lock()
@@ -163,6 +165,8 @@ class LazyMounter:
             argv.append("--insecure")
         for d in self.hosts_dirs:
             argv += ["--hosts-dir", d]
+        if self.registry_timeout:
+            argv += ["--registry-timeout", ",".join(f"{t:g}" for t in self.registry_timeout)]
         argv.append(str(mountpoint))
         start = log_path.stat().st_size if log_path.exists() else 0
         t0 = time.monotonic()
