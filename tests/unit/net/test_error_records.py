@@ -47,7 +47,7 @@ def test_ctk_net_ensure_prints_an_error_record_for_an_unknown_network(tmp_path):
     p = subprocess.run([exe, "--data-root", g.data_root, "--cni-netconfpath", g.cni_netconfpath, "ensure",
                         "nosuchnet"], capture_output=True, text=True, env={"PATH": os.environ["PATH"]},
                        check=False)
-    assert p.returncode == 1
+    assert p.returncode == int(NotFound.exit_code)  # the exit-code table's "not found"
     assert json.loads(p.stdout) == {"Error": {"kind": "NotFound", "message": "no such network: 'nosuchnet'",
                                               "hint": "ctk-net ls lists the networks; ctk-net create NAME makes one"}}
 
