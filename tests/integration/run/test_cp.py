@@ -81,6 +81,17 @@ def test_copy_out_of_a_running_container_with_docker_path_rules(run, running, tm
     assert r.code == 1 and "no such container: nosuch" in r.err
 
 
+def test_the_whole_root_of_a_running_container_without_its_proc_sys_and_dev(run, running, tmp_path):
+    """`cp c:/ DIR` reads the container's own tree; /proc, /sys and /dev come as empty directories (/proc/kcore
+    alone claims terabytes, and /dev holds device nodes), as Docker cannot copy them either."""
+    out = tmp_path / "rootcopy"
+    r = run("cp", f"{running}:/", str(out), timeout=120)
+    assert r.code == 0, r.err
+    assert (out / "etc" / "hostname").read_text().strip() and (out / "bin").is_dir()
+    for kernel in ("proc", "sys", "dev"):
+        assert (out / kernel).is_dir() and os.listdir(out / kernel) == [], kernel
+
+
 def test_copy_into_a_running_container_owners_links_and_archive_mode(run, running, tmp_path):
     src = _host_tree(tmp_path)
     assert run("cp", str(src), f"{running}:/srv").code == 0  # /srv missing: made, with the contents

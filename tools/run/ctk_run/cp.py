@@ -98,7 +98,10 @@ def copy(client: Client, gopts: GlobalOptions, src: str, dst: str, *, archive: b
         _check_local_parent(req.local_path)
     c = find_container(client, req.container)
     pid = _live_pid(client, c.id)
-    copied = transfer(f"/proc/{pid}/root", req) if pid is not None else _copy_stopped(client, gopts, c, req)
+    if pid is not None:
+        copied = transfer(f"/proc/{pid}/root", req, kernel_devices(pid))
+    else:
+        copied = _copy_stopped(client, gopts, c, req)
     if not quiet and sys.stderr.isatty() and (req.into or req.local_path != "-"):  # Docker's summary line
         sys.stderr.write(f"Successfully copied {_human(copied)} to "
                          f"{(req.container + ':' + req.container_path) if req.into else req.local_path}\n")
@@ -123,6 +126,30 @@ def _live_pid(client: Client, cid: str) -> int | None:
     if not os.path.isdir(f"/proc/{t.pid}/root/"):
         return None
     return int(t.pid)
+
+
+_KERNEL_FS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "securityfs", "debugfs",
+                        "tracefs", "bpf", "pstore", "configfs", "fusectl", "binfmt_misc"})
+
+
+def kernel_devices(pid: int) -> frozenset[int]:
+    """The devices of a running container's kernel filesystems (/proc, /sys, cgroups, devpts) and of its /dev:
+    a copy out of the container does not enter them (Docker cannot copy them either; /proc/kcore alone claims
+    terabytes). From /proc/PID/mountinfo: field 3 is the mount's device, the field after `-` its type."""
+    devs = set()
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) < 5 or not right:
+                    continue
+                if right.split()[0] in _KERNEL_FS or fields[4] == "/dev":
+                    major, _, minor = fields[2].partition(":")
+                    devs.add(os.makedev(int(major), int(minor)))
+    except (OSError, ValueError):
+        pass
+    return frozenset(devs)
 
 
 def _check_local_parent(path: str) -> None:
@@ -182,11 +209,12 @@ def _child_result(code: int, err: str) -> int:
 # ---------------------------------------------------------------------------------------------- the copy
 
 
-def transfer(root_dir: str, req: CopyRequest) -> int:
-    """Do ``req`` with the container's root at host path ``root_dir``; returns the bytes of file data copied."""
+def transfer(root_dir: str, req: CopyRequest, skip_devs: frozenset[int] = frozenset()) -> int:
+    """Do ``req`` with the container's root at host path ``root_dir``; returns the bytes of file data copied.
+    Directories on a device in ``skip_devs`` are copied out without their contents."""
     try:
         with Root(root_dir) as root:
-            return _copy_out(root, req) if not req.into else _copy_in(root, req)
+            return _copy_out(root, req, skip_devs) if not req.into else _copy_in(root, req)
     except OSError as e:
         raise CopyFailed(_os_message(e, req)) from e
 
@@ -249,7 +277,7 @@ def _not_found(req: CopyRequest) -> NotFound:
     return NotFound(f"Could not find the file {req.container_path} in container {req.container}")
 
 
-def _copy_out(root: Root, req: CopyRequest) -> int:
+def _copy_out(root: Root, req: CopyRequest, skip_devs: frozenset[int]) -> int:
     cpath = req.container_path
     try:
         pfd, name, st = _resolve(root, cpath, req.follow_link or _wants_dir(cpath))
@@ -263,15 +291,16 @@ def _copy_out(root: Root, req: CopyRequest) -> int:
             raise CopyFailed(f"{req.container}:{cpath}: not a directory")
         if req.local_path == "-":
             arc = "." if _contents_only(cpath) and is_dir else _base(cpath)
-            tar_out(pfd, name, st, arc, sys.stdout.buffer)
+            tar_out(pfd, name, st, arc, sys.stdout.buffer, skip_devs)
             sys.stdout.buffer.flush()
             return 0
-        return _write_local(pfd, name, st, req)
+        return _write_local(pfd, name, st, req, skip_devs)
     finally:
         os.close(pfd)
 
 
-def _write_local(pfd: int, name: str | None, st: os.stat_result, req: CopyRequest) -> int:
+def _write_local(pfd: int, name: str | None, st: os.stat_result, req: CopyRequest,
+                 skip_devs: frozenset[int]) -> int:
     """Docker's destination rules on the host side; the host path itself is the user's (links followed)."""
     dest = req.local_path
     src_dir = stat.S_ISDIR(st.st_mode)
@@ -279,7 +308,7 @@ def _write_local(pfd: int, name: str | None, st: os.stat_result, req: CopyReques
     if exists and os.path.isdir(dest):
         top = os.open(dest, O_DIR)
         try:
-            copier = TreeCopy(top, _owner(req), replace=True, where=dest)
+            copier = TreeCopy(top, _owner(req), replace=True, where=dest, skip_devs=skip_devs)
             _into_dir(copier, pfd, name, st, top, req.container_path)
             return copier.copied
         finally:
@@ -295,7 +324,7 @@ def _write_local(pfd: int, name: str | None, st: os.stat_result, req: CopyReques
     parent, base = os.path.split(os.path.abspath(dest.rstrip("/") or "/"))
     top = os.open(parent or "/", O_DIR)
     try:
-        copier = TreeCopy(top, _owner(req), replace=True, where=parent)
+        copier = TreeCopy(top, _owner(req), replace=True, where=parent, skip_devs=skip_devs)
         _to_name(copier, pfd, name, st, top, base)
         return copier.copied
     finally:

@@ -85,6 +85,7 @@ class TreeCopy:
     replace: bool
     where: str = ""  # the destination as the user named it, for messages
     copied: int = 0  # bytes of file data written
+    skip_devs: frozenset[int] = frozenset()  # kernel filesystems of a running container (/proc, /sys): not entered
     _fresh: set[int] = field(default_factory=set)  # descriptors of directories this copy made: nothing to clear
     _links: dict[tuple[int, int], list[str]] = field(default_factory=dict)
 
@@ -132,7 +133,8 @@ class TreeCopy:
         if made:
             self._fresh.add(d)
         try:
-            self.contents(src, d, rel)
+            if st.st_dev not in self.skip_devs:
+                self.contents(src, d, rel)
             _meta(d, st, self.owner, _xattrs(src))
         finally:
             self._fresh.discard(d)
@@ -217,15 +219,17 @@ def copy_data(src: int, dst: int, size: int) -> int:
 # ------------------------------------------------------------------------------------------------- tar out
 
 
-def tar_out(src_dir: int, name: str | None, st: os.stat_result, arcname: str, out: IO[bytes]) -> None:
+def tar_out(src_dir: int, name: str | None, st: os.stat_result, arcname: str, out: IO[bytes],
+            skip_devs: frozenset[int] = frozenset()) -> None:
     """Write a tar of entry ``name`` in ``src_dir`` (None: ``src_dir`` itself, a directory) to ``out``, its
-    top entry called ``arcname``. Owners are the source's, as Docker's ``cp … -`` sends them."""
+    top entry called ``arcname``. Owners are the source's, as Docker's ``cp … -`` sends them. Directories on
+    a device in ``skip_devs`` are written without their contents."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         links: dict[tuple[int, int], str] = {}
         if name is None:
-            _tar_dir(tar, src_dir, st, arcname, links)
+            _tar_dir(tar, src_dir, st, arcname, links, skip_devs)
         else:
-            _tar_entry(tar, src_dir, name, st, arcname, links)
+            _tar_entry(tar, src_dir, name, st, arcname, links, skip_devs)
 
 
 def _tarinfo(st: os.stat_result, arcname: str) -> tarfile.TarInfo:
@@ -237,12 +241,12 @@ def _tarinfo(st: os.stat_result, arcname: str) -> tarfile.TarInfo:
 
 
 def _tar_entry(tar: tarfile.TarFile, src_dir: int, name: str, st: os.stat_result, arcname: str,
-               links: dict[tuple[int, int], str]) -> None:
+               links: dict[tuple[int, int], str], skip: frozenset[int]) -> None:
     mode = st.st_mode
     if stat.S_ISDIR(mode):
         fd = os.open(name, _DIR, dir_fd=src_dir)
         try:
-            _tar_dir(tar, fd, st, arcname, links)
+            _tar_dir(tar, fd, st, arcname, links, skip)
         finally:
             os.close(fd)
         return
@@ -275,14 +279,16 @@ def _tar_entry(tar: tarfile.TarFile, src_dir: int, name: str, st: os.stat_result
 
 
 def _tar_dir(tar: tarfile.TarFile, fd: int, st: os.stat_result, arcname: str,
-             links: dict[tuple[int, int], str]) -> None:
+             links: dict[tuple[int, int], str], skip: frozenset[int]) -> None:
     info = _tarinfo(st, arcname)
     info.type = tarfile.DIRTYPE
     tar.addfile(info)
+    if st.st_dev in skip:
+        return
     with os.scandir(fd) as it:
         entries = sorted((e.name, e.stat(follow_symlinks=False)) for e in it)
     for child, cst in entries:
-        _tar_entry(tar, fd, child, cst, f"{arcname.rstrip('/')}/{child}", links)
+        _tar_entry(tar, fd, child, cst, f"{arcname.rstrip('/')}/{child}", links, skip)
 
 
 # -------------------------------------------------------------------------------------------------- tar in
