@@ -222,3 +222,30 @@ def test_usage_errors(run):
     assert r.code == 2 and "copying between containers is not supported" in r.err
     r = run("cp", "./a", "/b")
     assert r.code == 2 and "at least one container" in r.err
+
+
+def test_nginx_site_in_and_config_out_running_then_stopped(run, real_images, tmp_path):
+    """The issue's flow on the real Debian nginx image: a site copied into the running server is served, its
+    config comes out, and a page copied into the stopped container is served after `start`. Its access log is
+    a link to /dev/stdout: copied as the link; with -L it resolves in the container (never the host's stdout)."""
+    from .test_real_nginx import free_port, get
+
+    port = free_port()
+    r = run("run", "-d", "-q", "-p", f"{port}:80", "--name", "web", real_images["nginx"].ref)
+    assert r.code == 0, r.err
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<h1>from ctk-run cp</h1>\n")
+    assert run("cp", f"{site}/.", "web:/var/www/html").code == 0
+    assert "from ctk-run cp" in get(port, "ctk-cp")[2]
+    r = run("cp", "web:/etc/nginx/nginx.conf", str(tmp_path))
+    assert r.code == 0 and "http {" in (tmp_path / "nginx.conf").read_text()
+    assert run("cp", "web:/var/log/nginx/access.log", str(tmp_path / "log")).code == 0
+    assert os.readlink(tmp_path / "log") == "/dev/stdout"
+    r = run("cp", "-L", "web:/var/log/nginx/access.log", str(tmp_path / "log2"), timeout=30)
+    assert r.code != 0 and not (tmp_path / "log2").exists()
+    assert run("stop", "web").code == 0
+    (site / "index.html").write_text("<h1>copied while stopped</h1>\n")
+    assert run("cp", str(site / "index.html"), "web:/var/www/html/index.html").code == 0
+    assert run("start", "web").code == 0
+    assert "copied while stopped" in get(port, "ctk-cp")[2]
