@@ -55,7 +55,7 @@ def _epoch(value: str | None) -> int | None:
 @click.option("--platform", help="the platform of base images (os/arch[/variant])")
 @click.option("--source-date-epoch", metavar="SECONDS",
               help="pin every timestamp for reproducible digests [$SOURCE_DATE_EPOCH]")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="add a label to the image")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="add a label to the image config (repeatable)")
 @click.option("--push", is_flag=True, help="push every -t name after the build")
 @click.option("-o", "--output", "outputs", multiple=True, metavar="type=oci|docker,dest=PATH",
               help="also write the image as a tar (OCI layout + docker-archive in one)")
