@@ -42,33 +42,39 @@ def main() -> int:
         subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
                        stdout=subprocess.DEVNULL, env=env)
         ids = []
-        t0 = time.monotonic()
-        for i in range(args.containers):
-            cmd = ["sh", "-c", "while :; do :; done"] if i == 0 else ["sleep", "3600"]
-            r = subprocess.run(ctk + ["-d", "-q", "--network", "none", "--name", f"c{i}", ref, *cmd],
-                               capture_output=True, text=True, env=env)
-            if r.returncode != 0:
-                raise SystemExit(f"container c{i} did not start: {r.stderr.strip()}")
-            ids.append(r.stdout.strip())
-        print(f"{args.containers} containers started in {time.monotonic() - t0:.1f}s", file=sys.stderr)
         report: dict[str, object] = {"runs": args.runs, "containers": args.containers}
-        rows = subprocess.run(ctk + ["ps"], check=True, capture_output=True, text=True, env=env).stdout.splitlines()
-        assert len(rows) == args.containers, len(rows)
-        ps = _median(ctk + ["ps"], env, args.runs)
-        ctr_ps = _median(ctr + ["task", "ls"], env, args.runs)
-        report["ps"] = {"ctk_s": ps, "ctr_task_ls_s": ctr_ps, "ratio_vs_ctr": round(ps / ctr_ps, 2),
-                        "target_s": 0.3}
-        # keep args.stats running (the CPU hog among them), kill the rest
-        subprocess.run(ctk + ["kill", *ids[args.stats:]], check=True, capture_output=True, env=env)
-        rows = subprocess.run(ctk + ["stats", "--no-stream"], check=True, capture_output=True, text=True,
-                              env=env).stdout.splitlines()
-        assert len(rows) == args.stats, len(rows)
-        hog = next(json.loads(r) for r in rows if json.loads(r)["Name"] == "c0")
-        st = _median(ctk + ["stats", "--no-stream"], env, args.runs)
-        ctr_st = _median(ctr + ["task", "metrics", ids[0]], env, args.runs)
-        report["stats"] = {"ctk_s": st, "ctr_task_metrics_one_s": ctr_st, "ratio_vs_ctr": round(st / ctr_st, 2),
-                           "target_s": 0.5, "running": args.stats, "cpu_hog_row": hog}
-        subprocess.run(ctk + ["rm", "-f", *ids], check=False, capture_output=True, env=env)
+        # the floor of both commands: start-up and the RPCs on a namespace without containers
+        empty = [tool("ctk-run"), "--address", daemon.address, "-n", "bench-empty"]
+        report["empty_namespace_s"] = {"ps": _median(empty + ["ps"], env, args.runs),
+                                       "stats": _median(empty + ["stats", "--no-stream"], env, args.runs)}
+        try:
+            t0 = time.monotonic()
+            for i in range(args.containers):
+                cmd = ["sh", "-c", "while :; do :; done"] if i == 0 else ["sleep", "3600"]
+                r = subprocess.run(ctk + ["-d", "-q", "--network", "none", "--name", f"c{i}", ref, *cmd],
+                                   capture_output=True, text=True, env=env)
+                if r.returncode != 0:
+                    raise SystemExit(f"container c{i} did not start: {r.stderr.strip()}")
+                ids.append(r.stdout.strip())
+            print(f"{args.containers} containers started in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+            rows = subprocess.run(ctk + ["ps"], check=True, capture_output=True, text=True, env=env).stdout.splitlines()
+            assert len(rows) == args.containers, len(rows)
+            ps = _median(ctk + ["ps"], env, args.runs)
+            ctr_ps = _median(ctr + ["task", "ls"], env, args.runs)
+            report["ps"] = {"ctk_s": ps, "ctr_task_ls_s": ctr_ps, "ratio_vs_ctr": round(ps / ctr_ps, 2),
+                            "target_s": 0.3}
+            # keep args.stats running (the CPU hog among them), kill the rest
+            subprocess.run(ctk + ["kill", *ids[args.stats:]], check=True, capture_output=True, env=env)
+            rows = subprocess.run(ctk + ["stats", "--no-stream"], check=True, capture_output=True, text=True,
+                                  env=env).stdout.splitlines()
+            assert len(rows) == args.stats, len(rows)
+            hog = next(json.loads(r) for r in rows if json.loads(r)["Name"] == "c0")
+            st = _median(ctk + ["stats", "--no-stream"], env, args.runs)
+            ctr_st = _median(ctr + ["task", "metrics", ids[0]], env, args.runs)
+            report["stats"] = {"ctk_s": st, "ctr_task_metrics_one_s": ctr_st, "ratio_vs_ctr": round(st / ctr_st, 2),
+                               "target_s": 0.5, "running": args.stats, "cpu_hog_row": hog}
+        finally:  # never leave containers running, whatever failed
+            subprocess.run(ctk + ["rm", "-f", *ids], check=False, capture_output=True, env=env)
         print(json.dumps(report, indent=2))
         return 0
 
