@@ -190,3 +190,27 @@ def test_bad_mounts_name_the_line(build, bb, tmp_path, mount, message):
     ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN --mount={mount} true\n"})
     r = build(str(ctx))
     assert r.code == 1 and "Dockerfile:2:" in r.err and message in r.err and "Traceback" not in r.err, r.err
+
+
+def test_ssh_agent_socket_is_bound_for_the_step_only(build, run, bb, tmp_path):
+    import socket
+
+    sock_path = tmp_path / "agent.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+    try:
+        df = (f"FROM {bb}\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /where\n"
+              "RUN --mount=type=ssh,id=other,target=/agent test ! -e /agent\n")
+        ctx = write(tmp_path / "ctx", {"Dockerfile": df})
+        r = build("-q", "-t", "ssh", "--ssh", "default", str(ctx), env={"SSH_AUTH_SOCK": str(sock_path)})
+        assert r.code == 0, r.err
+        out = run("--rm", "-q", "--network", "none", "ssh", "sh", "-c", "cat /where; test -e /run/buildkit || echo clean")
+        assert out.out == "/run/buildkit/ssh_agent.0\nclean\n", out.out
+        need = write(tmp_path / "need", {"Dockerfile": f"FROM {bb}\nRUN --mount=type=ssh,required true\n"})
+        r = build("-q", str(need))
+        assert r.code == 1 and "Dockerfile:2: ssh default: no agent given" in r.err, r.err
+        r = build("-q", "--ssh", f"default={tmp_path}", str(ctx))
+        assert r.code == 1 and "is not an agent socket" in r.err, r.err
+    finally:
+        server.close()

@@ -52,6 +52,7 @@ class BuildOptions:
     pull: bool = False  # pull base images even when they are in the store
     allow: frozenset[str] = frozenset()  # entitlements granted (--allow network.host)
     secrets: dict[str, bytes] = field(default_factory=dict, repr=False)  # --secret id -> bytes (never logged)
+    ssh: dict[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
 
 
 @dataclass
@@ -259,6 +260,8 @@ class Builder:
                 continue  # reported with the step, once variables are known
             if m.type == "secret" and m.required and m.id not in self.opts.secrets:
                 raise self.df.error(ins.node, f"secret {m.id}: not found (give it with --secret id={m.id},...)")
+            if m.type == "ssh" and m.required and m.id not in self.opts.ssh:
+                raise self.df.error(ins.node, f"ssh {m.id}: no agent given (ctk-build --ssh {m.id})")
 
     def _run_concurrently(self, stages: list[Stage]) -> None:
         """Independent stages at the same time. On the first failure (or Ctrl-C) the other stages stop: their

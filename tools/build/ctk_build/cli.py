@@ -66,6 +66,8 @@ def _epoch(value: str | None) -> int | None:
 @click.option("--iidfile", metavar="PATH", help="also write the image ID (its config digest) to PATH")
 @click.option("--secret", "secrets", multiple=True, metavar="id=ID[,src=PATH|,env=VAR]",
               help="a secret for RUN --mount=type=secret,id=ID (repeatable); never stored in the image")
+@click.option("--ssh", "ssh", multiple=True, metavar="default|ID=SOCKET",
+              help="an SSH agent socket for RUN --mount=type=ssh (default: $SSH_AUTH_SOCK; repeatable)")
 @click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True,
               help="stdout: the ref@digest, or a JSON record")
 @shared_cli.global_options
@@ -73,7 +75,7 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
           target: str | None, no_cache: bool, quiet: bool, network: str, platform: str | None,
           source_date_epoch: str | None, labels: tuple[str, ...], push: bool, outputs: tuple[str, ...],
           compression: str, pull: bool, digestfile: str | None, fmt: str, allow: tuple[str, ...], progress: str,
-          iidfile: str | None, secrets: tuple[str, ...]) -> None:
+          iidfile: str | None, secrets: tuple[str, ...], ssh: tuple[str, ...]) -> None:
     """Build an image from a Dockerfile."""
     from ctk_shared.oci import Platform
 
@@ -84,7 +86,7 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
         no_cache=no_cache, quiet=quiet, network=network, allow=frozenset(allow),
         platform=Platform.parse(platform) if platform else None, source_date_epoch=_epoch(source_date_epoch),
         labels=shared_cli.key_values(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
-        pull=pull, digestfile=digestfile, progress=progress, iidfile=iidfile, secrets=secrets)
+        pull=pull, digestfile=digestfile, progress=progress, iidfile=iidfile, secrets=secrets, ssh=ssh)
     ops.build(shared_cli.options(), req)
 
 

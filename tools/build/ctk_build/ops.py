@@ -47,6 +47,7 @@ class BuildRequest:
     progress: str = "auto"  # auto, tty, plain, quiet, rawjson (-q is quiet)
     iidfile: str | None = None  # also write the image ID (the config digest) there
     secrets: tuple[str, ...] = ()  # --secret id=…,src=…|env=…
+    ssh: tuple[str, ...] = ()  # --ssh default|ID=SOCKET
 
 
 @dataclass(frozen=True)
@@ -146,13 +147,14 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     dataroot.ensure(gopts.data_root)  # 0710, before the digest cache or the RUN fifos make it 0755
     digests = DigestCache(os.path.join(gopts.data_root, "build", "digests.json"))
     context = SourceTree(context_dir, _ignore(context_dir, df_path), digests=digests) if context_dir else None
-    from .runmounts import secret_sources
+    from .runmounts import secret_sources, ssh_sources
 
     secrets = secret_sources(req.secrets, dict(os.environ))  # a missing one fails before any work
+    agents = ssh_sources(req.ssh, dict(os.environ))
     mode = progress_mod.choose("quiet" if req.quiet else req.progress, sys.stderr.isatty())
     opts = BuildOptions(text, df_name, context_dir, dict(req.build_args), req.target, req.no_cache, network,
                         req.platform, req.source_date_epoch, dict(req.labels), mode == "quiet", mode,
-                        _compression(req), req.pull, req.allow, secrets)
+                        _compression(req), req.pull, req.allow, secrets, agents)
     client = connect.containerd(gopts)
     from .runner import remove_stale_steps
 

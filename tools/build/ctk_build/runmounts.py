@@ -14,6 +14,10 @@ and runs them.
   unless ``rw``; then an overlay with a throw-away upper directory takes the writes, and they are gone
   after the step (BuildKit's ``rw`` bind has no output either).
 * ``type=tmpfs`` (``target``, ``size``).
+* ``type=ssh`` (``id`` [default], ``target`` [``/run/buildkit/ssh_agent.N``], ``required``): the agent socket
+  given with ``ctk-build --ssh ID=SOCKET`` (``--ssh default``: ``$SSH_AUTH_SOCK``) bound in; the first one is
+  ``$SSH_AUTH_SOCK`` of the step. Unlike BuildKit, the socket itself is bound (no proxy), so ``mode``/``uid``
+  /``gid`` are not applied to it.
 
 Mount points runc had to create in the step's root for a target (``/run/secrets`` and the file in it, say)
 are removed after the step, so nothing of a mount reaches the layer. The cache key gets each mount's
@@ -174,14 +178,18 @@ def parse(text: str, expand: Callable[[str], str]) -> RunMount:
             raise ValueError("invalid secret mount. one of source, target required")
         if kv.get("source") and kv.get("id"):
             raise ValueError("both source and id can't be set")
-    if kind == "ssh":
-        raise ValueError("RUN --mount=type=ssh is not supported by ctk-build yet")
     return RunMount(**kv)
 
 
 def resolve(m: RunMount, workdir: str) -> RunMount:
     """Defaults filled in as BuildKit's dispatcher does: an absolute target (relative ones are under the
     working directory), a cache's id (its target), a secret's id and target, sharing ``shared``."""
+    if m.type == "ssh":
+        target = m.target or ""
+        if target and not target.startswith("/"):
+            target = posixpath.join("/", workdir or "/", target)
+        return RunMount(**{**m.__dict__, "id": m.id or "default", "target": posixpath.normpath(target) if target
+                           else "", "mode": 0o600 if m.mode is None else m.mode})
     if m.type == "secret":
         sid = m.id or m.source or posixpath.basename(m.target)
         target = m.target or ("" if m.env else "/run/secrets/" + posixpath.basename(sid))
@@ -200,6 +208,31 @@ def resolve(m: RunMount, workdir: str) -> RunMount:
         extra["id"] = m.id or target
         extra["sharing"] = m.sharing or "shared"
     return RunMount(**{**m.__dict__, **extra})
+
+
+def ssh_sources(items: tuple[str, ...], environ: dict[str, str]) -> dict[str, str]:
+    """``--ssh default`` (``$SSH_AUTH_SOCK``) or ``--ssh ID=SOCKET``: agent sockets, checked now."""
+    import stat as stat_mod
+
+    out: dict[str, str] = {}
+    for item in items:
+        sid, eq, path = item.partition("=")
+        sid = sid or "default"
+        if not eq:
+            path = environ.get("SSH_AUTH_SOCK", "")
+            if not path:
+                raise InvalidArgument(f"--ssh {item}: SSH_AUTH_SOCK is not set",
+                                      hint="start an agent (eval $(ssh-agent)) or give --ssh ID=SOCKET")
+        path = os.path.abspath(path.split(",")[0])
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise InvalidArgument(f"--ssh {item}: {path}: {e.strerror}") from None
+        if not stat_mod.S_ISSOCK(st.st_mode):
+            raise InvalidArgument(f"--ssh {item}: {path} is not an agent socket (key files are not supported; "
+                                  "add the key to an agent)")
+        out[sid] = path
+    return out
 
 
 def secret_sources(items: tuple[str, ...], environ: dict[str, str]) -> dict[str, bytes]:
@@ -305,6 +338,7 @@ def prepare(sc: StageContext, ins: Command, mounts: list[RunMount], cid: str,
     b = sc.b
     out = Prepared()
     secret_dir = ""
+    ssh_count = 0
     for m in mounts:
         if m.type == "tmpfs":
             opts = ["nosuid", "nodev"] + ([f"size={m.size}"] if m.size else [])
@@ -332,6 +366,19 @@ def prepare(sc: StageContext, ins: Command, mounts: list[RunMount], cid: str,
             out.spec_mounts.append({"destination": m.target, "type": "bind", "source": path,
                                     "options": ["rbind", "ro", "rprivate", "nosuid", "nodev", "noexec"]})
             out.targets.append(m.target)
+        elif m.type == "ssh":
+            sock = b.opts.ssh.get(m.id)
+            if sock is None:
+                if m.required:
+                    raise b.df.error(ins.node, f"ssh {m.id}: no agent given (ctk-build --ssh {m.id})")
+                continue
+            target = m.target
+            if ssh_count == 0:
+                out.env.append(f"SSH_AUTH_SOCK={target}")  # as BuildKit: the first agent is the default
+            ssh_count += 1
+            out.spec_mounts.append({"destination": target, "type": "bind", "source": sock,
+                                    "options": ["rbind", "rprivate", "nosuid", "nodev", "noexec"]})
+            out.targets.append(target)
         elif m.type == "cache":
             out.spec_mounts.append(_cache_mount(sc, ins, m, stack))
             out.targets.append(m.target)
@@ -458,6 +505,11 @@ def check(sc: StageContext, ins: Command) -> list[RunMount]:
             raise sc.b.df.error(ins.node, f"--mount={text}: {e}") from None
         if m.type == "secret" and m.required and m.id not in sc.b.opts.secrets:
             raise sc.b.df.error(ins.node, f"secret {m.id}: not found (give it with --secret id={m.id},...)")
+        if m.type == "ssh" and m.required and m.id not in sc.b.opts.ssh:
+            raise sc.b.df.error(ins.node, f"ssh {m.id}: no agent given (ctk-build --ssh {m.id})")
+        if m.type == "ssh" and not m.target:
+            n = sum(1 for o in out if o.type == "ssh")
+            m = RunMount(**{**m.__dict__, "target": f"/run/buildkit/ssh_agent.{n}"})
         out.append(m)
     return out
 
