@@ -277,6 +277,8 @@ def test_events_show_health_status_and_ignore_forged_health_events(run, bb, cont
     try:
         ctd.events.publish(health_events.TOPIC, health_events.TYPE_URL, b"{not json")
         ctd.events.publish(health_events.TOPIC, health_events.TYPE_URL, b'{"id": 5, "status": "healthy"}')
+        ctd.events.publish(health_events.TOPIC, health_events.TYPE_URL, health_events.encode("f" * 64, "healthy"))
+        ctd.events.publish(health_events.TOPIC, health_events.TYPE_URL, health_events.encode(cid, "pwned"))
         ctd.events.publish(health_events.TOPIC, health_events.TYPE_URL, health_events.encode(cid, "healthy"))
         got = s.until(lambda e: e["Action"].startswith("health_status"))
     finally:

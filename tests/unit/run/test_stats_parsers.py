@@ -123,3 +123,10 @@ def test_event_filters():
     assert matches(_msg("start", tier="db"), parse_filters(["label=tier=db"]))
     with pytest.raises(UsageError, match="invalid filter"):
         parse_filters(["colour=red"])
+
+
+def test_event_line_cannot_be_forged_by_a_label():
+    m = _msg("start", note="x\n2026-12-04T00:00:00Z container destroy y\x1b[2J")
+    line = m.line()
+    assert "\n" not in line and "\x1b" not in line
+    assert "note=x\\x0a2026" in line and "\\x1b[2J" in line

@@ -60,8 +60,15 @@ class Message:
     def line(self) -> str:
         """Docker's text form: ``TIME TYPE ACTION ID (k=v, …)``, attributes sorted by key."""
         when = self.when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
-        attrs = ", ".join(f"{k}={v}" for k, v in sorted(self.attributes.items()))
-        return f"{when} {self.type} {self.action} {self.actor}" + (f" ({attrs})" if attrs else "")
+        attrs = ", ".join(f"{_printable(k)}={_printable(v)}" for k, v in sorted(self.attributes.items()))
+        return f"{when} {self.type} {_printable(self.action)} {_printable(self.actor)}" + \
+            (f" ({attrs})" if attrs else "")
+
+
+def _printable(text: str) -> str:
+    """Labels and names come from whoever made the container: a newline or an escape sequence in one must not
+    forge a line or drive the terminal."""
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
 def parse_filters(filters: Iterable[str]) -> dict[str, list[str]]:
@@ -124,6 +131,15 @@ class Translator:
         for c in self._client.containers.list():
             self._containers[c.id] = _known(c)
 
+    def _exists(self, cid: str) -> bool:
+        if cid in self._containers:
+            return True
+        try:
+            self._containers[cid] = _known(self._client.containers.get(cid))
+        except (NotFound, CtkError):
+            return False
+        return True
+
     def _lookup(self, cid: str, image: str = "") -> _Known:
         known = self._containers.get(cid)
         if known is None:
@@ -135,6 +151,7 @@ class Translator:
         return known
 
     def translate(self, ev: Event) -> Message | None:
+        from .health_events import STATUSES as HEALTH_STATUSES
         from .health_events import TOPIC as HEALTH_TOPIC
         from .health_events import decode as decode_health
 
@@ -143,7 +160,8 @@ class Translator:
         topic = ev.topic
         if topic == HEALTH_TOPIC:
             health = decode_health(ev.type_url, ev.value)
-            if health is None:
+            # anyone with the socket can publish: only a status of one of our containers is shown
+            if health is None or health["status"] not in HEALTH_STATUSES or not self._exists(health["id"]):
                 return None
             return Message(when, f"health_status: {health['status']}", health["id"],
                            self._lookup(health["id"]).attributes())
