@@ -73,12 +73,13 @@ def _cpu_window(base: str, daemon_pid: int, window: float) -> dict[str, float]:
     return out
 
 
-def _rss_mib(pids: list[int]) -> float:
+def _mem_mib(pids: list[int], field: str) -> float:
+    """Sum of ``Rss:`` or ``Pss:`` (shared pages split among their users) of ``pids``, in MiB."""
     total = 0
     for p in pids:
         try:
-            with open(f"/proc/{p}/status") as f:
-                total += int(f.read().split("VmRSS:")[1].split()[0])
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += int(f.read().split(f"\n{field}:")[1].split()[0])
         except (OSError, IndexError):
             pass
     return round(total / 1024, 1)
@@ -161,8 +162,9 @@ def _steady(args, base, daemon, ctk: list[str], ref: str, env: dict[str, str]) -
         time.sleep(3)  # past the start-up work (label updates, first probes)
         cpu = _cpu_window(str(base), daemon.proc.pid, args.window)
         groups = _classify(str(base), daemon.proc.pid)
-        cpu["runner_rss_mib_each"] = round(_rss_mib(groups["runners"]) / max(len(groups["runners"]), 1), 1) \
-            if groups["runners"] else 0.0
+        n = max(len(groups["runners"]), 1)
+        cpu["runner_rss_mib_each"] = round(_mem_mib(groups["runners"], "Rss") / n, 1)
+        cpu["runner_pss_mib_each"] = round(_mem_mib(groups["runners"], "Pss") / n, 1)
         out[phase] = cpu
         subprocess.run(ctk + ["rm", "-f", *ids], check=False, capture_output=True, env=env)
         print(f"{phase}: {cpu}", file=sys.stderr)

@@ -80,6 +80,8 @@ def test_healthy_then_unhealthy_ps_inspect_wait_and_events(run, bb):
     assert h["FailingStreak"] >= 2 and h["Log"][-1]["ExitCode"] == 1, h
     assert len(h["Log"]) <= 5
     assert ps_status(run, "hc").endswith("(unhealthy)")
+    assert run("ps", "-q", "--filter", "health=unhealthy").lines == [inspect(run, "hc")["Id"][:12]]
+    assert run("ps", "-q", "--filter", "health=healthy").lines == []
     w = run("wait", "--condition", "healthy", "hc", timeout=30)
     assert w.code != 0 and "unhealthy" in w.err, (w.code, w.err)
     assert wait_for(lambda: len(health(run, "hc")["Log"]) == 5, timeout=20)  # the last 5 probes only
@@ -90,6 +92,7 @@ def test_healthy_then_unhealthy_ps_inspect_wait_and_events(run, bb):
     assert run("stop", "-t", "1", "hc").code == 0
     assert wait_for(lambda: not runner_pids(cid), timeout=10), runner_pids(cid)
     assert "health" not in ps_status(run, "hc") and "healthy" not in ps_status(run, "hc")
+    assert health(run, "hc")["Status"] == "unhealthy"  # Docker: checks stopped with the container
     w = run("wait", "--condition", "healthy", "hc", timeout=30)
     assert w.code != 0 and "not running" in w.err, w.err
 
@@ -179,7 +182,7 @@ def test_killed_logger_and_runner_do_not_wedge_the_container(run, bb):
     # both gone: the state says checks stopped, instead of a status nobody keeps
     for p in runner_pids(cid):
         os.kill(p, signal.SIGKILL)
-    assert wait_for(lambda: health(run, "kl")["Status"] == "unknown", timeout=20), health(run, "kl")
+    assert wait_for(lambda: health(run, "kl")["Status"] == "unknown", timeout=20), inspect(run, "kl")["State"]
     assert "not running" in health(run, "kl")["Stopped"]
     assert "(health: unknown)" in ps_status(run, "kl")
     # …and the container is not wedged: stop, start (checks resume), rm

@@ -104,7 +104,7 @@ def test_state_file_ps_and_stale_runner(tmp_path):
         assert doc["Status"] == "starting" and health.ps_suffix(doc) == " (health: starting)"
     finally:
         os.close(fd)
-    assert health.current(cdir, False)["Status"] == "starting"  # stopped: the last status, as Docker
+    assert health.current(cdir, False)["Status"] == "unhealthy"  # stopped: Docker reports it so
     (tmp_path / health.STATE_FILE).write_text(json.dumps({"Status": "healthy", "FailingStreak": 0, "Log": []}))
     assert health.ps_suffix(health.load(cdir)) == " (healthy)"
     (tmp_path / health.STATE_FILE).write_bytes(b"\xff" * 10)

@@ -142,7 +142,7 @@ def create(image: str, command: tuple[str, ...], **kw: object) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.option("-a", "--all", "all_", is_flag=True, help="also stopped containers")
 @click.option("-q", "--quiet", is_flag=True, help="only IDs")
-@click.option("-f", "--filter", "filters", multiple=True, help="name=…, status=…, id=…, label=…, volume=…")
+@click.option("-f", "--filter", "filters", multiple=True, help="name=…, status=…, id=…, label=…, volume=…, health=…")
 @click.option("--format", "fmt", help="table, json, or a template like '{{.Names}}'")
 @click.option("--no-trunc", is_flag=True, help="full IDs and commands")
 @click.option("-n", "--last", type=int, help="only the N most recent (also stopped ones, as Docker)")
@@ -507,15 +507,10 @@ def volume_create(name: str | None, label: tuple[str, ...], driver: str, opt: tu
 
     if driver != "local":
         raise UsageError(f"volume driver {driver!r} is not supported", hint="only the local driver exists")
-    options: dict[str, str] = {}
-    for o in opt:
-        key, sep, value = o.partition("=")
-        if not sep or not key:
-            raise UsageError(f"invalid driver option {o!r}: expected KEY=VALUE")
-        options[key] = value
+    options = shared_cli.key_values(opt, "--opt", bare="error")
     gopts = shared_cli.options()
     v = volumes.create(gopts.data_root, gopts.namespace, name or volumes.random_name(),
-                       shared_cli.labels_from_args(label), options)
+                       shared_cli.key_values(label), options)
     output.emit_line(v.name)
 
 
@@ -554,9 +549,9 @@ def volume_inspect(names: tuple[str, ...], fmt: str | None) -> None:
 def volume_rm(names: tuple[str, ...], force: bool) -> None:
     """Remove volumes that no container uses."""
     from ctk_shared import output
+    from ctk_shared.errors import raise_failures
 
     from . import volumes
-    from .ops import raise_failures
 
     gopts = shared_cli.options()
     failures, removed = volumes.remove(_client(), gopts.data_root, gopts.namespace, list(names), force)

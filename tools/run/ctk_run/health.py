@@ -145,6 +145,8 @@ def current(cdir: str, running: bool) -> dict | None:
                           "checks resume when the container is started again")
     if running and doc.get("Stopped"):
         doc["Status"] = UNKNOWN
+    if not running:
+        doc["Status"] = UNHEALTHY  # Docker's: a container whose checks stopped with it reads as unhealthy
     return doc
 
 

@@ -64,8 +64,9 @@ def network_state(c: Container, st: State) -> dict[str, Any]:
     return read_state(Path(log).parent)
 
 
-def health_state(c: Container, st: State) -> dict[str, Any] | None:
-    """The container's health state (health.py) when it has a check, else None."""
+def health_state(c: Container, st: State | bool) -> dict[str, Any] | None:
+    """The container's health state (health.py) when it has a check, else None (``st``: its State, or
+    whether it runs)."""
     import os
 
     from . import health
@@ -75,7 +76,8 @@ def health_state(c: Container, st: State) -> dict[str, Any] | None:
     hc = hcfg.from_label(c.labels.get(hcfg.LABEL))
     if hc is None or not log:
         return None
-    return health.current(os.path.dirname(log), st.status == "running")
+    running = st if isinstance(st, bool) else st.status == "running"
+    return health.current(os.path.dirname(log), running)
 
 
 def user_labels(c: Container) -> dict[str, str]:
@@ -133,8 +135,14 @@ def _match(rec: dict[str, Any], c: Container, filters: list[str]) -> bool:
             if not any(value in (m.get("Name"), m["Destination"]) for m in mounts) and \
                     not any(value in (u.name, u.destination) for u in uses_of(c)):
                 return False
-        if key not in ("name", "status", "id", "label", "volume"):
-            raise UsageError(f"invalid filter {key!r} (supported: name, status, id, label, volume)")
+        if key == "health":  # Docker's: starting | healthy | unhealthy | none
+            if value not in ("starting", "healthy", "unhealthy", "none"):
+                raise UsageError(f"invalid filter 'health={value}'", hint="starting, healthy, unhealthy or none")
+            h = health_state(c, rec["State"] == "running")
+            if (h.get("Status") if h else "none") != value:
+                return False
+        if key not in ("name", "status", "id", "label", "volume", "health"):
+            raise UsageError(f"invalid filter {key!r} (supported: name, status, id, label, volume, health)")
     return True
 
 
