@@ -136,3 +136,9 @@ def test_dockerignore_patterns_go_rejects_are_errors(pattern):
 ])
 def test_dockerignore_classes_as_go(pattern, path, excluded):
     assert IgnoreMatcher.from_text(pattern).excluded(path) is excluded
+
+
+def test_copy_heredoc_with_a_blank_after_the_operator_is_one_source():
+    c = plan(parse("FROM x\nCOPY << EOF <<- E2 /dst/\nhello\nEOF\n\tx\n\tE2\n")).stages[0].instructions[0]
+    assert c.sources == ("<<EOF", "<<-E2") and c.dest == "/dst/"
+    assert [d.name for d in c.heredocs] == ["EOF", "E2"]

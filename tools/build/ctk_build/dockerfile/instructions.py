@@ -148,6 +148,21 @@ def plan(df: Dockerfile) -> BuildPlan:
     return BuildPlan(meta, stages, df)
 
 
+def _join_heredoc_words(words: list[str]) -> list[str]:
+    """``COPY << EOF /dst``: a marker written with blanks after ``<<`` (or ``<<-``) is one source word."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if re.fullmatch(r"\d*<<-?", w) and i + 1 < len(words):
+            out.append(w + words[i + 1])
+            i += 2
+            continue
+        out.append(w)
+        i += 1
+    return out
+
+
 def _flags(df: Dockerfile, node: Node) -> dict[str, str | bool]:
     allowed = _FLAGS.get(node.keyword, {})
     out: dict[str, str | bool] = {}
@@ -199,6 +214,8 @@ def instruction(df: Dockerfile, node: Node) -> Instruction:
     if kw in ("copy", "add"):
         exec_form = node.json_args()
         words = exec_form if exec_form is not None else split_raw_words(rest, df.escape)
+        if node.heredocs and exec_form is None:
+            words = _join_heredoc_words(words)
         if len(words) < 2 and not (node.heredocs and len(words) >= 1):
             raise df.error(node, f"{kw.upper()} requires at least two arguments, but only {len(words)} provided"
                            if words else f"{kw.upper()} requires at least two arguments")
