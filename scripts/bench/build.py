@@ -70,6 +70,21 @@ def main() -> int:
             delete_isolation_rules(bridge)
 
 
+def cached_steps(err: str) -> list[str]:
+    """The names of the steps a ``--progress=plain`` build reused (``#N name`` … ``#N CACHED``)."""
+    names: dict[str, str] = {}
+    cached = []
+    for line in err.splitlines():
+        no, _, rest = line.partition(" ")
+        if not no.startswith("#"):
+            continue
+        if no not in names:
+            names[no] = rest
+        elif rest == "CACHED":
+            cached.append(names[no])
+    return cached
+
+
 def bench_context(base: Path, reg) -> tuple[str, Path]:  # type: ignore[no-untyped-def]
     """The busybox base pushed to the bench registry, and the benchmark's build context: (base ref, context)."""
     im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
@@ -125,11 +140,12 @@ def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: i
                 inval[who].append(timed(cmds["cached"][who], env))
                 continue
             t0 = time.perf_counter()
-            r = subprocess.run(ctk + ["-t", "bench", str(ctx)], capture_output=True, text=True, env=env)
+            r = subprocess.run(ctk + ["--progress=plain", "-t", "bench", str(ctx)], capture_output=True, text=True,
+                               env=env)
             inval[who].append(time.perf_counter() - t0)
-            steps = [ln for ln in r.stderr.splitlines() if ln.startswith("[")]
-            ctk_ok &= r.returncode == 0 and steps[1].endswith("(cached)") and \
-                not steps[2].endswith("(cached)")
+            cached = cached_steps(r.stderr)
+            ctk_ok &= r.returncode == 0 and any(" RUN " in c for c in cached) and \
+                not any(" COPY " in c for c in cached)
 
     med = {phase: {t: round(statistics.median(v), 3) for t, v in d.items()} for phase, d in times.items()}
     report = {

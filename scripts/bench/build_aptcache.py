@@ -1,0 +1,100 @@
+"""apt-get install through RUN cache mounts, warm cache: ctk-build vs buildah bud, same run (as root).
+
+``python3 -m scripts.bench.build_aptcache [--runs N]``
+
+The real Debian image (scripts/images, built by ctk-build from the cached root filesystem and pushed to the
+bench registry, pulled by buildah from there), the machine's apt sources copied into the context (as
+scripts/demo does), and this Dockerfile::
+
+    FROM debian
+    COPY apt-sources/ /etc/apt/sources.list.d/
+    RUN rm -f /etc/apt/apt.conf.d/docker-clean
+    RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \\
+        --mount=type=cache,target=/var/lib/apt,sharing=locked \\
+        apt-get update && apt-get install -y --no-install-recommends hello
+
+A warm-up build of each tool fills its cache mounts; then each run is ``--no-cache`` (every step runs
+again, the cache mounts are kept), ``buildah bud --layers --no-cache`` (a commit per step, as ctk-build),
+alternating the order. ctk-build's RUN steps join a private bridge (its default network), buildah's
+``--isolation chroot`` steps use the host's network. Prints JSON with medians and the ratio ctk / buildah.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+
+from scripts.bench.build import _buildah_storage
+from scripts.bench.timing import bench_stack, timed, tool
+
+APT_CACHE = ("--mount=type=cache,target=/var/cache/apt,sharing=locked "
+             "--mount=type=cache,target=/var/lib/apt,sharing=locked")
+DOCKERFILE = f"""\
+FROM {{base}}
+COPY apt-sources/ /etc/apt/sources.list.d/
+RUN rm -f /etc/apt/apt.conf.d/docker-clean
+RUN {APT_CACHE} apt-get update -q -o APT::Sandbox::User=root && \\
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o APT::Sandbox::User=root hello
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    if shutil.which("buildah") is None:
+        print("buildah is not installed (apt-get install buildah)", file=sys.stderr)
+        return 1
+    bridge = f"ctkb{secrets.token_hex(2)}"
+    with bench_stack("build-apt", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg):
+        try:
+            return _measure(args.runs, base, daemon, reg, bridge)
+        finally:
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+            from ctk_net.store import delete_isolation_rules
+
+            delete_isolation_rules(bridge)
+
+
+def _measure(runs: int, base, daemon, reg, bridge: str) -> int:  # type: ignore[no-untyped-def]
+    from scripts.images.make import build_image
+
+    netconf = base / "net.d"
+    netconf.mkdir()
+    env = {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "NETCONFPATH": str(netconf),
+           "CTK_BRIDGE_NAME": bridge, "CTK_BRIDGE_SUBNET": f"10.197.{random.randint(1, 250)}.0/24"}
+    ref = f"{reg.host}/bench/debian:latest"
+    build_image("debian", ref, base / "debian-context", address=daemon.address, namespace="bench", push=True,
+                quiet=True, env=env)
+    ctx = base / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=ref))
+    subprocess.run([sys.executable, "-m", "scripts.images", "sources", str(ctx / "apt-sources")], check=True,
+                   stdout=subprocess.DEVNULL)
+    bh = _buildah_storage(base / "buildah")
+    subprocess.run([*bh, "pull", "--tls-verify=false", "-q", ref], check=True, stdout=subprocess.DEVNULL)
+    cmds = {"ctk": [tool("ctk-build"), "--address", daemon.address, "-n", "bench", "-q", "--no-cache",
+                    "-t", "apt", str(ctx)],
+            "buildah_layers": [*bh, "bud", "--isolation", "chroot", "--tls-verify=false", "-q", "--layers",
+                               "--no-cache", "-t", "apt", str(ctx)]}
+    for cmd in cmds.values():
+        timed(cmd, env)  # warm-up: fills the cache mounts (and the page cache)
+    times: dict[str, list[float]] = {who: [] for who in cmds}
+    for i in range(runs):
+        order = list(cmds) if i % 2 == 0 else list(cmds)[::-1]
+        for who in order:
+            times[who].append(timed(cmds[who], env))
+    med = {who: round(statistics.median(v), 3) for who, v in times.items()}
+    print(json.dumps({"runs": runs, "buildah_storage": bh[bh.index("--storage-driver") + 1], "median_s": med,
+                      "ratio_ctk_vs_buildah_layers": round(med["ctk"] / med["buildah_layers"], 3)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

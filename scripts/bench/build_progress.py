@@ -1,0 +1,83 @@
+"""What ctk-build's live view costs: ``--progress=tty`` (stderr on a pseudo-terminal, redrawn ten times a
+second) vs ``--progress=plain`` (stderr on a pipe), same build, alternating (as root).
+
+``python3 -m scripts.bench.build_progress [--runs N]``
+
+The build benchmark's Dockerfile (scripts/bench/build.py: RUN of 200 files, COPY 50 MiB) with ``--no-cache``
+and ``--network none`` on a private stack. Prints JSON with medians and the ratio tty / plain (target: at
+most 1.02).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pty
+import select
+import statistics
+import subprocess
+import sys
+import time
+
+from scripts.bench.build import bench_context
+from scripts.bench.timing import bench_stack, tool
+
+
+def _on_pty(cmd: list[str], env: dict[str, str]) -> float:
+    """Seconds of ``cmd`` with stderr on a pseudo-terminal that is read (as a terminal would be)."""
+    master, slave = pty.openpty()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL,
+                         env={**env, "TERM": "xterm"})
+    os.close(slave)
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    if not os.read(master, 65536):
+                        break
+                except OSError:
+                    break
+            elif p.poll() is not None:
+                break
+        if p.wait() != 0:
+            raise SystemExit(f"{cmd} failed")
+    finally:
+        os.close(master)
+    return time.perf_counter() - t0
+
+
+def _on_pipe(cmd: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    with bench_stack("build-progress", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg):
+        ref, ctx = bench_context(base, reg)
+        env = {**os.environ, "CTK_DATA_ROOT": str(base / "data")}
+        subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
+                       stdout=subprocess.DEVNULL, env=env)
+        ctk = [tool("ctk-build"), "--address", daemon.address, "-n", "bench", "--network", "none", "--no-cache",
+               "-t", "bench"]
+        runs = {"tty": lambda: _on_pty(ctk + ["--progress=tty", str(ctx)], env),
+                "plain": lambda: _on_pipe(ctk + ["--progress=plain", str(ctx)], env)}
+        for go in runs.values():
+            go()  # warm-up
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        for i in range(args.runs):
+            for who in (("tty", "plain") if i % 2 == 0 else ("plain", "tty")):
+                times[who].append(runs[who]())
+        med = {k: round(statistics.median(v), 3) for k, v in times.items()}
+        print(json.dumps({"runs": args.runs, "median_s": med, "ratio_tty_vs_plain": round(med["tty"] / med["plain"], 3)},
+                         indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
