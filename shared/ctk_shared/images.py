@@ -143,6 +143,21 @@ def is_unpacked(client: Client, config: oci.ImageConfig, snapshotter: str) -> bo
         return False
 
 
+# Linux's overlayfs stacks at most 500 lower layers (OVL_MAX_STACK), and its mount options must fit one page:
+# containerd 1.6 shortens the lowerdir paths, which still fails before 500 of its snapshot directories. Above this
+# count a container's root filesystem cannot be mounted, and containerd's error (the whole mount, far bigger than
+# gRPC's metadata limit) reaches the client as a bare RST_STREAM. Docker caps images at 125 layers.
+MAX_STACKED_LAYERS = 400
+
+
+def check_stackable(name: str, layers: int) -> None:
+    """Refuse an image whose layers are too many for a container's overlay root filesystem."""
+    if layers > MAX_STACKED_LAYERS:
+        raise InvalidArgument(f"image {name} has {layers} layers; a container's root filesystem can stack at most "
+                              f"{MAX_STACKED_LAYERS} (the overlayfs limit), so it cannot be unpacked or run",
+                              hint="rebuild it with fewer layers (e.g. squash RUN steps, or flatten it)")
+
+
 def _no_stream_processor(message: str) -> bool:
     """containerd's Apply error when the decoder its config names cannot be run: not on its PATH (``exec:
     "ctd-decoder": executable file not found in $PATH``) or found only relative to its working directory,
@@ -253,6 +268,7 @@ def unpack(client: Client, img: LocalImage, snapshotter: str, progress: Progress
     """Unpack an image whose content is all present (load, or a pull with --unpack=false earlier)."""
     from .decryption_keys import layer_payloads, require_keys
 
+    check_stackable(img.image.name, len(img.manifest.layers))
     require_keys(img.manifest.layers, decryption_keys)
     u = Unpacker(client, snapshotter, img.config.diff_ids, progress, layer_payloads(decryption_keys))
     if len(img.manifest.layers) != len(u.diff_ids):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 from . import labels as L
 from . import limits, oci
 from .errors import CtkError, IntegrityError, Interrupted, InvalidArgument, NotFound, Unavailable
-from .images import Unpacker, read_blob
+from .images import MAX_STACKED_LAYERS, Unpacker, read_blob
 from .progress import NullProgress, Progress
 from .reference import Reference
 
@@ -313,6 +313,13 @@ def _pull_manifest(client: Client, fetcher: _Fetcher, desc: oci.Descriptor, opts
         raise InvalidArgument(f"manifest {desc.digest}: {len(manifest.layers)} layers but the config lists "
                               f"{len(config.diff_ids)} diff_ids")
     unpacker = None
+    if unpack and len(manifest.layers) > MAX_STACKED_LAYERS and opts.snapshotter in LOCAL_SNAPSHOTTERS:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s has %d layers, more than the %d a container can stack: fetched without unpacking (push, save and "
+            "inspect work; run refuses it)", fetcher.ref, len(manifest.layers), MAX_STACKED_LAYERS)
+        unpack = False
     if unpack:
         from .decryption_keys import layer_payloads, require_keys
 
