@@ -20,6 +20,7 @@ import argparse
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -35,6 +36,8 @@ CONNECT_TIMEOUT = 10.0
 UDP_IDLE = 90.0
 WATCH_INTERVAL = 1.0
 _BUF = 65536
+_OPEN: set[socket.socket] = set()  # accepted connections, reset at exit so that no orphan holds a host port
+_OPEN_LOCK = threading.Lock()
 
 
 # ------------------------------------------------------------------------------------ the hook's side
@@ -151,6 +154,8 @@ def _serve_tcp(listener: socket.socket, target: tuple[str, int], slots: threadin
 
 
 def _splice(conn: socket.socket, target: tuple[str, int], slots: threading.BoundedSemaphore) -> None:
+    with _OPEN_LOCK:
+        _OPEN.add(conn)
     try:
         with conn:
             try:
@@ -164,7 +169,27 @@ def _splice(conn: socket.socket, target: tuple[str, int], slots: threading.Bound
                 _pump(conn, upstream)
                 back.join()
     finally:
+        with _OPEN_LOCK:
+            _OPEN.discard(conn)
         slots.release()
+
+
+def _reset_open_connections() -> None:
+    """Close every client connection with a reset: a closing socket the process leaves behind (FIN_WAIT) would
+    keep the host port taken for up to a minute after the container stopped."""
+    with _OPEN_LOCK:
+        conns = list(_OPEN)
+    for c in conns:
+        try:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        except OSError:
+            pass
+
+
+def _exit(*_: object) -> None:
+    _reset_open_connections()
+    os._exit(0)
 
 
 def _serve_udp(listener: socket.socket, target: tuple[str, int], slots: threading.BoundedSemaphore) -> None:
@@ -228,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--watch", required=True)
     ap.add_argument("--listen", action="append", default=[])
     a = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit)
     ns = _ns_id(a.watch)
     slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
     for item in a.listen:
@@ -238,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=serve, args=(s, (a.target, int(port)), slots), daemon=True).start()
     while ns is not None and _ns_id(a.watch) == ns:
         time.sleep(WATCH_INTERVAL)
+    _exit()
     return 0
 
 
