@@ -214,3 +214,17 @@ def test_ssh_agent_socket_is_bound_for_the_step_only(build, run, bb, tmp_path):
         assert r.code == 1 and "is not an agent socket" in r.err, r.err
     finally:
         server.close()
+
+
+def test_cache_seeded_from_a_stage_and_private_instances(build, run, bb, tmp_path):
+    step = ("RUN --mount=type=cache,target=/c,id=pv,sharing=private sh -c "
+            "'ls /c > /seen-{n}; touch /c/{n}; sleep 3'")
+    df = (f"FROM {bb} AS seed\nRUN mkdir /seed && echo seeded > /seed/x\n"
+          f"FROM {bb} AS a\n{step.format(n='a')}\nFROM {bb} AS b\n{step.format(n='b')}\n"
+          f"FROM {bb}\nRUN --mount=type=cache,target=/c,id=fromseed,from=seed,source=/seed cat /c/x > /got\n"
+          "COPY --from=a /seen-a /\nCOPY --from=b /seen-b /\n")
+    r = build("-q", "-t", "pv", str(write(tmp_path / "ctx", {"Dockerfile": df})))
+    assert r.code == 0, r.err
+    out = run("--rm", "-q", "--network", "none", "pv", "sh", "-c", "cat /got; cat /seen-a /seen-b | wc -l")
+    # the two stages ran at once: each had an instance of its own, so neither saw the other's file
+    assert out.out == "seeded\n0\n", out.out
