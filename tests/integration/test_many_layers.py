@@ -43,3 +43,14 @@ def test_pull_stores_but_does_not_unpack_and_run_refuses(containerd, ctd, ctk, t
         assert "RST_STREAM" not in r.err
     assert run("ps", "-a", "-q").out == ""  # nothing half-made
     assert ctd.snapshots("overlayfs").list() == []
+
+
+def test_a_huge_containerd_error_arrives_as_its_class_not_rst_stream(ctd):
+    """containerd sends its error text in a trailer; one longer than grpcio's default metadata limit (a failed
+    mount of a many-layer overlay lists every layer) used to surface as 'Stream removed (RST_STREAM …)'."""
+    from ctk_shared.errors import NotFound
+
+    with pytest.raises(NotFound) as e:
+        ctd.snapshots("overlayfs").stat("k" * 300_000)
+    assert "RST_STREAM" not in str(e.value)
+    assert len(str(e.value)) < 3000 and "characters cut" in str(e.value)

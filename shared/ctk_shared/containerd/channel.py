@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import grpc
 
 MAX_MESSAGE_SIZE = 16 << 20  # containerd's limit both ways (defaults/defaults.go); grpcio's receive default is 4 MiB
+MAX_METADATA_SIZE = 4 << 20  # headers and trailers received, error messages included
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
 
@@ -75,6 +76,10 @@ class Connection:
                     self._channel = grpc.insecure_channel(f"unix://{self.path}", options=[
                         ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
                         ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+                        # containerd's error text travels in a trailer: grpcio's 8-16 KiB default turns a long
+                        # one (a failed mount of a many-layer overlay names every layer) into a bare RST_STREAM
+                        ("grpc.max_metadata_size", MAX_METADATA_SIZE),
+                        ("grpc.absolute_max_metadata_size", MAX_METADATA_SIZE),
                         ("grpc.enable_http_proxy", 0),
                     ])
                     self._callables = {}

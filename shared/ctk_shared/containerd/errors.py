@@ -50,10 +50,21 @@ _NO_SERVER_RE = re.compile(r"failed to connect|connections to all backends faili
                            r"no such file|socket closed|connection reset|broken pipe|goaway", re.IGNORECASE)
 
 
+_MAX_DETAILS = 2000  # characters of containerd's message kept for the one error line
+
+
+def _shorten(details: str) -> str:
+    """containerd's message, cut in the middle when it is huge (a failed mount lists every lower layer)."""
+    if len(details) <= _MAX_DETAILS:
+        return details
+    cut = len(details) - _MAX_DETAILS
+    return f"{details[:_MAX_DETAILS * 3 // 4]} …({cut} characters cut)… {details[-_MAX_DETAILS // 4:]}"
+
+
 def from_rpc_error(err: grpc.RpcError, address: str = "") -> CtkError:
     """The ctk error for a failed call; ``address`` names the daemon when it cannot be reached."""
     code = err.code() if isinstance(err, grpc.Call) else None
-    details = (err.details() if isinstance(err, grpc.Call) else None) or str(err)
+    details = _shorten((err.details() if isinstance(err, grpc.Call) else None) or str(err))
     if code == grpc.StatusCode.UNAVAILABLE and _NO_SERVER_RE.search(details) and \
             not details.endswith("unavailable"):
         exc: CtkError = not_running(address or "its socket")
