@@ -102,3 +102,21 @@ def test_restarted_target_can_be_joined_again(run, bb):
         return ip in out
 
     assert wait_for(joined_sees_ip, timeout=10), f"a container joined after the restart does not see {ip}"
+
+
+def test_joining_a_host_network_container_or_a_chain(run, bb):
+    import os
+
+    assert run("-d", "-q", "--network", "host", "--name", "h", bb, "sleep", "300").code == 0
+    r = run("--rm", "-q", "--network", "container:h", bb, "readlink", "/proc/self/ns/net")
+    assert r.code == 0 and r.out.strip() == os.readlink("/proc/self/ns/net"), r.err
+    # a chain joins the namespace at its end, as Docker does
+    assert run("-d", "-q", "--name", "a", bb, "sleep", "300").code == 0
+    assert run("-d", "-q", "--network", "container:a", "--name", "b", bb, "sleep", "300").code == 0
+    r = run("--rm", "-q", "--network", "container:b", bb, "cat", "/sys/class/net/eth0/address")
+    assert r.code == 0 and r.out == run("exec", "a", "cat", "/sys/class/net/eth0/address").out, r.err
+    # a container with no network of ctk's cannot be joined: said before anything is made
+    assert run("-d", "-q", "--network", "none", "--name", "n", bb, "sleep", "300").code == 0
+    r = run("--rm", "-q", "--network", "container:n", bb, "true")
+    assert r.code == 125 and "cannot join the network of container n" in r.err, r.err
+    assert sorted(json.loads(ln)["Names"] for ln in run("ps", "-a").lines) == ["a", "b", "h", "n"]
