@@ -59,9 +59,9 @@ def logger_pids(cid: str) -> list[int]:
     return procs_with("ctk-run-logger", env_cid=cid)
 
 
-def test_healthy_then_unhealthy_ps_inspect_wait_and_events(run, bb):
+def test_healthy_then_unhealthy_ps_inspect_and_wait(run, bb):
     r = run("run", "-d", "--name", "hc", "--health-cmd", "test ! -e /tmp/bad && echo fine",
-            "--health-interval", "1s", "--health-retries", "2", bb, "sleep", "300")
+            "--health-interval", "3s", "--health-retries", "2", bb, "sleep", "300")
     assert r.code == 0, r.err
     assert "(health: starting)" in ps_status(run, "hc")
     w = run("wait", "--condition", "healthy", "hc", timeout=30)
@@ -72,10 +72,10 @@ def test_healthy_then_unhealthy_ps_inspect_wait_and_events(run, bb):
     assert h["Log"][-1]["ExitCode"] == 0 and h["Log"][-1]["Output"] == "fine\n", h
     assert {"Start", "End"} <= set(h["Log"][-1])
     cfg = inspect(run, "hc")["Config"]["Healthcheck"]
-    assert cfg["Test"] == ["CMD-SHELL", "test ! -e /tmp/bad && echo fine"] and cfg["Interval"] == 1_000_000_000
+    assert cfg["Test"] == ["CMD-SHELL", "test ! -e /tmp/bad && echo fine"] and cfg["Interval"] == 3_000_000_000
 
     assert run("exec", "hc", "touch", "/tmp/bad").code == 0
-    assert wait_for(lambda: health(run, "hc")["Status"] == "unhealthy", timeout=20), health(run, "hc")
+    assert wait_for(lambda: health(run, "hc")["Status"] == "unhealthy", timeout=30), health(run, "hc")
     h = health(run, "hc")
     assert h["FailingStreak"] >= 2 and h["Log"][-1]["ExitCode"] == 1, h
     assert len(h["Log"]) <= 5
@@ -84,7 +84,7 @@ def test_healthy_then_unhealthy_ps_inspect_wait_and_events(run, bb):
     assert run("ps", "-q", "--filter", "health=healthy").lines == []
     w = run("wait", "--condition", "healthy", "hc", timeout=30)
     assert w.code != 0 and "unhealthy" in w.err, (w.code, w.err)
-    assert wait_for(lambda: len(health(run, "hc")["Log"]) == 5, timeout=20)  # the last 5 probes only
+    assert wait_for(lambda: len(health(run, "hc")["Log"]) == 5, timeout=40)  # the last 5 probes only
 
     # checks stop with the container: no runner is left, ps shows no health
     cid = inspect(run, "hc")["Id"]
@@ -191,3 +191,33 @@ def test_killed_logger_and_runner_do_not_wedge_the_container(run, bb):
     assert run("wait", "--condition", "healthy", "kl", timeout=30).code == 0
     assert run("rm", "-f", "kl").code == 0
     assert wait_for(lambda: not runner_pids(cid), timeout=10)
+
+
+def test_status_changes_are_containerd_events(run, ctd, bb):
+    """Each status change is published on containerd's event stream (what ``ctk-run events`` shows)."""
+    import threading
+
+    from ctk_run import health_events
+
+    seen: list[dict] = []
+    sub = ctd.events.subscribe([f'topic=="{health_events.TOPIC}"'], ready=True)
+
+    def read() -> None:
+        for ev in sub:
+            doc = health_events.decode(ev.type_url, ev.value)
+            if doc:
+                seen.append(doc)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    try:
+        r = run("run", "-d", "--name", "ev", "--health-cmd", "test ! -e /tmp/bad", "--health-interval", "1s",
+                "--health-retries", "1", bb, "sleep", "300")
+        assert r.code == 0, r.err
+        cid = r.out.strip()
+        assert wait_for(lambda: {"id": cid, "status": "healthy"} in seen, timeout=20), seen
+        assert run("exec", "ev", "touch", "/tmp/bad").code == 0
+        assert wait_for(lambda: {"id": cid, "status": "unhealthy"} in seen, timeout=20), seen
+        assert [d["status"] for d in seen if d["id"] == cid] == ["healthy", "unhealthy"]  # changes only
+    finally:
+        sub.cancel()

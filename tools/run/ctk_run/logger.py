@@ -238,9 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     if drops.pending:
                         writer.write_record("stderr", drops.marker())  # space is back: say what was lost
-                    writer.write(streams[fd], data)
-                    if drops.pending:
                         drops.written()
+                    writer.write(streams[fd], data)
                     write_failed = False
                 except OSError as e:  # disk full: keep draining, so the container never blocks on its output
                     if not write_failed:
