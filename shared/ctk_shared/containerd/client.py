@@ -5,7 +5,7 @@ so a command pays only for what it calls.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import cached_property
@@ -165,10 +165,11 @@ class Client:
         return resp.version, resp.revision
 
     @contextmanager
-    def lease_scope(self, expire: timedelta | None = timedelta(hours=24), sync: bool = False) -> Iterator[Client]:
-        """A client bound to a new lease, deleted on exit, even on errors or Ctrl-C. A failure to delete is
-        raised only when nothing else is (the lease expires anyway)."""
-        lease_id = self.leases.create(expire=expire)
+    def lease_scope(self, expire: timedelta | None = timedelta(hours=24), sync: bool = False,
+                    labels: Mapping[str, str] | None = None) -> Iterator[Client]:
+        """A client bound to a new lease (with ``labels``), deleted on exit, even on errors or Ctrl-C. A failure
+        to delete is raised only when nothing else is (the lease expires anyway)."""
+        lease_id = self.leases.create(labels=labels, expire=expire)
         try:
             yield self.with_lease(lease_id)
         except BaseException:

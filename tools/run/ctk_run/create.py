@@ -17,8 +17,8 @@ from ctk_shared import reference as refs
 from ctk_shared.errors import AlreadyExists, NotFound
 from ctk_shared.snapshotfs import layered_dirs, read_layered
 
+from . import createguard, state
 from . import labels as L
-from . import state
 from .lookup import name_in_use
 from .mounts import MountSpec
 from .naming import random_name
@@ -86,7 +86,7 @@ def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, pla
 
 def _etc_files(client: Client, img: LocalImage, snapshotter: str) -> tuple[str | None, str | None]:
     """/etc/passwd and /etc/group of the image, read straight from the snapshot's directories (no mount)."""
-    with client.lease_scope() as leased:
+    with client.lease_scope(labels=createguard.LEASE_LABELS) as leased:
         sn = leased.snapshots(snapshotter)
         key = f"ctk-etc-{secrets.token_hex(6)}"
         try:
@@ -126,7 +126,7 @@ def _image_view(client: Client, img: LocalImage, snapshotter: str):  # type: ign
         if not img.chain_ids:
             yield []
             return
-        with client.lease_scope() as leased:
+        with client.lease_scope(labels=createguard.LEASE_LABELS) as leased:
             sn = leased.snapshots(snapshotter)
             key = f"ctk-copyup-{secrets.token_hex(6)}"
             try:
@@ -295,8 +295,11 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
     hostname = opts.spec.hostname or (join.hostname if join and join.hostname else cid[:12])
     cdir = state.container_dir(gopts.data_root, client.namespace, cid)
     new_anon: list = []
+    createguard.reclaim(client, cdir.parent)  # what creates killed half-way left
+    guard = -1
     try:
         state.make_container_dir(gopts.data_root, client.namespace, cid)
+        guard = createguard.hold(cdir)
         passwd, group = _etc_files(client, img, gopts.snapshotter) if img.chain_ids else (None, None)
         if join is not None:  # the target's own files, as Docker shares them (none for a host-mode target)
             extra = tuple(MountSpec("bind", str(join.etc_dir / f), f"/etc/{f}")
@@ -369,7 +372,7 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
                 if ports:
                     labels[L.PORTS] = json.dumps(ports)
             spec = build_spec(cid, client.namespace, img.config.config, spec_opts, passwd=passwd, group=group)
-            with client.lease_scope() as leased:
+            with client.lease_scope(labels=createguard.LEASE_LABELS) as leased:
                 leased.snapshots(gopts.snapshotter).prepare(cid, img.chain_ids[-1] if img.chain_ids else "")
                 return leased.containers.create(Container(
                     id=cid, image=img.image.name, labels=labels, runtime=RUNTIME,
@@ -380,4 +383,7 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
 
         discard(new_anon)
         raise
+    finally:
+        if guard >= 0:
+            createguard.release(cdir, guard)
 

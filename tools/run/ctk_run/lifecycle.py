@@ -353,6 +353,13 @@ def run_poststop_hooks(c: Container) -> None:
 def wait_exit(client: Client, c: Container) -> int:
     """Block until the container exits; its exit status (also for one that already exited)."""
     task = task_of(client, c.id)
-    if task is None:
-        return int(c.labels.get(L.EXIT_CODE, "0") or 0)
-    return client.tasks.wait(c.id).exit_status
+    if task is not None:
+        try:
+            return client.tasks.wait(c.id).exit_status
+        except NotFound:
+            pass  # deleted under us (its logger releases an exited task): the exit is in the labels by then
+        try:
+            c = client.containers.get(c.id)
+        except NotFound:
+            return 0
+    return int(c.labels.get(L.EXIT_CODE, "0") or 0)

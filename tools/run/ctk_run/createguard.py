@@ -1,0 +1,89 @@
+"""What a ``create`` killed half-way leaves behind, and taking it back at the next ``create``.
+
+A create makes, in order: the container's directory under the data root (/etc files, log), short-lived
+snapshot views of the image (under leases), and the container's own snapshot under a lease until the
+container record roots it. A SIGKILL in between would leave a directory without a container, and leases
+pinning snapshots for their 24 h expiry. So:
+
+* while a create runs it holds an flock on ``<container dir>/.creating`` (the kernel drops it when the
+  process dies) and removes the file once done: a directory whose lock file can be locked belongs to a dead
+  create, and is removed unless its container record exists after all (the create died just after);
+* its leases are labelled ``ctk/lease.purpose=create`` and name their owner (ctk_shared.containerd.owners):
+  one whose owner is provably gone is deleted, so its snapshots go at once (never a live create's).
+
+Anonymous volumes made by a killed create are unused volumes: ``ctk-run volume prune`` takes them.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ctk_shared.errors import CtkError, NotFound
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client
+
+LEASE_PURPOSE = "ctk/lease.purpose"
+LEASE_LABELS = {LEASE_PURPOSE: "create"}
+LOCK_NAME = ".creating"
+
+
+def hold(cdir: Path) -> int:
+    """Mark ``cdir`` as being created by this process (until :func:`release`, or its death)."""
+    fd = os.open(cdir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def release(cdir: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(cdir / LOCK_NAME)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def reclaim(client: Client, containers_dir: Path) -> None:
+    """Take back what dead creates left (best effort: a failure here never stops the create that asks)."""
+    from ctk_shared.containerd.owners import owner_gone
+
+    try:
+        for lease in client.leases.list([f'labels."{LEASE_PURPOSE}"=="create"']):
+            if owner_gone(lease.labels):
+                with contextlib.suppress(NotFound):
+                    client.leases.delete(lease.id, sync=True)  # its snapshots go now, not at the next GC
+    except CtkError:
+        pass
+    try:
+        entries = list(os.scandir(containers_dir))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False) and os.path.lexists(os.path.join(entry.path, LOCK_NAME)):
+            _reclaim_dir(client, Path(entry.path))
+
+
+def _reclaim_dir(client: Client, cdir: Path) -> None:
+    try:
+        fd = os.open(cdir / LOCK_NAME, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a create still running
+        try:
+            client.containers.get(cdir.name)
+        except NotFound:
+            shutil.rmtree(cdir, ignore_errors=True)
+            return
+        except CtkError:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(cdir / LOCK_NAME)  # its create died just after the record was made: the container is whole
+    finally:
+        os.close(fd)
