@@ -115,3 +115,30 @@ def test_owner_of_a_recycled_pid_is_gone():
     assert owner_gone({**mine, OWNER_PID: str(dead.pid)}) or os.path.exists(f"/proc/{dead.pid}")
     assert not owner_gone({**mine, "ctk/owner.pidns": "1"})  # another pid namespace: never judged
     assert not owner_gone({})  # no owner labels (an older ctk): never judged
+
+
+def test_next_pull_takes_over_what_a_failed_pull_kept(ctd, ctk, tmp_path):
+    """A pull that fails for a reason worth retrying (here a layer the registry lost) keeps its downloads under its
+    lease; once the registry is whole again, the next pull of that ref completes and no lease is left."""
+    from tests.integration.test_pull_faults import _blob_file
+    from tests.support import images as im
+    from tests.support.registry_daemon import start_registry
+
+    reg = start_registry(tmp_path / "registry")
+    try:
+        info = im.build_image(tmp_path / "layout", "v1",
+                              [im.busybox_layer_tar(), im.extra_layer_tar({"x": im.random_bytes("lost", 300_000)})])
+        ref = f"{reg.host}/leftovers/failed:v1"
+        im.push_layout(tmp_path / "layout", "v1", ref)
+        blob = _blob_file(reg, info.layers[-1].digest)
+        kept = blob.with_name("kept")
+        blob.rename(kept)
+        r = ctk("-q", ref)
+        assert r.code != 0
+        assert len(ctd.leases.list()) == 1 and _extracts(ctd) == []  # downloads kept, no half-extracted layer
+        kept.rename(blob)
+        r = ctk("-q", ref)
+        assert r.code == 0, r.err
+        assert ctd.leases.list() == [] and _extracts(ctd) == []
+    finally:
+        reg.stop()
