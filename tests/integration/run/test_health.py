@@ -122,12 +122,15 @@ def test_hanging_check_is_killed_at_the_timeout(run, bb):
 
 
 def test_missing_command_is_a_failure_with_the_error_in_the_log(run, bb):
-    r = run("run", "-d", "--name", "miss", "--health-cmd", "/no/such/probe", "--health-interval", "1s",
-            "--health-retries", "1", bb, "sleep", "300")
+    r = run("run", "-d", "--name", "miss", "--restart", "always", "--health-cmd", "/no/such/probe",
+            "--health-interval", "1s", "--health-retries", "1", bb, "sleep", "300")
     assert r.code == 0, r.err
     assert wait_for(lambda: health(run, "miss").get("Status") == "unhealthy", timeout=20)
     entry = health(run, "miss")["Log"][0]
     assert entry["ExitCode"] == 127 and "/no/such/probe" in entry["Output"], entry
+    time.sleep(2)
+    doc = inspect(run, "miss")  # as Docker: unhealthy is no reason for a restart policy to act
+    assert doc["State"]["Status"] == "running" and doc["RestartCount"] == 0, doc["State"]
 
 
 @pytest.mark.parametrize("args, needle", [
