@@ -26,8 +26,13 @@ class _Pattern:
 
 
 def read_patterns(text: str) -> list[str]:
+    return [p for p, _line in _read_lines(text)]
+
+
+def _read_lines(text: str) -> list[tuple[str, int]]:
+    """The patterns of a ``.dockerignore``, each with its line number (for errors)."""
     out = []
-    for line in text.splitlines():
+    for lineno, line in enumerate(text.splitlines(), 1):
         if line.startswith("#"):
             continue
         line = line.strip()
@@ -40,7 +45,7 @@ def read_patterns(text: str) -> list[str]:
             line = posixpath.normpath(line)
             if len(line) > 1 and line.startswith("/"):
                 line = line.lstrip("/") or "/"
-        out.append(("!" if invert else "") + line)
+        out.append((("!" if invert else "") + line, lineno))
     return out
 
 
@@ -120,34 +125,37 @@ def _translate(pattern: str) -> str:
     return "^" + "".join(out) + "$"
 
 
-def _invalid(message: str) -> Exception:
+def _invalid(where: str, message: str) -> Exception:
     from ctk_shared.errors import InvalidArgument
 
-    err = InvalidArgument(f".dockerignore: {message}")
+    err = InvalidArgument(f".dockerignore{where}: {message}")
     err.hint = "fix or remove the line (a literal [ or \\ is written \\[ or \\\\)"
     return err
 
 
 class IgnoreMatcher:
-    def __init__(self, patterns: Iterable[str]) -> None:
+    def __init__(self, patterns: Iterable[str], lines: Iterable[int] | None = None) -> None:
         self.patterns: list[_Pattern] = []
-        for p in patterns:
+        numbers = list(lines) if lines is not None else []
+        for i, p in enumerate(patterns):
+            where = f":{numbers[i]}" if i < len(numbers) else ""
             exclusion = p.startswith("!")
             body = p[1:] if exclusion else p
             if not body:
                 if exclusion:
-                    raise _invalid('illegal exclusion pattern: "!"')
+                    raise _invalid(where, 'illegal exclusion pattern: "!"')
                 continue
             try:
                 rx = re.compile(_translate(body), re.S)
             except (BadPattern, re.error):
-                raise _invalid(f"syntax error in pattern {p!r}") from None
+                raise _invalid(where, f"syntax error in pattern {p!r}") from None
             self.patterns.append(_Pattern(body, exclusion, rx))
         self.has_exclusions = any(p.exclusion for p in self.patterns)
 
     @classmethod
     def from_text(cls, text: str) -> IgnoreMatcher:
-        return cls(read_patterns(text))
+        read = _read_lines(text)
+        return cls([p for p, _ in read], [n for _, n in read])
 
     def excluded(self, rel: str) -> bool:
         """Is the context path ``rel`` (slash-separated, relative) left out?"""
