@@ -409,7 +409,7 @@ class Terminal:
             import tty as ttymod
 
             self._saved = termios.tcgetattr(sys.stdin.fileno())
-            ttymod.setraw(sys.stdin.fileno())
+            ttymod.setraw(sys.stdin.fileno(), termios.TCSANOW)  # keys typed ahead are kept (no flush)
 
     def restore(self) -> None:
         if self._saved is not None:
