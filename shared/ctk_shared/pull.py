@@ -272,10 +272,12 @@ def _reclaim_dead_pulls(client: Client, name: str, lease_id: str) -> None:
 
 
 def _drop_half_extracted(client: Client, lease_id: str) -> None:
-    """A failed pull keeps its lease (downloads to resume from) but not a layer it was unpacking."""
+    """A failed pull keeps its lease (downloads to resume from) but not a layer it was unpacking, and no lease
+    that holds nothing (a pull refused before any download: encrypted layers without keys, a bad manifest)."""
     from .containerd.leftovers import Reclaimed, remove_half_extracted
 
-    remove_half_extracted(client, lease_id, Reclaimed())
+    if not remove_half_extracted(client, lease_id, Reclaimed()):
+        client.leases.delete(lease_id)
 
 
 def _pull_tree(client: Client, fetcher: _Fetcher, target: oci.Descriptor, want: oci.Platform,
