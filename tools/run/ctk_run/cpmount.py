@@ -2,8 +2,8 @@
 them, in a private mount namespace, then the same copy as for a running one.
 
 Run by :func:`ctk_run.cp._copy_stopped` as ``unshare --mount --propagation private python -m ctk_run.cpmount
-REQUEST_JSON``: the container's snapshot is mounted read-write on an empty temp directory (read-only when the
-container's root is), then its binds from the stored spec — named and anonymous volumes, ``-v``/``--mount``
+REQUEST_JSON``: the container's snapshot is mounted read-write on an empty temp directory (made read-only
+after the binds when the container's root is), then its binds from the stored spec — named and anonymous volumes, ``-v``/``--mount``
 binds and ctk's generated ``/etc/hosts``, ``resolv.conf`` and ``hostname`` — each onto its target resolved
 inside that root (a link in the image cannot place a mount outside it), read-only where the spec says ``ro``.
 Kernel filesystems (proc, sysfs, devpts, mqueue, cgroup) and tmpfs mounts are left out: a stopped container has
@@ -67,9 +67,10 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
         raise OSError(err, f"mounting {source}: {os.strerror(err)}", None)
 
 
-def _mount_rootfs(mounts: list[dict[str, Any]], where: str, readonly: bool) -> None:
+def _mount_rootfs(mounts: list[dict[str, Any]], where: str) -> None:
+    """The snapshot's mounts (one overlay, or one bind for the native snapshotter) on ``where``."""
     for m in mounts:
-        flags = _MS_RDONLY if readonly else 0
+        flags = 0
         data = []
         for o in m["options"]:
             if o in _FLAGS:
@@ -132,8 +133,10 @@ def child(request: dict[str, Any]) -> int:
 
     mnt = request["mountpoint"]
     try:
-        _mount_rootfs(request["rootfs"], mnt, bool(request.get("readonly")))
-        _mount_binds(mnt, request["binds"])
+        _mount_rootfs(request["rootfs"], mnt)
+        _mount_binds(mnt, request["binds"])  # mount points are made first, as runc makes them
+        if request.get("readonly"):  # then the root alone turns read-only (its binds keep their own mode)
+            _mount("none", mnt, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
         return transfer(mnt, CopyRequest(**request["request"]))
     finally:
         _libc().umount2(mnt.encode(), _MNT_DETACH)  # the whole tree; the namespace would drop it anyway
