@@ -10,7 +10,7 @@ and the steady-state CPU of 20 containers checked every 2 s.
    healthy), then the CPU used over a window by the health runners, the loggers, the shims and containerd,
    against the same 20 containers without a check (the difference is what the checks cost).
 
-Usage: sudo python3 -m scripts.bench.health [--runs 30] [--containers 20] [--window 30]
+Usage: sudo python3 -m scripts.bench.health [--runs 30] [--containers 20] [--window 30] [--interval 2s]
 """
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--containers", type=int, default=20)
     ap.add_argument("--window", type=float, default=30.0, help="seconds of CPU accounting per phase")
+    ap.add_argument("--interval", default="2s", help="--health-interval of the steady-state containers")
     args = ap.parse_args()
     with bench_stack("health") as (base, daemon, reg):
         env = {**os.environ, "CTK_DATA_ROOT": str(base / "data")}
@@ -150,8 +151,9 @@ def _probe(runs: int, base, daemon, ctk: list[str], ref: str, env: dict[str, str
 
 
 def _steady(args, base, daemon, ctk: list[str], ref: str, env: dict[str, str]) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    out: dict[str, object] = {"containers": args.containers, "interval_s": 2, "window_s": args.window}
-    for phase, extra in (("without_checks", []), ("with_checks", ["--health-cmd", "true", "--health-interval", "2s"])):
+    out: dict[str, object] = {"containers": args.containers, "interval": args.interval, "window_s": args.window}
+    for phase, extra in (("without_checks", []),
+                         ("with_checks", ["--health-cmd", "true", "--health-interval", args.interval])):
         ids = [subprocess.run(ctk + ["-d", "-q", "--network", "none", *extra, ref, "sleep", "3600"], check=True,
                               capture_output=True, text=True, env=env).stdout.strip()
                for _ in range(args.containers)]
