@@ -35,7 +35,8 @@ RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
-_MAX_LINKS = 40  # the kernel's own limit for one lookup
+MAX_LINKS = 40
+"""The kernel's own limit of symbolic links followed in one lookup (ELOOP past it)."""
 
 MakeDir = Callable[[int, str], None]
 """Creates directory ``name`` in the directory descriptor given (the caller's mode and owner)."""
@@ -90,7 +91,8 @@ def default_mkdir(dir_fd: int, name: str) -> None:
     os.chmod(name, 0o755, dir_fd=dir_fd)  # whatever the umask
 
 
-def _parts(path: str) -> list[str]:
+def path_parts(path: str) -> list[str]:
+    """The components of ``path`` without empty ones and ``.`` (``..`` is kept: it is resolved, not dropped)."""
     return [p for p in path.split("/") if p and p != "."]
 
 
@@ -129,7 +131,7 @@ class Root:
         (a non-directory is in the way) or OSError(ELOOP).
         """
         global _have_openat2
-        parts = _parts(path)
+        parts = path_parts(path)
         if not parts:
             return os.dup(self.fd)
         if _have_openat2:
@@ -164,14 +166,14 @@ class Root:
                     make(stack[-1], name)
                 elif stat.S_ISLNK(st.st_mode):
                     links += 1
-                    if not follow or links > _MAX_LINKS:
+                    if not follow or links > MAX_LINKS:
                         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
                     target = os.readlink(name, dir_fd=stack[-1])
                     if target.startswith("/"):
                         for fd in stack[1:]:
                             os.close(fd)
                         del stack[1:]
-                    parts[:0] = _parts(target)
+                    parts[:0] = path_parts(target)
                     continue
                 elif not stat.S_ISDIR(st.st_mode):
                     raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), name)
@@ -180,6 +182,26 @@ class Root:
         finally:
             for fd in stack:
                 os.close(fd)
+
+    def lookup(self, path: str, *, follow_last: bool) -> tuple[int, str | None, os.stat_result | None]:
+        """``(parent descriptor, name, lstat or None when missing)`` of ``path`` inside the root: links before
+        the last component are followed inside the root, the last one too with ``follow_last`` (its target
+        looked up again, absolute ones from the root). ``name`` None means the descriptor is the entry itself
+        (the root, or a path ending in ``..``). The caller owns the descriptor; errors as :meth:`open_dir`."""
+        for _ in range(MAX_LINKS + 1):
+            parts = path_parts(path)
+            if not parts or parts[-1] == "..":
+                fd = self.open_dir(path)
+                return fd, None, os.fstat(fd)
+            parent = "/".join(parts[:-1])
+            pfd = self.open_dir(parent)
+            st = lstat_at(pfd, parts[-1])
+            if st is None or not follow_last or not stat.S_ISLNK(st.st_mode):
+                return pfd, parts[-1], st
+            target = os.readlink(parts[-1], dir_fd=pfd)
+            os.close(pfd)
+            path = target if target.startswith("/") else f"{parent}/{target}"
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
 
     def is_dir(self, path: str) -> bool:
         """Is ``path`` (links followed inside the root) a directory?"""

@@ -20,6 +20,7 @@ import stat
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .confined import MAX_LINKS, path_parts
 from .errors import InvalidArgument
 from .limits import DocumentTooLarge, MiB, human
 
@@ -30,7 +31,6 @@ MAX_ETC_FILE_SIZE = 4 * MiB
 """The cap of a file read from an image (``/etc/passwd``, ``/etc/group``): some 80,000 entries."""
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_MAX_LINKS = 40  # the kernel's own limit for one lookup
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
@@ -180,7 +180,7 @@ class _View:
     def lookup(self, rel: str, *, follow_last: bool) -> tuple[int, str, os.stat_result] | None:
         """``(layer directory descriptor, name, lstat)`` of the entry at ``rel``, or None when the merged view
         has nothing there. The descriptor stays valid until the view is closed."""
-        parts = _parts(rel)
+        parts = path_parts(rel)
         if not parts or not self.root:
             return None
         stack = [self.root]
@@ -197,13 +197,13 @@ class _View:
             fd, st = found
             if stat.S_ISLNK(st.st_mode) and (parts or follow_last):
                 links += 1
-                if links > _MAX_LINKS:
+                if links > MAX_LINKS:
                     raise InvalidArgument(f"/{rel.strip('/')} in the image: "
                                           f"{os.strerror(errno.ELOOP).lower()}")
                 target = os.readlink(name, dir_fd=fd)
                 if target.startswith("/"):
                     del stack[1:]
-                parts[:0] = _parts(target)
+                parts[:0] = path_parts(target)
                 continue
             if not parts:
                 return fd, name, st
@@ -211,7 +211,3 @@ class _View:
                 return None  # ENOTDIR: nothing is there
             stack.append(self._descend(stack[-1], name))
         return None  # the path ended in "..": a directory, never a file to read
-
-
-def _parts(path: str) -> list[str]:
-    return [p for p in path.split("/") if p and p != "."]

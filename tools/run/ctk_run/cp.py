@@ -28,7 +28,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from ctk_shared.confined import O_DIR, Root, lstat_at
+from ctk_shared.confined import O_DIR, Root, path_parts
 from ctk_shared.errors import CtkError, NotFound, UsageError
 
 from .cptree import TreeCopy, tar_in, tar_out
@@ -36,9 +36,6 @@ from .cptree import TreeCopy, tar_in, tar_out
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container
-
-_MAX_LINKS = 40
-
 
 @dataclass(frozen=True)
 class CopyRequest:
@@ -230,30 +227,6 @@ def _os_message(e: OSError, req: CopyRequest) -> str:
     return f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}"
 
 
-def _parts(path: str) -> list[str]:
-    return [p for p in path.split("/") if p and p != "."]
-
-
-def _resolve(root: Root, path: str, follow_last: bool) -> tuple[int, str | None, os.stat_result | None]:
-    """``(parent descriptor, name, lstat or None)`` of ``path`` in the container; ``name`` None means the
-    descriptor is the entry itself (the root, or a path ending in ``..``). Links before the last component
-    are followed inside the root; the last one too with ``follow_last``."""
-    for _ in range(_MAX_LINKS + 1):
-        parts = _parts(path)
-        if not parts or parts[-1] == "..":
-            fd = root.open_dir(path)
-            return fd, None, os.fstat(fd)
-        parent = "/".join(parts[:-1])
-        pfd = root.open_dir(parent)
-        st = lstat_at(pfd, parts[-1])
-        if st is None or not follow_last or not stat.S_ISLNK(st.st_mode):
-            return pfd, parts[-1], st
-        target = os.readlink(parts[-1], dir_fd=pfd)
-        os.close(pfd)
-        path = target if target.startswith("/") else f"{parent}/{target}"
-    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-
-
 def _contents_only(path: str) -> bool:
     return path == "." or path.endswith("/.")
 
@@ -263,7 +236,7 @@ def _wants_dir(path: str) -> bool:
 
 
 def _base(path: str) -> str:
-    parts = _parts(path)
+    parts = path_parts(path)
     return parts[-1] if parts else "/"
 
 
@@ -280,7 +253,7 @@ def _not_found(req: CopyRequest) -> NotFound:
 def _copy_out(root: Root, req: CopyRequest, skip_devs: frozenset[int]) -> int:
     cpath = req.container_path
     try:
-        pfd, name, st = _resolve(root, cpath, req.follow_link or _wants_dir(cpath))
+        pfd, name, st = root.lookup(cpath, follow_last=req.follow_link or _wants_dir(cpath))
     except (FileNotFoundError, NotADirectoryError) as e:
         raise _not_found(req) from e
     try:
@@ -362,9 +335,9 @@ def _copy_in(root: Root, req: CopyRequest) -> int:
     cpath = req.container_path
     where = f"{req.container}:{cpath}"
     try:
-        pfd, name, st = _resolve(root, cpath, True)  # Docker follows a link at the destination
+        pfd, name, st = root.lookup(cpath, follow_last=True)  # Docker follows a link at the destination
     except FileNotFoundError as e:
-        parent = "/" + "/".join(_parts(cpath)[:-1])
+        parent = "/" + "/".join(path_parts(cpath)[:-1])
         raise NotFound(f"Could not find the file {parent} in container {req.container}",
                        hint=f"the directory that {cpath} would go into must exist") from e
     except NotADirectoryError as e:
