@@ -224,3 +224,14 @@ def test_status_changes_are_containerd_events(run, ctd, bb):
         assert [d["status"] for d in seen if d["id"] == cid] == ["healthy", "unhealthy"]  # changes only
     finally:
         sub.cancel()
+
+
+def test_foreground_run_with_a_check(run, bb):
+    """A foreground ``--rm`` run is checked too; its CLI still gets the output and the exit code, and nothing
+    is left afterwards."""
+    r = run("run", "--rm", "--name", "fg", "--health-cmd", "true", "--health-interval", "500ms", bb, "sh", "-c",
+            "sleep 3; echo done; exit 4")
+    assert r.code == 4 and r.out == "done\n", (r.code, r.out, r.err)
+    assert run("ps", "-a", "-q").lines == []
+    assert wait_for(lambda: not [p for p in procs_with("ctk_run.health_runner") if str(run.data_root) in
+                                 open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")], timeout=10)

@@ -196,6 +196,7 @@ def run(address: str, namespace: str, cid: str, cdir: str, shim_pid: int, lock_f
             time.sleep(RETRY_UNREACHABLE)
     hc = hcfg.from_label(c.labels.get(hcfg.LABEL))
     if hc is None:
+        health.record_stop(cdir, f"the container has no runnable health check (label {hcfg.LABEL})")
         return 0
     spec = json.loads(c.spec or b"{}")
     argv = hcfg.command(hc, hcfg.shell_from_label(c.labels.get(hcfg.SHELL_LABEL)))
