@@ -232,8 +232,11 @@ def _end_task(client: Client, cid: str, signum: int, timeout: int) -> bool:
                 client.tasks.resume(cid)  # as Docker: a paused container is thawed to receive its stop signal
             client.tasks.wait(cid, timeout=max(timeout, 0) or 0.001)
         except Timeout:
-            client.tasks.kill(cid, signals.SIGKILL, all=True)
-            client.tasks.wait(cid, timeout=30)
+            try:  # it may exit (and a restart policy's task be deleted) under us meanwhile
+                client.tasks.kill(cid, signals.SIGKILL, all=True)
+                client.tasks.wait(cid, timeout=30)
+            except NotFound:
+                pass
         except NotFound:
             pass
     try:
