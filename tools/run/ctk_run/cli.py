@@ -70,12 +70,12 @@ _CONTAINER_OPTIONS = [
     click.option("--init", is_flag=True, help="run an init process that reaps zombies and forwards signals"),
     click.option("--platform", help="os/arch[/variant] of the image"),
     click.option("--restart", default="no", show_default=True, help="no|always|unless-stopped|on-failure[:N]"),
-    click.option("--health-cmd", help="command to run to check health (run by /bin/sh -c in the container)"),
-    click.option("--health-interval", help="time between running the check (ms|s|m|h) (default 30s)"),
-    click.option("--health-timeout", help="maximum time to allow one check to run (ms|s|m|h) (default 30s)"),
+    click.option("--health-cmd", metavar="COMMAND", help="command to run to check health (run by /bin/sh -c in the container)"),
+    click.option("--health-interval", metavar="DURATION", help="time between running the check (ms|s|m|h) (default 30s)"),
+    click.option("--health-timeout", metavar="DURATION", help="maximum time to allow one check to run (ms|s|m|h) (default 30s)"),
     click.option("--health-retries", metavar="INTEGER", help="consecutive failures needed to report unhealthy (default 3)"),
-    click.option("--health-start-period", help="start period in which failures do not count (ms|s|m|h) (default 0s)"),
-    click.option("--health-start-interval", help="time between checks during the start period (ms|s|m|h) "
+    click.option("--health-start-period", metavar="DURATION", help="start period in which failures do not count (ms|s|m|h) (default 0s)"),
+    click.option("--health-start-interval", metavar="DURATION", help="time between checks during the start period (ms|s|m|h) "
                  "(default 5s)"),
     click.option("--no-healthcheck", is_flag=True, help="disable any container-specified HEALTHCHECK"),
     click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True,
@@ -570,13 +570,9 @@ def volume_prune(all_: bool, force: bool) -> None:
 
     from . import volumes
 
-    if not force:
-        what = "all local volumes" if all_ else "anonymous local volumes"
-        sys.stderr.write(f"WARNING! This will remove {what} not used by at least one container.\n"
-                         "Are you sure you want to continue? [y/N] ")
-        sys.stderr.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return
+    what = "all local volumes" if all_ else "anonymous local volumes"
+    if not shared_cli.confirm_prune(f"This will remove {what} not used by at least one container.", force):
+        return
     gopts = shared_cli.options()
     for n in volumes.prune(_client(), gopts.data_root, gopts.namespace, all_):
         output.emit_line(n)
