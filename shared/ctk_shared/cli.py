@@ -121,18 +121,21 @@ def labels_from_args(items: Iterable[str], flag: str = "--label") -> dict[str, s
 def confirm_prune(warning: str, force: bool) -> bool:
     """Docker's prune prompt (``WARNING! …`` then ``Are you sure you want to continue? [y/N]``); True to go on.
 
-    Unlike Docker, the prompt goes to stderr (stdout carries results only), and without ``-f`` a stdin that is
-    not a terminal is refused (usage error) instead of read: a script that forgot ``-f`` fails loudly rather
-    than silently removing nothing, or taking a stray line of piped input as the answer.
+    As Docker, the answer is read from stdin even when it is not a terminal (``echo y | ctk-run prune`` works),
+    and anything but y/yes keeps everything. Unlike Docker, the prompt goes to stderr (stdout carries results
+    only), and a stdin that is not a terminal and gives no answer at all (``</dev/null``, a cron job) is a usage
+    error with a hint to ``-f``: a script that forgot ``-f`` fails loudly instead of silently pruning nothing.
     """
     if force:
         return True
-    if not sys.stdin.isatty():
-        raise UsageError("refusing to prune without confirmation: stdin is not a terminal",
-                         hint="add -f (--force) to prune without a prompt")
     sys.stderr.write(f"WARNING! {warning}\nAre you sure you want to continue? [y/N] ")
     sys.stderr.flush()
-    return sys.stdin.readline(64).strip().lower() in ("y", "yes")
+    answer = sys.stdin.readline(64)
+    if not answer and not sys.stdin.isatty():
+        sys.stderr.write("\n")
+        raise UsageError("no answer to the confirmation on stdin (not a terminal)",
+                         hint="add -f (--force) to prune without a prompt")
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _debug() -> bool:

@@ -43,14 +43,20 @@ def test_prune_removes_stopped_containers_only(run, bb):
     assert r.code == 0 and r.out == "Total reclaimed space: 0B\n"
 
 
-def test_prune_needs_force_without_a_terminal(run, bb):
+def test_prune_asks_and_reads_the_answer_from_stdin(run, bb):
     assert run("run", "--name", "done", bb, "true").code == 0
-    r = run("prune", input="y\n")
+    r = run("prune", input="")  # not a terminal and no answer at all: refused, with the hint
     assert r.code == 2 and "-f" in r.err
+    assert "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] " in r.err
+    r = run("prune", input="n\n")
+    assert r.code == 0 and r.out == ""
     assert len(_ids(run)) == 1
     r = run("prune", "-f", "--filter", "status=exited")
     assert r.code == 2 and "invalid filter" in r.err
     assert len(_ids(run)) == 1
+    r = run("prune", input="y\n")  # as Docker: `echo y | … prune` confirms
+    assert r.code == 0 and r.out.startswith("Deleted Containers:\n")
+    assert _ids(run) == set()
 
 
 def test_namespace_dirs_of_vanished_namespaces(run, bb, ctd):
