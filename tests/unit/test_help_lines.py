@@ -82,6 +82,12 @@ def test_ctk_run_help_says_where_runs_flags_are_and_lists_its_commands():
     assert "..." not in listed, "a command's description is cut short in the list"
 
 
+@pytest.mark.parametrize("tool", ["ctk-pull", "ctk-run", "ctk-build"])
+def test_a_tool_with_a_default_command_says_where_its_flags_are(tool):
+    default = _group(tool).default_command  # type: ignore[attr-defined]
+    assert f"{tool} {default} --help" in " ".join(_help(tool).split())
+
+
 @pytest.mark.parametrize("tool", sorted(TOOLS))
 def test_command_lists_are_not_cut_short(tool):
     for path, cmd in commands(tool):

@@ -21,8 +21,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 def cli() -> None:
     """Dockerfile builds executed on containerd (no BuildKit daemon).
 
-    `ctk-build [OPTIONS] CONTEXT` is `ctk-build build [OPTIONS] CONTEXT`. CONTEXT `-` reads the Dockerfile from
-    stdin and builds without a context.
+    `ctk-build [OPTIONS] CONTEXT` is `ctk-build build [OPTIONS] CONTEXT` (its flags: `ctk-build build --help`).
+    CONTEXT `-` reads the Dockerfile from stdin and builds without a context.
     """
 
 

@@ -10,6 +10,7 @@ import sys
 import click
 from ctk_shared import cli as shared_cli
 from ctk_shared.errors import UsageError
+from ctk_shared.output import refs_from_args
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -20,8 +21,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 def cli() -> None:
     """Images and registries on containerd.
 
-    `ctk-pull REF` pulls REF (same as `ctk-pull pull REF`). Results go to stdout (a ref@digest per produced
-    image, or a table / JSON lines for listings); progress and errors go to stderr.
+    `ctk-pull REF` pulls REF (same as `ctk-pull pull REF`; its flags: `ctk-pull pull --help`). Results go to
+    stdout (a ref@digest per produced image, or a table / JSON lines for listings); progress and errors go to
+    stderr. The flags of any command: `ctk-pull COMMAND --help`.
     """
 
 
@@ -56,7 +58,7 @@ def pull(refs: tuple[str, ...], platform: str | None, all_platforms: bool, unpac
     """Pull images from a registry into containerd (REF may be `-`: refs from stdin)."""
     from . import ops
 
-    ops.pull(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform, unpack != "false"),
+    ops.pull(shared_cli.options(), list(refs_from_args(refs)), _platform(platform, unpack != "false"),
              all_platforms, unpack != "false", quiet, fmt, max_concurrent_downloads, decryption_keys)
 
 
@@ -71,7 +73,7 @@ def push(refs: tuple[str, ...], platform: str | None, quiet: bool, fmt: str) -> 
     """Push images to their registry (cross-repository mount when the registry already has a layer)."""
     from . import ops
 
-    ops.push(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform), quiet, fmt)
+    ops.push(shared_cli.options(), list(refs_from_args(refs)), _platform(platform), quiet, fmt)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -99,7 +101,7 @@ def inspect(refs: tuple[str, ...], platform: str | None, raw: bool, fmt: str | N
     """Show images' manifest and config as a JSON array (Docker's field names where Docker has them)."""
     from . import listing
 
-    listing.inspect(shared_cli.options(), list(shared_cli.refs_from_args(refs)), _platform(platform), raw, fmt)
+    listing.inspect(shared_cli.options(), list(refs_from_args(refs)), _platform(platform), raw, fmt)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -110,7 +112,7 @@ def tag(source: str, target: str) -> None:
     """Give an image another name (SOURCE may be `-`)."""
     from . import ops
 
-    src = next(shared_cli.refs_from_args([source]), None)
+    src = next(refs_from_args([source]), None)
     if src is None:
         raise UsageError("no source ref on stdin")
     ops.tag(shared_cli.options(), src, target)
@@ -124,7 +126,7 @@ def rm(refs: tuple[str, ...], force: bool) -> None:
     """Remove images (refuses images used by containers unless -f)."""
     from . import ops
 
-    ops.remove(shared_cli.options(), list(shared_cli.refs_from_args(refs)), force)
+    ops.remove(shared_cli.options(), list(refs_from_args(refs)), force)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -170,7 +172,7 @@ def save(refs: tuple[str, ...], output: str, platform: str | None, all_platforms
     """Write images to a tar that is both a docker-archive and an OCI layout."""
     from . import archive_cmds
 
-    archive_cmds.save(shared_cli.options(), list(shared_cli.refs_from_args(refs)), output, _platform(platform),
+    archive_cmds.save(shared_cli.options(), list(refs_from_args(refs)), output, _platform(platform),
                       all_platforms)
 
 
@@ -219,7 +221,7 @@ def convert(source: str, target: str, fmt_estargz: bool, fmt_zstd: bool, fmt_unc
         raise UsageError("--platform and --all-platforms are mutually exclusive")
     if chosen[0] != "estargz" and (estargz_record_in or chunk_size):
         raise UsageError("--estargz-record-in and --chunk-size only apply to --estargz")
-    src = next(shared_cli.refs_from_args([source]), None)
+    src = next(refs_from_args([source]), None)
     if src is None:
         raise UsageError("no source ref on stdin")
     platforms = [_platform(p.strip()) for p in platform.split(",") if p.strip()] if platform else []
