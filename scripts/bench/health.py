@@ -30,10 +30,12 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_ticks(pid: int) -> int:
+    """utime + stime, plus cutime + cstime: the children it reaped (a shim reaps each ``runc exec`` and, as
+    subreaper, each probe process), so what an exec costs outside the long-lived processes is counted too."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
+        return sum(int(x) for x in fields[11:15])
     except (OSError, IndexError, ValueError):
         return 0
 
