@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -107,6 +108,29 @@ def test_attach_says_what_it_cannot_do(run, bb):
     assert "no terminal and no stdin" in r.err, r.err
     assert "late-line" in r.out
     assert r.code == 6
+
+
+def test_dit_with_a_restart_policy_comes_back_with_its_terminal(containerd, ctd, run, bb):
+    """containerd's restart monitor cannot make a terminal: ctk's logger restarts such a container itself."""
+    assert run("run", "-dit", "--restart", "always", "--name", "r", bb, "sh").code == 0
+    pid = json.loads(run("inspect", "r").out)[0]["State"]["Pid"]
+    os.kill(pid, 9)
+    wait_until(lambda: _status(run, "r") == "running"
+               and json.loads(run("inspect", "r").out)[0]["State"]["Pid"] not in (0, pid), timeout=30,
+               what="the container to come back")
+    assert json.loads(run("inspect", "r").out)[0]["RestartCount"] == 1
+    a = PtyRun(ctk_argv(containerd, ctd, "attach", "r"), ctk_env(run))
+    try:
+        a.wait_raw()
+        a.send(b"echo back-$((5+5))\r")
+        a.expect(b"back-10")  # its new shell has a terminal and reads the same input FIFO
+        a.send(CTRL_P_Q)
+        assert a.wait() == 1
+    finally:
+        a.close()
+    assert run("stop", "-t", "1", "r").code == 0
+    time.sleep(2)
+    assert _status(run, "r") == "exited"  # an explicit stop is never undone
 
 
 def test_window_size_is_set_before_the_first_process_runs(containerd, ctd, run, bb):

@@ -334,6 +334,8 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
             labels[L.AUTO_REMOVE] = "true"
         if opts.spec.stdin_open:
             labels[L.STDIN_OPEN] = "true"
+        if opts.spec.tty:
+            labels[L.TTY] = "true"
         if vol_uses:
             from .volumes import uses_label
 

@@ -4,7 +4,10 @@
 """
 from __future__ import annotations
 
-from ctk_shared.labels import NETWORKS  # noqa: F401 - the networks a container joins (shared with ctk-net)
+from ctk_shared.labels import (
+    NAME,  # noqa: F401 - the container's name (also its spec annotation for ctk-net)
+    NETWORKS,  # noqa: F401 - the networks a container joins (shared with ctk-net)
+)
 
 # containerd's restart monitor (1.6 reads status + loguri; 1.7+ also reads policy)
 RESTART_STATUS = "containerd.io/restart.status"  # "running" | "stopped": the state the monitor enforces
@@ -12,7 +15,6 @@ RESTART_LOGURI = "containerd.io/restart.loguri"  # IO of tasks the monitor recre
 RESTART_POLICY_CTD = "containerd.io/restart.policy"  # for 1.7+ monitors; ctk writes it, never relies on it
 
 # ctk's own
-NAME = "ctk/name"
 CREATED = "ctk/created"  # RFC 3339, when `run`/`create` made the container
 IMAGE_REF = "ctk/image"  # the ref the user typed, normalised
 PLATFORM = "ctk/platform"
@@ -34,4 +36,5 @@ FINISHED_AT = "ctk/finished-at"  # RFC 3339 of the last exit ctk saw
 EXIT_CODE = "ctk/exit-code"  # last exit status ctk saw
 KEY_CHECK = "ctk/key-check"  # passed | not-encrypted: the image's decryption keys were checked at create
 STDIN_OPEN = "ctk/stdin-open"  # "true" with -i (Docker's Config.OpenStdin)
+TTY = "ctk/tty"  # "true" with -t: its restarts need a terminal, which containerd's restart monitor cannot make
 VOLUMES = "ctk/volumes"  # JSON list of {Name, Destination, Anonymous}: the volumes the container mounts

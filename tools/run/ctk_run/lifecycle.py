@@ -209,7 +209,7 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
             client.containers.update_labels(c.id, {L.NEVER_STARTED: ""})
         except NotFound:
             pass  # a quick --rm container may be gone already
-    if monitored(parse_policy(policy or "no")):
+    if monitored(parse_policy(policy or "no"), c.labels):
         # only now: marked earlier, containerd's restart monitor could race us to create the task
         client.containers.update_labels(c.id, {L.RESTART_STATUS: "running", L.RESTART_LOGURI: uri})
     return pid
@@ -263,7 +263,7 @@ def stop(client: Client, c: Container, timeout: int | None = None, sig: str | No
     for _ in range(5):
         if _end_task(client, c.id, signum, timeout):
             break
-    if monitored(parse_policy(c.labels.get(L.RESTART_POLICY) or "no")):
+    if monitored(parse_policy(c.labels.get(L.RESTART_POLICY) or "no"), c.labels):
         # containerd's restart monitor may have read the labels just before our mark and still be creating a
         # task: give such a restart a moment to show itself and end it (it never outlives the stop)
         for _ in range(4):

@@ -486,7 +486,7 @@ def _decide(address: str, namespace: str, cid: str, log_path: str, wait: bool = 
             return
         restart, labels = decision
         if restart:
-            if not monitored(parse_policy(labels.get(L.RESTART_POLICY) or "no")):
+            if not monitored(parse_policy(labels.get(L.RESTART_POLICY) or "no"), labels):
                 _spawn("relaunch_main", address, namespace, cid, _self_uri(log_path, address, health))
         elif attached:
             return  # a foreground run: its CLI removes the container or deletes the task

@@ -7,6 +7,7 @@ container's logger (which sees every exit) flips it to ``stopped`` when the poli
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -60,13 +61,14 @@ def should_restart(policy: RestartPolicy, exit_code: int, restart_count: int, ex
     return policy.max_retries == 0 or restart_count < policy.max_retries
 
 
-def monitored(policy: RestartPolicy) -> bool:
+def monitored(policy: RestartPolicy, labels: Mapping[str, str] | None = None) -> bool:
     """Policies containerd's restart monitor carries out (it restarts whatever is marked running).
 
     on-failure is not given to the monitor: its decision depends on the exit code, and the monitor could
-    restart the task before the logger has read it. The logger restarts those tasks itself (:func:`relaunch`).
+    restart the task before the logger has read it. Nor is a container with a terminal (``labels`` say so):
+    the monitor creates tasks without one, which runc refuses. The logger restarts those itself (:func:`relaunch`).
     """
-    return policy.name in ("always", "unless-stopped")
+    return policy.name in ("always", "unless-stopped") and (labels or {}).get(L.TTY) != "true"
 
 
 def relaunch(client, container_id: str, log_uri: str) -> None:  # type: ignore[no-untyped-def]
@@ -74,14 +76,26 @@ def relaunch(client, container_id: str, log_uri: str) -> None:  # type: ignore[n
     try:
         c = client.containers.get(container_id)
         policy = parse_policy(c.labels.get(L.RESTART_POLICY, "no"))
-        if monitored(policy):
+        if monitored(policy, c.labels):
             return
         try:
             client.tasks.delete(container_id)
         except Exception:  # noqa: BLE001 - already gone
             pass
         mounts = client.snapshots(c.snapshotter).mounts(c.snapshot_key or container_id)
-        client.tasks.create(container_id, mounts, stdout=log_uri, stderr=log_uri)
+        tty = c.labels.get(L.TTY) == "true"
+        stdin = ""
+        if tty and c.labels.get(L.STDIN_OPEN) == "true" and c.labels.get(L.LOG_PATH):
+            import os
+            import stat
+
+            path = os.path.join(os.path.dirname(c.labels[L.LOG_PATH]), "stdin")  # lifecycle.stdin_fifo's
+            try:
+                stdin = path if stat.S_ISFIFO(os.lstat(path).st_mode) else ""
+            except OSError:
+                pass  # gone: the new task runs without input rather than not at all
+        uri = log_uri + "&tty=1" if tty and "&tty=1" not in log_uri else log_uri
+        client.tasks.create(container_id, mounts, stdin=stdin, stdout=uri, stderr=uri, terminal=tty)
         client.tasks.start(container_id)
     except Exception as e:  # noqa: BLE001 - a background process: report and carry on
         sys.stderr.write(f"ctk-run-logger: restarting {container_id[:12]} failed: {e}\n")

@@ -111,12 +111,12 @@ def update_container(client: Client, gopts: GlobalOptions, c: Container, ch: Cha
     task = lifecycle.task_of(client, c.id)
     alive = task is not None and task.status in ("running", "paused", "pausing", "created")
     if ch.restart is not None:
-        if monitored(ch.restart) and alive and c.labels.get(L.EXPLICITLY_STOPPED) != "true":
+        if monitored(ch.restart, c.labels) and alive and c.labels.get(L.EXPLICITLY_STOPPED) != "true":
             # containerd's restart monitor brings it back from now on, with the log it has now
             new = Container(c.id, labels={**c.labels, **labels}, spec=c.spec)
             uri = lifecycle.logger_uri(client, gopts, new) + ("&tty=1" if lifecycle.has_terminal(c) else "")
             labels.update({L.RESTART_STATUS: "running", L.RESTART_LOGURI: uri})
-        elif L.RESTART_STATUS in c.labels and not monitored(ch.restart):
+        elif L.RESTART_STATUS in c.labels and not monitored(ch.restart, c.labels):
             labels[L.RESTART_STATUS] = ""  # "stopped" would make the monitor stop a running task
     if for_task and alive:
         client.tasks.update(c.id, for_task)
