@@ -235,3 +235,15 @@ def test_foreground_run_with_a_check(run, bb):
     assert run("ps", "-a", "-q").lines == []
     assert wait_for(lambda: not [p for p in procs_with("ctk_run.health_runner") if str(run.data_root) in
                                  open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")], timeout=10)
+
+
+def test_wait_conditions_not_running_and_removed(run, bb):
+    assert run("run", "-d", "--rm", "--name", "gone", bb, "sh", "-c", "sleep 1; exit 5").code == 0
+    w = run("wait", "--condition", "removed", "gone", timeout=60)
+    assert w.code == 0 and w.out.strip() == "5", (w.out, w.err)
+    assert run("ps", "-a", "-q").lines == []
+    assert run("run", "-d", "--name", "stays", bb, "sh", "-c", "sleep 1; exit 6").code == 0
+    w = run("wait", "--condition", "not-running", "stays", timeout=60)
+    assert w.code == 0 and w.out.strip() == "6", (w.out, w.err)
+    bad = run("wait", "--condition", "next-exit", "stays")
+    assert bad.code == 2 and "next-exit" in bad.err
