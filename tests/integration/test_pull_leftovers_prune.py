@@ -63,9 +63,12 @@ def test_prune_all_keeps_images_containers_use(ctk, ctd, registry, tmp_path):
         assert ctk("-q", ref).code == 0
     ctd.containers.create(Container(id="user", image=used, spec=b"{}"))
     try:
+        ctk("tag", unused, f"{unused}-again")
         r = ctk("prune", "-a", "-f")
         assert r.code == 0, r.err
-        assert f"untagged: {unused}" in r.out.splitlines()
+        digest = [line for line in r.out.splitlines() if line.startswith("deleted: ")]
+        assert r.out.splitlines()[:3] == ["Deleted Images:", f"untagged: {unused}", f"untagged: {unused}-again"]
+        assert len(digest) == 1  # one image with two names: deleted once
         assert [i.name for i in ctd.images.list()] == [used]
     finally:
         ctd.containers.delete("user")

@@ -131,15 +131,23 @@ def prune(gopts: GlobalOptions, all_images: bool, flt: PruneFilter) -> None:
     total = _exclusive_bytes(client, gopts.snapshotter, [footprints[i.name] for i in doomed], kept_blobs, kept_chain)
     lines: list[str] = []
     kept_targets = {i.target.digest for i in kept}
-    for n, image in enumerate(doomed):
-        try:
-            client.images.delete(image.name, sync=n == len(doomed) - 1)  # the last one collects at once
-        except NotFound:
-            continue
-        if not is_dangling(image.name):
-            lines.append(f"untagged: {image.name}")
-        if image.target.digest not in kept_targets:
-            lines.append(f"deleted: {image.target.digest}")
+    groups: dict[str, list[Image]] = {}  # as Docker: every name of one image untagged, then the image deleted once
+    for image in doomed:
+        groups.setdefault(image.target.digest, []).append(image)
+    order = [image for group in groups.values() for image in group]
+    last = order[-1].name if order else ""
+    for digest, group in groups.items():
+        gone = False
+        for image in group:
+            try:
+                client.images.delete(image.name, sync=image.name == last)  # the last one collects at once
+            except NotFound:
+                continue
+            gone = True
+            if not is_dangling(image.name):
+                lines.append(f"untagged: {image.name}")
+        if gone and digest not in kept_targets:
+            lines.append(f"deleted: {digest}")
     left = reclaim_pulls(client, drop_downloads=all_images)
     total += left.snapshot_bytes + left.download_bytes
     if lines:
