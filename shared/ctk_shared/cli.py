@@ -4,17 +4,16 @@ Every tool's ``main`` is ``run(group, "ctk-x")``; no other module in ctk_shared 
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import click
 
 from . import config
-from .errors import CtkError, ExitStatus, UsageError
+from .errors import CtkError, ExitStatus, Failures, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,7 +31,7 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def global_options(f: F) -> F:
-    """The options every tool takes (DESIGN §3); accepted before or after the sub-command."""
+    """The options every tool takes (docs/CONVENTIONS.md); accepted before or after the sub-command."""
     opts = [
         click.option("--address", metavar="SOCKET", default=None, expose_value=False, callback=_remember,
                      help="containerd socket [$CONTAINERD_ADDRESS; default /run/containerd/containerd.sock]"),
@@ -67,54 +66,21 @@ def options(ctx: click.Context | None = None) -> config.GlobalOptions:
     return config.resolve(dict(ctx.find_root().meta.get(_FLAGS_KEY, {})))
 
 
-def refs_from_args(args: Iterable[str], stdin: Iterable[str] | None = None) -> Iterator[str]:
-    """Expand ``-`` into refs read from stdin: a bare ref per line, or a JSON record carrying one.
+def key_values(items: Iterable[str], flag: str = "--label", *, bare: str = "empty") -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` flag values (``--label``, ``-o``, ``--build-arg``) as a dict; a later KEY wins.
 
-    A ``-`` that reads no ref is a usage error, never an empty success: in ``ctk-build -q … | ctk-pull push -``
-    a failed build leaves stdin empty, and the pipeline's last stage must not report a push that never
-    happened."""
-    for arg in args:
-        if arg != "-":
-            yield arg
-            continue
-        found = False
-        for line in stdin if stdin is not None else sys.stdin:
-            ref = ref_from_line(line)
-            if ref:
-                found = True
-                yield ref
-        if not found:
-            raise UsageError("no image reference on stdin (an argument '-' reads them from stdin)",
-                             hint="did the command before the pipe fail?")
-
-
-def ref_from_line(line: str) -> str:
-    line = line.strip()
-    if not line:
-        return ""
-    if not line.startswith("{"):
-        return line
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise CtkError(f"stdin: not a ref and not valid JSON: {line[:80]!r}") from e
-    for key in ("ref", "Ref", "Name", "name"):
-        if isinstance(rec.get(key), str) and rec[key]:
-            return str(rec[key])
-    repo, tag = rec.get("Repository"), rec.get("Tag")
-    if isinstance(repo, str) and repo and repo != "<none>":
-        return f"{repo}:{tag}" if isinstance(tag, str) and tag and tag != "<none>" else repo
-    raise CtkError(f"stdin: JSON record has no ref/Name/Repository field: {line[:80]!r}")
-
-
-def labels_from_args(items: Iterable[str], flag: str = "--label") -> dict[str, str]:
-    """Repeated ``--label KEY=VALUE`` values as a dict (a later KEY wins; ``KEY`` alone is an empty value)."""
+    ``bare`` says what ``KEY`` alone means, as Docker has it per flag: ``"empty"`` an empty value (labels),
+    ``"env"`` the value of that variable in our environment, left out when unset (build args), ``"error"``
+    refused (driver options)."""
     out: dict[str, str] = {}
     for item in items:
-        key, _, value = item.partition("=")
-        if not key:
+        key, eq, value = item.partition("=")
+        if not key or (not eq and bare == "error"):
             raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
-        out[key] = value
+        if eq or bare == "empty":
+            out[key] = value
+        elif key in os.environ:
+            out[key] = os.environ[key]
     return out
 
 
@@ -157,7 +123,8 @@ def run(cli: click.Command, prog: str, args: list[str] | None = None) -> int:
     except CtkError as e:
         if _debug():
             traceback.print_exc()
-        _error(prog, e.message, e.hint)
+        for one in e.failures if isinstance(e, Failures) else [e]:
+            _error(prog, one.message, one.hint)
         return int(e.exit_code)
     except click.exceptions.Abort:
         _error(prog, "interrupted")
@@ -330,7 +297,7 @@ HelpGroup.group_class = HelpGroup
 class CtkGroup(HelpGroup):
     """Every tool's top-level group: ``--version``, ``help [COMMAND]``, and one error for unknown words.
 
-    ``-n`` means the namespace only before a sub-command (DESIGN §3): sub-commands get ``--namespace`` without
+    ``-n`` means the namespace only before a sub-command (docs/CONVENTIONS.md): sub-commands get ``--namespace`` without
     the short form, so their own ``-n`` can mean what Docker means (``logs -n`` = ``--tail``, ``ps -n`` =
     ``--last``)."""
 

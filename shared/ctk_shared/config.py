@@ -38,7 +38,9 @@ class GlobalOptions:
 
     @property
     def socket_path(self) -> str:
-        return self.address.removeprefix("unix://")
+        from .containerd.address import socket_path
+
+        return socket_path(self.address)
 
 
 # environment variable for each option, matching containerd's and nerdctl's names

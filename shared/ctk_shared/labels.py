@@ -37,7 +37,9 @@ NETWORKS = "ctk/networks"
 ANN_NETWORKS = NETWORKS  # JSON list of network names, in interface order (eth0, eth1, …)
 ANN_PORTS = "ctk/ports"  # JSON list of {"hostIP", "hostPort" (0 = pick one), "containerPort", "protocol"}
 ANN_NAMESPACE = "ctk/namespace"
-ANN_NAME = "ctk/name"
+# the container's name: a label on the container (ctk-run) and an annotation in its spec (for ctk-net's hook)
+NAME = "ctk/name"
+ANN_NAME = NAME
 ANN_HOSTNAME = "ctk/hostname"
 ANN_STATE_DIR = "ctk/state-dir"  # the container's directory under the data root (hosts file, network state)
 ANN_IP = "ctk/ip"  # --ip, for the first network

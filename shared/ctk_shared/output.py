@@ -1,4 +1,4 @@
-"""The only writer of stdout: results as a human table/ref on a TTY, JSON Lines otherwise (DESIGN §3).
+"""The only writer of stdout: results as a human table/ref on a TTY, JSON Lines otherwise (docs/CONVENTIONS.md).
 
 Field names in records are the documented contract; a ``--format`` Go-style template picks fields.
 """
@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .errors import UsageError
+from .errors import CtkError, UsageError
 
 _ACTION = re.compile(r"^(?:(json)\s+)?\.((?:[A-Za-z_][A-Za-z0-9_]*)(?:\.[A-Za-z_][A-Za-z0-9_]*)*)?$")
 _SUPPORTED = "ctk's --format takes 'table', 'json', or a template of {{.Field}}, {{.A.B}}, {{json .Field}}, " \
@@ -165,7 +165,7 @@ def emit_json(record: Mapping[str, Any] | Sequence[Any], *, indent: int | None =
 
 
 def emit_image(fmt: str, name: str, digest: str, **extra: Any) -> None:
-    """The result line of every command that produces an image (DESIGN §3): ``NAME@DIGEST``, or with
+    """The result line of every command that produces an image (docs/CONVENTIONS.md): ``NAME@DIGEST``, or with
     ``fmt == "json"`` the record ``{"ref", "Name", "Digest", …extra}``."""
     ref = f"{name.split('@', 1)[0]}@{digest}"
     if fmt == "json":
@@ -248,3 +248,44 @@ def human_duration_ago(seconds: float) -> str:
     if d < 730:
         return f"{d // 30} months ago"
     return f"{d // 365} years ago"
+
+
+# --- the reading side of the pipe contract: `-` takes refs from the stage before -------------------------
+def refs_from_args(args: Iterable[str], stdin: Iterable[str] | None = None) -> Iterator[str]:
+    """Expand ``-`` into refs read from stdin: a bare ref per line, or a JSON record carrying one.
+
+    A ``-`` that reads no ref is a usage error, never an empty success: in ``ctk-build -q … | ctk-pull push -``
+    a failed build leaves stdin empty, and the pipeline's last stage must not report a push that never
+    happened."""
+    for arg in args:
+        if arg != "-":
+            yield arg
+            continue
+        found = False
+        for line in stdin if stdin is not None else sys.stdin:
+            ref = ref_from_line(line)
+            if ref:
+                found = True
+                yield ref
+        if not found:
+            raise UsageError("no image reference on stdin (an argument '-' reads them from stdin)",
+                             hint="did the command before the pipe fail?")
+
+
+def ref_from_line(line: str) -> str:
+    line = line.strip()
+    if not line:
+        return ""
+    if not line.startswith("{"):
+        return line
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise CtkError(f"stdin: not a ref and not valid JSON: {line[:80]!r}") from e
+    for key in ("ref", "Ref", "Name", "name"):
+        if isinstance(rec.get(key), str) and rec[key]:
+            return str(rec[key])
+    repo, tag = rec.get("Repository"), rec.get("Tag")
+    if isinstance(repo, str) and repo and repo != "<none>":
+        return f"{repo}:{tag}" if isinstance(tag, str) and tag and tag != "<none>" else repo
+    raise CtkError(f"stdin: JSON record has no ref/Name/Repository field: {line[:80]!r}")

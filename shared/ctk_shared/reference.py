@@ -64,9 +64,6 @@ class Reference:
             s += f"@{self.digest}"
         return s
 
-    def with_tag(self, tag: str) -> Reference:
-        return Reference(self.domain, self.path, tag, "")
-
     def with_digest(self, digest: str) -> Reference:
         return Reference(self.domain, self.path, self.tag, digest)
 

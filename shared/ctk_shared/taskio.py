@@ -224,29 +224,3 @@ def _drain(fd: int, writers: dict[int, Callable[[bytes], None]], poller: select.
         writers[fd](data)
         if len(data) < CHUNK:
             return got  # most likely empty now; the next poll says whether more came meanwhile
-
-
-def copy_input(src: BinaryIO | int, fd: int, stop: threading.Event | None = None) -> None:
-    """Copy ``src`` (a file or fd, e.g. our stdin) into a process's stdin FIFO ``fd`` until EOF or ``stop``.
-    Does not close ``fd``: to send EOF afterwards call :meth:`FifoSet.close_stdin` and ``tasks.close_io``."""
-    src_fd = src if isinstance(src, int) else src.fileno()
-    while stop is None or not stop.is_set():
-        if stop is not None:
-            r, _, _ = select.select([src_fd], [], [], _POLL_INTERVAL_MS / 1000)
-            if not r:
-                continue
-        try:
-            data = os.read(src_fd, CHUNK)
-        except InterruptedError:
-            continue
-        if not data:
-            return
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(fd, view)
-            except InterruptedError:
-                continue
-            except BrokenPipeError:
-                return
-            view = view[n:]

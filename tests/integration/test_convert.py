@@ -161,10 +161,10 @@ def test_convert_from_stdin_platforms_and_errors(ctk, ctd, test_images):
     assert len(index["manifests"]) == 1
     # the arm64 manifest was never pulled: --all-platforms refuses, and no image is created
     bad = ctk("convert", "--estargz", "--all-platforms", multi.ref, "example.test/conv/multi:all")
-    assert bad.code == 1 and "--all-platforms" in bad.err and "Traceback" not in bad.err
+    assert bad.code == 3 and "--all-platforms" in bad.err and "Traceback" not in bad.err  # not found
     assert not [i for i in ctd.images.list() if i.name.endswith("multi:all")]
     missing = ctk("convert", "--estargz", "example.test/nope:1", "example.test/conv/x:1")
-    assert missing.code == 1 and "not found" in missing.err
+    assert missing.code == 3 and "not found" in missing.err
     usage = ctk("convert", multi.ref, "example.test/conv/x:1")
     assert usage.code == 2 and "--estargz" in usage.err
 

@@ -211,7 +211,7 @@ def test_config_declared_small_then_endless_is_an_integrity_error(containerd, ct
                                                      endless=True)
     r = _ctk_pull(containerd, ctd, f"{host}/{REPO}:v1")
     _assert_quick_and_small(r)
-    assert r.code == 1
+    assert r.code == 5  # integrity failure
     assert cd in r.error and "more bytes than the 213 declared" in r.error
     _assert_nothing_left(ctd)
 
@@ -262,7 +262,7 @@ def test_layer_longer_than_declared_is_an_integrity_error(containerd, ctd, hosti
                                             [{"mediaType": oci.OCI_LAYER, "digest": ld, "size": len(layer)}]))
     r = _ctk_pull(containerd, ctd, f"{host}/{REPO}:v1")
     _assert_quick_and_small(r)
-    assert r.code == 1
+    assert r.code == 5
     assert ld in r.error and f"more than the {len(layer)} bytes" in r.error, r.error
     _assert_nothing_left(ctd)
 
@@ -285,7 +285,7 @@ def test_endless_error_body_is_read_only_in_part(containerd, ctd, hostile) -> No
         {"Content-Type": "application/json"}, endless=True)
     r = _ctk_pull(containerd, ctd, f"{host}/{REPO}:v1")
     _assert_quick_and_small(r)
-    assert r.code == 1
+    assert r.code == 3  # not found
     assert "not found" in r.error or "unknown" in r.error, r.error
 
 
@@ -382,7 +382,7 @@ def test_load_of_a_member_cut_short_is_an_integrity_error(containerd, ctd, tmp_p
     path = _tar(tmp_path / "a.tar", [("manifest.json", doc)], truncate_to=20_000)  # header says 100 000 bytes
     r = _ctk_pull(containerd, ctd, "load", "-i", str(path))
     _assert_quick_and_small(r)
-    assert r.code == 1
+    assert r.code == 5
     assert "archive member manifest.json" in r.error and "header declares 100000 bytes" in r.error, r.error
 
 
@@ -398,7 +398,7 @@ def test_load_of_a_blob_longer_than_its_descriptor_is_an_integrity_error(contain
                                      (f"blobs/sha256/{md[7:]}", manifest), (f"blobs/sha256/{cd[7:]}", config)])
     r = _ctk_pull(containerd, ctd, "load", "-i", str(path))
     _assert_quick_and_small(r)
-    assert r.code == 1
+    assert r.code == 5
     assert cd in r.error and f"declares {len(config) - 10}" in r.error, r.error
     _assert_nothing_left(ctd)
 

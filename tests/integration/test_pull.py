@@ -63,7 +63,7 @@ def test_platform_selection_from_index(ctk, ctd, test_images, name):
         assert (root / "platform").read_text().strip() == "arm64"
     # the host platform was not fetched: asking for it tells the user what to do
     r = ctk("inspect", img.ref)
-    assert r.code == 1 and "--platform" in r.err
+    assert r.code == 3 and "--platform" in r.err  # not found: that platform's content
 
 
 def test_repull_fetches_nothing(containerd, ctd, registry, test_images):
@@ -123,7 +123,7 @@ def test_tag_and_rm(ctk, ctd, test_images):
     r = ctk("rm", "example.com/me/bb:v1")
     assert r.code == 0 and r.lines == ["Untagged: example.com/me/bb:v1"]
     r = ctk("rm", "example.com/me/bb:v1")
-    assert r.code == 1 and "not found" in r.err
+    assert r.code == 3 and "not found" in r.err
 
 
 def test_refs_from_stdin(ctk, test_images):

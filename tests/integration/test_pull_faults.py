@@ -54,7 +54,7 @@ def test_damaged_blob_fails_and_leaves_nothing(ctk, ctd, own_registry, damage, t
         data = data[: len(data) // 2]
     f.write_bytes(bytes(data))
     r = ctk(f"{own_registry.host}/test/damaged:v1")
-    assert r.code == 1
+    assert r.code == 5  # integrity failure
     err = [line for line in r.err.splitlines() if line.startswith("ctk-pull: error:")]
     assert err and layer.digest in err[0]
     assert ("does not match" in err[0]) if damage == "flip" else ("truncated" in err[0] or "size" in err[0])
@@ -108,10 +108,10 @@ def test_login_pull_logout_with_tls_and_basic_auth(ctk, ctd, registry_tls_auth, 
     ref = f"{reg.host}/private/bb:v1"
 
     r = ctk(*tls, ref, env=env)
-    assert r.code == 1 and "authentication required" in r.err
+    assert r.code == 4 and "authentication required" in r.err  # unauthorized
 
     r = ctk("login", *tls, "-u", "ctk", "--password-stdin", reg.host, input="wrong-pass\n", env=env)
-    assert r.code == 1 and "incorrect username or password" in r.err
+    assert r.code == 4 and "incorrect username or password" in r.err
     assert "wrong-pass" not in r.err + r.out
     assert not (tmp_path / "docker" / "config.json").exists()
 

@@ -1,4 +1,4 @@
-"""The layering rules of DESIGN §2, checked on the source: a broken rule fails here, not in review."""
+"""The layering rules of docs/CONVENTIONS.md §1, checked on the source: a broken rule fails here, not in review."""
 from __future__ import annotations
 
 import ast

@@ -9,18 +9,18 @@ from ctk_shared.errors import CtkError, NotFound, UsageError
 
 def test_refs_from_stdin_accept_bare_refs_and_json_records():
     stdin = io.StringIO('busybox\n\n{"ref": "a:1"}\n{"Name": "b:2"}\n{"Repository": "c", "Tag": "3"}\n')
-    assert list(cli.refs_from_args(["x", "-"], stdin)) == ["x", "busybox", "a:1", "b:2", "c:3"]
+    assert list(output.refs_from_args(["x", "-"], stdin)) == ["x", "busybox", "a:1", "b:2", "c:3"]
 
 
 def test_stdin_json_without_ref_field_is_an_error():
     with pytest.raises(CtkError, match="no ref"):
-        list(cli.refs_from_args(["-"], io.StringIO('{"foo": 1}\n')))
+        list(output.refs_from_args(["-"], io.StringIO('{"foo": 1}\n')))
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "   \n"])
 def test_a_dash_that_reads_no_ref_is_a_usage_error(text):
     with pytest.raises(UsageError, match="no image reference on stdin") as e:
-        list(cli.refs_from_args(["x", "-"], io.StringIO(text)))
+        list(output.refs_from_args(["x", "-"], io.StringIO(text)))
     assert e.value.exit_code == 2
 
 
@@ -67,9 +67,10 @@ def _group():
     (["--namespace", "y", "images"], "images y"),
     (["images", "--namespace", "z"], "images z"),
 ])
-def test_default_command_and_global_options_anywhere(argv, expected, capsys, monkeypatch):
+def test_default_command_and_global_options_anywhere(argv, expected, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("CONTAINERD_NAMESPACE", raising=False)
-    monkeypatch.setenv("CTK_CONFIG", "/nonexistent-but-unused") if False else None
+    (tmp_path / "empty.toml").write_text("")  # no config file of the machine's may set a namespace
+    monkeypatch.setenv("CTK_CONFIG", str(tmp_path / "empty.toml"))
     rc = cli.run(_group(), "ctk-test", argv)
     assert rc == 0
     assert capsys.readouterr().out.strip() == expected
@@ -78,7 +79,7 @@ def test_default_command_and_global_options_anywhere(argv, expected, capsys, mon
 def test_errors_are_one_line_with_hint_and_exit_code(capsys):
     rc = cli.run(_group(), "ctk-test", ["fail"])
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 3  # the exit-code table's "not found"
     assert err.splitlines() == ["ctk-test: error: image 'x' not found", "ctk-test: hint: pull it first"]
     assert "Traceback" not in err
 

@@ -14,7 +14,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import PermissionDenied, Unavailable
+from ..errors import PermissionDenied
+from .address import not_running, socket_path
 
 if TYPE_CHECKING:
     import grpc
@@ -24,20 +25,8 @@ MAX_METADATA_SIZE = 4 << 20  # headers and trailers received, error messages inc
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
 
-NOT_RUNNING_HINT = "start containerd, or point --address / CONTAINERD_ADDRESS at its socket"
-
 Metadata = tuple[tuple[str, str], ...]
 R = TypeVar("R")
-
-
-def socket_path(address: str) -> str:
-    """The filesystem path of ``address`` (``/run/x.sock``, ``unix:///run/x.sock`` or ``unix:/run/x.sock``)."""
-    path = address.removeprefix("unix://") if address.startswith("unix://") else address.removeprefix("unix:")
-    return os.path.abspath(path)
-
-
-def not_running(address: str) -> Unavailable:
-    return Unavailable(f"containerd is not running at {address}", hint=NOT_RUNNING_HINT)
 
 
 def _serialize(msg: Any) -> bytes:

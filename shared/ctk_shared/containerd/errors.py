@@ -25,7 +25,7 @@ from ..errors import (
     Unauthenticated,
     Unavailable,
 )
-from .channel import NOT_RUNNING_HINT, not_running
+from .address import NOT_RUNNING_HINT, not_running
 
 __all__ = ["NOT_RUNNING_HINT", "from_rpc_error", "not_running", "rpc_errors"]
 

@@ -158,7 +158,7 @@ def test_tampered_or_truncated_ciphertext_fails_the_hmac(ctk, crypt, ctd, keys, 
     _encrypt(ctk, crypt, img, "x.io/bb:enc", "-r", f"jwe:{keys.rsa_pub}")
     _tampered_copy(ctd, "x.io/bb:enc", "x.io/bb:bad", how)
     r = crypt("decrypt", "-k", keys.rsa, "x.io/bb:bad", "x.io/bb:dec")
-    assert r.code == 1 and "HMAC check failed" in r.err, r.err
+    assert r.code == 5 and "HMAC check failed" in r.err, r.err  # integrity failure
     assert "x.io/bb:dec" not in [i.name for i in ctd.images.list()]
     assert not [s for s in ctd.content.statuses() if "decrypt" in s.ref]  # no half-written plaintext ingest
 

@@ -282,11 +282,15 @@ def test_overlapping_subnet_refused(net):
 
 
 def test_unknown_network(net):
-    for args in (["inspect", "nope"], ["rm", "nope"], ["ensure", "nope"]):
+    hint = "ctk-net ls lists the networks; ctk-net create NAME makes one"
+    for args in (["inspect", "nope"], ["rm", "nope"]):
         r = net(*args)
-        assert r.code == 1 and r.out == "", args
-        assert r.err.splitlines() == ["ctk-net: error: no such network: 'nope'",
-                                      "ctk-net: hint: ctk-net ls lists the networks; ctk-net create NAME makes one"]
+        assert r.code == 3 and r.out == "", args  # not found
+        assert r.err.splitlines() == ["ctk-net: error: no such network: 'nope'", f"ctk-net: hint: {hint}"]
+    # ensure answers ctk-run and ctk-build: the error is a JSON record on stdout, its class kept
+    r = net("ensure", "nope")
+    assert r.code == 3 and r.err == ""
+    assert json.loads(r.out) == {"Error": {"kind": "NotFound", "message": "no such network: 'nope'", "hint": hint}}
 
 
 def test_missing_cni_plugin(net, tmp_path):
@@ -297,12 +301,12 @@ def test_missing_cni_plugin(net, tmp_path):
     for how in ({"env": {"CNI_PATH": str(partial)}}, {"flag": ["--cni-path", str(partial)]}):
         args = [*how.get("flag", []), "create", net.name("a")]
         r = net(*args, env=how.get("env"))
-        assert r.code == 1 and r.out == ""
+        assert r.code == 3 and r.out == ""  # not found (a plugin)
         assert r.err.splitlines() == [
             f"ctk-net: error: CNI plugin 'firewall' not found in CNI_PATH {partial}",
             "ctk-net: hint: apt-get install containernetworking-plugins, or point --cni-path (CNI_PATH) at the plugins"]
     r = net("ensure", "bridge", env={"CNI_PATH": str(partial)})
-    assert r.code == 1 and "'firewall' not found" in r.err
+    assert r.code == 3 and "'firewall' not found" in json.loads(r.out)["Error"]["message"]
     assert net.files() == [".ctk-net.lock"]
 
 

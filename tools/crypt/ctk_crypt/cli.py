@@ -9,6 +9,7 @@ import sys
 import click
 from ctk_shared import cli as shared_cli
 from ctk_shared.errors import UsageError
+from ctk_shared.output import refs_from_args
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -24,7 +25,7 @@ def cli() -> None:
 
 
 def _one_ref(text: str) -> str:
-    ref = next(shared_cli.refs_from_args([text]), None)
+    ref = next(refs_from_args([text]), None)
     if ref is None:
         raise UsageError("no source ref on stdin")
     return ref
@@ -101,7 +102,7 @@ def inspect(refs: tuple[str, ...], fmt: str | None) -> None:
     recipients, as a JSON array like every ctk inspect (REF may be `-`)."""
     from . import ops
 
-    ops.inspect(shared_cli.options(), list(shared_cli.refs_from_args(refs)), fmt)
+    ops.inspect(shared_cli.options(), list(refs_from_args(refs)), fmt)
 
 
 @cli.command(name="check-key", context_settings=CONTEXT)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from ctk_shared import cli as shared_cli
 from ctk_shared import output
-from ctk_shared.errors import CtkError, ExitStatus, UsageError
+from ctk_shared.errors import CtkError, raise_failures
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 LS_COLUMNS = [("NETWORK ID", "ShortID"), ("NAME", "Name"), ("FILE", "File")]
@@ -35,28 +35,15 @@ def _store():  # type: ignore[no-untyped-def]
     return NetworkStore(shared_cli.options())
 
 
-def _key_values(items: tuple[str, ...], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE")
-        out[key] = value if sep else ""
-    return out
-
-
-def _fail_each(names: tuple[str, ...], fn) -> int:  # type: ignore[no-untyped-def]
-    """Run ``fn`` per name like ``docker network rm``: report each failure, go on, exit 1 if any failed."""
-    code = ExitStatus.OK
+def _fail_each(names: tuple[str, ...], fn) -> None:  # type: ignore[no-untyped-def]
+    """Run ``fn`` per name like ``docker network rm``: go on after a failure; all are reported at the end."""
+    failures: list[CtkError] = []
     for name in names:
         try:
             fn(name)
         except CtkError as e:
-            sys.stderr.write(f"ctk-net: error: {e.message}\n")
-            if e.hint:
-                sys.stderr.write(f"ctk-net: hint: {e.hint}\n")
-            code = max(code, int(e.exit_code))
-    return int(code)
+            failures.append(e)
+    raise_failures(failures)
 
 
 @cli.command("ls", context_settings=CONTEXT)
@@ -105,12 +92,7 @@ def inspect(refs: tuple[str, ...], mode: str, fmt: str | None) -> None:
             docs.append(netconf.dockercompat(net, _attached(net)))
     if docs:
         output.emit_inspect(docs, fmt)
-    if missing:
-        if len(missing) == 1 and not docs:
-            raise missing[0]
-        for err in missing:
-            sys.stderr.write(f"ctk-net: error: {err.message}\n")
-        sys.exit(ExitStatus.FAILURE)
+    raise_failures(missing)
 
 
 def _attached(net) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -148,28 +130,28 @@ def create(name: str, driver: str, opts: tuple[str, ...], subnet: str | None, ga
            ip_range: str | None, labels: tuple[str, ...], internal: bool, ipam_driver: str) -> None:
     """Create a network and print its ID."""
     net = _store().create(name, driver=driver, subnet=subnet, gateway=gateway, ip_range=ip_range,
-                          labels=_key_values(labels, "--label"), internal=internal,
-                          options=_key_values(opts, "-o"))
+                          labels=shared_cli.key_values(labels), internal=internal,
+                          options=shared_cli.key_values(opts, "-o"))
     output.emit_line(net.id)
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("refs", nargs=-1, required=True, metavar="NAME|ID...")
 @shared_cli.global_options
-def rm(refs: tuple[str, ...]) -> int:
+def rm(refs: tuple[str, ...]) -> None:
     """Remove networks no container uses (pre-defined and other tools' networks are refused)."""
     store = _store()
 
     def one(ref: str) -> None:
         output.emit_line(store.remove(ref).name)
 
-    return _fail_each(refs, one)
+    _fail_each(refs, one)
 
 
 @cli.command(context_settings=CONTEXT)
 @click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
 @shared_cli.global_options
-def prune(force: bool) -> int:
+def prune(force: bool) -> None:
     """Remove every ctk network no container uses (the default network stays)."""
     from . import netconf
 
@@ -185,20 +167,19 @@ def prune(force: bool) -> int:
     candidates = [n for n in store.list()
                   if n.managed and n.name not in netconf.PREDEFINED and not n.is_default]
     if not candidates:
-        return 0
+        return
     users = store.users([n.name for n in candidates])
-    code = 0
+    failures: list[CtkError] = []
     for net in candidates:
         if users.get(net.name):
             continue
         try:
             store.remove(net.name, users=users)
         except CtkError as e:
-            sys.stderr.write(f"ctk-net: error: {e.message}\n")
-            code = int(ExitStatus.FAILURE)
+            failures.append(e)
             continue
         output.emit_line(net.name)
-    return code
+    raise_failures(failures)
 
 
 @cli.command(hidden=True, context_settings=CONTEXT)

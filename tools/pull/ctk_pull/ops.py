@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from ctk_shared import output
 from ctk_shared import reference as refs
-from ctk_shared.errors import Conflict, CtkError, NotFound, UsageError
+from ctk_shared.errors import Conflict, CtkError, NotFound, UsageError, raise_failures
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
@@ -92,7 +92,4 @@ def remove(gopts: GlobalOptions, texts: list[str], force: bool) -> None:
             failed.append(e)
         except Conflict as e:
             failed.append(e)
-    if failed:
-        if len(failed) == 1:
-            raise failed[0]
-        raise CtkError("; ".join(str(e) for e in failed))
+    raise_failures(failed)

@@ -6,11 +6,11 @@ import errno
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from ctk_shared.errors import CtkError
+from ctk_shared.errors import CtkError, ExitStatus
 
-CTK_FAILED = 125
-CANNOT_INVOKE = 126
-NOT_FOUND = 127
+CTK_FAILED = ExitStatus.RUN_FAILED
+CANNOT_INVOKE = ExitStatus.CANNOT_INVOKE
+NOT_FOUND = ExitStatus.COMMAND_NOT_FOUND
 
 
 class RunError(CtkError):

@@ -4,7 +4,10 @@
 """
 from __future__ import annotations
 
-from ctk_shared.labels import NETWORKS  # noqa: F401 - the networks a container joins (shared with ctk-net)
+from ctk_shared.labels import (
+    NAME,  # noqa: F401 - the container's name (also its spec annotation for ctk-net)
+    NETWORKS,  # noqa: F401 - the networks a container joins (shared with ctk-net)
+)
 
 # containerd's restart monitor (1.6 reads status + loguri; 1.7+ also reads policy)
 RESTART_STATUS = "containerd.io/restart.status"  # "running" | "stopped": the state the monitor enforces
@@ -12,7 +15,6 @@ RESTART_LOGURI = "containerd.io/restart.loguri"  # IO of tasks the monitor recre
 RESTART_POLICY_CTD = "containerd.io/restart.policy"  # for 1.7+ monitors; ctk writes it, never relies on it
 
 # ctk's own
-NAME = "ctk/name"
 CREATED = "ctk/created"  # RFC 3339, when `run`/`create` made the container
 IMAGE_REF = "ctk/image"  # the ref the user typed, normalised
 PLATFORM = "ctk/platform"

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import output
-from ctk_shared.cli import labels_from_args
-from ctk_shared.errors import CtkError, UsageError
+from ctk_shared.cli import key_values
+from ctk_shared.errors import CtkError, UsageError, raise_failures
 
 from . import labels as L
 from . import lifecycle
@@ -90,7 +90,7 @@ def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, .
     return CreateOptions(image=image, spec=spec, name=kw["name"], pull=kw["pull"],
                          platform=platform,
                          restart=parse_policy(kw["restart"]), auto_remove=kw["auto_remove"],
-                         labels=labels_from_args(kw["label"]), stop_timeout=kw["stop_timeout"], net=net,
+                         labels=key_values(kw["label"]), stop_timeout=kw["stop_timeout"], net=net,
                          decryption_keys=decryption_keys(kw.get("decryption_keys") or ()),
                          volumes_from=tuple(kw.get("volumes_from") or ()), healthcheck=healthcheck)
 
@@ -151,13 +151,12 @@ def create_container(gopts: GlobalOptions, image: str, command: tuple[str, ...],
                      kw: dict[str, Any]) -> tuple[Client, Container]:
     """``create``, and the first half of ``run``: the container record and its snapshot, no task."""
     from ctk_shared import connect
-    from ctk_shared.cli import ref_from_line
     from ctk_shared.progress import make_progress
 
     from .create import create
 
     if image == "-":
-        image = next((r for r in (ref_from_line(line) for line in sys.stdin) if r), "")
+        image = next((r for r in (output.ref_from_line(line) for line in sys.stdin) if r), "")
         if not image:
             raise UsageError("no image ref on stdin")
     if kw["auto_remove"] and kw["restart"] not in ("no", ""):
@@ -233,12 +232,6 @@ def for_each(client: Client, texts: Iterable[str], action: Callable[[Client, Con
     raise_failures(failures)
 
 
-def raise_failures(failures: list[CtkError]) -> None:
-    """After every target of a multi-target command was tried: the one failure as it is, or all of them."""
-    if len(failures) == 1:
-        raise failures[0]
-    if failures:
-        raise CtkError("; ".join(str(e) for e in failures))
 
 
 def check_first_start(client: Client, c: Container, keys: tuple = ()) -> None:
