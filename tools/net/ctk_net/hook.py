@@ -150,7 +150,7 @@ class Hook:
 
         from . import proxy
 
-        first = next(iter(record["networks"].values()), {})
+        first: dict[str, Any] = next(iter(record["networks"].values()), {})
         try:
             target = str(ip_interface(first.get("address", "")).ip)
         except ValueError:

@@ -224,9 +224,10 @@ def parse_add_host(entry: str) -> str:
 def read_state(state_dir: Path) -> dict[str, Any]:
     """What the hook recorded for the running task (empty when not attached)."""
     try:
-        return json.loads((state_dir / SL.NETWORK_STATE_FILE).read_text())
+        doc = json.loads((state_dir / SL.NETWORK_STATE_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 # ------------------------------------------------------------------------------ --network container:REF
@@ -252,7 +253,7 @@ def _mode_of(c: Any) -> str:
     """A container's network mode from its ``ctk/network`` label ("cni" for named networks)."""
     from . import labels as L
 
-    value = c.labels.get(L.NETWORK, "")
+    value = str(c.labels.get(L.NETWORK, ""))
     if value.startswith(CONTAINER_PREFIX):
         return "container"
     if value in NO_NETWORK:
@@ -329,7 +330,8 @@ def joined_by(client: Any, c: Any) -> list[Any]:
     """The containers that join ``c``'s network namespace (``--network container:`` it)."""
     from . import labels as L
 
-    return client.containers.list([f'labels."{L.NETWORK}"=="{CONTAINER_PREFIX}{c.id}"'])
+    found: list[Any] = client.containers.list([f'labels."{L.NETWORK}"=="{CONTAINER_PREFIX}{c.id}"'])
+    return found
 
 
 def check_removable(client: Any, c: Any, force: bool) -> None:
@@ -377,10 +379,11 @@ def inspect_networks(c: Any, spec: dict[str, Any], attached: dict[str, Any]) -> 
     endpoints = _json((spec.get("annotations") or {}).get(SL.ANN_ENDPOINTS), dict)
     out: dict[str, Any] = {}
     for name in names + [n for n in attached if n not in names]:
-        ep = endpoints.get(name) if isinstance(endpoints.get(name), dict) else {}
-        live = attached.get(name) if isinstance(attached.get(name), dict) else {}
+        found_ep, found_live = endpoints.get(name), attached.get(name)
+        ep: dict[str, Any] = found_ep if isinstance(found_ep, dict) else {}
+        live: dict[str, Any] = found_live if isinstance(found_live, dict) else {}
         aliases = [a for a in (live.get("Aliases") or ep.get("Aliases") or []) if isinstance(a, str)]
-        dns = [n for n in (c.labels.get(L.NAME, ""), *aliases, c.labels.get(L.HOSTNAME, "")) if n]
+        dns = [n for n in (c.labels.get(SL.ANN_NAME, ""), *aliases, c.labels.get(L.HOSTNAME, "")) if n]
         rec: dict[str, Any] = {"Aliases": aliases or None, "NetworkID": "", "IPAddress": "", "IPPrefixLen": 0,
                                "Gateway": "", "MacAddress": "", "DNSNames": list(dict.fromkeys(dns)) or None}
         if ep.get("IPAddress"):
