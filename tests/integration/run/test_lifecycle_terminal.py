@@ -89,6 +89,26 @@ def test_run_it_detach_keys_and_reattach(containerd, ctd, run, bb):
     assert _status(run, "k") == "running"
 
 
+def test_run_it_rm_detached_is_removed_when_it_exits(containerd, ctd, run, bb):
+    env = ctk_env(run)
+    p = PtyRun(ctk_argv(containerd, ctd, "run", "-it", "--rm", "--name", "gone", bb, "sh"), env)
+    try:
+        p.wait_raw()
+        p.send(CTRL_P_Q)
+        assert p.wait() == 0
+    finally:
+        p.close()
+    assert _status(run, "gone") == "running"
+    a = PtyRun(ctk_argv(containerd, ctd, "attach", "gone"), env)
+    try:
+        a.wait_raw()
+        a.send(b"exit 2\r")
+        assert a.wait() == 2
+    finally:
+        a.close()
+    wait_until(lambda: run("inspect", "gone").code != 0, what="--rm to remove it after its exit")
+
+
 def test_bad_detach_keys_are_refused_before_anything_is_made(run, bb):
     r = run("run", "-it", "--detach-keys", "ctrl-pp", "--name", "bad", bb, "sh")
     assert r.code == 125 and "detach keys" in r.err, r.err
