@@ -150,7 +150,8 @@ def _stopped(run, bb, how):
 
 
 @pytest.mark.parametrize("how", ["stopped", "created"])
-def test_copy_with_a_stopped_or_created_container_reaches_its_files_and_volumes(run, bb, tmp_path, how):
+def test_copy_with_a_stopped_or_created_container_reaches_its_files_and_volumes(run, bb, tmp_path, how, containerd,
+                                                                                ctd):
     name = _stopped(run, bb, how)
     src = _host_tree(tmp_path)
     r = run("cp", str(src / "index.html"), f"{name}:/etc/greeting")
@@ -162,6 +163,19 @@ def test_copy_with_a_stopped_or_created_container_reaches_its_files_and_volumes(
     assert r.code == 0, r.err
     assert out.read_text() == "hello\n"
     assert run("cp", f"{name}:/etc/hostname", str(tmp_path / "hn")).code == 0  # ctk's generated /etc file
+    buf = io.BytesIO()  # a tar on stdin, unpacked by the child that mounts the stopped container
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        ti = tarfile.TarInfo("from-stdin.txt")
+        ti.size = 3
+        t.addfile(ti, io.BytesIO(b"in\n"))
+    r = run("cp", "-", f"{name}:/tmp", input=buf.getvalue())
+    assert r.code == 0, r.err
+    p = subprocess.run(["ctk-run", "--address", containerd.address, "--namespace", ctd.namespace, "cp",
+                        f"{name}:/tmp/from-stdin.txt", "-"], capture_output=True, env={**os.environ, **run.env},
+                       check=False)
+    assert p.returncode == 0, p.stderr
+    with tarfile.open(fileobj=io.BytesIO(p.stdout)) as t:
+        assert [(m.name, t.extractfile(m).read()) for m in t] == [("from-stdin.txt", b"in\n")]
     r = run("run", "--rm", "-v", "vol1:/v", bb, "cat", "/v/site/index.html")  # the volume holds the copy
     assert r.code == 0 and r.out == "hello\n", r.err
     assert run("start", name).code == 0
