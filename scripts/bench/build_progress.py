@@ -30,19 +30,22 @@ def _on_pty(cmd: list[str], env: dict[str, str]) -> float:
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL,
                          env={**env, "TERM": "xterm"})
     os.close(slave)
+    tail = b""
     try:
         while True:
             ready, _, _ = select.select([master], [], [], 0.2)
             if ready:
                 try:
-                    if not os.read(master, 65536):
-                        break
+                    chunk = os.read(master, 65536)
                 except OSError:
                     break
+                if not chunk:
+                    break
+                tail = (tail + chunk)[-4000:]
             elif p.poll() is not None:
                 break
         if p.wait() != 0:
-            raise SystemExit(f"{cmd} failed")
+            raise SystemExit(f"{cmd} failed:\n{tail.decode(errors='replace')}")
     finally:
         os.close(master)
     return time.perf_counter() - t0
