@@ -140,6 +140,10 @@ def child(request: dict[str, Any]) -> int:
         return transfer(mnt, CopyRequest(**request["request"]))
     finally:
         _libc().umount2(mnt.encode(), _MNT_DETACH)  # the whole tree; the namespace would drop it anyway
+        try:
+            os.rmdir(mnt)  # here too: should ctk-run be killed meanwhile, this child still ends the copy
+        except OSError:
+            pass
 
 
 def main(argv: list[str]) -> int:
