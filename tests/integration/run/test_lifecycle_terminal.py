@@ -119,14 +119,28 @@ def test_bad_detach_keys_are_refused_before_anything_is_made(run, bb):
     assert r.code == 2 and "detach keys" in r.err, r.err
 
 
+def test_di_keeps_stdin_open_in_the_background_and_attach_feeds_it(run, bb):
+    """-i without -t: containerd's logging binary takes no stdin, so ctk-run gives the task FIFOs and runs the
+    logger on them itself; the shell waits on its input with no client attached, and attach feeds it."""
+    assert run("run", "-di", "--name", "i", bb, "sh").code == 0
+    time.sleep(1.5)
+    assert _status(run, "i") == "running"  # no end of input while nobody is attached
+    r = run("attach", "i", input="echo via-$((6*7))\necho err-line >&2\nexit 5\n", timeout=60)
+    assert r.code == 5, r.err
+    assert "via-42" in r.out and "err-line" in r.err
+    assert "via-42" in run("logs", "i").out
+    assert _status(run, "i") == "exited"
+
+
 def test_attach_says_what_it_cannot_do(run, bb):
     assert run("create", "--name", "never", bb, "true").code == 0
     r = run("attach", "never")
     assert r.code != 0 and "cannot attach to a stopped container" in r.err, r.err
-    assert run("run", "-d", "--name", "plain", bb, "sh", "-c", "sleep 2; echo late-line; sleep 1; exit 6").code == 0
+    assert run("run", "-d", "--name", "plain", bb, "sh", "-c",
+               "for i in 1 2 3 4 5 6 7 8; do sleep 1; echo tick-$i; done; exit 6").code == 0
     r = run("attach", "plain", timeout=60)
     assert "no terminal and no stdin" in r.err, r.err
-    assert "late-line" in r.out
+    assert "tick-8" in r.out  # what comes from now on, until it exits
     assert r.code == 6
 
 

@@ -218,9 +218,11 @@ def attach_to(client: Client, gopts: GlobalOptions, text: str, *, no_stdin: bool
                        hint=f"ctk-run start -a {text}")
     tty = lifecycle.has_terminal(c)
     stdin = "" if no_stdin else lifecycle.stdin_fifo(gopts, client.namespace, c)
-    if not tty and not no_stdin:
-        sys.stderr.write(f"ctk-run: container {display_name(c)} has no terminal and no stdin (it was not started "
-                         "with -t/-it): showing its output only\n")
+    if stdin and task.stdin and task.stdin != stdin:
+        stdin = ""  # a foreground `run -i` feeds it from its own client: output only
+    if not tty and not stdin and not no_stdin:
+        sys.stderr.write(f"ctk-run: container {display_name(c)} has no terminal and no stdin to attach to (it was "
+                         "not started with -t or -i): showing its output only\n")
         sys.stderr.flush()
     if tty and stdin and not sys.stdin.isatty():
         raise CtkError("the input device is not a TTY", hint="attach from a terminal, or use --no-stdin")

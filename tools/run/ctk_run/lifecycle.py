@@ -137,14 +137,14 @@ def has_terminal(c: Container) -> bool:
 
 
 def stdin_fifo(gopts: GlobalOptions, namespace: str, c: Container, make: bool = False) -> str:
-    """The FIFO a ``-it`` container reads its terminal input from (in its directory under the data root);
+    """The FIFO a ``-i`` container reads its input from (in its directory under the data root);
     "" when it has none. With ``make`` it is created when missing (anything else found there is replaced).
     The shim keeps its own writer open until the task ends, so the container never reads EOF when no client
     is attached; ``attach`` writes into it."""
     import os
     import stat
 
-    if c.labels.get(L.STDIN_OPEN) != "true" or not has_terminal(c):
+    if c.labels.get(L.STDIN_OPEN) != "true":
         return ""
     path = state.container_dir(gopts.data_root, namespace, c.id) / "stdin"
     if make:
@@ -183,9 +183,13 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
         terminal = has_terminal(c)
         if terminal:
             uri += "&tty=1"  # ctk-run-logger: write partial lines at once (see logger._tty_passthrough)
-        streams = {"stdin": stdin_fifo(gopts, client.namespace, c, make=True), "stdout": uri, "stderr": uri}
+        streams = {"stdin": stdin_fifo(gopts, client.namespace, c, make=True) if terminal else "", "stdout": uri,
+                   "stderr": uri}
     else:
         streams = io
+    # -i without -t: stdin through FIFOs, the output to a logger of ours (see stdinrelay)
+    relay = io is None and not terminal and c.labels.get(L.STDIN_OPEN) == "true"
+    relay_pid = 0
     from .restart import monitored, parse_policy
 
     policy = c.labels.get(L.RESTART_POLICY, "no")
@@ -194,6 +198,12 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
     client.containers.update_labels(c.id, {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: "",
                                            L.RESTART_COUNT: "0", **({L.NEVER_STARTED: "true"} if first else {})})
     try:
+        if relay:
+            from . import stdinrelay
+
+            streams, relay_pid = stdinrelay.start(
+                state.container_dir(gopts.data_root, client.namespace, c.id),
+                stdin_fifo(gopts, client.namespace, c, make=True), uri, client.namespace, c.id)
         client.tasks.create(c.id, rootfs, terminal=terminal, **streams)
         if before_start is not None:
             before_start()
@@ -203,6 +213,13 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
             client.tasks.delete(c.id)
         except CtkError:
             pass
+        if relay_pid:
+            import os
+
+            try:
+                os.kill(relay_pid, signals.SIGTERM)
+            except OSError:
+                pass
         raise exec_error(e) from e
     if first:
         try:
