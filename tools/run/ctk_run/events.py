@@ -335,7 +335,8 @@ def events(client: Client, *, since: str | None, until: str | None, filters: Seq
             if ev is None:
                 continue
             msg = translator.translate(ev)
-            if msg is not None and (end is None or msg.when <= end) and matches(msg, wanted):
+            if msg is not None and (start is None or msg.when >= start) and (end is None or msg.when <= end) \
+                    and matches(msg, wanted):
                 emit(msg)
     except KeyboardInterrupt:  # Ctrl-C is how a stream ends: no error line
         sys.exit(130)
