@@ -130,6 +130,12 @@ def test_di_keeps_stdin_open_in_the_background_and_attach_feeds_it(run, bb):
     assert "via-42" in r.out and "err-line" in r.err
     assert "via-42" in run("logs", "i").out
     assert _status(run, "i") == "exited"
+    cid = run("inspect", "--format", "{{.Id}}", "i").out.strip()
+
+    def loggers() -> str:
+        return subprocess.run(["pgrep", "-f", f"ctk-run-logger.*{cid}"], capture_output=True, text=True).stdout
+
+    wait_until(lambda: not loggers(), what="its logger to end")  # nothing of it outlives the container
 
 
 def test_attach_says_what_it_cannot_do(run, bb):

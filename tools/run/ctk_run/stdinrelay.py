@@ -58,15 +58,20 @@ def start(cdir: Path, stdin: str, log_uri: str, namespace: str, container_id: st
             for fd in (3, 4):
                 os.set_blocking(fd, True)
 
-        proc = subprocess.Popen(argv, env={"CONTAINER_ID": container_id, "CONTAINER_NAMESPACE": namespace},
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True, close_fds=False, preexec_fn=place)  # noqa: PLW1509
+        # through a shell that exits at once, from /: the logger is nobody's child (it looks for the shim's
+        # init.pid in its parent's directory, which would be the user's working directory)
+        proc = subprocess.Popen(["/bin/sh", "-c", '"$@" </dev/null >/dev/null 2>&1 & echo $!', "sh", *argv],
+                                env={"CONTAINER_ID": container_id, "CONTAINER_NAMESPACE": namespace}, cwd="/",
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=False, preexec_fn=place)  # noqa: PLW1509
         os.close(ready_w)
         fds.remove(ready_w)
+        out_text, _ = proc.communicate(timeout=READY_TIMEOUT)
+        pid = int(out_text.strip() or 0)
         if select.select([ready_r], [], [], READY_TIMEOUT)[0]:
             os.read(ready_r, 1)  # EOF: the logger is set up
     finally:
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
-    return {"stdin": stdin, "stdout": out, "stderr": err}, proc.pid
+    return {"stdin": stdin, "stdout": out, "stderr": err}, pid
