@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared.confined import O_DIR, Root, path_parts
-from ctk_shared.errors import CtkError, NotFound, UsageError
+from ctk_shared.errors import NotFound, UsageError
 
-from .cptree import TreeCopy, tar_in, tar_out
+from .cptree import CopyError, TreeCopy, tar_in, tar_out
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
@@ -47,10 +47,6 @@ class CopyRequest:
     archive: bool  # -a: keep uid/gid
     follow_link: bool  # -L
     container: str  # the container as named, for messages
-
-
-class CopyFailed(CtkError):
-    """A refusal or failure of the copy itself (exit 1)."""
 
 
 def split_arg(arg: str) -> tuple[str | None, str]:
@@ -152,7 +148,7 @@ def kernel_devices(pid: int) -> frozenset[int]:
 def _check_local_parent(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path.rstrip("/") or "/")) or "/"
     if not os.path.isdir(parent):
-        raise CopyFailed(f"no such directory: {parent} (where {path} would go)")
+        raise CopyError(f"no such directory: {parent} (where {path} would go)")
 
 
 # ------------------------------------------------------------------------------------------- stopped ones
@@ -169,7 +165,7 @@ def _copy_stopped(client: Client, gopts: GlobalOptions, c: Container, req: CopyR
 
     unshare = shutil.which("unshare")
     if not unshare:
-        raise CopyFailed("copying with a stopped container needs unshare(1)", hint="apt-get install util-linux")
+        raise CopyError("copying with a stopped container needs unshare(1)", hint="apt-get install util-linux")
     spec = json.loads(c.spec or b"{}")
     rootfs = client.snapshots(c.snapshotter or gopts.snapshotter).mounts(c.snapshot_key or c.id)
     mnt = tempfile.mkdtemp(prefix="ctk-cp-")
@@ -198,9 +194,9 @@ def _child_result(code: int, err: str) -> int:
     if code == 0 and "copied" in rec:
         return int(rec["copied"])
     if "error" in rec:
-        cls = {"NotFound": NotFound, "UsageError": UsageError}.get(rec.get("kind", ""), CopyFailed)
+        cls = {"NotFound": NotFound, "UsageError": UsageError}.get(rec.get("kind", ""), CopyError)
         raise cls(rec["error"], hint=rec.get("hint"))
-    raise CopyFailed(f"copying with the stopped container failed: {last or f'exit status {code}'}")
+    raise CopyError(f"copying with the stopped container failed: {last or f'exit status {code}'}")
 
 
 # ---------------------------------------------------------------------------------------------- the copy
@@ -213,7 +209,7 @@ def transfer(root_dir: str, req: CopyRequest, skip_devs: frozenset[int] = frozen
         with Root(root_dir) as root:
             return _copy_out(root, req, skip_devs) if not req.into else _copy_in(root, req)
     except OSError as e:
-        raise CopyFailed(_os_message(e, req)) from e
+        raise CopyError(_os_message(e, req)) from e
 
 
 def _os_message(e: OSError, req: CopyRequest) -> str:
@@ -261,7 +257,7 @@ def _copy_out(root: Root, req: CopyRequest, skip_devs: frozenset[int]) -> int:
             raise _not_found(req)
         is_dir = stat.S_ISDIR(st.st_mode)
         if _wants_dir(cpath) and not is_dir:
-            raise CopyFailed(f"{req.container}:{cpath}: not a directory")
+            raise CopyError(f"{req.container}:{cpath}: not a directory")
         if req.local_path == "-":
             arc = "." if _contents_only(cpath) and is_dir else _base(cpath)
             tar_out(pfd, name, st, arc, sys.stdout.buffer, skip_devs)
@@ -288,12 +284,12 @@ def _write_local(pfd: int, name: str | None, st: os.stat_result, req: CopyReques
             os.close(top)
     if exists or os.path.lexists(dest):
         if dest.endswith("/"):
-            raise CopyFailed(f"{dest}: not a directory")
+            raise CopyError(f"{dest}: not a directory")
         if src_dir:
-            raise CopyFailed(f"cannot copy a directory to a file: {dest} exists and is not a directory")
+            raise CopyError(f"cannot copy a directory to a file: {dest} exists and is not a directory")
         dest = os.path.realpath(dest) if exists else dest
     elif not src_dir and _wants_dir(dest):
-        raise CopyFailed(f"the destination directory must exist to copy a file into it: {dest}")
+        raise CopyError(f"the destination directory must exist to copy a file into it: {dest}")
     parent, base = os.path.split(os.path.abspath(dest.rstrip("/") or "/"))
     top = os.open(parent or "/", O_DIR)
     try:
@@ -341,11 +337,11 @@ def _copy_in(root: Root, req: CopyRequest) -> int:
         raise NotFound(f"Could not find the file {parent} in container {req.container}",
                        hint=f"the directory that {cpath} would go into must exist") from e
     except NotADirectoryError as e:
-        raise CopyFailed(f"{where}: a non-directory is in the way") from e
+        raise CopyError(f"{where}: a non-directory is in the way") from e
     try:
         if req.local_path == "-":
             if st is None or not stat.S_ISDIR(st.st_mode):
-                raise CopyFailed(f"destination {where} must be an existing directory (a tar on stdin is "
+                raise CopyError(f"destination {where} must be an existing directory (a tar on stdin is "
                                  "unpacked into a directory)")
             d = _open_dir(pfd, name)
             try:
@@ -369,7 +365,7 @@ def _read_local(pfd: int, name: str | None, st: os.stat_result | None, req: Copy
         raise NotFound(f"no such file or directory: {src}") from e
     src_dir = stat.S_ISDIR(sst.st_mode)
     if _wants_dir(src) and not src_dir:
-        raise CopyFailed(f"{src}: not a directory")
+        raise CopyError(f"{src}: not a directory")
     sparent, sname = os.path.split(path)
     spfd = os.open(sparent or "/", O_DIR)
     try:
@@ -392,11 +388,11 @@ def _read_local(pfd: int, name: str | None, st: os.stat_result | None, req: Copy
         assert name is not None  # only the root or a path ending in '..' has no name, and both are directories
         if st is not None:
             if _wants_dir(req.container_path):
-                raise CopyFailed(f"{where}: not a directory")
+                raise CopyError(f"{where}: not a directory")
             if src_dir:
-                raise CopyFailed(f"cannot copy a directory to a file: {where} exists and is not a directory")
+                raise CopyError(f"cannot copy a directory to a file: {where} exists and is not a directory")
         elif not src_dir and _wants_dir(req.container_path):
-            raise CopyFailed(f"the destination directory must exist to copy a file into it: {where}")
+            raise CopyError(f"the destination directory must exist to copy a file into it: {where}")
         copier = TreeCopy(pfd, _owner(req), replace=False, where=req.container_path)
         if st is not None:  # a file onto a file: replaced
             os.unlink(name, dir_fd=pfd)

@@ -32,7 +32,8 @@ Owner = tuple[int, int] | None
 
 
 class CopyError(CtkError):
-    """A copy refused or failed part way (Docker's own cases: a directory onto a file, and the reverse)."""
+    """A copy refused (a directory onto a file, a file into a missing directory, a tar entry leaving its
+    destination) or failed part way (a read-only or full filesystem); exit 1."""
 
 
 def _xattrs(fd: int) -> list[tuple[str, bytes]]:
