@@ -67,7 +67,7 @@ def probe(addr: str, port: int) -> str:
 
 
 def ifaces(err: str) -> list[str]:
-    m = re.search(r"^IFACES (.*)$", err, re.M)
+    m = re.search(r"^(?:#\d+ \d+\.\d+ )?IFACES (.*)$", err, re.M)  # a plain progress line: "#2 0.412 IFACES …"
     assert m, err
     return m.group(1).split()
 
