@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from . import labels as L
@@ -270,13 +271,23 @@ def unpack(client: Client, img: LocalImage, snapshotter: str, progress: Progress
 
     check_stackable(img.image.name, len(img.manifest.layers))
     require_keys(img.manifest.layers, decryption_keys)
-    u = Unpacker(client, snapshotter, img.config.diff_ids, progress, layer_payloads(decryption_keys))
-    if len(img.manifest.layers) != len(u.diff_ids):
+    if len(img.manifest.layers) != len(img.config.diff_ids):
         raise InvalidArgument(f"image {img.image.name}: {len(img.manifest.layers)} layers but "
-                              f"{len(u.diff_ids)} diff_ids in its config")
-    for i, layer in enumerate(img.manifest.layers):
-        u.apply(i, layer, layer.digest[7:19])
-    u.finish(img.manifest.config.digest)
+                              f"{len(img.config.diff_ids)} diff_ids in its config")
+    # under a lease: a committed layer is not referenced from the image until finish() labels the config, and
+    # containerd's garbage collector must not take it in between
+    lease = client.leases.create(expire=timedelta(hours=1))
+    try:
+        u = Unpacker(client.with_lease(lease), snapshotter, img.config.diff_ids, progress,
+                     layer_payloads(decryption_keys))
+        for i, layer in enumerate(img.manifest.layers):
+            u.apply(i, layer, layer.digest[7:19])
+        u.finish(img.manifest.config.digest)
+    finally:
+        try:
+            client.leases.delete(lease)
+        except CtkError:
+            pass  # it expires by itself
 
 
 def image_sizes(client: Client, img: LocalImage, snapshotter: str) -> tuple[int, int]:
