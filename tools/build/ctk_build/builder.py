@@ -89,6 +89,9 @@ def platform_args(target: oci.Platform) -> dict[str, str]:
     return out
 
 
+SHOWN_STEPS = frozenset({"run", "copy", "add", "workdir"})
+
+
 class Builder:
     """One build: ``client`` must be bound to the build's lease (everything made joins it)."""
 
@@ -112,6 +115,7 @@ class Builder:
         self.fifo_dir = os.path.join(gopts.data_root, "build", "fifo")
         self.steps_total = 0
         self.step_no = 0
+        self._stage_steps: dict[int, int] = {}  # stage index -> steps shown so far
         self.cached_steps = 0
         self.deps: dict[int, set[int]] = {}  # stage index -> the stages it needs
         self.max_parallel = max(1, min(4, os.cpu_count() or 1))
@@ -236,7 +240,7 @@ class Builder:
                 if isinstance(ins, Command) and ins.keyword == "run":
                     network_of(self, ins)
                     self._check_secrets(ins)
-        self.steps_total = sum(1 + len(s.instructions) for s in stages)
+        self.steps_total = sum(self.stage_total(s) for s in stages)
         self.progress.total = self.steps_total
         if len(stages) == 1 or self.max_parallel == 1:
             for st in stages:
@@ -286,15 +290,30 @@ class Builder:
                 wait(list(running))
                 raise
 
+    def from_image(self, stage: Stage) -> bool:
+        """Does the stage start from an image (not ``scratch``, not another stage)? Only then is its FROM a
+        step of its own, as in BuildKit."""
+        image = self._from_image(stage.from_)
+        return image.lower() != "scratch" and self._stage_ref(image, stage.index) is None
+
+    def stage_total(self, stage: Stage) -> int:
+        """The steps BuildKit shows for a stage: FROM an image, RUN, COPY, ADD and WORKDIR (metadata
+        instructions such as ENV or CMD are no steps)."""
+        return int(self.from_image(stage)) + sum(1 for ins in stage.instructions if ins.keyword in SHOWN_STEPS)
+
     def begin(self, stage: Stage, node: Node) -> Vertex:
-        """A step starts: it is numbered and shown (``[stage 2/7] RUN …``)."""
+        """A step starts: it is numbered and shown as BuildKit names it, ``[2/4] RUN …`` (one stage) or
+        ``[build 2/4] RUN …`` (the stage's name, ``stage-N`` when it has none): its place in its stage."""
         with self._lock:
             self.step_no += 1
-            no = self.step_no
+            no = self._stage_steps[stage.index] = self._stage_steps.get(stage.index, 0) + 1
+        total = max(no, self.stage_total(stage))
+        name = stage.label() if len(self.plan.stages) > 1 else ""
         text = " ".join(node.original.split())
         if len(text) > 100:
             text = text[:97] + "..."
-        return self.progress.begin(f"[{stage.label()} {no}/{self.steps_total}] {text}")
+        width = len(str(total))
+        return self.progress.begin(f"[{name + ' ' if name else ''}{no:>{width}}/{total}] {text}")
 
     def run_stage(self, stage: Stage) -> StageResult:
         from .stage import StageContext

@@ -5,7 +5,7 @@ cached, failed, canceled), a timer, and the output of its RUN. The modes:
 
 * ``plain`` — one line per event, for CI logs, in BuildKit's shape::
 
-      #5 [stage 2/4] RUN make
+      #5 [2/4] RUN make
       #5 0.214 cc -o app app.c
       #5 DONE 1.3s
 

@@ -91,9 +91,10 @@ class StageContext:
     # -- FROM -----------------------------------------------------------------------------------
     def do_from(self) -> None:
         f = self.stage.from_
-        self.vertex = self.b.begin(self.stage, f.node)
+        self.vertex = self.b.begin(self.stage, f.node) if self.b.from_image(self.stage) else None
         self._do_from(f)
-        self.b.progress.done(self.vertex)
+        if self.vertex is not None:
+            self.b.progress.done(self.vertex)
 
     def _do_from(self, f: From) -> None:
         image = self.b._from_image(f)
@@ -128,7 +129,7 @@ class StageContext:
         handler = getattr(self, f"do_{kw}", None)
         if handler is None:
             raise self.b.df.error(ins.node, f"{kw.upper()} is not supported by ctk-build")
-        own = announce and kw not in ("run", "copy", "add")  # layer steps show themselves (cached or not)
+        own = announce and kw == "workdir"  # layer steps show themselves; metadata ones are no steps
         if own:
             self.vertex = self.b.begin(self.stage, ins.node)
         try:
