@@ -99,7 +99,7 @@ def test_update_limits_of_a_running_container(run, bb):
     mem, quota, pids = _limits(run, "u")
     assert (mem, quota, pids) == (str(96 << 20), "-1", "max")
     r = run("update", "--memory", "32m", "nosuch")
-    assert r.code == 1 and "no such container" in r.err
+    assert r.code != 0 and "no such container" in r.err
 
 
 def test_update_of_a_stopped_container_applies_at_its_next_start(run, bb):
