@@ -247,3 +247,15 @@ def test_wait_conditions_not_running_and_removed(run, bb):
     assert w.code == 0 and w.out.strip() == "6", (w.out, w.err)
     bad = run("wait", "--condition", "next-exit", "stays")
     assert bad.code == 2 and "next-exit" in bad.err
+
+
+def test_detached_with_stdin_open_is_checked_too(run, bb):
+    """``-d -i``: the logger is started by ctk-run (not by the shim); the checks run all the same."""
+    r = run("run", "-d", "-i", "--name", "di", "--health-cmd", "true", "--health-interval", "1s", bb, "cat")
+    assert r.code == 0, r.err
+    t0 = time.monotonic()
+    assert run("wait", "--condition", "healthy", "di", timeout=30).code == 0, health(run, "di")
+    assert time.monotonic() - t0 < 15
+    cid = r.out.strip()
+    assert run("stop", "-t", "1", "di").code == 0
+    assert wait_for(lambda: not runner_pids(cid), timeout=10)

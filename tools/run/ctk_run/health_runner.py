@@ -6,8 +6,8 @@ DeleteProcess), and starting Python with grpc costs ~0.3 s of CPU and ~25 MB eac
 So the logger starts this runner (``python -m ctk_run.health_runner``) only when the container has a check,
 and it keeps one gRPC channel for the container's life; between probes it sleeps in ``poll``.
 
-Lifetime: it holds a pidfd on the container's init process (found as the logger finds it, through the
-shim's ``init.pid``) and exits when that process exits. It runs in its own session, so a SIGKILLed logger
+Lifetime: it holds a pidfd on the container's init process (its pid from containerd, else through the
+shim's ``init.pid`` as the logger finds it) and exits when that process exits. It runs in its own session, so a SIGKILLed logger
 does not stop the checks; a SIGKILLed runner is started again by the logger (see logger.py). While both are
 gone, ``health.current`` reports ``unknown`` with the reason. containerd restarts are ridden out: a probe
 that cannot reach containerd is not counted and is tried again a second later.
@@ -134,8 +134,15 @@ class Runner:
                     pass
 
 
-def _init_pidfd(shim_pid: int, wait_for: float = 30.0) -> int | None:
-    """A pidfd on the container's init process (the shim writes ``init.pid`` in its working directory)."""
+def _init_pidfd(client, cid: str, shim_pid: int, wait_for: float = 30.0) -> int | None:  # type: ignore[no-untyped-def]
+    """A pidfd on the container's init process: its pid from containerd, else from the ``init.pid`` the shim
+    writes in its working directory (when the logger is the shim's child)."""
+    try:
+        pid = int(client.tasks.get(cid).pid)
+        if pid > 0:
+            return os.pidfd_open(pid)
+    except Exception:  # noqa: BLE001 - containerd restarting, or no pidfd: try the shim's file
+        pass
     end = time.monotonic() + wait_for
     while time.monotonic() < end:
         try:
@@ -183,8 +190,8 @@ def run(address: str, namespace: str, cid: str, cdir: str, shim_pid: int, lock_f
     from .execs import process_spec
 
     lock = _take_lock(cdir, lock_fd)  # noqa: F841 - held until exit
-    pidfd = _init_pidfd(shim_pid)
     client = Client(address, namespace)
+    pidfd = _init_pidfd(client, cid, shim_pid)
     for attempt in range(60):  # containerd may be restarting
         try:
             c = client.containers.get(cid)
