@@ -248,7 +248,7 @@ def session(client: Client, c: Container, *, log: str, offset: int, stdin: str, 
 
     def wait() -> None:
         try:
-            result["code"] = client.tasks.wait(c.id).exit_status
+            result["code"] = lifecycle.wait_exit(client, c)  # also when its logger deleted the task first
             if delete_after:
                 lifecycle.delete_task(client, c.id)
         except CtkError:

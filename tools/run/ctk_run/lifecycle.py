@@ -378,8 +378,8 @@ def wait_exit(client: Client, c: Container) -> int:
             return client.tasks.wait(c.id).exit_status
         except NotFound:
             pass  # deleted under us (its logger releases an exited task): the exit is in the labels by then
-        try:
-            c = client.containers.get(c.id)
-        except NotFound:
-            return 0
+    try:
+        c = client.containers.get(c.id)  # the labels as they are now, not as the caller read them
+    except NotFound:
+        pass
     return int(c.labels.get(L.EXIT_CODE, "0") or 0)
