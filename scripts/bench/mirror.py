@@ -16,33 +16,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 from scripts.bench.pull import build_image, clean_store, loop_fs, sh, start_registry_process
 from scripts.bench.timing import timed
 from tests.support.containerd_daemon import start_containerd
 from tests.support.registry_daemon import free_port
-
-
-def start_mirror(mnt: Path, listen: str, upstream: str) -> subprocess.Popen:
-    data = mnt / "mirror"
-    shutil.rmtree(data, ignore_errors=True)
-    cfg = mnt / "mirror.yml"
-    cfg.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
-                   f"  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {listen}\n"
-                   f"proxy:\n  remoteurl: http://{upstream}\n")
-    p = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import requests
-
-    for _ in range(100):
-        try:
-            requests.get(f"http://{listen}/v2/", timeout=1)
-            return p
-        except requests.RequestException:
-            time.sleep(0.1)
-    p.kill()
-    raise SystemExit("mirror did not start")
 
 
 def main() -> int:
@@ -59,7 +37,8 @@ def main() -> int:
         upstream = f"127.0.0.1:{free_port()}"
         procs.append(start_registry_process(mnt, upstream, None))
         mirror = f"127.0.0.1:{free_port()}"
-        procs.append(start_mirror(mnt, mirror, upstream))
+        shutil.rmtree(mnt / "mirror", ignore_errors=True)  # a cold cache, warmed below
+        procs.append(start_registry_process(mnt, mirror, None, name="mirror", proxy_remote=f"http://{upstream}"))
         ref = f"{upstream}/bench/image:latest"
         sh("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:latest", f"docker://{ref}")
         hosts = mnt / "mirror-certs.d"
@@ -75,7 +54,8 @@ def main() -> int:
         via = [*ctk, "--hosts-dir", str(hosts)]
         env = dict(os.environ)
         clean_store(client, blobs)
-        subprocess.run([*via, "-n", "warm", "-q", ref], check=True, env=env)  # the mirror fetches everything once
+        subprocess.run([*via, "-n", "warm", "-q", ref], check=True, env=env,  # the mirror fetches everything once
+                       stdout=subprocess.DEVNULL)
         results: dict[str, list[float]] = {"direct": [], "mirror": []}
         for i in range(args.runs):
             for kind in (("direct", "mirror") if i % 2 == 0 else ("mirror", "direct")):

@@ -58,11 +58,14 @@ def build_image(mnt: Path, zstd: bool) -> Path:
     return out
 
 
-def start_registry_process(mnt: Path, listen: str, netns: str | None) -> subprocess.Popen:
-    data = mnt / "registry"
-    cfg = mnt / "registry.yml"
+def start_registry_process(mnt: Path, listen: str, netns: str | None, *, name: str = "registry",
+                           proxy_remote: str | None = None) -> subprocess.Popen:
+    """docker-registry on ``listen`` with its storage under ``mnt/name``; ``proxy_remote``: a pull-through cache."""
+    data = mnt / name
+    cfg = mnt / f"{name}.yml"
+    proxy = f"proxy:\n  remoteurl: {proxy_remote}\n" if proxy_remote else ""
     cfg.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
-                   f"  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {listen}\n")
+                   f"  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {listen}\n{proxy}")
     cmd = ["docker-registry", "serve", str(cfg)]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
