@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctk_shared import oci
 from ctk_shared.errors import CtkError, InvalidArgument
+from ctk_shared.ocispec import DEFAULT_PATH
 from ctk_shared.output import human_size
 
 from .cache import chain_key
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from .progress import Vertex
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
-DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_PATH_ENV = f"PATH={DEFAULT_PATH}"  # a FROM scratch stage starts with the runtime's default PATH
 
 
 class StageContext:
