@@ -31,6 +31,8 @@ def test_plain_shows_numbered_steps_output_and_timings(build, ctx):
     assert re.search(rf"^#{n} \d+\.\d{{3}} hello-from-run$", r.err, re.M), r.err
     assert re.search(rf"^#{n} DONE (0\.[3-9]|[1-9]\d*\.\d)s$", r.err, re.M), r.err  # it slept 0.3 s
     assert re.search(r"^#\d+ \[3/3\] COPY a.txt /a.txt$", r.err, re.M)
+    # every line belongs to a step (the base image's pull logs under its FROM), but the closing summary
+    assert all(ln.startswith(("#", "built ")) for ln in r.err.splitlines() if ln), r.err
     assert r.lines and r.lines[0].startswith("docker.io/library/app:latest@sha256:")
     again = build("--progress=plain", "-t", "app", str(ctx))
     assert again.code == 0 and [c.split("] ", 1)[1] for c in cached_steps(again.err)] == [

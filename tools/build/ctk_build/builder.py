@@ -201,8 +201,10 @@ class Builder:
         except ShellError as e:
             raise self.df.error(node, str(e)) from None
 
-    def base_image(self, text: str, platform: oci.Platform | None, node: Node) -> tuple[ImageState, str]:
-        """The state of an image from containerd, pulled (and unpacked) when missing."""
+    def base_image(self, text: str, platform: oci.Platform | None, node: Node,
+                   vertex: Vertex | None = None) -> tuple[ImageState, str]:
+        """The state of an image from containerd, pulled (and unpacked) when missing; the pull's log goes under
+        ``vertex`` (the FROM step) when there is one."""
         try:
             ref = refs.parse(text)
         except CtkError as e:
@@ -218,8 +220,12 @@ class Builder:
             from ctk_shared.progress import make_progress
             from ctk_shared.pull import PullOptions, pull
 
-            # the live view owns the terminal: the pull's own bars would fight it (its step's timer runs)
-            progress = make_progress(self.opts.quiet or self.opts.progress in ("tty", "rawjson"))
+            from .progress import VertexStream
+
+            if vertex is not None and not self.opts.quiet:
+                progress = make_progress(False, VertexStream(self.progress, vertex))  # type: ignore[arg-type]
+            else:  # the live view owns the terminal: the pull's own bars would fight it
+                progress = make_progress(self.opts.quiet or self.opts.progress in ("tty", "rawjson"))
             try:
                 pull(self.client, connect.registry(ref.domain, self.gopts), ref,
                      PullOptions(platform=platform, snapshotter=self.sn_name), progress)

@@ -315,6 +315,25 @@ class TTYProgress(BuildProgress):
             self._write("".join(n + "\n" for n in notes).encode(errors="replace"))
 
 
+class VertexStream:
+    """A text stream whose lines become a step's output: the pull of a base image logs under its FROM step
+    (``#1 0.412 f8a841dcf2cf: downloading``; in the live view, the lines under the running step)."""
+
+    def __init__(self, progress: BuildProgress, vertex: Vertex) -> None:
+        self.progress = progress
+        self.vertex = vertex
+
+    def write(self, text: str) -> int:
+        self.progress.output(self.vertex, text.encode(errors="replace"))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
 def choose(mode: str, stream_isatty: bool) -> str:
     """The mode ``auto`` stands for here."""
     if mode != "auto":

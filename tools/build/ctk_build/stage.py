@@ -114,7 +114,7 @@ class StageContext:
             self.state = ImageState(config={"Env": [DEFAULT_PATH_ENV]}, platform=platform or oci.host_platform())
             self.key = chain_key("", "scratch", str(self.state.platform))
         else:
-            self.state, digest = self.b.base_image(image, platform, f.node)
+            self.state, digest = self.b.base_image(image, platform, f.node, self.vertex)
             self.key = chain_key("", "image", digest)
         triggers = list(self.state.config.get("OnBuild") or [])
         if triggers:
