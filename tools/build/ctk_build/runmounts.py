@@ -354,7 +354,9 @@ def prepare(sc: StageContext, ins: Command, mounts: list[RunMount], cid: str,
             if not m.target:
                 continue
             if not secret_dir:
-                secret_dir = _secret_tmpfs(b.gopts.data_root, cid, stack)
+                size = sum(len(b.opts.secrets.get(o.id, b"")) for o in mounts if o.type == "secret" and o.target)
+                size += 64 << 10  # room for every file of the step (a page each at least)
+                secret_dir = _secret_tmpfs(b.gopts.data_root, cid, stack, size)
             path = os.path.join(secret_dir, f"s{len(out.spec_mounts)}")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
@@ -388,12 +390,12 @@ def prepare(sc: StageContext, ins: Command, mounts: list[RunMount], cid: str,
     return out
 
 
-def _secret_tmpfs(data_root: str, cid: str, stack: contextlib.ExitStack) -> str:
+def _secret_tmpfs(data_root: str, cid: str, stack: contextlib.ExitStack, size: int) -> str:
     """A tmpfs of the step's own (0700, root) for its secret files: their bytes never touch a disk."""
     path = secrets_dir(data_root, cid)
     os.makedirs(path, mode=0o700, exist_ok=True)
     stack.callback(_drop_secret_dir, path)
-    mounting._mount("tmpfs", path, "tmpfs", 0, "mode=0700,size=2m")
+    mounting._mount("tmpfs", path, "tmpfs", 0, f"mode=0700,size={size}")
     return path
 
 
