@@ -34,13 +34,14 @@ import posixpath
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared.errors import CtkError, InvalidArgument
 
 from . import mounting
+from .copysteps import source_tree
 from .runner import secrets_dir
 
 if TYPE_CHECKING:
@@ -414,7 +415,7 @@ def _cache_mount(sc: StageContext, ins: Command, m: RunMount, stack: contextlib.
         os.chmod(tmp, 0o755 if m.mode is None else m.mode)
         os.chown(tmp, m.uid or 0, m.gid or 0)
         if m.from_:
-            with _tree_of(sc, ins, m.from_) as (tree, _key):
+            with source_tree(sc, ins, m.from_) as (tree, _key):
                 from .copier import copy
 
                 if tree is not None:
@@ -439,16 +440,8 @@ def _cache_mount(sc: StageContext, ins: Command, m: RunMount, stack: contextlib.
     return {"destination": m.target, "type": "bind", "source": src, "options": opts}
 
 
-@contextlib.contextmanager
-def _tree_of(sc: StageContext, ins: Command, src_from: str) -> Iterator[tuple[Any, str]]:
-    from .copysteps import source_tree
-
-    with source_tree(sc, ins, src_from) as (tree, key):
-        yield tree, key
-
-
 def _bind_mount(sc: StageContext, ins: Command, m: RunMount, stack: contextlib.ExitStack) -> dict[str, Any]:
-    tree, _key = stack.enter_context(_tree_of(sc, ins, m.from_))
+    tree, _key = stack.enter_context(source_tree(sc, ins, m.from_))
     if tree is None:
         raise sc.b.df.error(ins.node, "RUN --mount=type=bind needs a build context (none was given)")
     try:
@@ -481,7 +474,7 @@ def key_parts(sc: StageContext, ins: Command, mounts: list[RunMount]) -> list[An
     for m in mounts:
         content = ""
         if m.type == "bind":
-            with _tree_of(sc, ins, m.from_) as (tree, key):
+            with source_tree(sc, ins, m.from_) as (tree, key):
                 if m.from_:
                     content = key
                 elif tree is not None:
