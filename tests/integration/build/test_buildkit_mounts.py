@@ -228,3 +228,35 @@ def test_cache_seeded_from_a_stage_and_private_instances(build, run, bb, tmp_pat
     out = run("--rm", "-q", "--network", "none", "pv", "sh", "-c", "cat /got; cat /seen-a /seen-b | wc -l")
     # the two stages ran at once: each had an instance of its own, so neither saw the other's file
     assert out.out == "seeded\n0\n", out.out
+
+
+def test_killed_build_leaves_no_secret_tmpfs_once_the_next_build_ran(build, bb, tmp_path, containerd, ctd, data_root):
+    (tmp_path / "s").write_text("killed-secret")
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN --mount=type=secret,id=s "
+                                                 "sh -c 'echo STARTED; sleep 300'\n"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTAINERD_", "CTK_"))}
+    env.update(build.env)
+    p = subprocess.Popen(["ctk-build", "--address", containerd.address, "--namespace", ctd.namespace,
+                          "--progress=plain", "--secret", f"id=s,src={tmp_path / 's'}", str(ctx)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stderr is not None
+        for line in p.stderr:
+            if line.rstrip().endswith(" STARTED"):
+                break
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()  # type: ignore[union-attr]
+    secrets_root = str(data_root / "build" / "secrets")
+
+    def mounted():
+        with open("/proc/self/mounts") as f:
+            return [ln.split()[1] for ln in f if ln.split()[1].startswith(secrets_root)]
+
+    assert len(mounted()) == 1  # the killed step's tmpfs is still there
+    assert build("prune").code == 0  # the next ctk-build removes the dead step, its tmpfs with it
+    assert mounted() == [] and not list((data_root / "build" / "secrets").iterdir())
