@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared.errors import CtkError, InvalidArgument
+from ctk_shared.outputs import rename_owned
 
 from . import mounting
 from .copysteps import source_tree
@@ -423,7 +424,7 @@ def _cache_mount(sc: StageContext, ins: Command, m: RunMount, stack: contextlib.
         with open(os.path.join(base, "id"), "w") as f:
             f.write(m.id + "\n")
         with contextlib.suppress(OSError):  # another shared user made it first: theirs is used
-            os.rename(tmp, inst)
+            rename_owned(tmp, inst)
     else:
         if m.mode is not None:
             os.chmod(inst, m.mode)
