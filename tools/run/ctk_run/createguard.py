@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ctk_shared.errors import CtkError, NotFound
+from ctk_shared.outputs import rename_owned
 
 if TYPE_CHECKING:
     from ctk_shared.containerd import Client
@@ -33,9 +34,21 @@ LOCK_NAME = ".creating"
 
 
 def hold(cdir: Path) -> int:
-    """Mark ``cdir`` as being created by this process (until :func:`release`, or its death)."""
-    fd = os.open(cdir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    """Mark ``cdir`` as being created by this process (until :func:`release`, or its death).
+
+    The lock file appears under its name already locked (made and locked under a temp name, then moved): a
+    concurrent create's :func:`reclaim` must never find it unlocked between the open and the flock, and take
+    this live create's directory for a dead one's."""
+    tmp = cdir / f"{LOCK_NAME}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        rename_owned(tmp, cdir / LOCK_NAME)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return fd
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ctk_shared.containerd import Client, Container
 
 DEFAULT_STOP_TIMEOUT = 10
+BUNDLE_GONE_WAIT = 5.0  # seconds a new task waits for the previous task's bundle to be removed
 
 
 def now_label() -> str:
@@ -160,6 +161,21 @@ def stdin_fifo(gopts: GlobalOptions, namespace: str, c: Container, make: bool = 
     return str(path)
 
 
+def _create_task(client: Client, cid: str, rootfs: list, terminal: bool, streams: dict[str, str]) -> None:
+    """Create the init task, waiting out the previous task's deletion by another process: an exited detached
+    container's task is deleted by its logger's child, and until containerd has removed that task's bundle a
+    new one fails with 'failed to start shim: mkdir …: file exists' (seen on a start right after an exit)."""
+    deadline = time.monotonic() + BUNDLE_GONE_WAIT
+    while True:
+        try:
+            client.tasks.create(cid, rootfs, terminal=terminal, **streams)
+            return
+        except CtkError as e:
+            if "file exists" not in e.message or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
+
+
 def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[str, str] | None = None,
                terminal: bool = False, detached: bool = True,
                before_start: Callable[[], None] | None = None) -> int:
@@ -204,7 +220,7 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
             streams, relay_pid = stdinrelay.start(
                 state.container_dir(gopts.data_root, client.namespace, c.id),
                 stdin_fifo(gopts, client.namespace, c, make=True), uri, client.namespace, c.id)
-        client.tasks.create(c.id, rootfs, terminal=terminal, **streams)
+        _create_task(client, c.id, rootfs, terminal, streams)
         if before_start is not None:
             before_start()
         pid = client.tasks.start(c.id)
