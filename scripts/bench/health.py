@@ -25,6 +25,7 @@ import time
 
 from scripts.bench.timing import bench_stack, tool
 from tests.support import images as im
+from tests.support.procs import command_lines
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -43,22 +44,15 @@ def _cpu_ticks(pid: int) -> int:
 def _classify(base: str, daemon_pid: int) -> dict[str, list[int]]:
     """Pids of this bench's containerd, shims, loggers and health runners."""
     groups: dict[str, list[int]] = {"containerd": [daemon_pid], "shims": [], "loggers": [], "runners": []}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
+    for pid, cmd in command_lines():
         if base not in cmd:
             continue
         if "containerd-shim" in cmd:
-            groups["shims"].append(int(d))
+            groups["shims"].append(pid)
         elif "ctk_run.health_runner" in cmd:
-            groups["runners"].append(int(d))
+            groups["runners"].append(pid)
         elif "ctk-run-logger" in cmd:
-            groups["loggers"].append(int(d))
+            groups["loggers"].append(pid)
     return groups
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.cli import remove_containers, tool_runner
 from tests.support.polling import wait_for
+from tests.support.procs import command_lines, serves_container
 
 
 def inspect(run, name: str) -> dict:
@@ -23,19 +24,8 @@ def inspect(run, name: str) -> dict:
 def leftovers(cid: str) -> list[str]:
     """Processes of this container that outlive it (its shim, whose command line names it, and its logger,
     whose environment does) and mounts under its task directory."""
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{d}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            continue
-        if (cid in cmd and "containerd-shim" in cmd) or f"CONTAINER_ID={cid}".encode() in env:
-            found.append(f"{d}: {cmd.strip()}")
+    found = [f"{pid}: {cmd.strip()}" for pid, cmd in command_lines()
+             if serves_container(pid, cmd, cid)]
     with open("/proc/self/mountinfo") as f:
         found += [line.strip() for line in f if cid in line]
     return found

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.support.polling import wait_for
+from tests.support.procs import command_lines, serves_container
 
 
 def inspect(run, name: str) -> dict:
@@ -31,23 +32,8 @@ def ps_status(run, name: str) -> str:
 
 def procs_with(needle: str, env_cid: str | None = None) -> list[int]:
     """Pids whose command line holds ``needle`` (and, with ``env_cid``, whose environment names that container)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            if needle not in cmd:
-                continue
-            if env_cid is not None:
-                with open(f"/proc/{d}/environ", "rb") as f:
-                    if f"CONTAINER_ID={env_cid}".encode() not in f.read().split(b"\0") and env_cid not in cmd:
-                        continue
-        except OSError:
-            continue
-        out.append(int(d))
-    return out
+    return [pid for pid, cmd in command_lines()
+            if needle in cmd and (env_cid is None or env_cid in cmd or serves_container(pid, cmd, env_cid))]
 
 
 def runner_pids(cid: str) -> list[int]:

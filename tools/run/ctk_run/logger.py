@@ -315,13 +315,7 @@ class _HealthChecks:
         poller.register(self.fd, select.POLLIN)
 
     def ended(self, poller: select.poll) -> None:
-        if self.fd is not None:
-            try:
-                poller.unregister(self.fd)
-            except KeyError:
-                pass
-            os.close(self.fd)
-            self.fd = None
+        self.fd = _forget_fd(poller, self.fd)
 
 
 class _Drops:
@@ -451,13 +445,7 @@ class _ExitWatch:
         return self.exited
 
     def close(self, poller: select.poll) -> None:
-        if self.fd is not None:
-            try:
-                poller.unregister(self.fd)
-            except KeyError:
-                pass
-            os.close(self.fd)
-        self.fd = None
+        self.fd = _forget_fd(poller, self.fd)
 
 
 def _self_uri(log_path: str, address: str, health: bool = False) -> str:
@@ -466,6 +454,17 @@ def _self_uri(log_path: str, address: str, health: bool = False) -> str:
     if not me or me.endswith(".py") or not os.access(me, os.X_OK):  # python -m ctk_run.logger
         me = os.path.join(os.path.dirname(sys.executable), "ctk-run-logger")
     return build_log_uri(me, log_path, address, health=health)
+
+
+def _forget_fd(poller: select.poll, fd: int | None) -> None:
+    """Stop polling ``fd`` (if it is polled) and close it; the caller's slot becomes None."""
+    if fd is not None:
+        try:
+            poller.unregister(fd)
+        except KeyError:
+            pass
+        os.close(fd)
+    return None
 
 
 class _Terminated(BaseException):
