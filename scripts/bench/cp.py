@@ -22,10 +22,9 @@ import random
 import shutil
 import statistics
 import subprocess
-import time
 
 from scripts.bench.pull import loop_fs
-from scripts.bench.timing import bench_stack, tool
+from scripts.bench.timing import bench_stack, timed, tool
 from tests.support import images as im
 
 FILES = 3200
@@ -41,14 +40,6 @@ def _tree(root) -> None:  # type: ignore[no-untyped-def]
             d.mkdir(parents=True)
             os.symlink("../d00", d / "up")
         (d / f"f{i:04d}").write_bytes(rng.randbytes(SIZE))
-
-
-def _timed_shell(cmd: str) -> float:
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"{cmd}: exit {r.returncode}: {r.stderr.strip()}")
-    return time.perf_counter() - t0
 
 
 def main() -> int:
@@ -82,7 +73,7 @@ def main() -> int:
             dst.mkdir()
             where = dst if who == "tar_pipe" else dst / "data"
             os.sync()  # no dirty pages of the previous sample left for this one to wait on
-            times[who].append(_timed_shell(cmds[who].format(dst=where)))
+            times[who].append(timed(cmds[who].format(dst=where)))
             got = sum(len(files) + len(dirs) for _, dirs, files in os.walk(dst / "data"))
             if got != FILES + 2 * DIRS:  # files, directories, one link in each
                 raise SystemExit(f"{who}: {got} entries copied, expected {FILES + 2 * DIRS}")
@@ -95,7 +86,7 @@ def main() -> int:
             for who in (list(cmds) if i % 2 == 0 else list(cmds)[::-1]):
                 sample(who, i)
         med = {k: round(statistics.median(v), 3) for k, v in times.items()}
-        one_file = [_timed_shell(" ".join(run) + f" cp cpbench:/etc/hostname {base}/hostname-{i}")
+        one_file = [timed(" ".join(run) + f" cp cpbench:/etc/hostname {base}/hostname-{i}")
                     for i in range(5)]
         print(json.dumps({
             "runs": args.runs,

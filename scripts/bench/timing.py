@@ -10,11 +10,17 @@ from pathlib import Path
 from typing import Any
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    """Wall-clock seconds of ``cmd`` (which must succeed), its output discarded."""
+def timed(cmd: list[str] | str, env: dict[str, str] | None = None) -> float:
+    """Wall-clock seconds of ``cmd`` (a string runs through the shell), its output discarded. It must succeed:
+    a failure ends the bench with the command's own error output."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - t0
+    r = subprocess.run(cmd, shell=isinstance(cmd, str), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True, env=env)
+    took = time.perf_counter() - t0
+    if r.returncode != 0:
+        shown = cmd if isinstance(cmd, str) else " ".join(cmd)
+        raise SystemExit(f"{shown}: exit {r.returncode}: {r.stderr.strip()}")
+    return took
 
 
 def tool(name: str) -> str:

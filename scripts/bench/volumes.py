@@ -17,10 +17,9 @@ import random
 import shutil
 import statistics
 import subprocess
-import time
 
 from scripts.bench.pull import loop_fs
-from scripts.bench.timing import bench_stack, tool
+from scripts.bench.timing import bench_stack, timed, tool
 from tests.support import images as im
 
 FILES = 5000
@@ -35,15 +34,6 @@ def _tree(root) -> None:  # type: ignore[no-untyped-def]
         d = root / f"d{i % DIRS:02d}"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"f{i:04d}").write_bytes(rng.randbytes(size))
-
-
-def _timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    """``timing.timed``, with the command's error output shown when it fails."""
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
-    return time.perf_counter() - t0
 
 
 def main() -> int:
@@ -70,12 +60,12 @@ def main() -> int:
         def sample(who: str, i: int) -> None:
             if who == "cp_a":
                 dst = base / f"cp-{i}"
-                times[who].append(_timed(["cp", "-a", str(ctx / "tree"), str(dst)]))
+                times[who].append(timed(["cp", "-a", str(ctx / "tree"), str(dst)]))
                 shutil.rmtree(dst)
                 return
             name = f"bench-{who}-{i}"
             extra = ["-v", f"vol{i}:/data"] if who == "create_volume" else []
-            times[who].append(_timed(run + ["create", "-q", "--network", "none", "--name", name, *extra, img, "true"],
+            times[who].append(timed(run + ["create", "-q", "--network", "none", "--name", name, *extra, img, "true"],
                                     env))
             subprocess.run(run + ["rm", name], check=True, capture_output=True, env=env)
             if extra:
@@ -98,8 +88,8 @@ def main() -> int:
             volumes.create(env["CTK_DATA_ROOT"], "bench", f"ls{i:03d}", {"bench": "1"})
         ls = {"table": [], "quiet": []}
         for _ in range(max(args.runs, 7)):
-            ls["table"].append(_timed(run + ["volume", "ls"], env))
-            ls["quiet"].append(_timed(run + ["volume", "ls", "-q"], env))
+            ls["table"].append(timed(run + ["volume", "ls"], env))
+            ls["quiet"].append(timed(run + ["volume", "ls", "-q"], env))
         report = {
             "runs": args.runs,
             "tree": {"files": FILES, "bytes": TOTAL, "dirs": DIRS},
@@ -107,7 +97,7 @@ def main() -> int:
             "copy_up_s": round(copyup, 3),
             "ratio_copy_up_vs_cp_a": round(copyup / med["cp_a"], 3),
             "volume_ls_500_median_s": {k: round(statistics.median(v), 3) for k, v in ls.items()},
-            "help_median_s": round(statistics.median(_timed(run + ["--help"], env) for _ in range(5)), 3),
+            "help_median_s": round(statistics.median(timed(run + ["--help"], env) for _ in range(5)), 3),
         }
         print(json.dumps(report, indent=2))
         return 0
