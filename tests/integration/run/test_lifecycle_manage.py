@@ -65,21 +65,22 @@ def test_pause_of_a_stopped_container_and_stop_of_a_paused_one(run, bb):
 
 
 def test_rename(run, bb):
-    assert run("run", "-d", "--name", "a", bb, "sleep", "600").code == 0
-    assert run("create", "--name", "b", bb, "true").code == 0
-    r = run("rename", "a", "b")
+    # names that are not hex: "a" or "b" could also be the prefix of a container ID, which lookup accepts
+    assert run("run", "-d", "--name", "old", bb, "sleep", "600").code == 0
+    assert run("create", "--name", "other", bb, "true").code == 0
+    r = run("rename", "old", "other")
     assert r.code != 0 and "already in use" in r.err, r.err
-    assert sorted(run("ps", "-a", "--format", "{{.Names}}").lines) == ["a", "b"]
-    r = run("rename", "a", "a")
+    assert sorted(run("ps", "-a", "--format", "{{.Names}}").lines) == ["old", "other"]
+    r = run("rename", "old", "old")
     assert r.code == 2 and "same name" in r.err
-    r = run("rename", "a", "bad/name")
+    r = run("rename", "old", "bad/name")
     assert r.code == 2 and "invalid container name" in r.err
-    assert run("rename", "a", "web").code == 0
-    assert sorted(run("ps", "-a", "--format", "{{.Names}}").lines) == ["b", "web"]
+    assert run("rename", "old", "web").code == 0
+    assert sorted(run("ps", "-a", "--format", "{{.Names}}").lines) == ["other", "web"]
     assert _inspect(run, "web")["Name"] == "/web"
     assert run("exec", "web", "true").code == 0
-    assert run("inspect", "a").code != 0
-    assert run("run", "-d", "--name", "a", bb, "true").code == 0  # the old name is free again
+    assert run("inspect", "old").code != 0
+    assert run("run", "-d", "--name", "old", bb, "true").code == 0  # the old name is free again
 
 
 def test_update_limits_of_a_running_container(run, bb):
