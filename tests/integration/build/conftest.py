@@ -1,6 +1,12 @@
 """Fixtures for ctk-build against the session's containerd and registry."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import pytest
 
 from tests.support.cli import remove_containers, tool_runner
@@ -62,3 +68,32 @@ def cached_steps(err):
         elif rest == "CACHED":
             cached.append(names[no])
     return cached
+
+
+@contextmanager
+def build_killed_in_a_step(address: str, namespace: str, env: dict[str, str], *args: str,
+                           ) -> Iterator[Callable[[], None]]:
+    """Run ``ctk-build --address … --namespace … ARGS`` until its RUN step prints ``STARTED``, then hand the body
+    a ``kill()`` (SIGKILL, as a user's ``kill -9``); the build is killed on leaving in any case."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTAINERD_", "CTK_"))}
+    full_env.update(env)
+    p = subprocess.Popen(["ctk-build", "--address", address, "--namespace", namespace, *args],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=full_env)
+
+    def kill() -> None:
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        p.wait(timeout=10)
+
+    try:
+        assert p.stderr is not None
+        for line in p.stderr:
+            if line.rstrip().endswith(" STARTED"):  # "#3 0.012 STARTED"
+                break
+        yield kill
+        kill()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()  # type: ignore[union-attr]

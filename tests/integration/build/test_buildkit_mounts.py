@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import subprocess
 import time
 
 import pytest
 
-from .conftest import cached_steps, write
+from .conftest import build_killed_in_a_step, cached_steps, write
 
 pytestmark = pytest.mark.integration
 
@@ -76,23 +74,8 @@ def test_locked_cache_has_one_writer_at_a_time(build, bb, tmp_path):
 def test_killed_build_leaves_a_reusable_locked_cache(build, bb, tmp_path, containerd, ctd):
     ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN --mount=type=cache,target=/c,id=kill,"
                                                  "sharing=locked sh -c 'echo partial > /c/f; echo STARTED; sleep 300'\n"})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTAINERD_", "CTK_"))}
-    env.update(build.env)
-    p = subprocess.Popen(["ctk-build", "--address", containerd.address, "--namespace", ctd.namespace,
-                          "--progress=plain", str(ctx)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True, env=env)
-    try:
-        assert p.stderr is not None
-        for line in p.stderr:
-            if line.rstrip().endswith(" STARTED"):
-                break
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=10)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stderr.close()  # type: ignore[union-attr]
+    with build_killed_in_a_step(containerd.address, ctd.namespace, build.env, "--progress=plain", str(ctx)):
+        pass
     nxt = write(tmp_path / "next", {"Dockerfile": f"FROM {bb}\nRUN --mount=type=cache,target=/c,id=kill,"
                                                   "sharing=locked grep -qx partial /c/f\n"})
     r = build("-q", str(nxt), timeout=120)
@@ -234,23 +217,9 @@ def test_killed_build_leaves_no_secret_tmpfs_once_the_next_build_ran(build, bb, 
     (tmp_path / "s").write_text("killed-secret")
     ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN --mount=type=secret,id=s "
                                                  "sh -c 'echo STARTED; sleep 300'\n"})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTAINERD_", "CTK_"))}
-    env.update(build.env)
-    p = subprocess.Popen(["ctk-build", "--address", containerd.address, "--namespace", ctd.namespace,
-                          "--progress=plain", "--secret", f"id=s,src={tmp_path / 's'}", str(ctx)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert p.stderr is not None
-        for line in p.stderr:
-            if line.rstrip().endswith(" STARTED"):
-                break
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=10)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stderr.close()  # type: ignore[union-attr]
+    with build_killed_in_a_step(containerd.address, ctd.namespace, build.env, "--progress=plain",
+                                "--secret", f"id=s,src={tmp_path / 's'}", str(ctx)):
+        pass
     secrets_root = str(data_root / "build" / "secrets")
 
     def mounted():

@@ -19,7 +19,7 @@ from ctk_shared.nethooks import resolv_text
 
 from tests.support.net_fixtures import ipam_leases, leaked_rules, netns_mounts
 
-from .conftest import cached_steps, write
+from .conftest import build_killed_in_a_step, cached_steps, write
 
 pytestmark = pytest.mark.integration
 
@@ -174,30 +174,12 @@ def test_attach_failure_is_one_clear_line(build, bb, tmp_path, data_root):
 
 def test_killed_build_leaves_nothing_once_the_next_build_ran(build, bb, tmp_path, cni_env, net_snapshot, data_root,
                                                             containerd, ctd):
-    import os
-    import signal
-    import subprocess
 
     before = net_snapshot(data_root)
     leases = ipam_leases(cni_env.data_root)
     ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN echo STARTED && sleep 300\n"})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTAINERD_", "CTK_"))}
-    env.update(build.env)
-    p = subprocess.Popen(["ctk-build", "--address", containerd.address, "--namespace", ctd.namespace, "--no-cache",
-                          str(ctx)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert p.stderr is not None
-        for line in p.stderr:
-            if line.rstrip().endswith(" STARTED"):  # "#3 0.012 STARTED"
-                break
+    with build_killed_in_a_step(containerd.address, ctd.namespace, build.env, "--no-cache", str(ctx)):
         assert len(ipam_leases(cni_env.data_root)) == len(leases) + 1  # attached while it runs
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=10)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stderr.close()  # type: ignore[union-attr]
     nxt = write(tmp_path / "next", {"Dockerfile": f"FROM {bb}\nRUN true\n"})
     assert build(str(nxt)).code == 0  # removes the killed build's step: its task, hook, files
     after = net_snapshot(data_root)
