@@ -7,6 +7,7 @@ import signal
 import pytest
 from ctk_run.lifecycle import parse_signal
 from ctk_run.ops import check_user, network_options, run_platform
+from ctk_run.options import ContainerOptions
 from ctk_run.spec import parse_security_opts
 from ctk_run.units import check_cpus
 from ctk_shared import reference
@@ -52,9 +53,10 @@ def test_platforms() -> None:
 
 
 def test_dns_must_be_ip_addresses() -> None:
-    assert network_options({"dns": ("1.1.1.1", "2606:4700::1111")}).dns == ("1.1.1.1", "2606:4700::1111")
+    assert network_options(ContainerOptions("x", dns=("1.1.1.1", "2606:4700::1111"))).dns == \
+        ("1.1.1.1", "2606:4700::1111")
     with pytest.raises(UsageError) as e:
-        network_options({"dns": ("notanip",)})
+        network_options(ContainerOptions("x", dns=("notanip",)))
     assert e.value.message == ('invalid argument "notanip" for "--dns" flag: '
                                "IP address is not correctly formatted: notanip")
 

@@ -6,6 +6,7 @@ inside the commands that need them.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 from ctk_shared import cli as shared_cli
@@ -31,6 +32,13 @@ def _client():  # type: ignore[no-untyped-def]
     from ctk_shared import connect
 
     return connect.containerd(shared_cli.options())
+
+
+def _image_arg(text: str) -> str:
+    """IMAGE of run/create; `-` is the first ref on stdin (none there: a usage error, 125 under run_errors)."""
+    from ctk_shared.output import refs_from_args
+
+    return next(refs_from_args([text]))
 
 
 _decryption_key_opt = click.option("--decryption-key", "decryption_keys", multiple=True, metavar="KEY[:pass=…]",
@@ -113,30 +121,36 @@ def _container_options(f):  # type: ignore[no-untyped-def]
 @click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
               help="forward signals to the container (without a terminal)")
 @shared_cli.global_options
-def run(image: str, command: tuple[str, ...], **kw: object) -> None:
+def run(image: str, command: tuple[str, ...], **kw: Any) -> None:
     """Run a command in a new container."""
-    from . import errors
-    from .ops import run_container
+    from ctk_shared import output
+
+    from . import errors, ops
+    from .options import RunOptions
 
     with errors.run_errors(lambda: shared_cli.options().data_root):
-        code = run_container(shared_cli.options(), image, command, kw)
+        opts = RunOptions(image=_image_arg(image), command=command, **kw)
+        result = ops.run(_client(), shared_cli.options(), opts)
+    if opts.detach:
+        output.emit_line(result.container_id)
     sys.stdout.flush()
-    sys.exit(code)
+    sys.exit(result.exit_code)
 
 
 @cli.command(context_settings=RUN_CONTEXT)
 @_container_options
 @shared_cli.global_options
-def create(image: str, command: tuple[str, ...], **kw: object) -> None:
+def create(image: str, command: tuple[str, ...], **kw: Any) -> None:
     """Create a container without starting it; print its ID (start it with `ctk-run start`)."""
     from ctk_shared import output
 
-    from . import errors
-    from .ops import create_container
+    from . import errors, ops
+    from .options import ContainerOptions
 
     with errors.run_errors(lambda: shared_cli.options().data_root):
-        _, c = create_container(shared_cli.options(), image, command, kw)
-    output.emit_line(c.id)
+        opts = ContainerOptions(image=_image_arg(image), command=command, **kw)
+        created = ops.create(_client(), shared_cli.options(), opts)
+    output.emit_line(created.container_id)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import output
@@ -12,10 +13,15 @@ from ctk_shared.errors import CtkError, UsageError, raise_failures
 
 from . import labels as L
 from . import lifecycle
+from .errors import run_errors
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container
+
+    from .create import CreateOptions
+    from .network import NetOptions
+    from .options import ContainerOptions, RunOptions
 
 
 def merge_env(env: tuple[str, ...], env_files: tuple[str, ...]) -> tuple[str, ...]:
@@ -52,7 +58,9 @@ def init_binary() -> str:
     raise UsageError("--init needs a static init binary (tini-static)", hint="apt-get install tini")
 
 
-def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw: dict[str, Any]):  # type: ignore[no-untyped-def]
+def build_create_options(gopts: GlobalOptions, opts: ContainerOptions) -> CreateOptions:
+    """The container's flags checked and parsed into what ``create`` makes; every value is checked here,
+    before anything is pulled or created."""
     from .create import CreateOptions, parse_volumes_from
     from .lifecycle import parse_signal
     from .mounts import parse_mount, parse_tmpfs, parse_volume
@@ -60,50 +68,49 @@ def build_create_options(gopts: GlobalOptions, image: str, command: tuple[str, .
     from .spec import SpecOptions, parse_security_opts
     from .units import check_cpus, parse_bytes, parse_cpus
 
-    # every value is checked here, before anything is pulled or created
-    net = network_options(kw)
-    if kw["name"]:
+    if opts.auto_remove and opts.restart not in ("no", ""):
+        raise UsageError("conflicting options: --restart and --rm")
+    net = network_options(opts)
+    if opts.name:
         from .state import validate_name
 
-        validate_name(kw["name"])
-    if kw["stop_signal"]:
-        parse_signal(kw["stop_signal"])
-    check_user(kw["user"])
-    for v in kw.get("volumes_from") or ():
+        validate_name(opts.name)
+    if opts.stop_signal:
+        parse_signal(opts.stop_signal)
+    check_user(opts.user)
+    for v in opts.volumes_from:
         parse_volumes_from(v)
-    parse_security_opts(kw["security_opt"])
-    healthcheck = health_options(kw)
-    platform = run_platform(kw["platform"]) if kw["platform"] else None
-    entrypoint = None if kw["entrypoint"] is None else (kw["entrypoint"],) if kw["entrypoint"] else ()
-    mounts = tuple(parse_volume(v) for v in kw["volume"]) + tuple(parse_mount(m) for m in kw["mount"]) + \
-        tuple(parse_tmpfs(t) for t in kw["tmpfs"])
+    parse_security_opts(opts.security_opt)
+    healthcheck = health_options(opts)
+    platform = run_platform(opts.platform) if opts.platform else None
+    entrypoint = None if opts.entrypoint is None else (opts.entrypoint,) if opts.entrypoint else ()
+    mounts = tuple(parse_volume(v) for v in opts.volume) + tuple(parse_mount(m) for m in opts.mount) + \
+        tuple(parse_tmpfs(t) for t in opts.tmpfs)
     spec = SpecOptions(
-        command=command or None, entrypoint=entrypoint, env=merge_env(kw["env"], kw["env_file"]),
-        workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"] or "", tty=kw["tty"],
-        stdin_open=kw["interactive"], read_only=kw["read_only"], cap_add=kw["cap_add"], cap_drop=kw["cap_drop"],
-        privileged=kw["privileged"], security_opt=kw["security_opt"],
-        cpus=check_cpus(parse_cpus(kw["cpus"])) if kw["cpus"] else None,
-        memory=parse_bytes(kw["memory"]) if kw["memory"] else None, pids_limit=kw["pids_limit"],
-        ulimits=kw["ulimit"], shm_size=parse_bytes(kw["shm_size"]) if kw["shm_size"] else None, mounts=mounts,
-        init=kw["init"], init_path=init_binary() if kw["init"] else None, stop_signal=kw["stop_signal"],
+        command=opts.command or None, entrypoint=entrypoint, env=merge_env(opts.env, opts.env_file),
+        workdir=opts.workdir, user=opts.user, hostname=opts.hostname or "", tty=opts.tty,
+        stdin_open=opts.interactive, read_only=opts.read_only, cap_add=opts.cap_add, cap_drop=opts.cap_drop,
+        privileged=opts.privileged, security_opt=opts.security_opt,
+        cpus=check_cpus(parse_cpus(opts.cpus)) if opts.cpus else None,
+        memory=parse_bytes(opts.memory) if opts.memory else None, pids_limit=opts.pids_limit,
+        ulimits=opts.ulimit, shm_size=parse_bytes(opts.shm_size) if opts.shm_size else None, mounts=mounts,
+        init=opts.init, init_path=init_binary() if opts.init else None, stop_signal=opts.stop_signal,
         network=net.mode)
-    return CreateOptions(image=image, spec=spec, name=kw["name"], pull=kw["pull"],
-                         platform=platform,
-                         restart=parse_policy(kw["restart"]), auto_remove=kw["auto_remove"],
-                         labels=key_values(kw["label"]), stop_timeout=kw["stop_timeout"], net=net,
-                         decryption_keys=decryption_keys(kw.get("decryption_keys") or ()),
-                         volumes_from=tuple(kw.get("volumes_from") or ()), healthcheck=healthcheck)
+    return CreateOptions(image=opts.image, spec=spec, name=opts.name, pull=opts.pull, platform=platform,
+                         restart=parse_policy(opts.restart), auto_remove=opts.auto_remove,
+                         labels=key_values(opts.label), stop_timeout=opts.stop_timeout, net=net,
+                         decryption_keys=decryption_keys(opts.decryption_keys),
+                         volumes_from=opts.volumes_from, healthcheck=healthcheck)
 
 
-def health_options(kw: dict[str, Any]) -> dict | None:
+def health_options(opts: ContainerOptions) -> dict[str, Any] | None:
     """The ``--health-*``/``--no-healthcheck`` flags as the user's part of the check (see healthcheck.py)."""
     from .healthcheck import HealthConfigError, from_flags
 
     try:
-        return from_flags(cmd=kw.get("health_cmd"), interval=kw.get("health_interval"),
-                          timeout=kw.get("health_timeout"), start_period=kw.get("health_start_period"),
-                          start_interval=kw.get("health_start_interval"), retries=kw.get("health_retries"),
-                          disabled=bool(kw.get("no_healthcheck")))
+        return from_flags(cmd=opts.health_cmd, interval=opts.health_interval, timeout=opts.health_timeout,
+                          start_period=opts.health_start_period, start_interval=opts.health_start_interval,
+                          retries=opts.health_retries, disabled=opts.no_healthcheck)
     except HealthConfigError as e:
         raise UsageError(str(e), hint="durations are Go durations such as 500ms, 2s or 1m30s") from None
 
@@ -136,75 +143,93 @@ def decryption_keys(specs: tuple[str, ...]) -> tuple:
     return tuple(read_key_specs(specs))
 
 
-def network_options(kw: dict[str, Any]):  # type: ignore[no-untyped-def]
+def network_options(opts: ContainerOptions) -> NetOptions:
     from .network import build_net_options
     from .ports import parse_all
 
     return build_net_options(
-        networks=kw.get("network") or (), network_aliases=kw.get("network_alias") or (),
-        publish=tuple(parse_all(kw.get("publish") or ())), publish_all=bool(kw.get("publish_all")),
-        ip=kw.get("ip"), hostname=kw.get("hostname"), dns=kw.get("dns") or (), dns_search=kw.get("dns_search") or (),
-        dns_options=kw.get("dns_option") or (), add_hosts=kw.get("add_host") or ())
+        networks=opts.network, network_aliases=opts.network_alias, publish=tuple(parse_all(opts.publish)),
+        publish_all=opts.publish_all, ip=opts.ip, hostname=opts.hostname, dns=opts.dns, dns_search=opts.dns_search,
+        dns_options=opts.dns_option, add_hosts=opts.add_host)
 
 
-def create_container(gopts: GlobalOptions, image: str, command: tuple[str, ...],
-                     kw: dict[str, Any]) -> tuple[Client, Container]:
-    """``create``, and the first half of ``run``: the container record and its snapshot, no task."""
-    from ctk_shared import connect
+@dataclass(frozen=True)
+class Created:
+    """What ``create`` made: the cli prints its ID."""
+
+    container_id: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a ``run`` ended. ``exit_code`` is the container's status (0 when it was left running: ``-d``, or
+    detached from with the detach keys); ``detached`` says it runs on, and with ``-d`` the cli prints its ID."""
+
+    container_id: str
+    exit_code: int
+    detached: bool = False
+
+
+def create(client: Client, gopts: GlobalOptions, opts: ContainerOptions) -> Created:
+    """``ctk-run create``: the container record and its snapshot, no task (every failure a RunError, 125)."""
+    with run_errors(lambda: gopts.data_root):
+        return Created(_create(client, gopts, opts).id)
+
+
+def _create(client: Client, gopts: GlobalOptions, opts: ContainerOptions) -> Container:
     from ctk_shared.progress import make_progress
 
-    from .create import create
+    from . import create as creating
 
-    if image == "-":
-        image = next((r for r in (output.ref_from_line(line) for line in sys.stdin) if r), "")
-        if not image:
-            raise UsageError("no image ref on stdin")
-    if kw["auto_remove"] and kw["restart"] not in ("no", ""):
-        raise UsageError("conflicting options: --restart and --rm")
-    opts = build_create_options(gopts, image, command, kw)
-    client = connect.containerd(gopts)
-    progress = make_progress(kw["quiet"])
+    parsed = build_create_options(gopts, opts)
+    progress = make_progress(opts.quiet)
     try:
-        return client, create(client, gopts, opts, progress)
+        return creating.create(client, gopts, parsed, progress)
     finally:
         progress.close()
 
 
-def run_container(gopts: GlobalOptions, image: str, command: tuple[str, ...], kw: dict[str, Any]) -> int:
+def run(client: Client, gopts: GlobalOptions, opts: RunOptions) -> RunResult:
+    """``ctk-run run``: create, start, and (without ``-d``) stream its output until it exits. A failure of ctk
+    itself is a RunError (125, Docker's code); the container's own status is the result's ``exit_code``."""
+    with run_errors(lambda: gopts.data_root):
+        return _run(client, gopts, opts)
+
+
+def _run(client: Client, gopts: GlobalOptions, opts: RunOptions) -> RunResult:
     from . import detachkeys
     from .attach import run_attached, run_logged
 
-    keys = detachkeys.parse(kw.get("detach_keys"))  # checked before anything is made
-    client, c = create_container(gopts, image, command, kw)
-    if kw["detach"]:
+    keys = detachkeys.parse(opts.detach_keys)  # checked before anything is made
+    c = _create(client, gopts, opts)
+    if opts.detach:
         try:
             lifecycle.start_task(client, gopts, c)
         except CtkError:
-            if kw["auto_remove"]:
+            if opts.auto_remove:
                 lifecycle.remove(client, gopts, c, True)
             raise
-        output.emit_line(c.id)
-        return 0
+        return RunResult(c.id, 0, detached=True)
     try:
-        if kw["tty"]:
+        if opts.tty:
             from .attach import run_terminal
 
-            code = run_terminal(client, gopts, c, detach_keys=keys, sig_proxy=kw.get("sig_proxy", True))
+            code = run_terminal(client, gopts, c, detach_keys=keys, sig_proxy=opts.sig_proxy)
             if code is None:
-                return 0  # detached: it runs on (its logger removes it at the exit with --rm)
-        elif kw["interactive"]:
-            code = run_attached(client, gopts, c, stdin_open=kw["interactive"], tty=kw["tty"])
+                return RunResult(c.id, 0, detached=True)  # it runs on (its logger removes it at the exit with --rm)
+        elif opts.interactive:
+            code = run_attached(client, gopts, c, stdin_open=opts.interactive, tty=opts.tty)
         else:
             code = run_logged(client, gopts, c)
     except BaseException:
-        if kw["auto_remove"]:
+        if opts.auto_remove:
             _cleanup(client, gopts, c)
         raise
-    if kw["auto_remove"]:
+    if opts.auto_remove:
         _cleanup(client, gopts, c)
     elif c.labels.get(L.RESTART_POLICY, "no") in ("no", ""):
         lifecycle.delete_task(client, c.id)  # keep the exit for ps; let the shim go
-    return code
+    return RunResult(c.id, code)
 
 
 def _cleanup(client: Client, gopts: GlobalOptions, c: Container) -> None:
