@@ -1,5 +1,9 @@
-"""ctk's snapshotter daemon (``ctk-pull lazy-serve``): a containerd proxy snapshot plugin.
+"""ctk's lazy-pulling snapshotter (``ctk-pull lazy-serve``): a long-running containerd proxy snapshot plugin.
 
-Phase 2a: ordinary overlay snapshots (:mod:`.store`) served over containerd's Snapshots API (:mod:`.daemon`).
-Lazily fetched eStargz layers (FUSE mounts as lowerdirs) come later.
+Overlay snapshots (:mod:`.store`) served over containerd's Snapshots API (:mod:`.daemon`); eStargz layers are
+mounted lazily, one FUSE process per layer (:mod:`.remote`, :mod:`.lazyfs`), ahead of need (:mod:`.premount`).
+
+It is ctk-pull's optional part: the FUSE binding comes with ``pip install 'ctk-pull[lazy]'``, nothing outside this
+package imports it, and ctk-pull's other commands never import this package (``lazy-serve`` does, when it runs).
+The daemon imports ctk_shared only, never the rest of ctk_pull, so it could become a tool of its own unchanged.
 """

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import lazyfs
 from .remote import LazyMounter
 from .store import SnapshotStore
 
@@ -26,6 +27,8 @@ def serve(root: str, socket: str, *, debug: bool = False, insecure: bool = False
           ready: threading.Event | None = None, registry_timeout: Sequence[float] | None = None) -> None:
     """Layers of running containers stay mounted when this returns: their lazyfs processes outlive it."""
     from ctk_shared.containerd.snapshots_server import SnapshotServer
+
+    lazyfs.fuse_binding()  # without ctk-pull's lazy extra: one line with the fix, before anything is made
 
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if debug else logging.INFO,
                         format="ctk-pull lazy-serve: %(levelname)s %(message)s")

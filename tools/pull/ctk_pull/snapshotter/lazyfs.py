@@ -12,8 +12,9 @@ Like the stargz snapshotter's FUSE layer, the view is overlay-ready: a ``.wh.<na
 character device ``<name>``, ``.wh..wh..opq`` as ``trusted.overlay.opaque=y`` on its directory, and the TOC's
 landmark files are hidden.
 
-``mfusepy`` (libfuse3) is imported only by :func:`mount`; everything else is plain Python and unit-testable.
-``python -m ctk_pull.snapshotter.lazyfs`` mounts one layer in the foreground (used by the integration tests).
+``mfusepy`` (libfuse3) comes with ctk-pull's ``lazy`` extra and is imported only through :func:`fuse_binding`, on
+the lazy path; everything else is plain Python and unit-testable. ``python -m ctk_pull.snapshotter.lazyfs`` mounts
+one layer in the foreground (used by the integration tests).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import bisect
 import calendar
 import errno
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 
 from ctk_shared import estargz
@@ -524,10 +527,24 @@ class LazyFS:
         return 0
 
 
+LAZY_EXTRA_HINT = "pip install 'ctk-pull[lazy]'"
+
+
+def fuse_binding() -> ModuleType:
+    """The FUSE binding (``mfusepy``), which only the lazy snapshotter needs: it is ctk-pull's optional ``lazy``
+    extra, so a plain install pulls and pushes without libfuse. Missing, it is one error line with the fix."""
+    try:
+        return importlib.import_module("mfusepy")  # untyped: ModuleType, not Any, for the callers
+    except ImportError as e:
+        raise CtkError("the lazy snapshotter needs the FUSE binding mfusepy, which is not installed",
+                       hint=LAZY_EXTRA_HINT) from e
+    except OSError as e:  # mfusepy loads libfuse when imported
+        raise CtkError(f"the lazy snapshotter needs libfuse3: {e}", hint="install fuse3 (apt-get install fuse3)") from e
+
+
 def mount(ops: LazyFS, mountpoint: str, *, allow_other: bool | None = None) -> None:
     """Serve ``ops`` at ``mountpoint`` in the foreground until unmounted (``fusermount3 -u``)."""
-    import mfusepy  # lazily: libfuse3 is needed only to mount
-
+    mfusepy = fuse_binding()
     if allow_other is None:
         allow_other = os.geteuid() == 0
     # a layer never changes: the kernel may keep pages, attributes and names for as long as it likes
@@ -592,6 +609,7 @@ def _main(argv: list[str] | None = None) -> int:
         p.error("--ref needs --digest")
     logging.basicConfig(level=logging.INFO, format="lazyfs: %(levelname)s %(message)s")
     try:
+        fuse_binding()
         reader, stats = _open_reader(a)
     except (CtkError, OSError) as e:  # the snapshotter reports this last line as the reason
         log.error("%s%s", f"layer {a.digest}: " if a.digest else "", e)
@@ -626,8 +644,8 @@ def _zygote() -> int:
     gone from /proc has exited. Exits at end of input, i.e. when the snapshotter does; the children stay."""
     import signal
 
-    import mfusepy  # noqa: F401
-    from ctk_shared import auth  # noqa: F401  (imported once here, inherited by every child)
+    fuse_binding()  # imported once here, inherited by every child, as are:
+    from ctk_shared import auth  # noqa: F401
     from ctk_shared.registry import client  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
