@@ -14,6 +14,7 @@ import click
 
 from . import config
 from .errors import CtkError, ExitStatus, Failures, UsageError
+from .keyvalues import key_values as key_values  # its home is click-free; re-exported for the clis
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,24 +65,6 @@ def options(ctx: click.Context | None = None) -> config.GlobalOptions:
     """The merged global options for this invocation (flags > env > TOML > defaults)."""
     ctx = ctx or click.get_current_context()
     return config.resolve(dict(ctx.find_root().meta.get(_FLAGS_KEY, {})))
-
-
-def key_values(items: Iterable[str], flag: str = "--label", *, bare: str = "empty") -> dict[str, str]:
-    """Repeated ``KEY=VALUE`` flag values (``--label``, ``-o``, ``--build-arg``) as a dict; a later KEY wins.
-
-    ``bare`` says what ``KEY`` alone means, as Docker has it per flag: ``"empty"`` an empty value (labels),
-    ``"env"`` the value of that variable in our environment, left out when unset (build args), ``"error"``
-    refused (driver options)."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not key or (not eq and bare == "error"):
-            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
-        if eq or bare == "empty":
-            out[key] = value
-        elif key in os.environ:
-            out[key] = os.environ[key]
-    return out
 
 
 def confirm_prune(warning: str, force: bool) -> bool:

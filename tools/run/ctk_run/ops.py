@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import output
-from ctk_shared.cli import key_values
 from ctk_shared.errors import CtkError, UsageError, raise_failures
+from ctk_shared.keyvalues import key_values
 
 from . import labels as L
 from . import lifecycle
