@@ -255,7 +255,7 @@ def _sorted_entries(tar: tarfile.TarFile, prioritized: list[str] | None,
         if clean_name(ti.name) in (PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK):
             continue
         intar.add(_Entry(ti))
-    tar.members = []  # headers are kept in our entries only
+    tar.members = []  # type: ignore[attr-defined]  # TarFile's member cache, undeclared in typeshed; headers are kept in our entries only
     out = _TarFile()
     for p in prioritized or []:
         try:
@@ -300,116 +300,166 @@ def build(src: IO[bytes], out: BinaryIO, *, chunk_size: int = 0, level: int = DE
         raise InvalidArgument(f"gzip level {level} is not in 0..9")
     spool = _spool_tar(src, tmpdir)
     try:
-        try:
-            tar = tarfile.open(fileobj=spool, mode="r:", encoding="utf-8", errors="surrogateescape")
-        except tarfile.TarError as e:
-            raise InvalidArgument(f"layer is not a tar archive: {e}") from None
         missed: list[str] = []
-        try:
-            entries = _sorted_entries(tar, prioritized, missed)
-        except tarfile.TarError as e:
-            raise InvalidArgument(f"layer tar is malformed: {e}") from None
+        entries = _read_entries(spool, prioritized, missed)
         cw = _Counting(out)
         gz = _Members(cw, level)
+        owners = _OwnerNames()
         toc_entries: list[dict[str, Any]] = []
-        last_uname: dict[int, str] = {}
-        last_gname: dict[int, str] = {}
         for e in entries:
-            ti = e.info
-            if clean_name(ti.name) == TOC_TAR_NAME:
-                continue
-            kind = _TYPES.get(ti.type)
-            if kind is None or ti.issparse():
-                raise InvalidArgument(f"layer entry {ti.name!r}: unsupported tar type {ti.type!r}")
-            name = ti.name + "/" if ti.type == tarfile.DIRTYPE and not ti.name.endswith("/") else ti.name
-            ent: dict[str, Any] = {"name": _text(name), "type": kind}
-            if kind == "reg" and ti.size:
-                ent["size"] = ti.size
-            if mt := format_modtime(ti.mtime):
-                ent["modtime"] = mt
-            if kind in ("symlink", "hardlink") and ti.linkname:
-                ent["linkName"] = _text(ti.linkname)
-            if ti.mode:
-                ent["mode"] = ti.mode
-            if ti.uid:
-                ent["uid"] = ti.uid
-            if ti.gid:
-                ent["gid"] = ti.gid
-            if ti.uname and last_uname.get(ti.uid) != ti.uname:
-                last_uname[ti.uid] = ti.uname
-                ent["userName"] = _text(ti.uname)
-            if ti.gname and last_gname.get(ti.gid) != ti.gname:
-                last_gname[ti.gid] = ti.gname
-                ent["groupName"] = _text(ti.gname)
-            if kind in ("char", "block"):
-                if ti.devmajor:
-                    ent["devMajor"] = ti.devmajor
-                if ti.devminor:
-                    ent["devMinor"] = ti.devminor
-            xattrs = {k[len(_XATTR_PREFIX):]: v for k, v in ti.pax_headers.items() if k.startswith(_XATTR_PREFIX)}
-            if xattrs:
-                ent["xattrs"] = {k: base64.b64encode(v.encode("utf-8", "surrogateescape")).decode()
-                                 for k, v in sorted(xattrs.items())}
-            size = ti.size if kind == "reg" else 0
-            if kind != "reg":
-                ti.size = 0
-            gz.open()
-            gz.write(_header_bytes(ti))
-            if kind != "reg":
-                toc_entries.append(ent)
-                continue
-            payload = e.payload
-            if payload is None:
-                spool.seek(ti.offset_data)
-                payload = spool
-            whole = hashlib.sha256()
-            written = 0
-            cur = ent
-            while written < size:
-                gz.close()
-                n = min(chunk_size, size - written)
-                if size - written >= chunk_size:
-                    cur["chunkSize"] = chunk_size
-                cur["offset"] = cw.n
-                if written:
-                    cur["chunkOffset"] = written
-                chunk = hashlib.sha256()
-                left = n
-                while left:
-                    data = payload.read(min(_COPY, left))
-                    if not data:
-                        raise InvalidArgument(f"layer entry {ti.name!r}: tar ends inside the file")
-                    chunk.update(data)
-                    whole.update(data)
-                    gz.write(data)
-                    left -= len(data)
-                cur["chunkDigest"] = "sha256:" + chunk.hexdigest()
-                toc_entries.append(cur)
-                written += n
-                cur = {"name": ent["name"], "type": "chunk"}
-            if not size:
-                toc_entries.append(ent)
-            ent["digest"] = "sha256:" + whole.hexdigest()
-            if size % TAR_BLOCK:
-                gz.write(b"\x00" * (TAR_BLOCK - size % TAR_BLOCK))
+            if clean_name(e.info.name) != TOC_TAR_NAME:
+                toc_entries += _write_entry(e, spool, gz, owners, chunk_size)
         gz.close()
         toc_offset = cw.n
         toc = {"version": 1, "entries": [_ordered(x) for x in toc_entries]}
         data = toc_json(toc)
-        hdr = tarfile.TarInfo(TOC_TAR_NAME)
-        hdr.size, hdr.mode, hdr.mtime, hdr.uname, hdr.gname = len(data), 0, 0, "", ""
-        gz.write(hdr.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"))
-        gz.write(data)
-        if len(data) % TAR_BLOCK:
-            gz.write(b"\x00" * (TAR_BLOCK - len(data) % TAR_BLOCK))
-        gz.write(b"\x00" * (2 * TAR_BLOCK))
-        gz.close()
+        _write_toc_tar(gz, data)
         cw.write(footer_bytes(toc_offset))
         return BuildResult(digest="sha256:" + cw.sha.hexdigest(), size=cw.n, diff_id="sha256:" + gz.diff.hexdigest(),
                            uncompressed_size=gz.usize, toc_digest="sha256:" + hashlib.sha256(data).hexdigest(),
                            toc_offset=toc_offset, toc=toc, missed_prioritized=missed)
     finally:
         spool.close()
+
+
+def _read_entries(spool: IO[bytes], prioritized: list[str] | None, missed: list[str]) -> list[_Entry]:
+    """The spooled layer's entries in output order (prioritised ones first); a bad tar is the caller's error."""
+    try:
+        tar = tarfile.open(fileobj=spool, mode="r:", encoding="utf-8", errors="surrogateescape")
+    except tarfile.TarError as err:
+        raise InvalidArgument(f"layer is not a tar archive: {err}") from None
+    try:
+        return _sorted_entries(tar, prioritized, missed)
+    except tarfile.TarError as err:
+        raise InvalidArgument(f"layer tar is malformed: {err}") from None
+
+
+def _padding(size: int) -> bytes:
+    """Zeros that fill ``size`` bytes up to the next tar block."""
+    return b"\x00" * (-size % TAR_BLOCK)
+
+
+class _OwnerNames:
+    """A TOC entry names its owner only when the name differs from the last one given for that id (as Go's
+    writer does), which keeps the TOC of a layer full of root-owned files small."""
+
+    def __init__(self) -> None:
+        self.users: dict[int, str] = {}
+        self.groups: dict[int, str] = {}
+
+    def add_to(self, ent: dict[str, Any], ti: tarfile.TarInfo) -> None:
+        if ti.uname and self.users.get(ti.uid) != ti.uname:
+            self.users[ti.uid] = ti.uname
+            ent["userName"] = _text(ti.uname)
+        if ti.gname and self.groups.get(ti.gid) != ti.gname:
+            self.groups[ti.gid] = ti.gname
+            ent["groupName"] = _text(ti.gname)
+
+
+def _toc_entry(ti: tarfile.TarInfo, kind: str, owners: _OwnerNames) -> dict[str, Any]:
+    """The TOC entry of one tar entry's metadata (zero values left out, as Go's ``omitempty``)."""
+    name = ti.name + "/" if ti.type == tarfile.DIRTYPE and not ti.name.endswith("/") else ti.name
+    ent: dict[str, Any] = {"name": _text(name), "type": kind}
+    if kind == "reg" and ti.size:
+        ent["size"] = ti.size
+    if mt := format_modtime(ti.mtime):
+        ent["modtime"] = mt
+    if kind in ("symlink", "hardlink") and ti.linkname:
+        ent["linkName"] = _text(ti.linkname)
+    if ti.mode:
+        ent["mode"] = ti.mode
+    if ti.uid:
+        ent["uid"] = ti.uid
+    if ti.gid:
+        ent["gid"] = ti.gid
+    owners.add_to(ent, ti)
+    if kind in ("char", "block"):
+        if ti.devmajor:
+            ent["devMajor"] = ti.devmajor
+        if ti.devminor:
+            ent["devMinor"] = ti.devminor
+    xattrs = {k[len(_XATTR_PREFIX):]: v for k, v in ti.pax_headers.items() if k.startswith(_XATTR_PREFIX)}
+    if xattrs:
+        ent["xattrs"] = {k: base64.b64encode(v.encode("utf-8", "surrogateescape")).decode()
+                         for k, v in sorted(xattrs.items())}
+    return ent
+
+
+def _write_entry(e: _Entry, spool: IO[bytes], gz: _Members, owners: _OwnerNames,
+                 chunk_size: int) -> list[dict[str, Any]]:
+    """Write one entry (tar header, then a regular file's contents) and return its TOC entries: one, or for a
+    regular file one per chunk. The header opens a gzip member; every chunk starts a member of its own."""
+    ti = e.info
+    kind = _TYPES.get(ti.type)
+    if kind is None or ti.issparse():
+        raise InvalidArgument(f"layer entry {ti.name!r}: unsupported tar type {ti.type!r}")
+    ent = _toc_entry(ti, kind, owners)
+    size = ti.size if kind == "reg" else 0
+    if kind != "reg":
+        ti.size = 0
+    gz.open()
+    gz.write(_header_bytes(ti))
+    if kind != "reg":
+        return [ent]
+    payload = e.payload
+    if payload is None:
+        spool.seek(ti.offset_data)
+        payload = spool
+    chunks = _write_chunks(payload, size, ent, gz, chunk_size, ti.name)
+    gz.write(_padding(size))
+    return chunks
+
+
+def _write_chunks(payload: IO[bytes], size: int, ent: dict[str, Any], gz: _Members, chunk_size: int,
+                  name: str) -> list[dict[str, Any]]:
+    """A regular file's ``size`` bytes from ``payload`` in chunks: the first chunk's TOC entry is the file's own
+    ``ent`` (which also gets the whole file's digest), each further one a ``chunk`` entry."""
+    whole = hashlib.sha256()
+    out: list[dict[str, Any]] = []
+    written = 0
+    cur = ent
+    while written < size:
+        gz.close()
+        n = min(chunk_size, size - written)
+        if size - written >= chunk_size:
+            cur["chunkSize"] = chunk_size
+        cur["offset"] = gz.out.n
+        if written:
+            cur["chunkOffset"] = written
+        cur["chunkDigest"] = _copy_chunk(payload, n, gz, whole, name)
+        out.append(cur)
+        written += n
+        cur = {"name": ent["name"], "type": "chunk"}
+    if not size:
+        out.append(ent)
+    ent["digest"] = "sha256:" + whole.hexdigest()
+    return out
+
+
+def _copy_chunk(payload: IO[bytes], n: int, gz: _Members, whole: hashlib._Hash, name: str) -> str:
+    """Copy ``n`` bytes of ``payload`` into ``gz`` (and ``whole``, the file's hash); the chunk's digest."""
+    chunk = hashlib.sha256()
+    left = n
+    while left:
+        data = payload.read(min(_COPY, left))
+        if not data:
+            raise InvalidArgument(f"layer entry {name!r}: tar ends inside the file")
+        chunk.update(data)
+        whole.update(data)
+        gz.write(data)
+        left -= len(data)
+    return "sha256:" + chunk.hexdigest()
+
+
+def _write_toc_tar(gz: _Members, data: bytes) -> None:
+    """The TOC as the tar's last entry, then the end-of-archive blocks, in a gzip member of its own."""
+    hdr = tarfile.TarInfo(TOC_TAR_NAME)
+    hdr.size, hdr.mode, hdr.mtime, hdr.uname, hdr.gname = len(data), 0, 0, "", ""
+    gz.write(hdr.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"))
+    gz.write(data)
+    gz.write(_padding(len(data)))
+    gz.write(b"\x00" * (2 * TAR_BLOCK))
+    gz.close()
 
 
 def _ordered(ent: dict[str, Any]) -> dict[str, Any]:
