@@ -255,8 +255,8 @@ def _plan_oci(arc: _Archive) -> Plan:
 def _plan_docker(arc: _Archive) -> Plan:
     try:
         entries = json.loads(arc.read("manifest.json", "archive index"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidArgument(f"manifest.json is not valid JSON: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InvalidArgument(f"manifest.json is not valid JSON: {err}") from None
     if not isinstance(entries, list):
         raise InvalidArgument("manifest.json is not a list")
     plan: Plan = []

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import gzip
 import io
-from typing import IO, BinaryIO
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 GZIP = "gzip"
 ZSTD = "zstd"
@@ -27,58 +30,86 @@ def sniff(head: bytes) -> str:
     return NONE
 
 
-def decompressing_reader(f: IO[bytes]) -> IO[bytes]:
+class ByteReader(Protocol):
+    """What a layer reader needs: ``read``. gzip, zstandard and plain files all fit, without being ``IO[bytes]``."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class ByteSink(Protocol):
+    """Where compressed bytes go: ``write`` and ``flush`` (what gzip and zstandard call on it)."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> object: ...
+
+
+class ByteWriter(Protocol):
+    """What a layer writer needs: ``write``, and ``close`` to finish the stream."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def decompressing_reader(f: ByteReader) -> ByteReader:
     """A reader of ``f``'s uncompressed bytes, whatever ``f``'s compression (multi-member gzip and
     multi-frame zstd included). ``f`` only needs ``read``."""
     buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(_Raw(f), 1 << 20)
     kind = sniff(buffered.peek(4)[:4])
     if kind == GZIP:
-        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=buffered, mode="rb")
     if kind == ZSTD:
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True,  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True,
                                                           closefd=False)
     return buffered
 
 
-def compressing_writer(out: BinaryIO, kind: str, level: int | None = None) -> IO[bytes]:
+def compressing_writer(out: ByteSink, kind: str, level: int | None = None) -> ByteWriter:
     """A writer that compresses into ``out``; closing it finishes the stream but leaves ``out`` open."""
     if kind == GZIP:
-        return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6 if level is None else level,  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6 if level is None else level,
                              mtime=0, filename="")
     if kind == ZSTD:
         import zstandard
 
-        return zstandard.ZstdCompressor(level=3 if level is None else level).stream_writer(  # type: ignore[return-value]
-            out, closefd=False)
+        return zstandard.ZstdCompressor(level=3 if level is None else level).stream_writer(
+            out, closefd=False)  # type: ignore[arg-type]  # zstandard's stubs ask IO[bytes]; it calls write/flush only
     if kind == NONE:
-        return _NoClose(out)  # type: ignore[return-value]
+        return _NoClose(out)
     raise InvalidArgument(f"unknown compression {kind!r}")
 
 
 class _Raw(io.RawIOBase):
     """Adapts any object with ``read`` to RawIOBase so it can be buffered and peeked."""
 
-    def __init__(self, f: IO[bytes]) -> None:
+    def __init__(self, f: ByteReader) -> None:
         self._f = f
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b):  # type: ignore[no-untyped-def]
-        data = self._f.read(len(b))
+    def readinto(self, b: WriteableBuffer) -> int:
+        view = memoryview(b)
+        data = self._f.read(len(view))
         n = len(data)
-        b[:n] = data
+        view[:n] = data
         return n
 
 
-class _NoClose(io.RawIOBase):
-    def __init__(self, out: BinaryIO) -> None:
+class _NoClose:
+    """A plain writer whose ``close`` leaves ``out`` open (the ByteWriter of an uncompressed layer)."""
+
+    def __init__(self, out: ByteSink) -> None:
         self._out = out
 
     def writable(self) -> bool:
         return True
 
-    def write(self, b):  # type: ignore[no-untyped-def]
+    def write(self, b: bytes) -> int:
         return self._out.write(b)
+
+    def close(self) -> None:
+        pass

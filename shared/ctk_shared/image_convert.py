@@ -20,6 +20,7 @@ from . import estargz, limits, oci
 from . import labels as L
 from .errors import CtkError, IntegrityError, InvalidArgument, NotFound, UsageError
 from .images import read_blob
+from .oci import Platform
 from .progress import NullProgress, Progress
 from .streams import ChunkReader
 
@@ -43,7 +44,7 @@ class ConvertOptions:
     chunk_size: int = 0  # eStargz chunk size (0: 4 MiB)
     level: int | None = None  # compression level (eStargz default 9, zstd 3)
     prioritized: list[str] | None = None  # eStargz: files to put first (before .prefetch.landmark)
-    platforms: list[oci.Platform] = field(default_factory=list)  # empty: the host's
+    platforms: list[Platform] = field(default_factory=list)  # empty: the host's
     all_platforms: bool = False
     tmpdir: str | None = None
 
@@ -220,7 +221,7 @@ class Converter:
         src = io.BufferedReader(ChunkReader(blob, lambda n: self.progress.advance(key, n)), _COPY)
         with tempfile.TemporaryFile(dir=self.opts.tmpdir) as tmp:
             if self.opts.format == ESTARGZ:
-                res = estargz.build(src, tmp, chunk_size=self.opts.chunk_size,  # type: ignore[arg-type]
+                res = estargz.build(src, tmp, chunk_size=self.opts.chunk_size,
                                     level=estargz.DEFAULT_LEVEL if self.opts.level is None else self.opts.level,
                                     prioritized=self.opts.prioritized, tmpdir=self.opts.tmpdir)
                 for p in res.missed_prioritized:
@@ -245,7 +246,7 @@ class Converter:
         diff = hashlib.sha256()
         try:
             reader = comp.decompressing_reader(src)
-            w = comp.compressing_writer(hw, kind, self.opts.level)  # type: ignore[arg-type]
+            w = comp.compressing_writer(hw, kind, self.opts.level)
             while chunk := reader.read(_COPY):
                 diff.update(chunk)
                 w.write(chunk)

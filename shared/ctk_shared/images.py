@@ -19,6 +19,7 @@ from .errors import AlreadyExists, CtkError, IntegrityError, InvalidArgument, No
 
 if TYPE_CHECKING:
     from .containerd import Client, Image, Mount
+    from .decryption_keys import KeySource
     from .progress import Progress
 
 EMPTY_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # of zero bytes
@@ -265,7 +266,7 @@ class Unpacker:
 
 
 def unpack(client: Client, img: LocalImage, snapshotter: str, progress: Progress | None = None,
-           decryption_keys: tuple = ()) -> None:
+           decryption_keys: tuple[KeySource, ...] = ()) -> None:
     """Unpack an image whose content is all present (load, or a pull with --unpack=false earlier)."""
     from .decryption_keys import layer_payloads, require_keys
 

@@ -26,6 +26,7 @@ from .reference import Reference
 
 if TYPE_CHECKING:
     from .containerd import Client
+    from .decryption_keys import KeySource
     from .registry.client import RegistryClient
 
 LEASE_EXPIRE = timedelta(hours=24)
@@ -43,7 +44,7 @@ class PullOptions:
     unpack: bool = True
     snapshotter: str = "overlayfs"
     max_concurrent_downloads: int = 3  # in layer order: early layers land first and unpack while the rest download
-    decryption_keys: tuple = ()  # ctk_shared.decryption_keys.KeySource: for unpacking encrypted layers
+    decryption_keys: tuple[KeySource, ...] = ()  # for unpacking encrypted layers
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ A blob the registry already has is skipped; one it has under another repository 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -80,7 +81,7 @@ def _push_blob(client: Client, registry: RegistryClient, ref: Reference, desc: o
                     pass  # mount is an optimisation: fall back to uploading
     progress.status(key, "uploading")
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for chunk in client.content.read(desc.digest):
             progress.advance(key, len(chunk))
             yield chunk

@@ -20,6 +20,7 @@ import os
 import platform
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ctk_shared.errors import UsageError
 
@@ -111,14 +112,14 @@ _BY_ARCH: tuple[tuple[tuple[str, ...], str], ...] = (
 _PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
 
-def _arg(index: int, value: int, op: str, value_two: int = 0) -> dict:
+def _arg(index: int, value: int, op: str, value_two: int = 0) -> dict[str, Any]:
     return {"index": index, "value": value, "valueTwo": value_two, "op": op}
 
 
-def docker_default_profile() -> dict:
+def docker_default_profile() -> dict[str, Any]:
     """Docker's default seccomp profile, in Docker's own JSON format (``archMap``, ``includes``/``excludes``)."""
     allow = "SCMP_ACT_ALLOW"
-    syscalls: list[dict] = [{"names": list(_ALLOWED), "action": allow}]
+    syscalls: list[dict[str, Any]] = [{"names": list(_ALLOWED), "action": allow}]
     # socket(2) for every address family but AF_VSOCK (40): vsock reaches the host outside any namespace.
     syscalls.append({"names": ["socket"], "action": allow, "args": [_arg(0, 40, "SCMP_CMP_NE")]})
     syscalls += [{"names": ["personality"], "action": allow, "args": [_arg(0, p, "SCMP_CMP_EQ")]}
@@ -189,13 +190,13 @@ def go_arch(arch: str | None = None) -> str:
 # ------------------------------------------------------------------------------------------------ resolving
 
 
-def default_profile(caps: Iterable[str], arch: str | None = None, *, kernel: str | None = None) -> dict:
+def default_profile(caps: Iterable[str], arch: str | None = None, *, kernel: str | None = None) -> dict[str, Any]:
     """Docker's default profile resolved for a container with bounding capabilities ``caps`` (OCI form)."""
     return to_oci(docker_default_profile(), caps, arch, kernel=kernel)
 
 
-def load_profile(path: str | os.PathLike, caps: Iterable[str], arch: str | None = None, *,
-                 kernel: str | None = None) -> dict:
+def load_profile(path: str | os.PathLike[str], caps: Iterable[str], arch: str | None = None, *,
+                 kernel: str | None = None) -> dict[str, Any]:
     """``--security-opt seccomp=PATH``: a Docker-format (or already OCI-format) JSON profile, resolved."""
     try:
         text = Path(path).read_text()
@@ -210,7 +211,7 @@ def load_profile(path: str | os.PathLike, caps: Iterable[str], arch: str | None 
     return to_oci(profile, caps, arch, kernel=kernel)
 
 
-def to_oci(profile: dict, caps: Iterable[str], arch: str | None = None, *, kernel: str | None = None) -> dict:
+def to_oci(profile: dict[str, Any], caps: Iterable[str], arch: str | None = None, *, kernel: str | None = None) -> dict[str, Any]:
     """Resolve a Docker-format profile into ``linux.seccomp`` of the OCI spec, as Docker's daemon does."""
     caps = set(caps)
     goarch = go_arch(arch)
@@ -218,7 +219,7 @@ def to_oci(profile: dict, caps: Iterable[str], arch: str | None = None, *, kerne
     if profile.get("architectures") and profile.get("archMap"):
         raise UsageError("'architectures' and 'archMap' were specified in the seccomp profile, "
                          "use either 'architectures' or 'archMap'")
-    out: dict = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ERRNO")}
+    out: dict[str, Any] = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ERRNO")}
     for key in ("defaultErrnoRet", "listenerPath", "listenerMetadata", "flags"):
         if profile.get(key) is not None:
             out[key] = profile[key]
@@ -244,7 +245,7 @@ def to_oci(profile: dict, caps: Iterable[str], arch: str | None = None, *, kerne
             names = [call["name"]]
         if not _applies(call, caps, goarch, release):
             continue
-        entry: dict = {"names": names, "action": call.get("action", "SCMP_ACT_ALLOW")}
+        entry: dict[str, Any] = {"names": names, "action": call.get("action", "SCMP_ACT_ALLOW")}
         if call.get("args"):
             entry["args"] = [{"index": a.get("index", 0), "value": a.get("value", 0),
                               "valueTwo": a.get("valueTwo", 0), "op": a["op"]} for a in call["args"]]
@@ -256,7 +257,7 @@ def to_oci(profile: dict, caps: Iterable[str], arch: str | None = None, *, kerne
     return out
 
 
-def _applies(call: dict, caps: set[str], goarch: str, release: str) -> bool:
+def _applies(call: dict[str, Any], caps: set[str], goarch: str, release: str) -> bool:
     excl = call.get("excludes") or {}
     if goarch in (excl.get("arches") or ()):
         return False

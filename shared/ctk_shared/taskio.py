@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO, Self, cast
 
 DEFAULT_FIFO_DIR = "/run/containerd/fifo"  # defaults.DefaultFIFODir
 CHUNK = 32 << 10  # as the Go client's copy buffers
@@ -141,9 +141,11 @@ def _writer(sink: Sink) -> Callable[[bytes], None]:
     if callable(sink) and not hasattr(sink, "write"):
         return sink
 
+    stream = cast(BinaryIO, sink)  # it has write: the stream member of Sink
+
     def write(data: bytes) -> None:
-        sink.write(data)  # type: ignore[union-attr]
-        sink.flush()  # type: ignore[union-attr]
+        stream.write(data)
+        stream.flush()
 
     return write
 

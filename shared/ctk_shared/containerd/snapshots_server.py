@@ -147,7 +147,7 @@ class SnapshotServer:
         import grpc
 
         servicer = _Servicer(backend)
-        handlers: dict[str, grpc.RpcMethodHandler] = {
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
             name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=req.FromString,
                                                       response_serializer=resp.SerializeToString)
             for name, (req, resp) in _UNARY.items()}

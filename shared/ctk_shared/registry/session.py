@@ -29,6 +29,11 @@ from . import tokens
 from .hosts import DEFAULT_HOSTS_DIRS, HostSettings, host_settings
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
+    from urllib3.connectionpool import ConnectionPool
+    from urllib3.response import BaseHTTPResponse
+
     from ..auth import Credentials
 
 log = logging.getLogger(__name__)
@@ -56,11 +61,13 @@ class _Retry(Retry):
     """Retries a dropped keep-alive connection, never a timeout: a registry that stayed silent for the
     whole limit does not get the limit a second time (that doubled every wait, and hid which one ran out)."""
 
-    def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kw: Any) -> Retry:
-        error = kw.get("error", args[1] if len(args) > 1 else None)
+    def increment(self, method: str | None = None, url: str | None = None, response: BaseHTTPResponse | None = None,
+                  error: Exception | None = None, _pool: ConnectionPool | None = None,
+                  _stacktrace: TracebackType | None = None) -> Self:
         if isinstance(error, Urllib3Timeout) and not isinstance(error, NewConnectionError):
-            raise MaxRetryError(kw.get("_pool", args[2] if len(args) > 2 else None), url or "", error)
-        return super().increment(method, url, *args, **kw)
+            # urllib3 types pool as never None, though its own increment passes the _pool it got, which may be
+            raise MaxRetryError(_pool, url or "", error)  # type: ignore[arg-type]
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
 
