@@ -159,6 +159,8 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     from .runner import remove_stale_steps
 
     remove_stale_steps(client, gopts.data_root)
+    from . import stepnet
+
     old_term = signal.signal(signal.SIGTERM, _sigterm)
     log = progress_mod.make(mode)
     try:
@@ -172,6 +174,7 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
                 raise
             finally:
                 log.close()
+                stepnet.release_all()  # the RUN steps' network namespaces go while the image is written
             state = result.state
             if req.labels:
                 state.config["Labels"] = {**(state.config.get("Labels") or {}), **req.labels}
@@ -189,6 +192,7 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
             if req.push:
                 _push(leased, gopts, tags, mode == "quiet")
     finally:
+        stepnet.wait_all()
         signal.signal(signal.SIGTERM, old_term)
         try:
             digests.save()

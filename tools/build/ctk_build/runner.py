@@ -180,6 +180,12 @@ def remove_stale_steps(client: Client, data_root: str | None = None, *, all_step
         pid = c.labels.get(PID_LABEL, "")
         if not all_steps and pid.isdigit() and _alive(int(pid)):
             continue
+        from .stepnet import SANDBOX_LABEL, detach
+
+        if c.labels.get(SANDBOX_LABEL):  # a pooled network namespace: no task, its record holds the hook
+            detach(client, c.id, c)
+            removed += 1
+            continue
         with contextlib.suppress(CtkError):
             client.tasks.kill(c.id, signal.SIGKILL, all=True)
         with contextlib.suppress(CtkError):

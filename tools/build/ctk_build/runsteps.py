@@ -48,8 +48,16 @@ def _run_args(sc: StageContext, ins: Command) -> tuple[list[str], dict[str, str]
 
 def network_of(b: Builder, ins: Command) -> str:
     """The step's network mode (``bridge``, ``host``, ``none``); a Dockerfile error naming the line when the
-    mode is unknown or needs an entitlement the build was not given. Checked for every RUN before the build
-    starts too (as BuildKit checks entitlements before solving), so a late step cannot fail on it."""
+    mode is unknown or needs an entitlement the build was not given. The builder calls it for every RUN
+    before the build starts (as BuildKit checks entitlements before solving), so a late step cannot fail on
+    it; a bridge step is announced to the build's namespace pool then (:meth:`stepnet.StepNetwork.expect`)."""
+    mode = _network(b, ins)
+    if mode == stepnet.BRIDGE:
+        b.stepnet.expect(b.client, warm=b.opts.no_cache)
+    return mode
+
+
+def _network(b: Builder, ins: Command) -> str:
     flag = ins.flags.get("network")
     try:
         return stepnet.step_mode(str(flag) if flag else None, b.opts.network, b.opts.allow)
@@ -64,7 +72,15 @@ def run(sc: StageContext, ins: Command) -> None:
     """RUN as one layer step of the stage ``sc``."""
     if "security" in ins.flags:
         raise sc.b.df.error(ins.node, "RUN --security is not supported by ctk-build yet")
-    network = network_of(sc.b, ins)
+    network = _network(sc.b, ins)
+    try:
+        _run(sc, ins, network)
+    finally:
+        if network == stepnet.BRIDGE:
+            sc.b.stepnet.step_done()
+
+
+def _run(sc: StageContext, ins: Command, network: str) -> None:
     mounts = runmounts.check(sc, ins)
     args, pipes = _run_args(sc, ins)
     env_list = sc.state.env_list()
@@ -108,7 +124,7 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
             os.makedirs(etc_dir, exist_ok=True)
             stack.callback(shutil.rmtree, etc_dir, True)
         binds = b.stepnet.etc_files(network, STEP_HOSTNAME, etc_dir)
-        hooks, annotations = b.stepnet.spec_parts(b.client.namespace) if network == stepnet.BRIDGE else (None, {})
+        netns = stack.enter_context(b.stepnet.namespace(b.client)) if network == stepnet.BRIDGE else ""
         if pipes:  # a "#!" heredoc: the script is bound read-only at /dev/pipes/NAME
             pipe_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ctk-build-pipes-"))
             for name, body in pipes.items():
@@ -118,7 +134,7 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
                 os.chmod(path, 0o755)
                 binds.append((path, f"/dev/pipes/{name}"))
         proc = StepProcess(tuple(args), tuple(env) + tuple(extra.env), cwd, uid, gid, groups, network, tuple(binds),
-                           hooks, annotations, tuple(extra.spec_mounts))
+                           mounts=tuple(extra.spec_mounts), netns=netns)
         try:
             vertex = sc.vertex
             run_step(b.client, b.sn_name, skey, mounts, proc, b.fifo_dir,

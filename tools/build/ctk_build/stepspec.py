@@ -32,10 +32,12 @@ class StepProcess:
     hooks: dict[str, Any] | None = None  # the OCI hooks that attach a "bridge" step (ctk_shared.nethooks)
     annotations: dict[str, str] = field(default_factory=dict)  # what those hooks read
     mounts: tuple[dict[str, Any], ...] = ()  # RUN --mount's spec mounts (runmounts), after the binds
+    netns: str = ""  # a "bridge" step: the path of the attached namespace it joins (stepnet's pool)
 
 
 def build_step_spec(container_id: str, namespace: str, proc: StepProcess) -> dict[str, Any]:
-    """The runtime spec; every mode but ``host`` gets a new network namespace (``bridge`` adds the hooks)."""
+    """The runtime spec; every mode but ``host`` gets a network namespace of its own: a new one, or the
+    attached one at ``netns`` (a ``bridge`` step; or hooks that attach a new one)."""
     host_net = proc.network == "host"
     user: dict[str, Any] = {"uid": proc.uid, "gid": proc.gid}
     if proc.additional_gids:
@@ -61,7 +63,8 @@ def build_step_spec(container_id: str, namespace: str, proc: StepProcess) -> dic
         "hostname": socket.gethostname() if host_net else STEP_HOSTNAME,
         "mounts": mounts,
         "linux": {
-            "namespaces": [{"type": t} for t in namespaces],
+            "namespaces": [{"type": t, "path": proc.netns} if t == "network" and proc.netns else {"type": t}
+                           for t in namespaces],
             "cgroupsPath": f"/{namespace}/{container_id}",
             "resources": {"devices": ocispec.device_rules()},
             "devices": ocispec.device_nodes(),
