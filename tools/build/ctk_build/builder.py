@@ -17,7 +17,7 @@ from ctk_shared import oci
 from ctk_shared import reference as refs
 from ctk_shared.errors import CtkError, Interrupted, NotFound, UsageError
 
-from .cache import Cache
+from .cache import Cache, CacheShare
 from .dockerfile.instructions import BuildPlan, Command, Copy, From, Instruction, KeyValues, Stage
 from .dockerfile.parser import DockerfileError, Node
 from .dockerfile.shell import Lexer, ShellError
@@ -53,6 +53,7 @@ class BuildOptions:
     allow: frozenset[str] = frozenset()  # entitlements granted (--allow network.host)
     secrets: dict[str, bytes] = field(default_factory=dict, repr=False)  # --secret id -> bytes (never logged)
     ssh: dict[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
+    cache_share: CacheShare | None = None  # --cache-from caches and the steps used, for --cache-to
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Builder:
         self.progress = progress
         self.context = context
         self.sn_name = gopts.snapshotter
-        self.cache = Cache(client, self.sn_name, read=not opts.no_cache)
+        self.cache = Cache(client, self.sn_name, read=not opts.no_cache, share=opts.cache_share)
         self.platform = opts.platform or oci.host_platform()
         self.used_args: set[str] = set()
         self.meta = _expand_args(plan.meta_args, opts.build_args, platform_args(self.platform), self.lexer,

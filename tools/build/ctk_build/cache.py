@@ -8,11 +8,16 @@ Each entry is a tiny JSON blob in the content store, found by its ``ctk/build.ca
 layer blob and the committed snapshot. Its ``containerd.io/gc.root`` label keeps it, and through its
 ``gc.ref`` labels the layer and snapshot, from the garbage collector; ``ctk-build prune`` deletes the entries
 and lets the collector take what no image uses.
+
+With ``--cache-from`` a key missing here is looked up in the imported caches (:mod:`cacheimport`), whose hit is
+fetched, unpacked and stored here. Every step the build uses or makes is recorded with its parent chain, for
+``--cache-to`` (:mod:`cacheexport`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -24,6 +29,8 @@ from ctk_shared.limits import read_document
 
 if TYPE_CHECKING:
     from ctk_shared.containerd import Client
+
+    from .cacheimport import RemoteCache
 
 CACHE_LABEL = "ctk/build.cache"
 GC_ROOT = "containerd.io/gc.root"
@@ -49,11 +56,30 @@ class CacheEntry:
     digest: str = ""  # of the entry blob itself
 
 
+@dataclass(frozen=True)
+class Used:
+    """A step this build used or made: what ``--cache-to`` exports."""
+
+    parent_chain: str
+    entry: CacheEntry
+
+
+class CacheShare:
+    """What the builders of one build share (one per ``--platform``): the imported caches, and the steps used."""
+
+    def __init__(self, remote: RemoteCache | None = None) -> None:
+        self.remote = remote  # --cache-from
+        self.used: dict[str, Used] = {}  # key -> the step as the image has it
+        self.lock = threading.Lock()
+
+
 class Cache:
-    def __init__(self, client: Client, snapshotter: str, *, read: bool = True) -> None:
+    def __init__(self, client: Client, snapshotter: str, *, read: bool = True,
+                 share: CacheShare | None = None) -> None:
         self.client = client
         self.snapshotter = snapshotter
         self.read = read
+        self.share = share or CacheShare()
 
     def _entries(self, key: str) -> list[CacheEntry]:
         out = []
@@ -68,13 +94,38 @@ class Cache:
                 continue
         return out
 
-    def lookup(self, key: str, media_type: str = "") -> CacheEntry | None:
-        """A usable entry for ``key``, one whose layer has ``media_type`` first."""
+    def lookup(self, key: str, media_type: str = "", parent_chain: str | None = None) -> CacheEntry | None:
+        """A usable entry for ``key``, one whose layer has ``media_type`` first; with ``parent_chain`` (the chain
+        the step applies on) the imported caches are asked too, and the hit is recorded for export."""
         if not self.read:
             return None
         usable = [e for e in self._entries(key) if e.layer is None or self._usable(e)]
         usable.sort(key=lambda e: e.layer is not None and e.layer.media_type != media_type)
-        return usable[0] if usable else None
+        hit = usable[0] if usable else None
+        remote = self.share.remote
+        if hit is None and remote is not None and parent_chain is not None:
+            step = remote.fetch(self.client, self.snapshotter, key, parent_chain, media_type)
+            if step is not None:
+                self.store(key, step.created, step.layer, step.diff_id, step.chain_id)
+                hit = CacheEntry(key, step.created, step.layer, step.diff_id, step.chain_id)
+        if hit is not None and parent_chain is not None:
+            self._use(parent_chain, hit)
+        return hit
+
+    def form(self, key: str, media_type: str) -> CacheEntry | None:
+        """The local entry of ``key`` whose layer is stored as ``media_type`` (an export wants gzip), if any."""
+        for e in self._entries(key):
+            if e.layer is not None and e.layer.media_type == media_type and self._usable(e):
+                return e
+        return None
+
+    def used_steps(self) -> list[Used]:
+        with self.share.lock:
+            return list(self.share.used.values())
+
+    def _use(self, parent_chain: str, entry: CacheEntry) -> None:
+        with self.share.lock:
+            self.share.used[entry.key] = Used(parent_chain, entry)
 
     def _usable(self, entry: CacheEntry) -> bool:
         """The layer blob and its snapshot must both still exist (a prune or GC may have taken them)."""
@@ -87,7 +138,8 @@ class Cache:
         return True
 
     def store(self, key: str, created: str, layer: oci.Descriptor | None, diff_id: str = "",
-              chain_id: str = "") -> None:
+              chain_id: str = "", parent_chain: str | None = None) -> None:
+        """Remember a step; with ``parent_chain`` it is also the form this build's image uses (for export)."""
         doc = {"v": FORMAT, "key": key, "created": created, "layer": layer.to_json() if layer else None,
                "diff_id": diff_id, "chain_id": chain_id}
         data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
@@ -97,6 +149,8 @@ class Cache:
             labels[f"{L.GC_REF_CONTENT}.layer"] = layer.digest
             labels.update(L.gc_snapshot(self.snapshotter, chain_id))
         self.client.content.write_blob(f"ctk-build-cache-{digest}", data, digest, labels)
+        if parent_chain is not None:
+            self._use(parent_chain, CacheEntry(key, created, layer, diff_id, chain_id, digest))
         for old in self._entries(key):  # one entry per key and layer form: --no-cache rebuilds replace
             same_form = (old.layer.media_type if old.layer else "") == (layer.media_type if layer else "")
             if old.digest != digest and same_form:

@@ -68,6 +68,11 @@ def _epoch(value: str | None) -> int | None:
               help="a secret for RUN --mount=type=secret,id=ID (repeatable); never stored in the image")
 @click.option("--ssh", "ssh", multiple=True, metavar="default|ID=SOCKET",
               help="an SSH agent socket for RUN --mount=type=ssh (default: $SSH_AUTH_SOCK; repeatable)")
+@click.option("--cache-to", "cache_to", multiple=True, metavar="type=registry,ref=NAME[,mode=min|max]",
+              help="export the build cache to a registry (or type=local,dest=DIR, an OCI layout); repeatable")
+@click.option("--cache-from", "cache_from", multiple=True, metavar="type=registry,ref=NAME",
+              help="reuse steps cached in a registry (or type=local,src=DIR); layers are fetched only for the "
+                   "steps used; repeatable")
 @click.option("--format", "fmt", type=click.Choice(["ref", "json"]), default="ref", show_default=True,
               help="stdout: the ref@digest, or a JSON record")
 @shared_cli.global_options
@@ -75,7 +80,8 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
           target: str | None, no_cache: bool, quiet: bool, network: str, platform: str | None,
           source_date_epoch: str | None, labels: tuple[str, ...], push: bool, outputs: tuple[str, ...],
           compression: str, pull: bool, digestfile: str | None, fmt: str, allow: tuple[str, ...], progress: str,
-          iidfile: str | None, secrets: tuple[str, ...], ssh: tuple[str, ...]) -> None:
+          iidfile: str | None, secrets: tuple[str, ...], ssh: tuple[str, ...], cache_to: tuple[str, ...],
+          cache_from: tuple[str, ...]) -> None:
     """Build an image from a Dockerfile."""
     from ctk_shared.oci import Platform
 
@@ -86,7 +92,8 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
         no_cache=no_cache, quiet=quiet, network=network, allow=frozenset(allow),
         platform=Platform.parse(platform) if platform else None, source_date_epoch=_epoch(source_date_epoch),
         labels=shared_cli.key_values(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
-        pull=pull, digestfile=digestfile, progress=progress, iidfile=iidfile, secrets=secrets, ssh=ssh)
+        pull=pull, digestfile=digestfile, progress=progress, iidfile=iidfile, secrets=secrets, ssh=ssh,
+        cache_to=cache_to, cache_from=cache_from)
     ops.build(shared_cli.options(), req)
 
 

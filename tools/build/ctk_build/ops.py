@@ -48,6 +48,8 @@ class BuildRequest:
     iidfile: str | None = None  # also write the image ID (the config digest) there
     secrets: tuple[str, ...] = ()  # --secret id=…,src=…|env=…
     ssh: tuple[str, ...] = ()  # --ssh default|ID=SOCKET
+    cache_to: tuple[str, ...] = ()  # --cache-to type=registry,ref=…|type=local,dest=…
+    cache_from: tuple[str, ...] = ()  # --cache-from type=registry,ref=…|type=local,src=…
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,11 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
 
     tags = [refs.parse(t) for t in req.tags]  # bad names fail before any work
     outputs = [_parse_output(o) for o in req.outputs]
+    from .cache import CacheShare
+    from .cachespecs import parse_all
+
+    cache_to, cache_from = parse_all(req.cache_to, req.cache_from)
+    share = CacheShare()
     if req.push and not tags:
         raise UsageError("--push needs a name (-t)")
     from .stepnet import build_mode
@@ -154,7 +161,7 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     mode = progress_mod.choose("quiet" if req.quiet else req.progress, sys.stderr.isatty())
     opts = BuildOptions(text, df_name, context_dir, dict(req.build_args), req.target, req.no_cache, network,
                         req.platform, req.source_date_epoch, dict(req.labels), mode == "quiet", mode,
-                        _compression(req), req.pull, req.allow, secrets, agents)
+                        _compression(req), req.pull, req.allow, secrets, agents, cache_share=share)
     client = connect.containerd(gopts)
     from .runner import remove_stale_steps
 
@@ -163,7 +170,12 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
 
     old_term = signal.signal(signal.SIGTERM, _sigterm)
     log = progress_mod.make(mode)
+    cache_lines: list[str] = []
     try:
+        if cache_from and not req.no_cache:  # only the step lists now; layers when a step uses them
+            from .cacheimport import load
+
+            share.remote = load(cache_from, gopts, log.note)
         with client.lease_scope() as leased:
             b = Builder(leased, gopts, opts, bplan, log, context)
             try:
@@ -181,6 +193,10 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
             from .imagestate import write_image
 
             written = write_image(leased, state, gopts.snapshotter)
+            if cache_to:  # before the image is named: a failed export (without ignore-error) leaves no image
+                from .cacheexport import export_build
+
+                cache_lines = export_build(leased, gopts, share, written.manifest, cache_to, _warn)
             names = [str(t) for t in tags] or [f"{DANGLING}@{written.manifest.digest}"]
             from ctk_shared.containerd import Image
             from ctk_shared.cri import put_image
@@ -192,6 +208,8 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
             if req.push:
                 _push(leased, gopts, tags, mode == "quiet")
     finally:
+        if share.remote is not None:
+            share.remote.close()
         stepnet.wait_all()
         signal.signal(signal.SIGTERM, old_term)
         try:
@@ -200,6 +218,7 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
             pass  # only a speed-up for the next build
     res = BuildResult(names[0], written.manifest.digest, tuple(names), b.cached_steps, b.step_no)
     if mode in ("plain", "tty"):
+        sys.stderr.write("".join(f"{line}\n" for line in cache_lines))
         sys.stderr.write(f"built {res.ref} ({res.cached_steps} of {res.steps} steps cached)\n")
         sys.stderr.flush()
     from ctk_shared.outputs import write_output
@@ -213,6 +232,11 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
         return res  # stdout carried the tar
     output.emit_image(req.fmt, res.name, res.digest, Names=list(res.names), Config=written.config_digest)
     return res
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def _sigterm(signum: int, frame: object) -> None:

@@ -285,7 +285,8 @@ class StageContext:
         if epoch is not None:
             key = chain_key(key, "source-date-epoch", epoch)  # its layers are rewritten: another result
         want = oci.OCI_LAYER_GZIP if self.b.opts.compression == "gzip" else oci.OCI_LAYER
-        hit = self.b.cache.lookup(key, want)
+        parent = self.state.chain_id  # the step's layer applies on it (--cache-from matches on it too)
+        hit = self.b.cache.lookup(key, want, parent)
         if hit is not None and hit.layer is not None:
             self.vertex = self.b.begin(self.stage, ins.node)
             self.b.progress.cached(self.vertex)
@@ -293,7 +294,7 @@ class StageContext:
             layer = hit.layer
             if compression_of(layer) != self.b.opts.compression:
                 layer = convert_layer(self.b.client, layer, hit.diff_id, self.b.opts.compression)
-                self.b.cache.store(key, hit.created, layer, hit.diff_id, hit.chain_id)
+                self.b.cache.store(key, hit.created, layer, hit.diff_id, hit.chain_id, parent)
             self.state.add_layer(layer, hit.diff_id)
             self.state.add_history(created_by, empty=False, created=rfc3339(epoch) if epoch is not None
                                    else hit.created)
@@ -307,7 +308,7 @@ class StageContext:
         self.state.add_layer(made.desc, made.diff_id)
         self.state.add_history(created_by, empty=False, created=created)
         self.key = key
-        self.b.cache.store(key, created, made.desc, made.diff_id, made.chain_id)
+        self.b.cache.store(key, created, made.desc, made.diff_id, made.chain_id, parent)
 
 
 def _port_specs(word: str) -> list[str]:

@@ -155,14 +155,8 @@ def prune(force: bool) -> None:
     """Remove every ctk network no container uses (the default network stays)."""
     from . import netconf
 
-    if not force:
-        try:
-            ok = click.confirm("WARNING! This will remove all ctk networks not used by at least one container.\n"
-                               "Are you sure you want to continue?", err=True)
-        except click.exceptions.Abort:
-            ok = False
-        if not ok:
-            raise CtkError("nothing removed: not confirmed", hint="ctk-net prune -f skips the question")
+    if not shared_cli.confirm_prune("This will remove all ctk networks not used by at least one container.", force):
+        return
     store = _store()
     candidates = [n for n in store.list()
                   if n.managed and n.name not in netconf.PREDEFINED and not n.is_default]
