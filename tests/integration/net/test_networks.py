@@ -348,8 +348,11 @@ def test_prune(net):
     a, b = net.name("a"), net.name("b")
     assert net("ensure", "bridge").code == 0
     assert net("create", a).code == 0 and net("create", b).code == 0
-    r = net("prune", input="n\n")
-    assert r.code == 1 and "not confirmed" in r.err and len(net.files()) == 4
+    r = net("prune", input="n\n")  # as every ctk prune (and Docker's): "no" keeps everything and is no error
+    assert r.code == 0 and r.out == "" and "Are you sure you want to continue? [y/N]" in r.err
+    assert len(net.files()) == 4
+    r = net("prune", input="")  # no answer at all (a script without -f): a usage error with the fix
+    assert r.code == 2 and "add -f (--force)" in r.err and len(net.files()) == 4
     r = net("prune", input="y\n")
     assert r.code == 0 and sorted(r.lines) == sorted([a, b])
     assert net.files() == [".ctk-net.lock", "ctk-bridge.conflist"]
