@@ -49,6 +49,9 @@ def recipe(name: str) -> Recipe:
 def mmdebstrap_args(rec: Recipe, sources: AptSources, out: Path) -> list[str]:
     """The whole mmdebstrap command: everything that decides the tree is in it (the cache key hashes it)."""
     args = ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar", "--skip=output/dev"]
+    if rec.architecture:
+        # the emulator is checked before (check_emulator), with the fix named; arch-test is not needed
+        args += [f"--architectures={rec.architecture}", "--skip=check/qemu"]
     args += [f"--aptopt={o}" for o in APT_OPTS]
     args += [f"--dpkgopt={o}" for o in DPKG_OPTS]
     if MERGED_USR_HOOKS.is_dir():
@@ -102,6 +105,13 @@ def rootfs_tar(name: str, sources: AptSources | None = None, cache: Path | None 
             return tar
         if shutil.which("mmdebstrap") is None:
             raise ImageMakerError("mmdebstrap is not installed (Debian package mmdebstrap; scripts/setup installs it)")
+        if rec.platform:  # maintainer scripts of another CPU run under QEMU: the same check as ctk-build's
+            from ctk_build.platforms import emulator_problem
+            from ctk_shared.oci import Platform
+
+            problem = emulator_problem(Platform.parse(rec.platform))
+            if problem:
+                raise ImageMakerError(f"{name}: {problem}")
         tmp = tar.with_suffix(".tmp")
         logfile = cache / f"{name}.log"
         log.write(f"images: making the {name} root filesystem with mmdebstrap from {sources.suite} "
@@ -174,7 +184,9 @@ def build_image(name: str, ref: str, out: Path, *, address: str | None = None, n
         cmd += ["--address", address]
     if namespace:
         cmd += ["--namespace", namespace]
-    cmd += ["-t", ref, *(["--push"] if push else []), *(["-q"] if quiet else []), str(out)]
+    rec = recipe(name)
+    cmd += ["-t", ref, *(["--platform", rec.platform] if rec.platform else []),
+            *(["--push"] if push else []), *(["-q"] if quiet else []), str(out)]
     p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
                        env={**os.environ, **(env or {})})
     if p.returncode != 0:

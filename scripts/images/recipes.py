@@ -28,6 +28,13 @@ class Recipe:
     essential_hooks: tuple[str, ...] = ()
     metadata: tuple[str, ...] = ()
     files: dict[str, str] = field(default_factory=dict)
+    architecture: str = ""  # a Debian architecture other than the host's (mmdebstrap runs it under QEMU)
+
+    @property
+    def platform(self) -> str:
+        """The OCI platform ctk-build gives the image (``--platform``); "" for the host's."""
+        return {"arm64": "linux/arm64", "armhf": "linux/arm/v7", "amd64": "linux/amd64"}.get(
+            self.architecture, f"linux/{self.architecture}" if self.architecture else "")
 
 
 # Every image: no apt sources (an image must not depend on this machine's mirror; a Dockerfile that
@@ -78,6 +85,12 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe(
         "debian", "minimal Debian (mmdebstrap --variant=minbase), bash as the command",
         metadata=('CMD ["bash"]',),
+    ),
+    Recipe(
+        # for multi-platform builds: maintainer scripts run under QEMU (qemu-user-static + binfmt_misc,
+        # registered by scripts/setup), so this takes minutes rather than seconds on a fresh machine
+        "debian-arm64", "minimal Debian for arm64 (mmdebstrap --variant=minbase --architectures=arm64)",
+        metadata=('CMD ["bash"]',), architecture="arm64",
     ),
     Recipe(
         "tools", "Debian base plus curl, iproute2 and netcat: a client for network checks in tests",

@@ -295,7 +295,9 @@ def _pull_tree(client: Client, fetcher: _Fetcher, target: oci.Descriptor, want: 
         for child in children:
             _pull_manifest(client, fetcher, child, opts, progress, stop, unpack=opts.unpack and child == chosen)
             platforms.append(str(child.platform or want))
-        fetcher.store_document(target, "index", data, L.gc_manifests([c.digest for c in children]))
+        # every child, as containerd labels an index: a platform pulled earlier stays referenced (GC skips the
+        # children that are not in the store)
+        fetcher.store_document(target, "index", data, L.gc_manifests([m.digest for m in index.manifests]))
         return platforms
     plat = _pull_manifest(client, fetcher, target, opts, progress, stop, unpack=opts.unpack)
     return [plat]

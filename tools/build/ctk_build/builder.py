@@ -53,6 +53,7 @@ class BuildOptions:
     allow: frozenset[str] = frozenset()  # entitlements granted (--allow network.host)
     secrets: dict[str, bytes] = field(default_factory=dict, repr=False)  # --secret id -> bytes (never logged)
     ssh: dict[str, str] = field(default_factory=dict)  # --ssh id -> agent socket
+    show_platform: bool = False  # name steps "[linux/arm64 2/4] RUN …", as BuildKit does in multi-platform builds
     cache_share: CacheShare | None = None  # --cache-from caches and the steps used, for --cache-to
 
 
@@ -79,7 +80,9 @@ def _expand_args(items: list[KeyValues], build_args: dict[str, str], env: dict[s
 
 
 def platform_args(target: oci.Platform) -> dict[str, str]:
-    """BuildKit's automatic platform ARGs (build and target are the same here: no emulation)."""
+    """BuildKit's automatic platform ARGs: TARGET* is the platform being built, BUILD* this machine's (the
+    one ``FROM --platform=$BUILDPLATFORM`` runs natively on). Like every global ARG, a stage sees them only
+    after a bare ``ARG TARGETARCH``."""
     host = oci.host_platform()
     out = {}
     for prefix, p in (("TARGET", target), ("BUILD", host)):
@@ -233,6 +236,11 @@ class Builder:
             finally:
                 progress.close()
             img = store.load_local(self.client, str(ref), platform)
+        want, have = platform or self.platform, img.config.platform
+        if (want.os, want.architecture) != (have.os, have.architecture):
+            # BuildKit's InvalidBaseImagePlatform check: a warning, and the image is used as it is
+            self.progress.note(f"[warning] InvalidBaseImagePlatform: base image {text} has platform {have}, "
+                               f"expected {want} for this build")
         if not store.is_unpacked(self.client, img.config, self.sn_name):
             store.unpack(self.client, img, self.sn_name)
         state = ImageState.from_config(img.config.raw, list(img.manifest.layers), img.manifest_desc.digest)
@@ -247,8 +255,9 @@ class Builder:
                 if isinstance(ins, Command) and ins.keyword == "run":
                     network_of(self, ins)
                     self._check_secrets(ins)
+        self.check_emulators(stages)
         self.steps_total = sum(self.stage_total(s) for s in stages)
-        self.progress.total = self.steps_total
+        self.progress.total += self.steps_total  # one progress for every platform of a multi-platform build
         if len(stages) == 1 or self.max_parallel == 1:
             for st in stages:
                 self.results[st.index] = self.run_stage(st)
@@ -258,6 +267,29 @@ class Builder:
         if unused:
             self.progress.note(f"[warning] build-args not consumed: {', '.join(unused)}")
         return self.results[target.index]
+
+    def stage_platform(self, stage: Stage) -> oci.Platform:
+        """Where a stage's programs run: its ``FROM --platform=…``, else the platform of the stage it starts
+        from, else the build's target platform."""
+        flag = stage.from_.flags.get("platform")
+        if isinstance(flag, str):
+            text = self._expand(stage.from_.node, flag, self.meta)
+            if text:
+                try:
+                    return oci.Platform.parse(text)
+                except CtkError as e:
+                    raise self.df.error(stage.from_.node, f"FROM --platform={text}: {e.message}") from None
+        dep = self._stage_ref(self._from_image(stage.from_), stage.index)
+        return self.stage_platform(dep) if dep is not None else self.platform
+
+    def check_emulators(self, stages: list[Stage]) -> None:
+        """A stage with RUN steps for a platform this machine cannot run (no QEMU registered with binfmt_misc)
+        fails the build before any step runs, with the fix named."""
+        from .platforms import require_emulator
+
+        for st in stages:
+            if any(ins.keyword == "run" for ins in st.instructions):
+                require_emulator(self.stage_platform(st))
 
     def _check_secrets(self, ins: Command) -> None:
         """A required secret that was not given fails the build before any step runs."""
@@ -316,6 +348,8 @@ class Builder:
             no = self._stage_steps[stage.index] = self._stage_steps.get(stage.index, 0) + 1
         total = max(no, self.stage_total(stage))
         name = stage.label() if len(self.plan.stages) > 1 else ""
+        if self.opts.show_platform:
+            name = f"{self.platform} {name}".rstrip()
         text = " ".join(node.original.split())
         if len(text) > 100:
             text = text[:97] + "..."

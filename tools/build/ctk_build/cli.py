@@ -52,7 +52,8 @@ def _epoch(value: str | None) -> int | None:
                    "host needs --allow network.host")
 @click.option("--allow", "allow", multiple=True, metavar="ENTITLEMENT",
               help="grant an entitlement: network.host (RUN --network=host, --network host)")
-@click.option("--platform", help="the platform of base images (os/arch[/variant])")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT][,…]", help="the target platform; several (comma-separated) "
+              "build an OCI index with one image each, RUN steps of other CPUs running under QEMU (scripts/setup)")
 @click.option("--source-date-epoch", metavar="SECONDS",
               help="pin every timestamp for reproducible digests [$SOURCE_DATE_EPOCH]")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="add a label to the image config (repeatable)")
@@ -83,14 +84,13 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
           iidfile: str | None, secrets: tuple[str, ...], ssh: tuple[str, ...], cache_to: tuple[str, ...],
           cache_from: tuple[str, ...]) -> None:
     """Build an image from a Dockerfile."""
-    from ctk_shared.oci import Platform
-
     from . import ops
+    from .platforms import parse_list as parse_platforms
 
     req = ops.BuildRequest(
         context=context_dir, dockerfile=dockerfile, tags=tags, build_args=shared_cli.key_values(build_args, "--build-arg", bare="env"), target=target,
         no_cache=no_cache, quiet=quiet, network=network, allow=frozenset(allow),
-        platform=Platform.parse(platform) if platform else None, source_date_epoch=_epoch(source_date_epoch),
+        platforms=parse_platforms(platform) if platform else (), source_date_epoch=_epoch(source_date_epoch),
         labels=shared_cli.key_values(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
         pull=pull, digestfile=digestfile, progress=progress, iidfile=iidfile, secrets=secrets, ssh=ssh,
         cache_to=cache_to, cache_from=cache_from)

@@ -34,7 +34,7 @@ class BuildRequest:
     no_cache: bool = False
     quiet: bool = False
     network: str = "default"  # of RUN steps: default (own namespace on the bridge network), none, host
-    platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()  # --platform a,b (several: an OCI index); () = the host's
     source_date_epoch: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     push: bool = False
@@ -129,7 +129,7 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     from ctk_shared import connect
 
     from . import progress as progress_mod
-    from .builder import Builder, BuildOptions
+    from .builder import BuildOptions
     from .dockerfile import parse, plan
     from .sources import SourceTree
 
@@ -160,7 +160,7 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     agents = ssh_sources(req.ssh, dict(os.environ))
     mode = progress_mod.choose("quiet" if req.quiet else req.progress, sys.stderr.isatty())
     opts = BuildOptions(text, df_name, context_dir, dict(req.build_args), req.target, req.no_cache, network,
-                        req.platform, req.source_date_epoch, dict(req.labels), mode == "quiet", mode,
+                        None, req.source_date_epoch, dict(req.labels), mode == "quiet", mode,
                         _compression(req), req.pull, req.allow, secrets, agents, cache_share=share)
     client = connect.containerd(gopts)
     from .runner import remove_stale_steps
@@ -177,9 +177,10 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
 
             share.remote = load(cache_from, gopts, log.note)
         with client.lease_scope() as leased:
-            b = Builder(leased, gopts, opts, bplan, log, context)
-            try:
-                result = b.build()
+            from .multiplatform import build_platforms
+
+            try:  # one manifest, or an index of one per --platform
+                built = build_platforms(leased, gopts, opts, bplan, log, context, req.platforms)
             except CtkError as e:
                 log.close()
                 _show_tail(e, mode)
@@ -187,12 +188,7 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
             finally:
                 log.close()
                 stepnet.release_all()  # the RUN steps' network namespaces go while the image is written
-            state = result.state
-            if req.labels:
-                state.config["Labels"] = {**(state.config.get("Labels") or {}), **req.labels}
-            from .imagestate import write_image
-
-            written = write_image(leased, state, gopts.snapshotter)
+            written = built.written
             if cache_to:  # before the image is named: a failed export (without ignore-error) leaves no image
                 from .cacheexport import export_build
 
@@ -216,7 +212,7 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
             digests.save()
         except OSError:
             pass  # only a speed-up for the next build
-    res = BuildResult(names[0], written.manifest.digest, tuple(names), b.cached_steps, b.step_no)
+    res = BuildResult(names[0], written.manifest.digest, tuple(names), built.cached_steps, built.steps)
     if mode in ("plain", "tty"):
         sys.stderr.write("".join(f"{line}\n" for line in cache_lines))
         sys.stderr.write(f"built {res.ref} ({res.cached_steps} of {res.steps} steps cached)\n")
@@ -226,11 +222,13 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     # stdout carries the ref already: `-` here would mix the two, so it is refused
     if req.digestfile:
         write_output(req.digestfile, res.digest.encode(), allow_stdout=False)
-    if req.iidfile:  # Docker's image ID: the config digest
-        write_output(req.iidfile, written.config_digest.encode(), allow_stdout=False)
+    if req.iidfile:  # Docker's image ID: the config digest (buildx: the index's digest for several platforms)
+        write_output(req.iidfile, (written.config_digest or res.digest).encode(), allow_stdout=False)
     if any(dest == "-" for _kind, dest in outputs):
         return res  # stdout carried the tar
-    output.emit_image(req.fmt, res.name, res.digest, Names=list(res.names), Config=written.config_digest)
+    per_platform = {"Platforms": [str(p) for p in built.platforms]} if len(built.platforms) > 1 else {}
+    output.emit_image(req.fmt, res.name, res.digest, Names=list(res.names), Config=written.config_digest or None,
+                      **per_platform)
     return res
 
 
