@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .containerd import Client
     from .decryption_keys import KeySource
     from .registry.client import RegistryClient
+    from .registry.mirrors import MirroredClient
 
 LEASE_EXPIRE = timedelta(hours=24)
 T = TypeVar("T")
@@ -68,7 +69,7 @@ class PullResult:
 class _Fetcher:
     """Copies blobs from one repository into the content store, one ingest per blob."""
 
-    def __init__(self, client: Client, registry: RegistryClient, ref: Reference, progress: Progress,
+    def __init__(self, client: Client, registry: RegistryClient | MirroredClient, ref: Reference, progress: Progress,
                  stop: threading.Event) -> None:
         self.client = client
         self.registry = registry
@@ -215,7 +216,7 @@ class _Fetcher:
         self.progress.status(key, "downloaded")
 
 
-def pull(client: Client, registry: RegistryClient, ref: Reference, opts: PullOptions = PullOptions(),
+def pull(client: Client, registry: RegistryClient | MirroredClient, ref: Reference, opts: PullOptions = PullOptions(),
          progress: Progress | None = None) -> PullResult:
     """Pull ``ref`` into containerd and (by default) unpack it for ``opts.platform``."""
     progress = progress or NullProgress()

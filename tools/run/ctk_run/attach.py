@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ctk_shared import dataroot
 from ctk_shared.errors import CtkError
@@ -20,9 +20,15 @@ from . import labels as L
 from . import lifecycle, state
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from signal import _HANDLER
+
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container
+    from ctk_shared.decryption_keys import KeySource
     from ctk_shared.taskio import FifoSet
+
+    from .detachkeys import Scanner
 
 LOGGER_GRACE = 0.3  # the logger flushes the last lines just after the process exits
 OUTPUT_GRACE = 2.0  # after an exit: how long the output may pause before we stop waiting for its EOF (Docker: 2 s)
@@ -33,7 +39,7 @@ class _SignalProxy:
 
     def __init__(self, client: Client, cid: str) -> None:
         self.client, self.cid = client, cid
-        self.old: dict[int, object] = {}
+        self.old: dict[int, _HANDLER] = {}
 
     def __enter__(self) -> _SignalProxy:
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
@@ -48,7 +54,7 @@ class _SignalProxy:
 
     def __exit__(self, *exc: object) -> None:
         for s, h in self.old.items():
-            signal.signal(s, h)  # type: ignore[arg-type]
+            signal.signal(s, h)
 
 
 def _wait_thread(client: Client, cid: str) -> tuple[threading.Event, dict[str, int], list[float]]:
@@ -137,7 +143,9 @@ def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_op
                 log.write(stream, data)
             return write
 
-        sinks = {fifos.stdout_fd: sink("stdout", sys.stdout.buffer)}
+        sinks: dict[int, Callable[[bytes], None]] = {}
+        if fifos.stdout_fd is not None:
+            sinks[fifos.stdout_fd] = sink("stdout", sys.stdout.buffer)
         if fifos.stderr_fd is not None and fifos.stderr_fd >= 0:
             sinks[fifos.stderr_fd] = sink("stderr", sys.stderr.buffer)
         with _SignalProxy(client, c.id) if not term.raw else _NoProxy():
@@ -184,7 +192,7 @@ def run_terminal(client: Client, gopts: GlobalOptions, c: Container, *, detach_k
 
 
 def start_attached(client: Client, gopts: GlobalOptions, text: str, *, interactive: bool, detach_keys: bytes,
-                   keys: tuple = ()) -> int:
+                   keys: tuple[KeySource, ...] = ()) -> int:
     """``start -a [-i]``: start a stopped or created container and stay attached as ``run`` does; the
     container's exit status (1 after the detach keys, as Docker's attach)."""
     from .lookup import find_container
@@ -295,7 +303,7 @@ def _open_input(path: str) -> int:
     return fd
 
 
-def _pump_keys(client: Client, cid: str, fd: int, scanner: object, detached: threading.Event,
+def _pump_keys(client: Client, cid: str, fd: int, scanner: Scanner | None, detached: threading.Event,
                close_at_eof: bool) -> None:
     """Our stdin into the container's input FIFO, watching for the detach keys when it is a terminal."""
     src = sys.stdin.fileno()
@@ -308,11 +316,11 @@ def _pump_keys(client: Client, cid: str, fd: int, scanner: object, detached: thr
             if not data:
                 break
             if scanner is not None:
-                data = scanner.feed(data)  # type: ignore[attr-defined]
+                data = scanner.feed(data)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            if scanner is not None and scanner.detached:  # type: ignore[attr-defined]
+            if scanner is not None and scanner.detached:
                 detached.set()
                 return
         if close_at_eof:  # as Docker's StdinOnce: our input's end is the container's
@@ -391,8 +399,8 @@ class Terminal:
     def __init__(self, client: Client, cid: str, *, tty: bool, stdin_open: bool, exec_id: str = "") -> None:
         self.client, self.cid, self.exec_id, self.tty = client, cid, exec_id, tty
         self.raw = tty and stdin_open and sys.stdin.isatty()
-        self._saved: list | None = None  # type: ignore[type-arg]
-        self._old_handler: object = None
+        self._saved: list[Any] | None = None  # termios attributes
+        self._old_handler: _HANDLER = None
 
     def resize(self, *_a: object) -> None:
         try:
@@ -420,7 +428,7 @@ class Terminal:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved)
             self._saved = None
         if self._old_handler is not None:
-            signal.signal(signal.SIGWINCH, self._old_handler)  # type: ignore[arg-type]
+            signal.signal(signal.SIGWINCH, self._old_handler)
             self._old_handler = None
 
 

@@ -6,10 +6,18 @@ inside the commands that need them.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from ctk_shared import cli as shared_cli
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client
+
+    from .ops import Outcome
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 # `run` and `exec` stop at the image/command (its flags are the container's), and keep -h for --hostname
@@ -28,7 +36,7 @@ def cli() -> None:
     """
 
 
-def _client():  # type: ignore[no-untyped-def]
+def _client() -> Client:
     from ctk_shared import connect
 
     return connect.containerd(shared_cli.options())
@@ -106,7 +114,7 @@ _CONTAINER_OPTIONS = [
 ]
 
 
-def _container_options(f):  # type: ignore[no-untyped-def]
+def _container_options(f: F) -> F:
     """The flags of ``run`` and ``create`` (Docker's ``create`` takes all of ``run``'s but -d)."""
     for opt in reversed(_CONTAINER_OPTIONS):
         f = opt(f)

@@ -24,7 +24,7 @@ import shutil
 import stat
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ctk_shared.containerd import Mount
@@ -92,7 +92,7 @@ def copy_up(image_mounts: Sequence[Mount], target: str, vol_dir: str, lock_fd: i
 # ------------------------------------------------------------------------------------------------- child side
 
 
-def _mount(m: dict, where: str) -> None:
+def _mount(m: dict[str, Any], where: str) -> None:
     import subprocess
 
     opts = [o for o in m["options"] if o not in ("rw",)]

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctk_shared import images as store
 from ctk_shared import labels as SL
@@ -26,13 +26,18 @@ from .network import NetOptions
 from .restart import RestartPolicy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from contextlib import AbstractContextManager
+
     from ctk_shared.config import GlobalOptions
-    from ctk_shared.containerd import Client, Container
+    from ctk_shared.containerd import Client, Container, Mount
+    from ctk_shared.decryption_keys import KeySource
     from ctk_shared.images import LocalImage
     from ctk_shared.oci import Platform
     from ctk_shared.progress import Progress
 
     from .spec import SpecOptions
+    from .volumes import Use, Volume
 
 RUNTIME = "io.containerd.runc.v2"
 
@@ -49,13 +54,13 @@ class CreateOptions:
     labels: dict[str, str] = field(default_factory=dict)
     stop_timeout: int | None = None
     net: NetOptions = field(default_factory=NetOptions)
-    decryption_keys: tuple = ()  # ctk_shared.decryption_keys.KeySource, for encrypted images
+    decryption_keys: tuple[KeySource, ...] = ()  # for encrypted images
     volumes_from: tuple[str, ...] = ()  # CONTAINER[:ro|:rw]
-    healthcheck: dict | None = None  # the user's --health-* part (healthcheck.from_flags); None: the image's
+    healthcheck: dict[str, Any] | None = None  # the user's --health-* part (healthcheck.from_flags); None: the image's
 
 
 def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, platform: Platform | None,
-                 progress: Progress, decryption_keys: tuple = ()) -> tuple[LocalImage, str]:
+                 progress: Progress, decryption_keys: tuple[KeySource, ...] = ()) -> tuple[LocalImage, str]:
     """The image, pulled when missing (or always), through the shared library, and unpacked; with the value of
     the key-check label. An encrypted image is refused, before any unpacking, unless ``decryption_keys`` open
     its layers' wrapped keys: its layers may already be unpacked here by someone who had the key."""
@@ -117,12 +122,12 @@ def _bind_missing_sources(mounts: tuple[MountSpec, ...]) -> None:
             os.makedirs(m.source, exist_ok=True)  # Docker's -v creates a missing host directory
 
 
-def _image_view(client: Client, img: LocalImage, snapshotter: str):  # type: ignore[no-untyped-def]
+def _image_view(client: Client, img: LocalImage, snapshotter: str) -> Callable[[], AbstractContextManager[list[Mount]]]:
     """A factory of context managers giving the image's read-only snapshot mounts (for copy-up)."""
     from contextlib import contextmanager
 
     @contextmanager
-    def view():  # type: ignore[no-untyped-def]
+    def view() -> Iterator[list[Mount]]:
         if not img.chain_ids:
             yield []
             return
@@ -139,8 +144,9 @@ def _image_view(client: Client, img: LocalImage, snapshotter: str):  # type: ign
     return view
 
 
-def _volume_mounts(client: Client, gopts: GlobalOptions, img: LocalImage, mounts: tuple[MountSpec, ...],  # type: ignore[no-untyped-def]
-                   inherited_anonymous: frozenset[str] = frozenset()):
+def _volume_mounts(client: Client, gopts: GlobalOptions, img: LocalImage, mounts: tuple[MountSpec, ...],
+                   inherited_anonymous: frozenset[str] = frozenset()
+                   ) -> tuple[tuple[MountSpec, ...], list[Use], list[Volume]]:
     """Named, anonymous and image (``VOLUME``) volumes made or found, filled from the image where Docker
     fills them; the mounts with each volume resolved to its host directory, the ``ctk/volumes`` uses, and
     the anonymous volumes made now (to remove if the creation fails). ``inherited_anonymous``: targets of
@@ -242,7 +248,7 @@ def _image_stop_signal(config: object) -> str | None:
     return value
 
 
-def _health_labels(user: dict | None, config: object) -> dict[str, str]:
+def _health_labels(user: dict[str, Any] | None, config: object) -> dict[str, str]:
     """The merged health check (the image's HEALTHCHECK and the flags, Docker's rules) as labels."""
     from ctk_shared.errors import UsageError
 

@@ -223,6 +223,7 @@ def history(client: Client, since: datetime, until: datetime | None) -> list[Mes
         if started is not None and c.labels.get(L.NEVER_STARTED) != "true":
             out.append(Message(started, "start", c.id, known.attributes()))
         task = tasks.get(c.id)
+        finished: datetime | None
         if task is not None and task.status == "stopped" and task.exited_at:
             finished, code = task.exited_at, task.exit_status
         else:
@@ -325,9 +326,9 @@ def events(client: Client, *, since: str | None, until: str | None, filters: Seq
         live = _live(client, end, translator.refresh)
         next(live)  # subscribed before the past is read: nothing falls between the two
     if start is not None:
-        for msg in history(client, start, min(end, cut) if end is not None else cut):
-            if matches(msg, wanted):
-                emit(msg)
+        for past in history(client, start, min(end, cut) if end is not None else cut):
+            if matches(past, wanted):
+                emit(past)
     if live is None:
         return
     try:

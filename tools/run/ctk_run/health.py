@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 STATE_FILE = "health.json"
 LOCK_FILE = "health.lock"
@@ -37,7 +38,7 @@ def state_path(cdir: str) -> str:
     return os.path.join(cdir, STATE_FILE)
 
 
-def load(cdir: str) -> dict | None:
+def load(cdir: str) -> dict[str, Any] | None:
     """The stored state, or None (no file, unreadable, not ours): a bounded read of a file under the data root."""
     try:
         fd = os.open(state_path(cdir), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -56,7 +57,7 @@ def load(cdir: str) -> dict | None:
     return doc if isinstance(doc, dict) and isinstance(doc.get("Status"), str) else None
 
 
-def save(cdir: str, doc: dict) -> None:
+def save(cdir: str, doc: dict[str, Any]) -> None:
     """Replace the state file whole (a reader never sees half of it). OSErrors propagate."""
     from ctk_shared.outputs import write_owned
 
@@ -67,7 +68,8 @@ def reset(cdir: str, started_at: str) -> None:
     """A task starts: ``starting`` with no failing streak, as Docker; the previous probes' log is kept.
     Called by the logger before the container runs, so ``ps`` never shows the last run's status."""
     old = load(cdir) or {}
-    log = old.get("Log") if isinstance(old.get("Log"), list) else []
+    log = old.get("Log")
+    log = log if isinstance(log, list) else []
     save(cdir, {"Status": STARTING, "FailingStreak": 0, "Log": log[-MAX_LOG:], "StartedAt": started_at})
 
 
@@ -81,7 +83,7 @@ def record_stop(cdir: str, why: str) -> None:
         pass
 
 
-def apply(doc: dict, result: dict, retries: int, start_period: float, since_start: float) -> str | None:
+def apply(doc: dict[str, Any], result: dict[str, Any], retries: int, start_period: float, since_start: float) -> str | None:
     """Docker's state machine: fold one probe ``result`` (Start, End, ExitCode, Output) into ``doc``; the new
     status when it changed, else None. ``since_start``: seconds from the task's start to the probe's start."""
     old = doc.get("Status")
@@ -132,7 +134,7 @@ def _age(text: str | None) -> float:
     return (datetime.now(UTC) - (t if t.tzinfo else t.replace(tzinfo=UTC))).total_seconds()
 
 
-def current(cdir: str, running: bool) -> dict | None:
+def current(cdir: str, running: bool) -> dict[str, Any] | None:
     """The state as ``ps``/``inspect`` show it; None when the container has no health state. While the
     container runs but no runner holds the lock (the logger takes it before starting the runner and hands
     it over; a grace covers a task that is just starting), the status is ``unknown`` and ``Stopped`` says
@@ -150,7 +152,7 @@ def current(cdir: str, running: bool) -> dict | None:
     return doc
 
 
-def ps_suffix(doc: dict | None) -> str:
+def ps_suffix(doc: dict[str, Any] | None) -> str:
     """What ``ps`` appends to ``Up …``: `` (healthy)``, `` (health: starting)``, `` (unhealthy)``."""
     if not doc:
         return ""
@@ -160,7 +162,7 @@ def ps_suffix(doc: dict | None) -> str:
     return f" (health: {status if status in (STARTING, UNKNOWN) else UNKNOWN})"
 
 
-def inspect_value(doc: dict) -> dict:
+def inspect_value(doc: dict[str, Any]) -> dict[str, Any]:
     """``State.Health`` as Docker shows it (Status, FailingStreak, Log), plus ``Stopped`` when checks stopped."""
     out = {"Status": doc.get("Status", STARTING), "FailingStreak": int(doc.get("FailingStreak") or 0),
            "Log": [e for e in doc.get("Log") or [] if isinstance(e, dict)][-MAX_LOG:]}

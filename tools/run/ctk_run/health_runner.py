@@ -27,9 +27,13 @@ import select
 import sys
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from . import health
 from . import healthcheck as hcfg
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client
 
 RETRY_UNREACHABLE = 1.0  # seconds before a probe containerd did not answer is tried again
 OUTPUT_GRACE = 0.5  # after the probe exited: how long its output may still arrive
@@ -56,7 +60,7 @@ def _unreachable(e: Exception) -> bool:
 
 
 class Runner:
-    def __init__(self, client, cid: str, cdir: str, hc: dict, proc: dict) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, client: Client, cid: str, cdir: str, hc: dict[str, Any], proc: dict[str, Any]) -> None:
         self.client = client
         self.cid = cid
         self.cdir = cdir
@@ -64,7 +68,7 @@ class Runner:
         self.proc = proc
         self.fifo_dir = os.path.join(cdir, "health-fifo")
 
-    def probe(self) -> dict | None:
+    def probe(self) -> dict[str, Any] | None:
         """Run the check once; its log entry, or None when containerd could not be reached."""
         import secrets
         import threading
@@ -134,7 +138,7 @@ class Runner:
                     pass
 
 
-def _init_pidfd(client, cid: str, shim_pid: int, wait_for: float = 30.0) -> int | None:  # type: ignore[no-untyped-def]
+def _init_pidfd(client: Client, cid: str, shim_pid: int, wait_for: float = 30.0) -> int | None:
     """A pidfd on the container's init process: its pid from containerd, else from the ``init.pid`` the shim
     writes in its working directory (when the logger is the shim's child)."""
     try:
@@ -174,7 +178,7 @@ def _take_lock(cdir: str, inherited: int | None) -> int:
     return fd
 
 
-def _started(doc: dict) -> float:
+def _started(doc: dict[str, Any]) -> float:
     """The task's start as a wall-clock time (the start period counts from it)."""
     try:
         return datetime.fromisoformat(str(doc.get("StartedAt"))).timestamp()
@@ -242,14 +246,14 @@ def run(address: str, namespace: str, cid: str, cdir: str, shim_pid: int, lock_f
             _publish(client, cid, changed)
 
 
-def _task_running(client, cid: str) -> bool:  # type: ignore[no-untyped-def]
+def _task_running(client: Client, cid: str) -> bool:
     try:
         return client.tasks.get(cid).status == "running"
     except Exception as e:  # noqa: BLE001
         return _unreachable(e)
 
 
-def _publish(client, cid: str, status: str) -> None:  # type: ignore[no-untyped-def]
+def _publish(client: Client, cid: str, status: str) -> None:
     from .health_events import TOPIC, TYPE_URL, encode
 
     try:

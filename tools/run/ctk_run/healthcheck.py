@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 LABEL = "ctk/healthcheck"
 SHELL_LABEL = "ctk/shell"  # the image's SHELL (JSON list) when it is not /bin/sh -c: CMD-SHELL probes use it
@@ -61,7 +62,7 @@ def parse_duration(flag: str, text: str) -> int:
 
 def from_flags(*, cmd: str | None = None, interval: str | None = None, timeout: str | None = None,
                start_period: str | None = None, start_interval: str | None = None, retries: str | int | None = None,
-               disabled: bool = False) -> dict | None:
+               disabled: bool = False) -> dict[str, Any] | None:
     """The user's part of the check from the ``run``/``create`` flags; None when no health option was given."""
     given = {"interval": interval, "timeout": timeout, "start-period": start_period,
              "start-interval": start_interval}
@@ -72,7 +73,7 @@ def from_flags(*, cmd: str | None = None, interval: str | None = None, timeout: 
         return {"Test": ["NONE"]}
     if not any_given:
         return None
-    hc: dict = {"Test": ["CMD-SHELL", cmd] if cmd else []}
+    hc: dict[str, Any] = {"Test": ["CMD-SHELL", cmd] if cmd else []}
     for field, flag in FIELDS:
         text = given[flag]
         hc[field] = parse_duration(f"health-{flag}", text) if text is not None else 0
@@ -89,7 +90,7 @@ def from_flags(*, cmd: str | None = None, interval: str | None = None, timeout: 
     return hc
 
 
-def _clean_image(hc: object) -> dict | None:
+def _clean_image(hc: object) -> dict[str, Any] | None:
     """The image config's ``Healthcheck`` as far as it can be trusted (bytes from a registry): a dict with a
     list of strings as Test and non-negative integers, else None (no check; a bad one is not guessed at)."""
     if not isinstance(hc, dict):
@@ -97,7 +98,7 @@ def _clean_image(hc: object) -> dict | None:
     test = hc.get("Test")
     if test is not None and not (isinstance(test, list) and all(isinstance(t, str) for t in test)):
         return None
-    out: dict = {"Test": list(test or [])}
+    out: dict[str, Any] = {"Test": list(test or [])}
     for field in ("Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
         v = hc.get(field) or 0
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
@@ -106,7 +107,7 @@ def _clean_image(hc: object) -> dict | None:
     return out
 
 
-def merge(user: dict | None, image_config: object) -> dict | None:
+def merge(user: dict[str, Any] | None, image_config: object) -> dict[str, Any] | None:
     """The container's check: Docker's merge of the user's (``from_flags``) with the image's; None when
     there is none, or it is disabled (``["NONE"]``)."""
     image = _clean_image(image_config.get("Healthcheck")) if isinstance(image_config, dict) else None
@@ -126,14 +127,14 @@ def merge(user: dict | None, image_config: object) -> dict | None:
     return hc
 
 
-def runnable(hc: dict) -> bool:
+def runnable(hc: dict[str, Any]) -> bool:
     """A check that probes: ``CMD`` with a program, or ``CMD-SHELL`` with a command (``NONE``, an empty or an
     unknown Test run nothing, as in Docker)."""
     test = hc.get("Test") or []
     return len(test) >= 2 and test[0] in ("CMD", "CMD-SHELL") and bool(test[1])
 
 
-def command(hc: dict, shell: list[str] | None = None) -> list[str]:
+def command(hc: dict[str, Any], shell: list[str] | None = None) -> list[str]:
     """The probe's argv: ``CMD`` as given; ``CMD-SHELL`` through the image's SHELL (default ``/bin/sh -c``)."""
     test = hc["Test"]
     if test[0] == "CMD":
@@ -157,14 +158,14 @@ def image_shell(image_config: object) -> list[str] | None:
     return None
 
 
-def label_value(hc: dict) -> str:
+def label_value(hc: dict[str, Any]) -> str:
     text = json.dumps(hc, separators=(",", ":"))
     if len(text) + len(LABEL) > MAX_LABEL:
         raise HealthConfigError(f"the health check is too long ({len(text)} bytes; at most {MAX_LABEL - 60})")
     return text
 
 
-def from_label(text: str | None) -> dict | None:
+def from_label(text: str | None) -> dict[str, Any] | None:
     """The check kept in the container label; None when absent or unreadable."""
     if not text:
         return None
@@ -175,7 +176,7 @@ def from_label(text: str | None) -> dict | None:
     return hc if hc and runnable(hc) else None
 
 
-def seconds(hc: dict, field: str) -> float:
+def seconds(hc: dict[str, Any], field: str) -> float:
     """A duration of the check in seconds, with Docker's default for 0."""
     defaults = {"Interval": DEFAULT_INTERVAL, "Timeout": DEFAULT_TIMEOUT, "StartPeriod": DEFAULT_START_PERIOD,
                 "StartInterval": DEFAULT_START_INTERVAL}
@@ -183,7 +184,7 @@ def seconds(hc: dict, field: str) -> float:
     return ns / 1e9 if ns else defaults[field]
 
 
-def retries(hc: dict) -> int:
+def retries(hc: dict[str, Any]) -> int:
     return int(hc.get("Retries") or 0) or DEFAULT_RETRIES
 
 

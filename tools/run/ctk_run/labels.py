@@ -4,10 +4,9 @@
 """
 from __future__ import annotations
 
-from ctk_shared.labels import (
-    NAME,  # noqa: F401 - the container's name (also its spec annotation for ctk-net)
-    NETWORKS,  # noqa: F401 - the networks a container joins (shared with ctk-net)
-)
+# re-exported ("X as X": mypy's explicit export)
+from ctk_shared.labels import NAME as NAME  # the container's name (also its spec annotation for ctk-net)
+from ctk_shared.labels import NETWORKS as NETWORKS  # the networks a container joins (shared with ctk-net)
 
 # containerd's restart monitor (1.6 reads status + loguri; 1.7+ also reads policy)
 RESTART_STATUS = "containerd.io/restart.status"  # "running" | "stopped": the state the monitor enforces

@@ -20,7 +20,7 @@ from . import state
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
-    from ctk_shared.containerd import Client, Container
+    from ctk_shared.containerd import Client, Container, Mount
 
 DEFAULT_STOP_TIMEOUT = 10
 BUNDLE_GONE_WAIT = 5.0  # seconds a new task waits for the previous task's bundle to be removed
@@ -161,14 +161,15 @@ def stdin_fifo(gopts: GlobalOptions, namespace: str, c: Container, make: bool = 
     return str(path)
 
 
-def _create_task(client: Client, cid: str, rootfs: list, terminal: bool, streams: dict[str, str]) -> None:
+def _create_task(client: Client, cid: str, rootfs: list[Mount], terminal: bool, streams: dict[str, str]) -> None:
     """Create the init task, waiting out the previous task's deletion by another process: an exited detached
     container's task is deleted by its logger's child, and until containerd has removed that task's bundle a
     new one fails with 'failed to start shim: mkdir …: file exists' (seen on a start right after an exit)."""
     deadline = time.monotonic() + BUNDLE_GONE_WAIT
     while True:
         try:
-            client.tasks.create(cid, rootfs, terminal=terminal, **streams)
+            client.tasks.create(cid, rootfs, terminal=terminal, stdin=streams.get("stdin", ""),
+                                stdout=streams.get("stdout", ""), stderr=streams.get("stderr", ""))
             return
         except CtkError as e:
             if "file exists" not in e.message or time.monotonic() > deadline:

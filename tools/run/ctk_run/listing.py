@@ -170,7 +170,7 @@ def _network_settings(c: Container, st: State) -> dict[str, Any]:
 
     ns = network_state(c, st)
     nets = ns.get("Networks") or {}
-    first = next(iter(nets.values()), {})
+    first: dict[str, Any] = next(iter(nets.values()), {})
     ports: dict[str, Any] = {}
     for m in ns.get("Ports") or []:
         ports.setdefault(f"{m['containerPort']}/{m['protocol']}", []).append(

@@ -232,7 +232,8 @@ def _parse(line: bytes) -> LogRecord | None:
     if parsed is None:
         return None
     cls = globals().get("LogRecord") or _record_class()
-    return cls(stream, parsed[0], text, parsed[1])
+    record: LogRecord = cls(stream, parsed[0], text, parsed[1])  # the lazily built class is LogRecord
+    return record
 
 
 def _aware(t: datetime | None) -> datetime | None:

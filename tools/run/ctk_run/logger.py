@@ -29,6 +29,7 @@ import select
 import signal
 import sys
 import time
+from typing import Any
 
 READ_SIZE = 32768
 FIND_EVERY = 0.1  # how often to look for the container's init.pid until found
@@ -315,7 +316,8 @@ class _HealthChecks:
         poller.register(self.fd, select.POLLIN)
 
     def ended(self, poller: select.poll) -> None:
-        self.fd = _forget_fd(poller, self.fd)
+        _forget_fd(poller, self.fd)
+        self.fd = None
 
 
 class _Drops:
@@ -371,7 +373,7 @@ class _Drops:
 DROPS_FILE = "log-dropped.json"
 
 
-def read_drops(cdir: str) -> dict | None:
+def read_drops(cdir: str) -> dict[str, Any] | None:
     """``{"Lines": N, "Pending": M, "Reason": …}`` when the logger of the container in ``cdir`` ever dropped
     lines (M of them not yet noted in the log), else None. A bounded read of a file under the data root."""
     import json
@@ -445,7 +447,8 @@ class _ExitWatch:
         return self.exited
 
     def close(self, poller: select.poll) -> None:
-        self.fd = _forget_fd(poller, self.fd)
+        _forget_fd(poller, self.fd)
+        self.fd = None
 
 
 def _self_uri(log_path: str, address: str, health: bool = False) -> str:
@@ -457,7 +460,7 @@ def _self_uri(log_path: str, address: str, health: bool = False) -> str:
 
 
 def _forget_fd(poller: select.poll, fd: int | None) -> None:
-    """Stop polling ``fd`` (if it is polled) and close it; the caller's slot becomes None."""
+    """Stop polling ``fd`` (if it is polled) and close it; the caller then sets its slot to None."""
     if fd is not None:
         try:
             poller.unregister(fd)

@@ -18,6 +18,8 @@ from .errors import run_errors
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container
+    from ctk_shared.decryption_keys import KeySource
+    from ctk_shared.oci import Platform
 
     from .create import CreateOptions
     from .network import NetOptions
@@ -124,7 +126,7 @@ def check_user(user: str | None) -> None:
         raise UsageError(f"invalid user {user!r}: expected name|uid[:group|gid]")
 
 
-def run_platform(text: str):  # type: ignore[no-untyped-def]
+def run_platform(text: str) -> Platform:
     """``--platform`` for a container: it must be a Linux one, as ctk runs Linux containers only."""
     from ctk_shared.oci import Platform
 
@@ -135,7 +137,7 @@ def run_platform(text: str):  # type: ignore[no-untyped-def]
     return p
 
 
-def decryption_keys(specs: tuple[str, ...]) -> tuple:
+def decryption_keys(specs: tuple[str, ...]) -> tuple[KeySource, ...]:
     if not specs:
         return ()
     from ctk_shared.decryption_keys import read_key_specs
@@ -259,7 +261,7 @@ def for_each(client: Client, texts: Iterable[str], action: Callable[[Client, Con
 
 
 
-def check_first_start(client: Client, c: Container, keys: tuple = ()) -> None:
+def check_first_start(client: Client, c: Container, keys: tuple[KeySource, ...] = ()) -> None:
     """Before a container's first start, the key check ``create`` makes, unless ctk-run made it already (the
     label says so): a container made by another tool, or before the check existed, from an encrypted image
     runs only with a key for its layers. Later starts are not checked (imgcrypt checks at create only)."""

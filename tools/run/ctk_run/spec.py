@@ -17,6 +17,7 @@ import posixpath
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ctk_shared import ocispec, seccomp
 from ctk_shared.errors import InvalidArgument, UsageError
@@ -75,7 +76,7 @@ class SpecOptions:
     extra_mounts: tuple[MountSpec, ...] = ()  # files ctk generates (/etc/hosts, resolv.conf, hostname)
     network: str = "none"  # "host" shares the host's netns; anything else gets a new one
     netns_path: str = ""  # join this network namespace instead (--network container:)
-    hooks: dict | None = None  # the OCI "hooks" section, verbatim
+    hooks: dict[str, Any] | None = None  # the OCI "hooks" section, verbatim
     annotations: dict[str, str] | None = None
 
 
@@ -87,8 +88,8 @@ class SecurityOptions:
     writable_cgroups: bool = False
 
 
-def build_spec(container_id: str, namespace: str, image_config: dict, opts: SpecOptions, *,
-               passwd: str | None = None, group: str | None = None) -> dict:
+def build_spec(container_id: str, namespace: str, image_config: dict[str, Any], opts: SpecOptions, *,
+               passwd: str | None = None, group: str | None = None) -> dict[str, Any]:
     """The OCI runtime spec (a dict) for container ``container_id`` of containerd namespace ``namespace``.
 
     ``image_config`` is the image's config JSON or just its ``config`` object (Env, Cmd, Entrypoint,
@@ -108,7 +109,7 @@ def build_spec(container_id: str, namespace: str, image_config: dict, opts: Spec
     uid, gid, gids = resolve_user(opts.user or cfg.get("User") or "", passwd, group)
     caps = list(capabilities(opts.cap_add, opts.cap_drop, privileged=opts.privileged))
 
-    process: dict = {
+    process: dict[str, Any] = {
         "terminal": bool(opts.tty),
         "user": {"uid": uid, "gid": gid, **({"additionalGids": gids} if gids else {})},
         "args": args,
@@ -126,7 +127,7 @@ def build_spec(container_id: str, namespace: str, image_config: dict, opts: Spec
     if _cgroup_v2():  # Docker's default cgroupns is private on cgroup v2 and the host's on v1
         namespaces.append("cgroup")
 
-    linux: dict = {
+    linux: dict[str, Any] = {
         "namespaces": [{"type": t, "path": opts.netns_path} if t == "network" and opts.netns_path else {"type": t}
                        for t in namespaces],
         "cgroupsPath": f"/{namespace}/{container_id}",
@@ -150,7 +151,7 @@ def build_spec(container_id: str, namespace: str, image_config: dict, opts: Spec
     if propagation:
         linux["rootfsPropagation"] = propagation
 
-    spec: dict = {
+    spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": "rootfs", "readonly": bool(opts.read_only)},
@@ -168,14 +169,14 @@ def build_spec(container_id: str, namespace: str, image_config: dict, opts: Spec
 # ---------------------------------------------------------------------------------------------------- process
 
 
-def _config_section(image_config: dict) -> dict:
+def _config_section(image_config: dict[str, Any]) -> dict[str, Any]:
     inner = image_config.get("config") if isinstance(image_config, dict) else None
     if isinstance(inner, dict) and not {"Cmd", "Entrypoint", "Env"} & image_config.keys():
         return inner
     return image_config or {}
 
 
-def _process_args(cfg: dict, opts: SpecOptions) -> list[str]:
+def _process_args(cfg: dict[str, Any], opts: SpecOptions) -> list[str]:
     """Docker's matrix: entrypoint + (command or Cmd); ``--entrypoint`` drops the image's Cmd."""
     if opts.entrypoint is not None:
         entrypoint = [a for a in opts.entrypoint] if opts.entrypoint != ("",) else []
@@ -393,7 +394,7 @@ def _parse_bool(item: str, value: str) -> bool:
 # ------------------------------------------------------------------------------------------ limits, sysctls
 
 
-def _rlimits(ulimits: Iterable[str]) -> list[dict]:
+def _rlimits(ulimits: Iterable[str]) -> list[dict[str, Any]]:
     nofile = ocispec.default_nofile()
     limits: dict[str, tuple[int, int]] = {"RLIMIT_NOFILE": (nofile, nofile)}
     for text in ulimits:
@@ -406,9 +407,9 @@ def _rlim(v: int) -> int:
     return RLIM_INFINITY if v == -1 else v
 
 
-def _resources(opts: SpecOptions) -> dict:
+def _resources(opts: SpecOptions) -> dict[str, Any]:
     devices = [{"allow": True, "access": "rwm"}] if opts.privileged else ocispec.device_rules()
-    res: dict = {"devices": devices}
+    res: dict[str, Any] = {"devices": devices}
     if opts.memory is not None:
         if opts.memory < 6 * 1024 * 1024 and opts.memory != 0:
             raise UsageError("Minimum memory limit allowed is 6MB")
@@ -454,14 +455,14 @@ def _cgroup_v2() -> bool:
 
 
 def default_mounts(*, shm_size: int | None = None, privileged: bool = False,
-                   writable_cgroups: bool = False) -> list[dict]:
+                   writable_cgroups: bool = False) -> list[dict[str, Any]]:
     """Docker's default mounts (moby oci/defaults.go), /dev/shm as a tmpfs of ``shm_size`` bytes; privileged
     containers get /sys and /sys/fs/cgroup writable, ``writable-cgroups`` only the latter."""
     return ocispec.default_mounts(shm_size=ocispec.DEFAULT_SHM_SIZE if shm_size is None else shm_size,
                                   sys_readonly=not privileged, cgroup_readonly=not (privileged or writable_cgroups))
 
 
-def _mounts(opts: SpecOptions, sec: SecurityOptions) -> list[dict]:
+def _mounts(opts: SpecOptions, sec: SecurityOptions) -> list[dict[str, Any]]:
     if opts.shm_size is not None and opts.shm_size <= 0:
         raise UsageError("invalid --shm-size: it must be greater than 0")
     user: dict[str, MountSpec] = {}
@@ -486,7 +487,7 @@ def _mounts(opts: SpecOptions, sec: SecurityOptions) -> list[dict]:
     return defaults + [to_oci_mount(m) for m in chosen]
 
 
-def to_oci_mount(m: MountSpec) -> dict:
+def to_oci_mount(m: MountSpec) -> dict[str, Any]:
     """A user or generated mount in OCI form (bind: rbind + ro + propagation; tmpfs: Docker's defaults)."""
     if m.type == VOLUME:
         if not m.source.startswith("/"):
@@ -506,7 +507,7 @@ def to_oci_mount(m: MountSpec) -> dict:
     raise InvalidArgument(f"unknown mount type {m.type!r} at {m.target}")
 
 
-def _rootfs_propagation(mounts: list[dict]) -> str | None:
+def _rootfs_propagation(mounts: list[dict[str, Any]]) -> str | None:
     props = {o for m in mounts if m["type"] == "bind" for o in m["options"]}
     if props & {"shared", "rshared"}:
         return "rshared"

@@ -20,8 +20,8 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +35,9 @@ from . import labels as L
 from .mounts import check_volume_name
 
 if TYPE_CHECKING:
-    from ctk_shared.containerd import Client, Container
+    from ctk_shared.containerd import Client, Container, Mount
+
+    from .mounts import MountSpec
 
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # Docker's marker of an anonymous volume ("" value)
 META = "volume.json"
@@ -212,7 +214,7 @@ def check_options(options: dict[str, str]) -> None:
         raise UsageError(f"volume type {kind!r} is not supported", hint="-o type=tmpfs or -o type=none,o=bind")
 
 
-def mount_of(v: Volume, target: str, readonly: bool):  # type: ignore[no-untyped-def]
+def mount_of(v: Volume, target: str, readonly: bool) -> MountSpec:
     """The mount of volume ``v`` at ``target``: a bind of its ``_data``, or what its driver options say (a
     tmpfs with those options; a bind of the device)."""
     from .mounts import BIND, NONRECURSIVE, PROPAGATIONS, TMPFS, MountSpec
@@ -244,7 +246,7 @@ class Use:
 
 
 def prepare(data_root: str, namespace: str, wanted: list[tuple[str, str, bool, bool]],
-            image_mounts) -> tuple[list[Volume], list[Volume]]:  # type: ignore[no-untyped-def]
+            image_mounts: Callable[[], AbstractContextManager[list[Mount]]]) -> tuple[list[Volume], list[Volume]]:
     """Make (or find) each volume of ``wanted`` = [(name or "", destination, nocopy, anonymous)] and copy the
     image's content in where Docker would: a volume whose ``_data`` is empty and that nocopy does not exclude.
     ``image_mounts`` is a context manager factory giving the image's read-only snapshot mounts (only entered
