@@ -53,7 +53,8 @@ def encode(steps: Iterable[CacheStep]) -> tuple[bytes, bytes, list[oci.Descripto
     layers: list[oci.Descriptor] = []
     index: dict[str, int] = {}
     out = []
-    for s in sorted(steps, key=lambda s: s.key):
+    unique = {(s.key, s.parent_chain): s for s in steps}
+    for s in sorted(unique.values(), key=lambda s: (s.key, s.parent_chain)):
         if s.layer.digest not in index:
             index[s.layer.digest] = len(layers)
             layers.append(oci.Descriptor(s.layer.media_type, s.layer.digest, s.layer.size))
