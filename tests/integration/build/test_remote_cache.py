@@ -77,6 +77,12 @@ def _manifest(registry, ref: str) -> dict:
     return r.json()
 
 
+def _steps(registry, ref: str) -> list[dict]:
+    repo = ref.split("/", 1)[1].rsplit(":", 1)[0]
+    config = _manifest(registry, ref)["config"]["digest"]
+    return requests.get(f"http://{registry.host}/v2/{repo}/blobs/{config}", timeout=10).json()["steps"]
+
+
 def test_registry_cache_makes_every_step_cached_on_a_fresh_machine_with_the_same_digest(build, fresh, ctx, registry):
     ref = _cache_ref(registry)
     first = build("--progress=plain", "--cache-to", f"type=registry,ref={ref}", "-t", "app", str(ctx))
@@ -126,9 +132,7 @@ def test_only_the_layers_of_reused_steps_are_fetched(build, fresh, ctx, registry
     ref = _cache_ref(registry)
     assert build("--cache-to", f"type=registry,ref={ref},mode=max", "-t", "app", str(ctx)).code == 0
     m = _manifest(registry, ref)
-    repo = ref.split("/", 1)[1].rsplit(":", 1)[0]
-    config = requests.get(f"http://{registry.host}/v2/{repo}/blobs/{m['config']['digest']}", timeout=10).json()
-    diff_ids = {s["diffID"] for s in config["steps"]}
+    diff_ids = {s["diffID"] for s in _steps(registry, ref)}
     assert len(diff_ids) == LAYER_STEPS
     (ctx / "a.txt").write_text("changed\n")  # the COPY and the RUN after it miss; the first RUN hits
     r = fresh("--progress=plain", "--cache-from", f"type=registry,ref={ref}", "-t", "app", str(ctx))
@@ -247,3 +251,26 @@ def test_bad_cache_flags_are_usage_errors(build, ctx, flag, value, words):
     r = build(flag, value, "-t", "app", str(ctx))
     assert r.code == 2, r.err
     assert words in r.err and len(r.err.strip().splitlines()) <= 2, r.err
+
+
+MULTISTAGE = """\
+FROM {base} AS builder
+RUN echo built > /artifact && echo only-in-builder > /other
+FROM {base}
+COPY --from=builder /artifact /artifact
+RUN cat /artifact > /copy
+"""
+
+
+@pytest.mark.parametrize("mode, exported, cached", [("min", 2, 2), ("max", 3, 3)])
+def test_mode_min_exports_the_image_steps_and_max_every_stage(build, fresh, bb, tmp_path, registry, mode, exported,
+                                                              cached):
+    ctx = write(tmp_path / "ms", {"Dockerfile": MULTISTAGE.format(base=bb)})
+    ref = _cache_ref(registry)
+    first = build("--progress=plain", "--cache-to", f"type=registry,ref={ref},mode={mode}", "-t", "ms", str(ctx))
+    assert first.code == 0, first.err
+    assert len(_steps(registry, ref)) == exported
+    second = fresh("--progress=plain", "--cache-from", ref, "-t", "ms", str(ctx))
+    assert second.code == 0, second.err
+    assert len(cached_steps(second.err)) == cached, second.err
+    assert second.out == first.out  # min: the builder stage ran again, its file is the same, so is the COPY
