@@ -19,11 +19,12 @@ from .reference import Reference
 if TYPE_CHECKING:
     from .containerd import Client, Image
     from .registry.client import RegistryClient
+    from .registry.mirrors import MirroredClient
 
 MAX_PARALLEL_UPLOADS = 4
 
 
-def push(client: Client, registry: RegistryClient, image: Image, ref: Reference,
+def push(client: Client, registry: RegistryClient | MirroredClient, image: Image, ref: Reference,
          platform: oci.Platform | None = None, progress: Progress | None = None) -> str:
     """Push ``image`` as ``ref``; returns the digest of the pushed target (index or manifest)."""
     progress = progress or NullProgress()
@@ -48,7 +49,7 @@ def push(client: Client, registry: RegistryClient, image: Image, ref: Reference,
     return target.digest
 
 
-def _push_manifest(client: Client, registry: RegistryClient, ref: Reference, desc: oci.Descriptor,
+def _push_manifest(client: Client, registry: RegistryClient | MirroredClient, ref: Reference, desc: oci.Descriptor,
                    progress: Progress, tag: str | None = None) -> None:
     data = read_blob(client, desc)
     manifest = oci.Manifest.parse(data, desc.media_type)
@@ -61,7 +62,7 @@ def _push_manifest(client: Client, registry: RegistryClient, ref: Reference, des
     registry.put_manifest(ref.path, tag or desc.digest, data, desc.media_type)
 
 
-def _push_blob(client: Client, registry: RegistryClient, ref: Reference, desc: oci.Descriptor,
+def _push_blob(client: Client, registry: RegistryClient | MirroredClient, ref: Reference, desc: oci.Descriptor,
                progress: Progress) -> None:
     key = desc.digest[7:19]
     if registry.blob_exists(ref.path, desc.digest):

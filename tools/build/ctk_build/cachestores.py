@@ -135,7 +135,7 @@ def push_registry(client: Client, gopts: GlobalOptions, spec: CacheTo, manifest:
     ref = refs.parse(spec.target)
     registry = connect.registry(ref.domain, gopts)
     try:
-        push(client, registry, Image(name=spec.target, target=manifest), ref, None, NullProgress())  # type: ignore[arg-type]  # a MirroredClient pushes as its upstream does
+        push(client, registry, Image(name=spec.target, target=manifest), ref, None, NullProgress())
     finally:
         registry.close()
 

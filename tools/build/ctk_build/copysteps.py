@@ -134,8 +134,8 @@ def _source(sc: StageContext, ins: Copy, src_from: str,
                                               f"expected {want}")
             yield SourceTree(tmp, context=True, label="download"), ""
         return
-    with source_tree(sc, ins, src_from) as got:
-        yield got
+    with source_tree(sc, ins, src_from) as tree:
+        yield tree
 
 
 @contextlib.contextmanager

@@ -22,6 +22,9 @@ from ctk_shared.confined import (  # noqa: F401 - ctk-build's writers use these 
     remove_at,
 )
 
+__all__ = ["O_DIR", "RESOLVE_BENEATH", "RESOLVE_IN_ROOT", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV",
+           "MakeDir", "Root", "at_path", "default_mkdir", "lstat_at", "openat2", "remove_at", "remove_if_empty"]
+
 
 def remove_if_empty(top: str, rel: str) -> None:
     """Remove ``rel`` under directory ``top`` when it is an empty directory or an empty regular file, not

@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from ctk_shared.decryption_keys import KeySource
 from ctk_shared.errors import InvalidArgument, UsageError
 
@@ -83,7 +84,15 @@ def _jwk_public(jwk: dict[str, Any]) -> PublicKey:
     raise InvalidArgument(f"JWK key type {jwk['kty']!r} is not supported (RSA and EC are)")
 
 
-def _supported(key: Any, what: str) -> Any:
+@overload
+def _supported(key: PrivateKeyTypes, what: str) -> PrivateKey: ...
+
+
+@overload
+def _supported(key: PublicKeyTypes, what: str) -> PublicKey: ...
+
+
+def _supported(key: PrivateKeyTypes | PublicKeyTypes, what: str) -> PrivateKey | PublicKey:
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPublicKey |
                       ec.EllipticCurvePublicKey):
         raise InvalidArgument(f"{what}: {type(key).__name__} keys are not supported (RSA and EC are)")
@@ -105,7 +114,7 @@ def load_private_key(data: bytes, password: bytes | None = None, origin: str = "
             raise InvalidArgument(f"{origin} is a public JWK, not a private key")
         return _supported(jwk_key, origin)
     pem = b"-----BEGIN" in data
-    key: Any
+    key: PrivateKeyTypes
     try:
         if pem:
             key = serialization.load_pem_private_key(data, password)

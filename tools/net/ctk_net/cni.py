@@ -139,9 +139,12 @@ class Runtime:
         if command != "ADD" or not p.stdout.strip():
             return None
         try:
-            return json.loads(p.stdout)
+            result = json.loads(p.stdout)
         except json.JSONDecodeError:
             raise PluginError(f"CNI plugin {conf.get('type')} ADD printed no JSON result") from None
+        if not isinstance(result, dict):  # the CNI spec's result is an object
+            raise PluginError(f"CNI plugin {conf.get('type')} ADD printed no JSON result")
+        return result
 
     def _cache_path(self, att: Attachment) -> Path:
         return self.cache_dir / f"{att.key}.json"
