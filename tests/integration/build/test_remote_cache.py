@@ -227,8 +227,9 @@ def test_refused_export_fails_the_build_unless_ignore_error(build, ctd, ctx, reg
     ref = f"{registry_token_auth.host}/cache/app:buildcache"  # push needs a login we do not have
     r = build("--progress=plain", "--cache-to", f"type=registry,ref={ref}", "-t", "refused", str(ctx))
     assert r.code == 1, r.err
-    last = r.err.strip().splitlines()[-1]
-    assert "exporting the build cache" in last or "exporting the build cache" in r.err, r.err
+    error, hint = r.err.strip().splitlines()[-2:]
+    assert error.startswith(f"ctk-build: error: exporting the build cache to {ref}: ") and "auth" in error, r.err
+    assert "ignore-error=true" in hint and "login" in hint, r.err
     assert "Traceback" not in r.err
     assert not [i for i in ctd.images.list() if i.name.endswith("/refused:latest")]  # no image named
     r = build("--progress=plain", "--cache-to", f"type=registry,ref={ref},ignore-error=true", "-t", "kept",

@@ -78,9 +78,10 @@ def export(client: Client, gopts: GlobalOptions, cache: Cache, image_chain: list
             if spec.ignore_error:
                 warn(f"[warning] exporting the build cache to {spec} failed: {message} (ignore-error=true)")
                 continue
+            fix = e.hint if isinstance(e, CtkError) and e.hint else ""
             raise CtkError(f"exporting the build cache to {spec}: {message}",
-                           hint="add ignore-error=true to --cache-to to keep the image when the cache cannot be "
-                                "exported") from None
+                           hint=(fix + "; or " if fix else "") + "add ignore-error=true to --cache-to to keep the "
+                           "image when the cache cannot be exported") from None
     return done
 
 
