@@ -275,3 +275,16 @@ def test_mode_min_exports_the_image_steps_and_max_every_stage(build, fresh, bb, 
     assert second.code == 0, second.err
     assert len(cached_steps(second.err)) == cached, second.err
     assert second.out == first.out  # min: the builder stage ran again, its file is the same, so is the COPY
+
+
+def test_gzip_builds_reuse_the_cached_blobs_as_they_are(build, fresh, ctx, registry):
+    """A build that keeps gzip layers (--push, -o, --compression gzip) gets the cache's blobs byte for byte."""
+    ref = _cache_ref(registry)
+    first = build("--compression", "gzip", "--cache-to", f"type=registry,ref={ref}", "-t", "gz", str(ctx))
+    assert first.code == 0, first.err
+    layers = {layer["digest"] for layer in _manifest(registry, ref)["layers"]}
+    second = fresh("--progress=plain", "--compression", "gzip", "--cache-from", ref, "-t", "gz", str(ctx))
+    assert second.code == 0, second.err
+    assert len(cached_steps(second.err)) == LAYER_STEPS, second.err
+    assert second.out == first.out
+    assert all(fresh.client.content.exists(d) for d in layers)
