@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,7 +170,7 @@ def require_keys(layers: Iterable[Descriptor], keys: Iterable[KeySource]) -> Non
                          hint="pass --decryption-key KEY.pem[:pass=…], or pull with --unpack=false")
 
 
-def layer_payloads(keys: Iterable[KeySource]):  # type: ignore[no-untyped-def]
+def layer_payloads(keys: Iterable[KeySource]) -> Callable[[Descriptor], dict[str, tuple[str, bytes]]] | None:
     """The Unpacker's ``payloads`` callback for these keys (None without keys: plain layers need none)."""
     keys = list(keys)
     if not keys:

@@ -28,6 +28,7 @@ class CtkError(Exception):
     """Root of everything ctk raises on purpose; ``hint`` is a fix the user can apply."""
 
     exit_code: int = ExitStatus.FAILURE
+    grpc_code: str  # only on errors from containerd's API: its status code's name (containerd.errors.from_rpc_error)
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

@@ -19,6 +19,7 @@ from .address import not_running, socket_path
 
 if TYPE_CHECKING:
     import grpc
+    from google.protobuf.message import Message
 
 MAX_MESSAGE_SIZE = 16 << 20  # containerd's limit both ways (defaults/defaults.go); grpcio's receive default is 4 MiB
 MAX_METADATA_SIZE = 4 << 20  # headers and trailers received, error messages included
@@ -29,8 +30,8 @@ Metadata = tuple[tuple[str, str], ...]
 R = TypeVar("R")
 
 
-def _serialize(msg: Any) -> bytes:
-    return msg.SerializeToString()  # type: ignore[no-any-return]
+def _serialize(msg: Message) -> bytes:
+    return msg.SerializeToString()
 
 
 class Connection:
@@ -120,8 +121,9 @@ class Service:
         from .errors import rpc_errors
 
         with rpc_errors(self._conn.address):
-            fn = self._conn.callable("unary_unary", self._path(method), response_cls)
-            return fn(request, metadata=self._md, timeout=timeout, wait_for_ready=False)  # type: ignore[no-any-return]
+            fn: grpc.UnaryUnaryMultiCallable[Any, R] = self._conn.callable("unary_unary", self._path(method),
+                                                                           response_cls)
+            return fn(request, metadata=self._md, timeout=timeout, wait_for_ready=False)
 
     def _stream(self, method: str, request: Any, response_cls: type[R]) -> Iterator[R]:
         """Server-streaming call; errors are mapped while iterating too. Closing the generator cancels the call."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import field_mask_pb2
 
@@ -11,12 +11,16 @@ from .._proto.containerd.api.types import descriptor_pb2, mount_pb2
 from ..oci import Descriptor
 from .models import Mount
 
+if TYPE_CHECKING:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
 
 def to_datetime(msg: Any, name: str) -> datetime | None:
     """``msg.<name>`` as an aware UTC datetime, or None when unset."""
     if not msg.HasField(name):
         return None
-    return getattr(msg, name).ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
+    ts: Timestamp = getattr(msg, name)
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 def descriptor_to_pb(desc: Descriptor) -> descriptor_pb2.Descriptor:

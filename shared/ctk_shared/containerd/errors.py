@@ -73,7 +73,7 @@ def from_rpc_error(err: grpc.RpcError, address: str = "") -> CtkError:
     else:
         cls = _CLASSES.get(code, CtkError) if code is not None else CtkError
         exc = cls(details)
-    exc.grpc_code = code.name if code is not None else "UNKNOWN"  # type: ignore[attr-defined]
+    exc.grpc_code = code.name if code is not None else "UNKNOWN"
     return exc
 
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from functools import cache
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from google.protobuf import any_pb2, empty_pb2
 
@@ -59,6 +59,14 @@ def decode(type_url: str, value: bytes) -> dict[str, Any]:
                                      always_print_fields_with_no_presence=True)
 
 
+class _EnvelopeStream(Protocol):
+    """The Subscribe call as grpc returns it: an iterator of envelopes that can be cancelled."""
+
+    def __next__(self) -> pb.Envelope: ...
+
+    def cancel(self) -> bool: ...
+
+
 def _event(env: pb.Envelope) -> Event:
     return Event(to_datetime(env, "timestamp"), env.namespace, env.topic, env.event.type_url,
                  decode(env.event.type_url, env.event.value), env.event.value)
@@ -68,7 +76,7 @@ class Subscription:
     """An open ``Events.Subscribe`` stream: iterate for :class:`Event` objects; :meth:`cancel` (from any thread,
     or by leaving the ``with`` block) ends the iteration cleanly."""
 
-    def __init__(self, call: Any, address: str, marker: str = "") -> None:
+    def __init__(self, call: _EnvelopeStream, address: str, marker: str = "") -> None:
         self._call = call
         self._address = address
         self._marker = marker
@@ -95,7 +103,7 @@ class Subscription:
         try:
             with rpc_errors(self._address):
                 try:
-                    return next(self._call)  # type: ignore[no-any-return]
+                    return next(self._call)
                 except grpc.RpcError:
                     if self._cancelled.is_set():  # our own cancel(), maybe from another thread
                         raise StopIteration from None

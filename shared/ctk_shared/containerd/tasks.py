@@ -12,7 +12,7 @@ import builtins
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import any_pb2, empty_pb2
 
@@ -22,6 +22,9 @@ from .channel import Service
 from .convert import mounts_to_pb
 from .errors import rpc_errors
 from .models import ExitInfo, Mount, TaskInfo
+
+if TYPE_CHECKING:
+    from google.protobuf.timestamp_pb2 import Timestamp
 
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
@@ -35,10 +38,10 @@ def _time(msg: Any, name: str) -> datetime | None:
     """A timestamp field as aware UTC datetime; None when unset or Go's zero time."""
     if not msg.HasField(name):
         return None
-    ts = getattr(msg, name)
+    ts: Timestamp = getattr(msg, name)
     if ts.seconds <= _GO_ZERO_TIME or (ts.seconds == 0 and ts.nanos == 0):
         return None
-    return ts.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 def _process(p: task_pb2.Process, container_id: str = "") -> TaskInfo:
