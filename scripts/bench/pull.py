@@ -7,6 +7,9 @@ Before each run every blob and snapshot is removed from all namespaces and the s
 blob files are gone (content is shared across namespaces). State lives on a loop-mounted journaled ext4.
 With --rate, the registry runs in a network namespace behind a veth shaped with tc (e.g. 200mbit).
 Also reports start-up time of `ctk-pull --help` and `ctk-pull images` on an empty namespace.
+
+Beside each wall-clock median: the client's CPU seconds (user + system of the command and its children, from
+wait4), the load-robust figure on a shared machine, and its ratio to ctr's; and the load average (`uptime`).
 """
 from __future__ import annotations
 
@@ -31,6 +34,27 @@ HOST_IP, NS_IP = "10.213.7.1", "10.213.7.2"
 
 def sh(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=check, **kw)
+
+
+def timed_cpu(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of ``cmd``: user + system time of the process and the children it waited for,
+    as wait4 reports them. It must succeed."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as errf:  # not a pipe: a chatty command cannot fill it and stall
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        took = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            errf.seek(0)
+            raise SystemExit(f"{' '.join(cmd)}: exit {p.returncode}: {errf.read().decode(errors='replace').strip()}")
+    return took, usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def loop_fs() -> Path:
@@ -148,6 +172,8 @@ def main() -> int:
         ctk = ["ctk-pull", "--address", daemon.address, *insecure, *args.ctk_args.split()]
         ctr = ["ctr", "-a", daemon.address]
         results: dict[str, list[float]] = {k: [] for k in ("ctk", "ctr", "ctk_fetch", "skopeo", "ctr_fetch")}
+        cpu: dict[str, list[float]] = {k: [] for k in results}
+        loads = [load_average()]
         env = dict(os.environ)
         for i in range(args.runs):
             ns = f"bench{i}"
@@ -156,7 +182,9 @@ def main() -> int:
                     clean_store(client, blobs)
                     cmd = ctk + ["-n", ns, "-q", ref] if tool == "ctk" else \
                         ctr + ["-n", ns, "images", "pull", "--plain-http", ref]
-                    results[tool].append(timed(cmd, env))
+                    wall, used = timed_cpu(cmd, env)
+                    results[tool].append(wall)
+                    cpu[tool].append(used)
             if "fetch" not in skip:
                 order = ("ctk_fetch", "skopeo", "ctr_fetch")
                 for tool in (order if i % 2 == 0 else order[::-1]):
@@ -169,13 +197,23 @@ def main() -> int:
                         cmd = ctr + ["-n", ns, "content", "fetch", "--plain-http", ref]
                     else:
                         cmd = ctk + ["-n", ns, "-q", "--unpack", "false", ref]
-                    results[tool].append(timed(cmd, env))
-            print(f"run {i + 1}/{args.runs}: " + ", ".join(f"{k}={v[-1]:.2f}s" for k, v in results.items() if v),
-                  file=sys.stderr)
+                    wall, used = timed_cpu(cmd, env)
+                    results[tool].append(wall)
+                    cpu[tool].append(used)
+            loads.append(load_average())
+            print(f"run {i + 1}/{args.runs} (load {loads[-1]}): " +
+                  ", ".join(f"{k}={v[-1]:.2f}s/{cpu[k][-1]:.2f}cpu" for k, v in results.items() if v), file=sys.stderr)
         report: dict[str, object] = {"image": "8 layers x 64 MiB", "compression": "zstd" if args.zstd else "gzip",
                                      "rate": args.rate or "loopback", "runs": args.runs}
         med = {k: statistics.median(v) for k, v in results.items() if v}
         report["median_s"] = {k: round(v, 3) for k, v in med.items()}
+        cmed = {k: statistics.median(v) for k, v in cpu.items() if v}
+        report["median_cpu_s"] = {k: round(v, 3) for k, v in cmed.items()}
+        report["load_average"] = {"start": loads[0], "end": loads[-1]}
+        if "ctk" in cmed and "ctr" in cmed:
+            report["cpu_ratio_ctk_vs_ctr_unpack"] = round(cmed["ctk"] / cmed["ctr"], 3)
+        if "ctk_fetch" in cmed and "ctr_fetch" in cmed:
+            report["cpu_ratio_ctk_vs_ctr_fetch"] = round(cmed["ctk_fetch"] / cmed["ctr_fetch"], 3)
         if "ctk" in med and "ctr" in med:
             report["ratio_ctk_vs_ctr_unpack"] = round(med["ctk"] / med["ctr"], 3)
         if "ctk_fetch" in med and "skopeo" in med:

@@ -242,11 +242,11 @@ class Unpacker:
                                      f"the image config says {self.diff_ids[i]}")
             try:
                 self.sn.commit(chain_id, key, {L.SNAPSHOT_REF: chain_id})
+                committed = True  # the active snapshot ``key`` is gone: nothing to discard (two RPCs fewer)
             except AlreadyExists:
-                pass  # lost a race with another unpack of the same layer: theirs is as good
-            committed = True
+                pass  # lost a race with another unpack of the same layer: theirs is as good, ours goes
         finally:
-            if not committed or self.has(i):
+            if not committed:
                 self.discard(key)
         self.client.content.update_labels(layer.digest, {L.UNCOMPRESSED: self.diff_ids[i]})
         if self.progress and key_label:
