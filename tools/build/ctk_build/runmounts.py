@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -41,13 +42,14 @@ from typing import TYPE_CHECKING, Any
 from ctk_shared.errors import CtkError, InvalidArgument
 from ctk_shared.outputs import rename_owned
 
-from . import mounting
-from .copysteps import source_tree
 from .runner import secrets_dir
 
 if TYPE_CHECKING:
     from .dockerfile.instructions import Command
     from .stage import StageContext
+
+# mounting and copysteps (ctypes, tarfile) are imported by the functions that mount: every build reads the
+# --secret/--ssh flags through this module, and a cached rebuild mounts nothing.
 
 TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
 SHARING = ("shared", "private", "locked")
@@ -394,6 +396,8 @@ def prepare(sc: StageContext, ins: Command, mounts: list[RunMount], cid: str,
 
 def _secret_tmpfs(data_root: str, cid: str, stack: contextlib.ExitStack, size: int) -> str:
     """A tmpfs of the step's own (0700, root) for its secret files: their bytes never touch a disk."""
+    from . import mounting
+
     path = secrets_dir(data_root, cid)
     os.makedirs(path, mode=0o700, exist_ok=True)
     stack.callback(_drop_secret_dir, path)
@@ -402,12 +406,16 @@ def _secret_tmpfs(data_root: str, cid: str, stack: contextlib.ExitStack, size: i
 
 
 def _drop_secret_dir(path: str) -> None:
+    from . import mounting
+
     mounting.unmount(path)
     with contextlib.suppress(OSError):
         os.rmdir(path)
 
 
 def _cache_mount(sc: StageContext, ins: Command, m: RunMount, stack: contextlib.ExitStack) -> dict[str, Any]:
+    from .copysteps import source_tree
+
     b = sc.b
     base = os.path.join(cache_root(b.gopts.data_root, b.client.namespace),
                         hashlib.sha256(m.id.encode()).hexdigest()[:32])
@@ -442,6 +450,8 @@ def _cache_mount(sc: StageContext, ins: Command, m: RunMount, stack: contextlib.
 
 
 def _bind_mount(sc: StageContext, ins: Command, m: RunMount, stack: contextlib.ExitStack) -> dict[str, Any]:
+    from .copysteps import source_tree
+
     tree, _key = stack.enter_context(source_tree(sc, ins, m.from_))
     if tree is None:
         raise sc.b.df.error(ins.node, "RUN --mount=type=bind needs a build context (none was given)")
@@ -471,6 +481,8 @@ def _bind_mount(sc: StageContext, ins: Command, m: RunMount, stack: contextlib.E
 def key_parts(sc: StageContext, ins: Command, mounts: list[RunMount]) -> list[Any]:
     """The cache key's share of the mounts: each spec, and for a bind the content key of its source (the
     stage's key, the image's digest, or the checksum of the context files)."""
+    from .copysteps import source_tree
+
     parts: list[Any] = []
     for m in mounts:
         content = ""
@@ -493,7 +505,7 @@ def check(sc: StageContext, ins: Command) -> list[RunMount]:
     if not isinstance(raw, str) or not raw:
         return []
     workdir = str(sc.state.config.get("WorkingDir") or "/")
-    out = []
+    out: list[RunMount] = []
     for text in raw.split("\n"):
         try:
             m = resolve(parse(text, lambda v: sc.expand(ins.node, v)), workdir)
@@ -505,7 +517,7 @@ def check(sc: StageContext, ins: Command) -> list[RunMount]:
             raise sc.b.df.error(ins.node, f"ssh {m.id}: no agent given (ctk-build --ssh {m.id})")
         if m.type == "ssh" and not m.target:
             n = sum(1 for o in out if o.type == "ssh")
-            m = RunMount(**{**m.__dict__, "target": f"/run/buildkit/ssh_agent.{n}"})
+            m = dataclasses.replace(m, target=f"/run/buildkit/ssh_agent.{n}")
         out.append(m)
     return out
 

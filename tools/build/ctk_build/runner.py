@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 from ctk_shared.errors import CtkError, NotFound
 
-from .stepspec import StepProcess, build_step_spec
-
 if TYPE_CHECKING:
     from ctk_shared.containerd import Client, Mount
+
+    from .stepspec import StepProcess
 
 RUNTIME = "io.containerd.runc.v2"
 STEP_LABEL = "ctk/build.step"  # on the short-lived container record of a RUN step
@@ -114,6 +114,8 @@ def run_step(client: Client, snapshotter: str, key: str, mounts: Sequence[Mount]
     always does once the task exists (and runc itself does when creating the task fails)."""
     from ctk_shared.containerd import Container
     from ctk_shared.taskio import FifoSet, copy_output
+
+    from .stepspec import build_step_spec
 
     cid = step_container_id(key)
     spec = build_step_spec(cid, client.namespace, proc)

@@ -9,21 +9,21 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from ctk_shared.errors import CtkError
-from ctk_shared.nethooks import hook_error
-from ctk_shared.snapshotfs import exists_layered, layered_dirs
 
-from . import mounting, rootfs, runmounts, stepnet, users
+from . import stepnet
 from .cache import chain_key
 from .dockerfile.instructions import Command
 from .dockerfile.parser import DockerfileError, as_written, parse_heredoc
-from .runner import StepFailed, run_step, step_container_id, step_files_dir
-from .stepspec import STEP_HOSTNAME, StepProcess
 
 if TYPE_CHECKING:
     from ctk_shared.containerd import Mount
 
+    from . import runmounts
     from .builder import Builder
     from .stage import StageContext
+
+# What only a step that runs needs (mounting, the runtime spec, RUN --mount) is imported when one runs: a
+# fully cached rebuild computes keys only, and its start-up time is most of what it costs.
 
 PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                         "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
@@ -81,7 +81,11 @@ def run(sc: StageContext, ins: Command) -> None:
 
 
 def _run(sc: StageContext, ins: Command, network: str) -> None:
-    mounts = runmounts.check(sc, ins)
+    mounts: list[runmounts.RunMount] = []
+    if ins.flags.get("mount"):
+        from . import runmounts as rm
+
+        mounts = rm.check(sc, ins)
     args, pipes = _run_args(sc, ins)
     env_list = sc.state.env_list()
     env_keys = {e.partition("=")[0] for e in env_list}
@@ -96,7 +100,7 @@ def _run(sc: StageContext, ins: Command, network: str) -> None:
     created_by = f"{prefix}{' '.join(sc.shell)} {shown}"
     key = chain_key(sc.key, "run", args, env_list + build_env, user, cwd, network, pipes)
     if mounts:  # (a step without mounts keeps the key it always had)
-        key = chain_key(key, "mounts", runmounts.key_parts(sc, ins, mounts))
+        key = chain_key(key, "mounts", rm.key_parts(sc, ins, mounts))
     sc.layer_step(ins, key, created_by, lambda snap, skey: _run_in(
         sc, ins, snap, skey, args, process_env, user, cwd, network, pipes, mounts))
 
@@ -104,6 +108,13 @@ def _run(sc: StageContext, ins: Command, network: str) -> None:
 def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args: list[str], env: list[str],
             user: str, cwd: str, network: str, pipes: dict[str, str],
             run_mounts: list[runmounts.RunMount]) -> None:
+    from ctk_shared.nethooks import hook_error
+    from ctk_shared.snapshotfs import exists_layered, layered_dirs
+
+    from . import mounting, runmounts, users
+    from .runner import StepFailed, run_step, step_container_id, step_files_dir
+    from .stepspec import STEP_HOSTNAME, StepProcess
+
     dirs = layered_dirs(mounts)
     try:
         uid, gid, groups = users.resolve(user, dirs) if user else (0, 0, ())
@@ -157,5 +168,7 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
 def _remove_mount_points(upper: str, missing: list[str]) -> None:
     """Drop the empty mount points runc had to create (/proc, /etc/hosts …): they are not the step's work.
     No link in the upper directory is followed (the step may have made /etc a link to a host path)."""
+    from . import rootfs
+
     for rel in missing:
         rootfs.remove_if_empty(upper, rel)

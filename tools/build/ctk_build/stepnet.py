@@ -20,11 +20,8 @@ processes are gone when its task ends.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import secrets
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +32,8 @@ from ctk_shared import nethooks
 from ctk_shared.errors import CtkError, NotFound, UsageError
 
 if TYPE_CHECKING:
+    import subprocess
+
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container
 
@@ -236,6 +235,8 @@ def _new_netns_thread() -> tuple[int, threading.Event, threading.Thread]:
     """A thread of this process moved into a new, empty network namespace (unshare(2) changes only the
     calling thread's): (its thread id, the event that lets it end, the thread). ``ctk-net hook`` pins the
     namespace through ``/proc/TID/ns/net``, as it pins a container's through its init's pid."""
+    import ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
     ready = threading.Event()
     done = threading.Event()
@@ -260,6 +261,8 @@ def _new_netns_thread() -> tuple[int, threading.Event, threading.Thread]:
 
 def _run_hook(hook: dict[str, Any], state: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """Run one hook entry of a runtime spec as runc would: its path, args and env, the state on stdin."""
+    import subprocess
+
     env = dict(e.split("=", 1) for e in hook.get("env") or [] if "=" in e)
     return subprocess.run(hook.get("args") or [hook["path"]], executable=hook["path"], input=json.dumps(state),
                           capture_output=True, text=True, env=env, timeout=hook.get("timeout") or None, check=False)
@@ -267,6 +270,9 @@ def _run_hook(hook: dict[str, Any], state: dict[str, Any]) -> subprocess.Complet
 
 def attach(client: Client, gopts: GlobalOptions, hooks: dict[str, Any]) -> Sandbox:
     """A new namespace attached to the default network, with its record (see the module's docstring)."""
+    import secrets
+    import subprocess
+
     from ctk_shared.containerd import Container
 
     from .runner import PID_LABEL, RUNTIME, STEP_LABEL
@@ -310,6 +316,8 @@ def detach(client: Client, sid: str, record: Container | None = None) -> None:
     except (ValueError, KeyError, IndexError, TypeError):
         hook = None
     if hook is not None:
+        import subprocess
+
         with contextlib.suppress(subprocess.TimeoutExpired, OSError):
             _run_hook(hook, state)
     with contextlib.suppress(NotFound):
