@@ -78,7 +78,7 @@ def test_copy_keeps_links_modes_and_owners(tmp_path):
     s = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
     d = os.open(dst, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        copyup._Copier(d).tree(s, d, "")
+        copyup.copy_tree(s, d)
     finally:
         os.close(s)
         os.close(d)

@@ -3,8 +3,9 @@
 The image's tree is read from a read-only view of its snapshot, mounted in a private mount namespace of a
 child process (``unshare --mount``), so a mount can never outlive a killed ctk-run. The child copies the
 directory at the target (resolved inside the image root, symbolic links included, never outside it) into a
-fresh temp directory beside the volume's ``_data``, keeping owners, modes, times, extended attributes,
-symbolic links, hard links and special files, with no-follow, directory-relative writes only. Then, with a
+fresh temp directory beside the volume's ``_data`` with ``ctk-run cp``'s tree copier (:class:`.cptree.TreeCopy`:
+owners, modes, times, extended attributes, symbolic links, hard links and special files kept, no-follow,
+directory-relative writes only). Then, with a
 marker file written first and removed last, it moves the top-level entries into ``_data`` (each rename is
 atomic; ``_data`` keeps its inode, so a container that already mounts it sees the data) and gives ``_data``
 the owner, mode and xattrs of the image's directory.
@@ -17,7 +18,6 @@ Run as ``python -m ctk_run.copyup REQUEST_JSON`` by :func:`copy_up`; the parent 
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -144,101 +144,19 @@ def resolve_in_root(root_fd: int, target: str) -> int | None:
             os.close(fd)
 
 
-def _xattrs(src: int | str) -> list[tuple[str, bytes]]:
-    try:
-        names = os.listxattr(src, follow_symlinks=False) if isinstance(src, str) else os.listxattr(src)
-    except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EPERM):
-            return []
-        raise
-    out = []
-    for n in names:
-        try:
-            out.append((n, os.getxattr(src, n, follow_symlinks=False) if isinstance(src, str) else os.getxattr(src, n)))
-        except OSError:
-            continue
-    return out
+def copy_tree(src: int, dst: int) -> None:
+    """What directory ``src`` holds into the empty directory ``dst``, as the image has it (owners kept), with
+    ``ctk-run cp``'s copier."""
+    from .cptree import TreeCopy
+
+    TreeCopy(dst, owner=None, replace=False).contents(src, dst, [])
 
 
-def _set_meta_fd(fd: int, st: os.stat_result, xattrs: list[tuple[str, bytes]]) -> None:
-    os.fchown(fd, st.st_uid, st.st_gid)  # before the mode (chown clears setuid) and xattrs (it drops caps)
-    os.fchmod(fd, stat.S_IMODE(st.st_mode))
-    for n, v in xattrs:
-        os.setxattr(fd, n, v)
-
-
-class _Copier:
-    def __init__(self, dst_root: int) -> None:
-        self.dst_root = dst_root
-        self.links: dict[tuple[int, int], str] = {}  # (dev, ino) of a source file -> its path in the copy
-
-    def tree(self, src: int, dst: int, rel: str) -> None:
-        for name in sorted(os.listdir(src)):
-            st = os.stat(name, dir_fd=src, follow_symlinks=False)
-            path = f"{rel}/{name}" if rel else name
-            mode = st.st_mode
-            if stat.S_ISDIR(mode):
-                os.mkdir(name, 0o700, dir_fd=dst)
-                s = os.open(name, _DIR_FLAGS, dir_fd=src)
-                d = os.open(name, _DIR_FLAGS, dir_fd=dst)
-                try:
-                    self.tree(s, d, path)
-                    _set_meta_fd(d, st, _xattrs(s))
-                    os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
-                finally:
-                    os.close(s)
-                    os.close(d)
-                continue
-            if st.st_nlink > 1 and not stat.S_ISDIR(mode):
-                first = self.links.get((st.st_dev, st.st_ino))
-                if first is not None:
-                    os.link(first, name, src_dir_fd=self.dst_root, dst_dir_fd=dst, follow_symlinks=False)
-                    continue
-                self.links[(st.st_dev, st.st_ino)] = path
-            if stat.S_ISREG(mode):
-                self.file(src, dst, name, st)
-            elif stat.S_ISLNK(mode):
-                os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
-                os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
-                os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
-            else:  # character/block devices, FIFOs, sockets
-                os.mknod(name, mode, st.st_rdev, dir_fd=dst)
-                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst)
-                try:
-                    proc = f"/proc/self/fd/{fd}"
-                    os.chown(proc, st.st_uid, st.st_gid)
-                    os.chmod(proc, stat.S_IMODE(mode))
-                finally:
-                    os.close(fd)
-                os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
-
-    def file(self, src: int, dst: int, name: str, st: os.stat_result) -> None:
-        s = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
-        try:
-            d = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dst)
-            try:
-                left = st.st_size
-                while left > 0:
-                    try:
-                        n = os.copy_file_range(s, d, left)
-                    except OSError as e:
-                        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                            raise
-                        n = os.sendfile(d, s, None, left)
-                    if n == 0:
-                        break
-                    left -= n
-                _set_meta_fd(d, st, _xattrs(s))
-                os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
-            finally:
-                os.close(d)
-        finally:
-            os.close(s)
-
-
-def child(request: dict) -> int:
+def child(request: dict[str, Any]) -> int:
     """Mount, copy, move in; 0 = copied, 3 = nothing at the target in the image."""
     from ctk_shared.outputs import rename_owned
+
+    from .cptree import set_meta, xattrs_of
 
     vol_dir = request["vol_dir"]
     tag = os.urandom(6).hex()
@@ -258,10 +176,10 @@ def child(request: dict) -> int:
             return 3
         try:
             src_st = os.fstat(src)
-            src_x = _xattrs(src)
+            src_x = xattrs_of(src)
             t = os.open(tmp, _DIR_FLAGS)
             try:
-                _Copier(t).tree(src, t, "")
+                copy_tree(src, t)
                 names = os.listdir(t)
                 data = os.open(os.path.join(vol_dir, "_data"), _DIR_FLAGS)
                 try:
@@ -272,7 +190,7 @@ def child(request: dict) -> int:
                     os.close(marker)
                     for name in names:
                         rename_owned(name, name, src_dir_fd=t, dst_dir_fd=data)
-                    _set_meta_fd(data, src_st, src_x)
+                    set_meta(data, src_st, None, src_x)
                 finally:
                     os.close(data)
             finally:

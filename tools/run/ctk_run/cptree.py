@@ -36,7 +36,7 @@ class CopyError(CtkError):
     destination) or failed part way (a read-only or full filesystem); exit 1."""
 
 
-def _xattrs(fd: int) -> list[tuple[str, bytes]]:
+def xattrs_of(fd: int) -> list[tuple[str, bytes]]:
     try:
         names = os.listxattr(fd)
     except OSError:
@@ -60,7 +60,7 @@ def _set_xattrs(fd: int, xattrs: list[tuple[str, bytes]]) -> None:
             pass  # a filesystem without user xattrs, or a namespace we may not write: as tar does, go on
 
 
-def _meta(fd: int, st: os.stat_result, owner: Owner, xattrs: list[tuple[str, bytes]]) -> None:
+def set_meta(fd: int, st: os.stat_result, owner: Owner, xattrs: list[tuple[str, bytes]]) -> None:
     """Owner first (chown clears setuid and file capabilities), then mode, xattrs, times."""
     uid, gid = owner if owner is not None else (st.st_uid, st.st_gid)
     os.fchown(fd, uid, gid)
@@ -136,7 +136,7 @@ class TreeCopy:
         try:
             if st.st_dev not in self.skip_devs:
                 self.contents(src, d, rel)
-            _meta(d, st, self.owner, _xattrs(src))
+            set_meta(d, st, self.owner, xattrs_of(src))
         finally:
             self._fresh.discard(d)
             os.close(d)
@@ -187,7 +187,7 @@ class TreeCopy:
             d = os.open(dst_name, _NEW_FILE, 0o600, dir_fd=dst_dir)
             try:
                 self.copied += copy_data(s, d, now.st_size)
-                _meta(d, st, self.owner, _xattrs(s))
+                set_meta(d, st, self.owner, xattrs_of(s))
             finally:
                 os.close(d)
         finally:
