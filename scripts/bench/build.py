@@ -85,6 +85,13 @@ def cached_steps(err: str) -> list[str]:
     return cached
 
 
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def bench_context(base: Path, reg) -> tuple[str, Path]:  # type: ignore[no-untyped-def]
     """The busybox base pushed to the bench registry, and the benchmark's build context: (base ref, context)."""
     im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
@@ -103,6 +110,9 @@ def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: i
     netconf.mkdir()
     env = {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "NETCONFPATH": str(netconf),
            "CTK_BRIDGE_NAME": bridge, "CTK_BRIDGE_SUBNET": f"10.198.{random.randint(1, 250)}.0/24"}
+    # ctk runs from its compiled bytecode, as an installed copy does (a session's PYTHONDONTWRITEBYTECODE
+    # would make every start compile the modules changed since the last .pyc: +0.1-0.2 s a run)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     ctk = [tool("ctk-build"), "--address", daemon.address, "-n", "bench"]
     subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
                    stdout=subprocess.DEVNULL, env=env)
@@ -119,13 +129,18 @@ def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: i
                    "buildah_layers": bud + ["--layers", "-t", "bench", str(ctx)]},
     }
     times: dict[str, dict[str, list[float]]] = {k: {t: [] for t in v} for k, v in cmds.items()}
+    cpu: dict[str, dict[str, list[float]]] = {k: {t: [] for t in v} for k, v in cmds.items()}
+    loads = [os.getloadavg()[0]]
     for phase in ("cold", "cached"):
         for _t, cmd in cmds[phase].items():  # warm-up: page cache, and the cache for the cached phase
             timed(cmd, env)
         for i in range(runs):
             order = list(cmds[phase])
             for who in (order if i % 2 == 0 else order[::-1]):
+                before = _children_cpu()
                 times[phase][who].append(timed(cmds[phase][who], env))
+                cpu[phase][who].append(_children_cpu() - before)
+        loads.append(os.getloadavg()[0])
 
     # invalidation: a new content of the COPY source each run; both rebuild from that step on
     inval: dict[str, list[float]] = {"ctk": [], "buildah_layers": []}
@@ -157,6 +172,10 @@ def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: i
         "ratio_cold_ctk_vs_buildah_layers": round(med["cold"]["ctk"] / med["cold"]["buildah_layers"], 3),
         "ratio_cold_ctk_network_none_vs_buildah": round(med["cold"]["ctk_network_none"] / med["cold"]["buildah"], 3),
         "ratio_cached_ctk_vs_buildah_layers": round(med["cached"]["ctk"] / med["cached"]["buildah_layers"], 3),
+        # user+sys CPU of the command's own process tree (ctk-build and the ctk-net hooks it starts; not
+        # containerd, its shims or runc, which work for ctk-build; all of buildah, which has no daemon)
+        "median_cpu_s": {phase: {t: round(statistics.median(v), 3) for t, v in d.items()} for phase, d in cpu.items()},
+        "load_average_1min": [round(x, 1) for x in loads + [os.getloadavg()[0]]],
         "invalidation_median_s": {t: round(statistics.median(v), 3) for t, v in inval.items()},
         "ctk_copy_change_invalidates_from_copy": ctk_ok,
     }

@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 
-from scripts.bench.build import _buildah_storage
+from scripts.bench.build import _buildah_storage, _children_cpu
 from scripts.bench.timing import bench_stack, timed, tool
 
 APT_CACHE = ("--mount=type=cache,target=/var/cache/apt,sharing=locked "
@@ -86,6 +86,7 @@ def _measure(runs: int, base, daemon, reg, bridge: str, log: str | None) -> int:
     netconf.mkdir()
     env = {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "NETCONFPATH": str(netconf),
            "CTK_BRIDGE_NAME": bridge, "CTK_BRIDGE_SUBNET": f"10.197.{random.randint(1, 250)}.0/24"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # ctk from its compiled bytecode, as an installed copy runs
     ref = f"{reg.host}/bench/debian:latest"
     build_image("debian", ref, base / "debian-context", address=daemon.address, namespace="bench", push=True,
                 quiet=True, env=env)
@@ -106,13 +107,22 @@ def _measure(runs: int, base, daemon, reg, bridge: str, log: str | None) -> int:
     timed(cmds["ctk_network_host"], env)
     timed(cmds["buildah_layers"], env)
     times: dict[str, list[float]] = {who: [] for who in cmds}
+    cpu: dict[str, list[float]] = {who: [] for who in cmds}
+    loads = [os.getloadavg()[0]]
     for i in range(runs):
         order = list(cmds) if i % 2 == 0 else list(cmds)[::-1]
         for who in order:
+            before = _children_cpu()
             times[who].append(_timed_ctk(cmds[who], env, log, f"{who}-{i}") if who.startswith("ctk") else
                               timed(cmds[who], env))
+            cpu[who].append(_children_cpu() - before)
+        loads.append(os.getloadavg()[0])
     med = {who: round(statistics.median(v), 3) for who, v in times.items()}
     print(json.dumps({"runs": runs, "buildah_storage": bh[bh.index("--storage-driver") + 1], "median_s": med,
+                      # user+sys CPU of the command's process tree: ctk-build and the hooks it starts (not
+                      # containerd, runc, or apt inside the step's task); all of buildah and its steps' apt
+                      "median_client_cpu_s": {who: round(statistics.median(v), 3) for who, v in cpu.items()},
+                      "load_average_1min": [round(x, 1) for x in loads],
                       "runs_s": {who: [round(t, 2) for t in v] for who, v in times.items()},
                       # on a loaded shared machine the fastest run of each is the steadier comparison
                       "ratio_min_ctk_vs_buildah_layers": round(min(times["ctk"]) / min(times["buildah_layers"]), 3),
