@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctk_shared import labels as L
 from ctk_shared.errors import CtkError, InvalidArgument
@@ -26,12 +26,15 @@ from .endpoints import Endpoints
 from .hosts import entries_for, rewrite
 from .ports import assign, cni_mappings, proxied_mappings
 
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+
 _MS_BIND = 4096
 _MNT_DETACH = 2
 LOOPBACK = {"cniVersion": "1.0.0", "name": "ctk-loopback", "plugins": [{"type": "loopback"}]}
 
 
-def main(gopts, phase: str) -> int:  # type: ignore[no-untyped-def]
+def main(gopts: GlobalOptions, phase: str) -> int:
     """Entry point of ``ctk-net hook PHASE``; errors go to stderr, where runc passes them on to the user."""
     try:
         state = json.loads(sys.stdin.read() or "{}")
@@ -54,7 +57,7 @@ def main(gopts, phase: str) -> int:  # type: ignore[no-untyped-def]
 
 
 class Hook:
-    def __init__(self, gopts, state: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, gopts: GlobalOptions, state: dict[str, Any]) -> None:
         self.gopts = gopts
         self.id = str(state.get("id", ""))
         self.pid = int(state.get("pid") or 0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import random
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ctk_shared.errors import Conflict, InvalidArgument
@@ -112,7 +112,7 @@ def proxied_mappings(mappings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in mappings if is_ipv6(str(m.get("hostIP") or ""))]
 
 
-def _pick(ip: str, proto: str, in_use) -> int:  # type: ignore[no-untyped-def]
+def _pick(ip: str, proto: str, in_use: Callable[[str, int, str], bool]) -> int:
     lo, hi = AUTO_RANGE
     start = random.randint(lo, hi)
     for i in range(hi - lo + 1):
