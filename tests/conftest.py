@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.support.real_image_fixtures",
     "tests.support.net_fixtures",
     "tests.support.lazy_fixtures",
+    "tests.support.tool_fixtures",
 ]
 
 import pytest  # noqa: E402

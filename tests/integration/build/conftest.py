@@ -9,12 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.support.cli import remove_containers, tool_runner
-
-
-@pytest.fixture
-def data_root(tmp_path):
-    return tmp_path / "data"
+from tests.support.cli import tool_runner
 
 
 @pytest.fixture
@@ -23,20 +18,6 @@ def build(containerd, ctd, data_root, cni_env):
     session's private bridge network (``cni_env``), never the host's."""
     return tool_runner("ctk-build", address=containerd.address, namespace=ctd.namespace, data_root=data_root,
                        env=cni_env.env)
-
-
-@pytest.fixture
-def run(containerd, ctd, data_root, cni_env):
-    """ctk-run in the same namespace (to run what was built)."""
-    go = tool_runner("ctk-run", address=containerd.address, namespace=ctd.namespace, data_root=data_root,
-                     env=cni_env.env)
-    yield go
-    remove_containers(go)
-
-
-@pytest.fixture
-def bb(test_images):
-    return test_images["busybox"].ref
 
 
 def write(ctx, files):

@@ -11,25 +11,12 @@ import time
 
 import pytest
 
-from tests.support.cli import remove_containers, tool_runner
+from tests.support.cli import remove_containers
 
 pytestmark = pytest.mark.integration
 
 WEB = "mkdir -p /w && echo hello from $(hostname) > /w/index.html && exec httpd -f -p 80 -h /w"
 ALIAS_REFUSED = "network-scoped alias is supported only for containers in user defined networks"
-
-
-@pytest.fixture
-def run(containerd, ctd, tmp_path, cni_env):
-    go = tool_runner("ctk-run", address=containerd.address, namespace=ctd.namespace, data_root=tmp_path / "data",
-                     env=cni_env.env)
-    yield go
-    remove_containers(go)
-
-
-@pytest.fixture
-def bb(test_images):
-    return test_images["busybox"].ref
 
 
 @pytest.fixture
