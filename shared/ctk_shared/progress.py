@@ -38,12 +38,20 @@ class NullProgress:
         pass
 
 
+class TextSink(Protocol):
+    """Where PlainProgress writes its lines: a text file, or anything with ``write`` and ``flush``."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
 class PlainProgress:
     """One line per meaningful state change, for logs and CI: ``abcd…: downloading (3.2MB)``."""
 
     SILENT = frozenset({"waiting", "verifying", "downloaded", "extracted"})
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextSink | None = None) -> None:
         self._stream = stream or sys.stderr
         self._lock = threading.Lock()
         self._tasks: dict[str, dict[str, Any]] = {}

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import BinaryIO, Self, cast
+from typing import BinaryIO, Self, TypedDict, cast
 
 DEFAULT_FIFO_DIR = "/run/containerd/fifo"  # defaults.DefaultFIFODir
 CHUNK = 32 << 10  # as the Go client's copy buffers
@@ -38,6 +38,15 @@ Sink = BinaryIO | Callable[[bytes], None]
 def _set_blocking(fd: int, blocking: bool) -> int:
     os.set_blocking(fd, blocking)
     return fd
+
+
+class TaskIO(TypedDict):
+    """The IO keyword arguments of ``tasks.create``/``tasks.exec`` (see :meth:`FifoSet.uris`)."""
+
+    stdin: str
+    stdout: str
+    stderr: str
+    terminal: bool
 
 
 class FifoSet:
@@ -101,7 +110,7 @@ class FifoSet:
             raise
         return self
 
-    def uris(self) -> dict[str, str | bool]:
+    def uris(self) -> TaskIO:
         """Keyword arguments for ``tasks.create``/``tasks.exec``: stdin, stdout, stderr, terminal."""
         return {"stdin": self.stdin_path, "stdout": self.stdout_path, "stderr": self.stderr_path,
                 "terminal": self.terminal}

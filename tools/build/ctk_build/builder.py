@@ -221,13 +221,14 @@ class Builder:
                 pass
         if img is None:
             from ctk_shared import connect
-            from ctk_shared.progress import make_progress
+            from ctk_shared.progress import PlainProgress, Progress, make_progress
             from ctk_shared.pull import PullOptions, pull
 
             from .progress import VertexStream
 
-            if vertex is not None and not self.opts.quiet:
-                progress = make_progress(False, VertexStream(self.progress, vertex))  # type: ignore[arg-type]
+            progress: Progress
+            if vertex is not None and not self.opts.quiet:  # the step's output is no terminal: plain lines
+                progress = PlainProgress(VertexStream(self.progress, vertex))
             else:  # the live view owns the terminal: the pull's own bars would fight it
                 progress = make_progress(self.opts.quiet or self.opts.progress in ("tty", "rawjson"))
             try:

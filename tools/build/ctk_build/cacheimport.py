@@ -29,6 +29,7 @@ from .cachestores import CacheReader, open_reader
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client
+    from ctk_shared.containerd.snapshots import Snapshotter
 
 
 class _Source:
@@ -188,7 +189,7 @@ def _unpack(client: Client, snapshotter: str, layer: oci.Descriptor, step: Cache
         raise
 
 
-def _remove(sn, key: str) -> None:  # type: ignore[no-untyped-def]
+def _remove(sn: Snapshotter, key: str) -> None:
     try:
         sn.remove(key)
     except NotFound:

@@ -30,6 +30,7 @@ from ctk_shared.limits import exact
 
 if TYPE_CHECKING:
     from ctk_shared.containerd import Client, Mount
+    from ctk_shared.containerd.snapshots import Snapshotter
 
 
 
@@ -44,7 +45,7 @@ def new_key(kind: str) -> str:
     return f"ctk-build-{kind}-{time.time_ns()}-{secrets.token_hex(4)}"
 
 
-def _remove(sn, key: str) -> None:  # type: ignore[no-untyped-def]
+def _remove(sn: Snapshotter, key: str) -> None:
     with contextlib.suppress(NotFound):
         sn.remove(key)
 

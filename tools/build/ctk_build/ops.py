@@ -18,8 +18,14 @@ from ctk_shared import reference as refs
 from ctk_shared.errors import CtkError, NotFound, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ctk_shared.config import GlobalOptions
+    from ctk_shared.containerd import Client
     from ctk_shared.oci import Platform
+    from ctk_shared.reference import Reference
+
+    from .dockerignore import IgnoreMatcher
 
 DANGLING = "ctk-build-dangling"
 
@@ -88,7 +94,7 @@ def _read_dockerfile(req: BuildRequest) -> tuple[str, str, str | None, str | Non
         raise CtkError(f"cannot read the Dockerfile {path}: {e}") from None
 
 
-def _ignore(context: str, dockerfile: str | None):  # type: ignore[no-untyped-def]
+def _ignore(context: str, dockerfile: str | None) -> IgnoreMatcher:
     from .dockerignore import IgnoreMatcher
 
     candidates = []
@@ -254,7 +260,7 @@ def _show_tail(e: CtkError, mode: str) -> None:
         sys.stderr.flush()
 
 
-def _export(client, name: str, dest: str) -> None:  # type: ignore[no-untyped-def]
+def _export(client: Client, name: str, dest: str) -> None:
     from ctk_shared import archive
     from ctk_shared.images import load_local
     from ctk_shared.outputs import open_output
@@ -264,7 +270,7 @@ def _export(client, name: str, dest: str) -> None:  # type: ignore[no-untyped-de
         archive.save(client, [img], f)
 
 
-def _push(client, gopts: GlobalOptions, tags, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+def _push(client: Client, gopts: GlobalOptions, tags: Iterable[Reference], quiet: bool) -> None:
     from ctk_shared import connect
     from ctk_shared.images import find_image
     from ctk_shared.progress import make_progress

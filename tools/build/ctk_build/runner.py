@@ -127,7 +127,7 @@ def run_step(client: Client, snapshotter: str, key: str, mounts: Sequence[Mount]
     try:
         os.makedirs(fifo_dir, exist_ok=True)
         with FifoSet(fifo_dir, cid) as fifos:
-            client.tasks.create(cid, mounts, **fifos.uris())  # type: ignore[arg-type]
+            client.tasks.create(cid, mounts, **fifos.uris())
             created = True
             if running is not None:
                 running.add(cid)
