@@ -8,6 +8,9 @@ pinning snapshots for their 24 h expiry. So:
 * while a create runs it holds an flock on ``<container dir>/.creating`` (the kernel drops it when the
   process dies) and removes the file once done: a directory whose lock file can be locked belongs to a dead
   create, and is removed unless its container record exists after all (the create died just after);
+* the lock file is made and locked under a temp name that names its process (as lease owners are named), so a
+  create killed before the move leaves ``.creating.<owner>.tmp``, whose directory is reclaimed once that
+  process is certainly gone;
 * its leases are labelled ``ctk/lease.purpose=create`` and name their owner (ctk_shared.containerd.owners):
   one whose owner is provably gone is deleted, so its snapshots go at once (never a live create's).
 
@@ -39,7 +42,7 @@ def hold(cdir: Path) -> int:
     The lock file appears under its name already locked (made and locked under a temp name, then moved): a
     concurrent create's :func:`reclaim` must never find it unlocked between the open and the flock, and take
     this live create's directory for a dead one's."""
-    tmp = cdir / f"{LOCK_NAME}.{os.getpid()}.tmp"
+    tmp = cdir / _temp_name()
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -75,8 +78,56 @@ def reclaim(client: Client, containers_dir: Path) -> None:
     except OSError:
         return
     for entry in entries:
-        if entry.is_dir(follow_symlinks=False) and os.path.lexists(os.path.join(entry.path, LOCK_NAME)):
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        if os.path.lexists(os.path.join(entry.path, LOCK_NAME)):
             _reclaim_dir(client, Path(entry.path))
+        elif _killed_before_locking(entry.path):
+            _remove_unless_recorded(client, Path(entry.path))
+
+
+def _owner_keys() -> tuple[str, ...]:
+    from ctk_shared.containerd import owners  # not at import: the containerd package costs ~0.15 s
+
+    return owners.OWNER_PID, owners.OWNER_START, owners.OWNER_PIDNS, owners.OWNER_BOOT
+
+
+def _temp_name() -> str:
+    """``.creating.<pid>.<start ticks>.<pid namespace>.<boot id>.tmp``: enough for ``owner_gone`` to judge."""
+    from ctk_shared.containerd.owners import owner_labels
+
+    owner = owner_labels()
+    return ".".join([LOCK_NAME, *(owner[k] for k in _owner_keys()), "tmp"])
+
+
+def _killed_before_locking(cdir: str) -> bool:
+    """``cdir`` holds the temp lock file of a create that is certainly gone (killed between making the file and
+    moving it into place). One of a live create, of another pid namespace or an unreadable name never is."""
+    from ctk_shared.containerd.owners import owner_gone
+
+    try:
+        names = os.listdir(cdir)
+    except OSError:
+        return False
+    for name in names:
+        parts = name.split(".")  # "", "creating", pid, start, pidns, boot, "tmp"
+        if len(parts) == 7 and name.startswith(LOCK_NAME + ".") and parts[-1] == "tmp" and \
+                owner_gone(dict(zip(_owner_keys(), parts[2:6], strict=True))):
+            return True
+    return False
+
+
+def _remove_unless_recorded(client: Client, cdir: Path) -> bool:
+    """Remove a dead create's directory unless its container record exists (the create died just after making
+    it); True when the container is whole."""
+    try:
+        client.containers.get(cdir.name)
+    except NotFound:
+        shutil.rmtree(cdir, ignore_errors=True)
+        return False
+    except CtkError:
+        return False
+    return True
 
 
 def _reclaim_dir(client: Client, cdir: Path) -> None:
@@ -89,14 +140,8 @@ def _reclaim_dir(client: Client, cdir: Path) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return  # a create still running
-        try:
-            client.containers.get(cdir.name)
-        except NotFound:
-            shutil.rmtree(cdir, ignore_errors=True)
-            return
-        except CtkError:
-            return
-        with contextlib.suppress(OSError):
-            os.unlink(cdir / LOCK_NAME)  # its create died just after the record was made: the container is whole
+        if _remove_unless_recorded(client, cdir):
+            with contextlib.suppress(OSError):
+                os.unlink(cdir / LOCK_NAME)  # its create died just after the record was made: the container is whole
     finally:
         os.close(fd)
