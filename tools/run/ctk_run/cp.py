@@ -100,12 +100,12 @@ def copy(client: Client, gopts: GlobalOptions, src: str, dst: str, *, archive: b
                          f"{(req.container + ':' + req.container_path) if req.into else req.local_path}\n")
 
 
-def _human(n: int) -> str:
+def _human(n: float) -> str:
     """Docker's size in the summary line (decimal units: 1.2kB, 3.4MB)."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n}{unit}" if unit == "B" else f"{n:.3g}{unit}"
-        n /= 1000  # type: ignore[assignment]
+        n /= 1000
     return f"{n}B"
 
 

@@ -21,6 +21,7 @@ from . import state
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container, Mount
+    from ctk_shared.containerd.models import TaskInfo
 
 DEFAULT_STOP_TIMEOUT = 10
 BUNDLE_GONE_WAIT = 5.0  # seconds a new task waits for the previous task's bundle to be removed
@@ -93,7 +94,7 @@ def logger_uri(client: Client, gopts: GlobalOptions, c: Container, detached: boo
                          attached=not detached)
 
 
-def task_of(client: Client, cid: str):  # type: ignore[no-untyped-def]
+def task_of(client: Client, cid: str) -> TaskInfo | None:
     try:
         return client.tasks.get(cid)
     except NotFound:

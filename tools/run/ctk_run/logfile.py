@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
     from dataclasses import dataclass
     from datetime import datetime
+    from typing import BinaryIO
 
 MAX_LINE = 16 * 1024  # Docker's copier buffer: longer lines become several records, all but the last without \n
 READ_CHUNK = 1 << 20  # follow: bytes read at a time
@@ -179,7 +180,7 @@ def __getattr__(name: str) -> object:
 
 
 _TIME_RE = None
-_second_cache: tuple[str, object] = ("", None)  # records come in time order: one parse per second of log
+_second_cache: tuple[str, datetime | None] = ("", None)  # records come in time order: one parse per second of log
 _decode = json.JSONDecoder().decode
 
 
@@ -191,14 +192,14 @@ def _parse_time(s: str) -> tuple[datetime, int] | None:
     if len(s) == 30 and s[19] == "." and s[29] == "Z" and s[20:29].isdigit():  # what we write: the fast path
         head = s[:19]
         cached_head, base = _second_cache
-        if cached_head != head:
+        if cached_head != head or base is None:
             try:
                 base = datetime.fromisoformat(head + "+00:00")
             except ValueError:
                 return None
             _second_cache = (head, base)
         ns = int(s[20:29])
-        return base.replace(microsecond=ns // 1000), ns  # type: ignore[attr-defined]
+        return base.replace(microsecond=ns // 1000), ns
     if _TIME_RE is None:
         import re
 
@@ -263,7 +264,7 @@ def _records_until(lines: Iterable[bytes], since: datetime | None,
     return False
 
 
-def _tail(f, n: int) -> tuple[list[bytes], int]:  # type: ignore[no-untyped-def]
+def _tail(f: BinaryIO, n: int) -> tuple[list[bytes], int]:
     """The last ``n`` complete lines (without their \\n) of binary file ``f``, read backwards in blocks, and the
     offset just past the last complete line (where following should continue)."""
     f.seek(0, os.SEEK_END)

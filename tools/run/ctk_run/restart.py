@@ -15,6 +15,10 @@ from ctk_shared.errors import UsageError
 
 from . import labels as L
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the logger imports this module)
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client
+
 NAMES = ("no", "always", "unless-stopped", "on-failure")
 
 
@@ -71,7 +75,7 @@ def monitored(policy: RestartPolicy, labels: Mapping[str, str] | None = None) ->
     return policy.name in ("always", "unless-stopped") and (labels or {}).get(L.TTY) != "true"
 
 
-def relaunch(client, container_id: str, log_uri: str) -> None:  # type: ignore[no-untyped-def]
+def relaunch(client: Client, container_id: str, log_uri: str) -> None:
     """Replace the exited task with a new one, as the restart monitor does (used for on-failure)."""
     try:
         c = client.containers.get(container_id)
@@ -173,7 +177,7 @@ def remove_main(argv: list[str]) -> None:
         sys.stderr.write(f"ctk-run-logger: removing {cid[:12]} failed: {e}\n")
 
 
-def _exit_code(client, container_id: str, labels: dict[str, str], wait: bool = True) -> int | None:  # type: ignore[no-untyped-def]
+def _exit_code(client: Client, container_id: str, labels: dict[str, str], wait: bool = True) -> int | None:
     """How the task ended: Wait (at once once it has exited; Timeout if it still runs), else what whoever
     deleted the task recorded, else None. ``wait=False``: only the recorded code (the task is being deleted,
     and its shim answers no Wait until the logger has exited)."""
@@ -199,7 +203,7 @@ def _exit_code(client, container_id: str, labels: dict[str, str], wait: bool = T
     return int(recorded) if recorded.lstrip("-").isdigit() else None
 
 
-def decide_exit(client, container_id: str, exit_code: int | None = None,  # type: ignore[no-untyped-def]
+def decide_exit(client: Client, container_id: str, exit_code: int | None = None,
                 wait: bool = True) -> tuple[bool, dict[str, str]] | None:
     """:func:`on_exit`, also returning the container's labels as they were (the logger's next steps need
     them); None when no decision could be made (the task still runs, containerd unreachable). Never raises."""
@@ -237,7 +241,7 @@ def decide_exit(client, container_id: str, exit_code: int | None = None,  # type
         return None
 
 
-def on_exit(client, container_id: str, exit_code: int | None = None) -> bool:  # type: ignore[no-untyped-def]
+def on_exit(client: Client, container_id: str, exit_code: int | None = None) -> bool:
     """Record the exit of the container's task (exit code, time) and apply its restart policy: True when it
     is to be restarted (the count is incremented; ``restart.status`` stays ``running`` for the monitor),
     False otherwise (``restart.status`` becomes ``stopped`` if present). Never raises: it runs in the logger."""

@@ -441,7 +441,7 @@ def _matches(v: Volume, f: dict[str, list[str]], used: dict[str, list[str]] | No
     return True
 
 
-def ls(client_factory, data_root: str, namespace: str, filters: list[str], fmt: str | None,  # type: ignore[no-untyped-def]
+def ls(client_factory: Callable[[], Client], data_root: str, namespace: str, filters: list[str], fmt: str | None,
        quiet: bool) -> None:
     """``volume ls``: Docker's columns on a terminal, JSON lines (Docker's ``--format json`` fields) otherwise."""
     from ctk_shared import output
