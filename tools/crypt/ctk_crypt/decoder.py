@@ -20,7 +20,10 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from ctk_shared.decryption_keys import Payload
 
 CHUNK = 1 << 20
 PAYLOAD_FD = 3
@@ -42,7 +45,7 @@ def _read_payload_fd() -> bytes | None:
     return b"".join(chunks)
 
 
-def _payload(raw: bytes | None):  # type: ignore[no-untyped-def]
+def _payload(raw: bytes | None) -> Payload:
     from ctk_shared.decryption_keys import PAYLOAD_TYPE_URL, Payload, parse_payload_value
 
     if not raw:

@@ -6,11 +6,15 @@ listing an empty store stay fast.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from ctk_shared import cli as shared_cli
 from ctk_shared.errors import UsageError
 from ctk_shared.output import refs_from_args
+
+if TYPE_CHECKING:
+    from ctk_shared.oci import Platform
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -27,7 +31,7 @@ def cli() -> None:
     """
 
 
-def _platform(value: str | None, unpack: bool = False):  # type: ignore[no-untyped-def]
+def _platform(value: str | None, unpack: bool = False) -> Platform | None:
     """``--platform``; one to unpack must be a Linux one (the snapshotter holds Linux layers only)."""
     from ctk_shared.errors import UsageError
     from ctk_shared.oci import Platform
@@ -224,7 +228,9 @@ def convert(source: str, target: str, fmt_estargz: bool, fmt_zstd: bool, fmt_unc
     src = next(refs_from_args([source]), None)
     if src is None:
         raise UsageError("no source ref on stdin")
-    platforms = [_platform(p.strip()) for p in platform.split(",") if p.strip()] if platform else []
+    from ctk_shared.oci import Platform
+
+    platforms = [Platform.parse(p.strip()) for p in platform.split(",") if p.strip()] if platform else []
     convert_cmds.convert(shared_cli.options(), src, target, chosen[0], record_in=estargz_record_in,
                          chunk_size=chunk_size, level=level, oci=oci, platforms=platforms,
                          all_platforms=all_platforms, quiet=quiet, fmt=fmt)

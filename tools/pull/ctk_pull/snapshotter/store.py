@@ -155,7 +155,8 @@ class SnapshotStore:
     # -- helpers ----------------------------------------------------------------------------------------
     @property
     def _snaps(self) -> dict[str, dict[str, Any]]:
-        return self._meta["snapshots"]  # type: ignore[no-any-return]
+        snaps: dict[str, dict[str, Any]] = self._meta["snapshots"]  # the metadata document's own section
+        return snaps
 
     def _get(self, key: str) -> dict[str, Any]:
         rec = self._snaps.get(key)
