@@ -124,6 +124,33 @@ def _requests(q: queue.SimpleQueue[Any]) -> Iterator[Any]:
             yield item
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class _Encoded:
+    """A request already in its wire form: grpc's serializer (``SerializeToString``) returns it as it is."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, wire: bytes) -> None:
+        self.wire = wire
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 -- the protobuf method name grpc's serializer calls
+        return self.wire
+
+
+def _write_request(offset: int, data: bytes) -> _Encoded:
+    """A WRITE WriteContentRequest (action=1: field 1, offset: field 5, data: field 6) built with one copy of
+    ``data``; protobuf's message and its SerializeToString would copy the chunk twice."""
+    return _Encoded(b"".join((b"\x08\x01\x28", _varint(offset), b"\x32", _varint(len(data)), data)))
+
+
 class _Feed:
     """Chunks sent as WRITE messages straight from grpc's request thread, then one STAT as an end marker.
 
@@ -152,7 +179,7 @@ class _Feed:
                     chunk = data if len(data) <= CHUNK_SIZE else bytes(memoryview(data)[start:start + CHUNK_SIZE])
                     self.offset += len(chunk)
                     self.acks.append(self.offset)
-                    yield pb.WriteContentRequest(action=pb.WRITE, offset=self.offset - len(chunk), data=chunk)
+                    yield _write_request(self.offset - len(chunk), chunk)
         except Exception as e:  # noqa: BLE001 -- handed to the writer's thread, which raises it
             self.error = e
         yield pb.WriteContentRequest(action=pb.STAT, ref=self.ref)
