@@ -255,7 +255,7 @@ def _sorted_entries(tar: tarfile.TarFile, prioritized: list[str] | None,
         if clean_name(ti.name) in (PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK):
             continue
         intar.add(_Entry(ti))
-    tar.members = []  # type: ignore[attr-defined]  # TarFile's member cache, undeclared in typeshed; headers are kept in our entries only
+    tar.getmembers().clear()  # the loop read the whole archive: this is TarFile's own list; headers live in our entries only
     out = _TarFile()
     for p in prioritized or []:
         try:
