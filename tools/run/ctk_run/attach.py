@@ -136,10 +136,10 @@ def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_op
         if stdin_open:
             threading.Thread(target=pump_stdin, args=(client, c.id, fifos), daemon=True).start()
 
-        def sink(stream: str, target: object):  # type: ignore[no-untyped-def]
+        def sink(stream: str, target: BinaryIO) -> Callable[[bytes], None]:
             def write(data: bytes) -> None:
-                target.write(data)  # type: ignore[attr-defined]
-                target.flush()  # type: ignore[attr-defined]
+                target.write(data)
+                target.flush()
                 log.write(stream, data)
             return write
 
