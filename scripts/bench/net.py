@@ -47,15 +47,28 @@ def until_200(port: int, t0: float, limit: float = 30.0) -> float:
     raise RuntimeError(f"nothing answered on {port} within {limit} s")
 
 
-def sample(start: list[str], stop: list[str], port: int, env: dict[str, str]) -> float:
+def sample(start: list[str], remove: list[str], port: int, env: dict[str, str],
+           stop: list[str] | None = None) -> tuple[float, float]:
+    """(seconds from the start command to the first 200, seconds of the teardown): the teardown is ``remove``
+    (``rm -f``) of the running container, or with ``stop`` given, ``stop`` timed and the ``rm`` after it not."""
     t0 = time.perf_counter()
     p = subprocess.run(start, capture_output=True, text=True, env=env, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(start[:3])}…: {p.stderr.strip()}")
+    cid = p.stdout.strip()
     try:
-        return until_200(port, t0)
-    finally:
-        subprocess.run(stop + [p.stdout.strip()], capture_output=True, env=env, check=False)
+        up = until_200(port, t0)
+    except BaseException:
+        subprocess.run(remove + [cid], capture_output=True, env=env, check=False)
+        raise
+    t1 = time.perf_counter()
+    r = subprocess.run((stop or remove) + [cid], capture_output=True, text=True, env=env, check=False)
+    down = time.perf_counter() - t1
+    if stop:
+        subprocess.run(remove + [cid], capture_output=True, env=env, check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join((stop or remove)[:3])}…: {r.stderr.strip()}")
+    return up, down
 
 
 def main() -> int:
@@ -70,6 +83,8 @@ def main() -> int:
         env = {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "NETCONFPATH": str(netconf),
                "CTK_BRIDGE_NAME": bridge, "CTK_BRIDGE_SUBNET": f"10.199.{random.randint(1, 250)}.0/24",
                "CTK_DEBUG": "1"}
+        # the warm-up run writes the .pyc files an install has: without them every run compiles its sources again
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         try:
             return _measure(args.runs, base, daemon, reg, env, args.image)
         finally:
@@ -115,10 +130,17 @@ def _measure(runs: int, base: Path, daemon, reg, env: dict[str, str], which: str
     log = base / "data" / "net" / "hook.log"
     if log.exists():
         by_phase: dict[str, list[float]] = {}
+        rss: dict[str, list[float]] = {}
         for line in log.read_text().splitlines():
-            phase, _, secs = line.split()
+            phase, _, secs, *more = line.split()
             by_phase.setdefault(phase, []).append(float(secs.rstrip("s")))
+            for field in more:  # maxrss=KiB (the hook's peak RSS, its CNI plugins not included)
+                if field.startswith("maxrss="):
+                    rss.setdefault(phase, []).append(int(field.split("=", 1)[1]) / 1024)
         report["hook_in_process_median_s"] = {k: round(statistics.median(v), 4) for k, v in by_phase.items()}
+        if rss:
+            report["hook_peak_rss_mib"] = {k: {"median": round(statistics.median(v), 1), "max": round(max(v), 1)}
+                                           for k, v in rss.items()}
     print(json.dumps(report, indent=2))
     return 0
 
@@ -126,13 +148,15 @@ def _measure(runs: int, base: Path, daemon, reg, env: dict[str, str], which: str
 def _measure_image(runs: int, g: list[str], ref: str, pod_run: list[str] | None, pod_image: str,
                    env: dict[str, str]) -> dict[str, object]:
     """ctk-run -d -p vs podman run -d -p of one image (podman's copy named ``pod_image``), alternating."""
-    tools: dict[str, tuple] = {
-        "ctk": (lambda p: [tool("ctk-run"), *g, "-d", "-q", "-p", f"{p}:80", ref], [tool("ctk-run"), *g, "rm", "-f"]),
+    ctk = [tool("ctk-run"), *g]
+    tools: dict[str, tuple] = {  # start, rm -f, stop -t 0
+        "ctk": (lambda p: [*ctk, "-d", "-q", "-p", f"{p}:80", ref], [*ctk, "rm", "-f"], [*ctk, "stop", "-t", "0"]),
     }
     if pod_run:
-        stop = pod_run[:pod_run.index("run")] + ["rm", "-f"]
+        pod = pod_run[:pod_run.index("run")]
         tools["podman"] = (lambda p: [*pod_run, "-p", f"{p}:80", "--ulimit", "nofile=1024:1024", "--ulimit",
-                                      "nproc=1024:1024", "--pids-limit", "1024", pod_image], stop)
+                                      "nproc=1024:1024", "--pids-limit", "1024", pod_image], [*pod, "rm", "-f"],
+                           [*pod, "stop", "-t", "0"])
     for name in list(tools):  # warm up: image import, default network creation
         try:
             port = free_port()
@@ -141,11 +165,16 @@ def _measure_image(runs: int, g: list[str], ref: str, pod_run: list[str] | None,
             print(f"{name} unusable here: {e}", file=sys.stderr)
             del tools[name]
     times: dict[str, list[float]] = {k: [] for k in tools}
+    downs: dict[str, dict[str, list[float]]] = {k: {"rm_f": [], "stop_t0": []} for k in tools}
     for i in range(runs):
         order = list(tools) if i % 2 == 0 else list(tools)[::-1]
         for name in order:
             port = free_port()
-            times[name].append(sample(tools[name][0](port), tools[name][1], port, env))
+            start, remove, stop = tools[name]
+            # the teardown alternates too: rm -f of the running container, or stop -t 0 (then an untimed rm)
+            up, down = sample(start(port), remove, port, env, stop if i % 4 >= 2 else None)
+            times[name].append(up)
+            downs[name]["stop_t0" if i % 4 >= 2 else "rm_f"].append(down)
     # the same start without a network: what networking adds to ctk-run
     nonet = []
     for _ in range(runs):
@@ -156,9 +185,15 @@ def _measure_image(runs: int, g: list[str], ref: str, pod_run: list[str] | None,
         subprocess.run([tool("ctk-run"), *g, "rm", "-f", out], capture_output=True, env=env, check=False)
     med = {k: round(statistics.median(v), 4) for k, v in times.items()}
     out: dict[str, object] = {"image": ref, "median_s_to_first_200": med,
-                              "ctk_run_d_network_none_median_s": round(statistics.median(nonet), 4)}
+                              "ctk_run_d_network_none_median_s": round(statistics.median(nonet), 4),
+                              "uptime": " ".join(f"{x:.2f}" for x in os.getloadavg())}
     if "podman" in med and "ctk" in med:
         out["ratio_ctk_vs_podman"] = round(med["ctk"] / med["podman"], 3)
+    for what in ("rm_f", "stop_t0"):
+        dm = {k: round(statistics.median(v[what]), 4) for k, v in downs.items() if v[what]}
+        out[f"{what}_median_s"] = dm
+        if "podman" in dm and "ctk" in dm:
+            out[f"{what}_ratio_ctk_vs_podman"] = round(dm["ctk"] / dm["podman"], 3)
     return out
 
 

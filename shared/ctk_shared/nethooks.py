@@ -101,11 +101,31 @@ def _hook_env(path: str | None = None) -> dict[str, str]:
 def hooks(gopts: GlobalOptions) -> dict[str, Any]:
     """The runtime spec's ``hooks``: attach after the namespaces exist, detach when the task is deleted."""
     exe = ctk_net_executable()
-    base = [exe, *_global_args(gopts), "--namespace", gopts.namespace, "hook"]
+    python = _script_interpreter(exe)
+    if python:  # the hook module run by ctk-net's own interpreter, isolated (-I): no click, no CLI imports
+        path, base = python, [python, "-I", "-m", "ctk_net.hook", *_global_args(gopts), "--namespace", gopts.namespace]
+    else:
+        path, base = exe, [exe, *_global_args(gopts), "--namespace", gopts.namespace, "hook"]
     # runc gives a hook only this environment: the plugins need iptables on PATH
     env = [f"{k}={v}" for k, v in _hook_env(f"{_PATH}:{Path(exe).parent}").items()]
-    return {"createRuntime": [{"path": exe, "args": [*base, "createRuntime"], "env": env, "timeout": HOOK_TIMEOUT}],
-            "poststop": [{"path": exe, "args": [*base, "postStop"], "env": env, "timeout": HOOK_TIMEOUT}]}
+    return {"createRuntime": [{"path": path, "args": [*base, "createRuntime"], "env": env, "timeout": HOOK_TIMEOUT}],
+            "poststop": [{"path": path, "args": [*base, "postStop"], "env": env, "timeout": HOOK_TIMEOUT}]}
+
+
+def _script_interpreter(exe: str) -> str | None:
+    """The Python interpreter of the ``ctk-net`` console script (its ``#!`` line), when it is one pip wrote
+    (an absolute path to an executable python, no arguments); None for anything else (a wrapper, a binary)."""
+    try:
+        with open(exe, "rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!/") or not first.endswith(b"\n"):
+        return None
+    cmd = first[2:].strip().decode("utf-8", "replace")
+    if " " in cmd or not os.path.basename(cmd).startswith("python") or not os.access(cmd, os.X_OK):
+        return None
+    return cmd
 
 
 def hook_annotations(namespace: str, networks: list[str], ports: list[dict[str, Any]], name: str, hostname: str,

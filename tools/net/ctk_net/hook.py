@@ -52,8 +52,41 @@ def main(gopts: GlobalOptions, phase: str) -> int:
         raise InvalidArgument(f"hook: unknown phase {phase!r} (createRuntime, postStop)")
     if gopts.debug:  # runc drops a successful hook's output: --debug times go to a file instead
         with os.fdopen(open_owned(hook.net_root / "hook.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a") as log:
-            log.write(f"{phase} {hook.id[:12]} {time.monotonic() - t0:.3f}s\n")
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB: the bench reports the hook's memory
+            log.write(f"{phase} {hook.id[:12]} {time.monotonic() - t0:.3f}s maxrss={peak}\n")
     return 0
+
+
+_HOOK_FLAGS = {"--address": "address", "--data-root": "data_root", "--cni-path": "cni_path",
+               "--cni-netconfpath": "cni_netconfpath", "--namespace": "namespace"}
+
+
+def entry(argv: list[str]) -> int:
+    """``python -I -m ctk_net.hook [--address A] [--data-root D] [--cni-path P] [--cni-netconfpath C]
+    [--namespace N] PHASE``: the hook as ctk_shared.nethooks puts it in a spec, without click and the CLI's
+    imports (runc runs it twice per networked task, and the task waits for the first). The same flags,
+    environment and error contract as ``ctk-net hook PHASE``."""
+    from ctk_shared import config
+    from ctk_shared.errors import UsageError
+
+    flags: dict[str, Any] = {}
+    rest = list(argv)
+    try:
+        while len(rest) > 1 and rest[0] in _HOOK_FLAGS:
+            flag, value = rest[0], rest[1]
+            del rest[:2]
+            flags[_HOOK_FLAGS[flag]] = value
+        if len(rest) != 1:
+            raise UsageError(f"hook: expected one PHASE after the flags, got {rest!r}")
+        return main(config.resolve(flags), rest[0])
+    except CtkError as e:
+        sys.stderr.write(f"ctk-net: error: {e.message}\n" + (f"ctk-net: hint: {e.hint}\n" if e.hint else ""))
+        return int(e.exit_code)
+    except Exception as e:  # noqa: BLE001 - the last line of defence, as ctk_shared.cli.run's
+        sys.stderr.write(f"ctk-net: error: unexpected {type(e).__name__}: {e}\n")
+        return 1
 
 
 class Hook:
@@ -242,3 +275,7 @@ def _mount(source: str, target: str) -> None:
 
 def _umount(target: str) -> None:
     _libc().umount2(target.encode(), _MNT_DETACH)
+
+
+if __name__ == "__main__":
+    sys.exit(entry(sys.argv[1:]))

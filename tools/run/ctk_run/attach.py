@@ -1,9 +1,10 @@
 """Foreground containers: print their output while they run and return their exit status.
 
-Without ``-i``/``-t`` the output goes through the json-file logger like a detached container's, and the
-CLI follows the log: one path for both, so foreground runs are logged and restart policies work the same.
-With ``-i`` or ``-t`` the CLI attaches to FIFOs, copies stdin in and output out, and writes the log itself.
-"""
+A foreground container without a restart policy or a health check runs on FIFOs: the CLI copies its output
+out and writes the json-file log itself (with ``-i`` it also copies stdin in; a standby child logs on if the
+CLI is killed, see logguard.py). ``start -a``, and a container with a restart policy or a
+health check, go through the json-file logger like a detached container and the CLI follows the log, since
+the logger outlives the CLI there (it applies the policy, runs the checks)."""
 from __future__ import annotations
 
 import os
@@ -74,15 +75,23 @@ def _wait_thread(client: Client, cid: str) -> tuple[threading.Event, dict[str, i
     return done, result, when
 
 
-def run_logged(client: Client, gopts: GlobalOptions, c: Container) -> int:
-    """Start ``c`` with the logger and stream its log to stdout/stderr until it exits.
+def run_logged(client: Client, gopts: GlobalOptions, c: Container, *, own_log: bool = True) -> int:
+    """Start ``c`` and print its output until it exits. With ``own_log`` (``run``) and neither a restart policy
+    nor a health check, on FIFOs with this CLI writing the log (:func:`run_attached`); else with the logger,
+    following its log.
 
     Without a restart policy the task is deleted as soon as it exits: the shim then closes the logger's pipes
     and waits for it to finish, so the log is complete when the delete returns and nothing is left to guess.
     """
+    from .healthcheck import LABEL as HEALTH
     from .logfile import follow_records, format_record
 
     keep_task = c.labels.get(L.RESTART_POLICY, "no") not in ("", "no")
+    if own_log and not keep_task and HEALTH not in c.labels:
+        # nothing needs a process beside the container once this CLI goes: it writes the json-file log
+        # itself (``logs`` and ``attach`` from another shell follow that file), and no logger interpreter
+        # starts before the task may (issue 20: ~60 ms of the run, and its CPU on a loaded machine)
+        return run_attached(client, gopts, c, stdin_open=False, tty=False)
     lifecycle.start_task(client, gopts, c, detached=False)
     done = threading.Event()
     result: dict[str, int] = {}
@@ -122,13 +131,18 @@ def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_op
     from ctk_shared.taskio import FifoSet, copy_output
 
     from .logfile import JsonLogWriter
+    from .logguard import LogGuard
 
     fifo_dir = state.namespace_dir(gopts.data_root, client.namespace) / "fifo"
     dataroot.makedirs(gopts.data_root, fifo_dir)  # the data root 0710 first
     fifos = FifoSet(str(fifo_dir), c.id, stdin=stdin_open, terminal=tty)
     log = JsonLogWriter(c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id)))
     term = Terminal(client, c.id, tty=tty, stdin_open=stdin_open)
+    streams = {fd: name for fd, name in ((fifos.stdout_fd, "stdout"), (fifos.stderr_fd, "stderr"))
+               if fd is not None and fd >= 0}
+    guard: LogGuard | None = None
     try:
+        guard = LogGuard(streams, log.path, fifos.dir)  # logs on if this CLI is killed
         lifecycle.start_task(client, gopts, c, terminal=tty, detached=False, io={
             "stdin": fifos.stdin_path, "stdout": fifos.stdout_path, "stderr": fifos.stderr_path})
         done, result, _ = _wait_thread(client, c.id)
@@ -136,11 +150,18 @@ def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_op
         if stdin_open:
             threading.Thread(target=pump_stdin, args=(client, c.id, fifos), daemon=True).start()
 
+        log_failed: list[OSError] = []
+
         def sink(stream: str, target: BinaryIO) -> Callable[[bytes], None]:
             def write(data: bytes) -> None:
                 target.write(data)
                 target.flush()
-                log.write(stream, data)
+                try:
+                    log.write(stream, data)
+                except OSError as e:  # a full disk: the output still reaches the terminal; say so once
+                    if not log_failed:
+                        sys.stderr.write(f"ctk-run: warning: writing the log of {c.id[:12]}: {e.strerror or e}\n")
+                    log_failed.append(e)
             return write
 
         sinks: dict[int, Callable[[bytes], None]] = {}
@@ -155,6 +176,8 @@ def run_attached(client: Client, gopts: GlobalOptions, c: Container, *, stdin_op
         return result.get("code", 255)
     finally:
         term.restore()
+        if guard is not None:
+            guard.release()
         log.close()
         fifos.close()
 
@@ -208,7 +231,9 @@ def start_attached(client: Client, gopts: GlobalOptions, text: str, *, interacti
         if c.labels.get(L.RESTART_POLICY, "no") in ("no", ""):
             lifecycle.delete_task(client, c.id)  # keep the exit for ps; let the shim go
         return code
-    return run_logged(client, gopts, c)
+    # the logger, as for a detached container: the container was made to run on its own, and runs on (logged)
+    # if this client is killed
+    return run_logged(client, gopts, c, own_log=False)
 
 
 def attach_to(client: Client, gopts: GlobalOptions, text: str, *, no_stdin: bool, sig_proxy: bool,

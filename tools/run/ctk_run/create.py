@@ -33,9 +33,11 @@ if TYPE_CHECKING:
     from ctk_shared.containerd import Client, Container, Mount
     from ctk_shared.decryption_keys import KeySource
     from ctk_shared.images import LocalImage
+    from ctk_shared.nethooks import NetworkInfo
     from ctk_shared.oci import Platform
     from ctk_shared.progress import Progress
 
+    from .network import JoinTarget
     from .spec import SpecOptions
     from .volumes import Use, Volume
 
@@ -64,10 +66,6 @@ def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, pla
     """The image, pulled when missing (or always), through the shared library, and unpacked; with the value of
     the key-check label. An encrypted image is refused, before any unpacking, unless ``decryption_keys`` open
     its layers' wrapped keys: its layers may already be unpacked here by someone who had the key."""
-    from ctk_shared import connect
-    from ctk_shared.pull import PullOptions
-    from ctk_shared.pull import pull as do_pull
-
     from .keycheck import authorize
 
     ref = refs.parse(text)
@@ -77,6 +75,10 @@ def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, pla
     except NotFound:
         have = False
     if pull == "always" or (not have and pull == "missing"):
+        from ctk_shared import connect  # only here: the registry client and the puller cost ~10 ms to import
+        from ctk_shared.pull import PullOptions
+        from ctk_shared.pull import pull as do_pull
+
         do_pull(client, connect.registry(ref.domain, gopts), ref,
                 PullOptions(platform=platform, snapshotter=gopts.snapshotter, decryption_keys=decryption_keys),
                 progress)
@@ -269,11 +271,151 @@ def _health_labels(user: dict[str, Any] | None, config: object) -> dict[str, str
     return out
 
 
-def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: Progress) -> Container:
+class _NetPlan:
+    """Where the container's network comes from: the CNI networks it joins (``nets``), or the container
+    whose namespace it shares (``join``, ``--network container:``), and the ports it publishes. (A plain
+    class: a dataclass would be built at every ctk-run start, issue 20.)"""
+
+    __slots__ = ("join", "nets", "ports")
+
+    def __init__(self, nets: list[NetworkInfo], join: JoinTarget | None, ports: list[dict[str, Any]]) -> None:
+        self.nets, self.join, self.ports = nets, join, ports
+
+
+def _plan_network(client: Client, gopts: GlobalOptions, opts: CreateOptions, img: LocalImage) -> _NetPlan:
+    """The networks resolved (the default one made on first use), the container to join, the ports with
+    ``-P``'s exposed ones added; a warning for ports published on a mode that has none."""
+    net = opts.net
+    nets: list[NetworkInfo] = []
+    join = None
+    if net.mode == "container":
+        from .network import join_target
+
+        join = join_target(client, gopts.data_root, net.container)
+    if net.mode == "cni":
+        from ctk_shared import nethooks
+
+        need_gw = any(h.endswith(":host-gateway") for h in net.add_hosts)
+        nets = nethooks.resolve(gopts, list(net.networks), need_gw)
+    elif net.publish or net.publish_all:
+        sys.stderr.write(f"ctk-run: warning: published ports are discarded with --network {net.mode}\n")
+    ports = list(net.publish)
+    if net.publish_all and net.mode == "cni":
+        from .ports import exposed
+
+        have = {(m["containerPort"], m["protocol"]) for m in ports}
+        # ImageConfig.config is already the image config's "config" object, where ExposedPorts lives
+        ports += [m for m in exposed(img.config.config) if (m["containerPort"], m["protocol"]) not in have]
+    return _NetPlan(nets, join, ports)
+
+
+def _etc_mounts(cdir: Path, hostname: str, net: NetOptions, plan: _NetPlan) -> tuple[MountSpec, ...]:
+    """/etc/hostname, hosts and resolv.conf: the joined container's own (none for a host-mode target, as
+    Docker shares them), none with ``--network host``, else files written for this container."""
+    join = plan.join
+    if join is not None:
+        return tuple(MountSpec("bind", str(join.etc_dir / f), f"/etc/{f}")
+                     for f in ("hostname", "hosts", "resolv.conf")) if join.etc_dir else ()
+    if net.mode == "host":
+        return ()
+    return _write_etc_files(cdir, hostname, net, plan.nets[0].gateway if plan.nets else "")
+
+
+def _labels(client: Client, gopts: GlobalOptions, opts: CreateOptions, img: LocalImage, key_check: str, cid: str,
+            hostname: str, join: JoinTarget | None, vol_uses: list[Any]) -> dict[str, str]:
+    """The container's labels but its name and network attachment (see :mod:`ctk_run.labels`)."""
+    net = opts.net
+    labels = dict(opts.labels)
+    labels.update({
+        L.CREATED: datetime.now(UTC).isoformat(timespec="seconds"),
+        L.IMAGE_REF: img.image.name,
+        L.PLATFORM: str(img.config.platform),
+        L.RESTART_POLICY: str(opts.restart),
+        L.LOG_PATH: str(state.log_path(gopts.data_root, client.namespace, cid)),
+        L.HOSTNAME: hostname,
+        L.NETWORK: join.network_label if join else net.mode if net.mode != "cni" else ",".join(net.networks),
+        L.RESTART_COUNT: "0",
+        L.KEY_CHECK: key_check,
+    })
+    if opts.auto_remove:
+        labels[L.AUTO_REMOVE] = "true"
+    if opts.spec.stdin_open:
+        labels[L.STDIN_OPEN] = "true"
+    if opts.spec.tty:
+        labels[L.TTY] = "true"
+    if vol_uses:
+        from .volumes import uses_label
+
+        labels[L.VOLUMES] = uses_label(vol_uses)
+    # --stop-signal, else the image's STOPSIGNAL (nginx: SIGQUIT), as Docker keeps it in Config.StopSignal
+    stop_signal = opts.spec.stop_signal or _image_stop_signal(img.config.config)
+    if stop_signal:
+        labels[L.STOP_SIGNAL] = stop_signal
+    if opts.stop_timeout is not None:
+        labels[L.STOP_TIMEOUT] = str(opts.stop_timeout)
+    labels.update(_health_labels(opts.healthcheck, img.config.config))
+    if opts.restart.name != "no":
+        labels[L.RESTART_POLICY_CTD] = str(opts.restart)
+    return labels
+
+
+def _take_name(client: Client, wanted: str | None) -> str:
+    """``--name``, refused when another container has it; else a random free name. Called under the
+    namespace's name lock."""
+    if wanted:
+        other = name_in_use(client, wanted)
+        if other is not None:
+            raise AlreadyExists(f'the container name "{wanted}" is already in use by container {other.id[:12]}',
+                                hint="remove that container (ctk-run rm) or choose another --name")
+        return wanted
+    name = random_name()
+    while name_in_use(client, name) is not None:
+        name = random_name()
+    return name
+
+
+def _check_volumes_kept(gopts: GlobalOptions, namespace: str, vol_uses: list[Any]) -> None:
+    """A ``volume rm`` may have run since the mounts were set up (it takes the name lock, as we do now)."""
+    for u in vol_uses:
+        if not os.path.isdir(state.namespace_dir(gopts.data_root, namespace) / "volumes" / u.name / "_data"):
+            raise NotFound(f"volume {u.name} was removed while the container was being created")
+
+
+def _attach_networks(gopts: GlobalOptions, namespace: str, spec_opts: SpecOptions, labels: dict[str, str],
+                     plan: _NetPlan, net: NetOptions, name: str, hostname: str, cdir: Path) -> SpecOptions:
+    """ctk-net's hooks and annotations in the spec, the networks and ports in the labels (CNI mode only)."""
+    import json
+
     from ctk_shared import nethooks
+
+    names = [n.name for n in plan.nets]
+    labels[SL.NETWORKS] = json.dumps(names)
+    if plan.ports:
+        labels[L.PORTS] = json.dumps(plan.ports)
+    return replace(spec_opts, hooks=nethooks.hooks(gopts), annotations={
+        **(spec_opts.annotations or {}),
+        **nethooks.hook_annotations(namespace, names, plan.ports, name, hostname, cdir, net.ip,
+                                    endpoints=net.endpoints(names))})
+
+
+def _commit(client: Client, gopts: GlobalOptions, cid: str, img: LocalImage, labels: dict[str, str],
+            spec: dict[str, Any]) -> Container:
+    """The snapshot and the container record, under one lease: nothing is left if either fails."""
+    import json
+
     from ctk_shared.containerd import Container
 
-    from .ports import exposed
+    with client.lease_scope(labels=createguard.LEASE_LABELS) as leased:
+        leased.snapshots(gopts.snapshotter).prepare(cid, img.chain_ids[-1] if img.chain_ids else "")
+        return leased.containers.create(Container(
+            id=cid, image=img.image.name, labels=labels, runtime=RUNTIME,
+            spec=json.dumps(spec).encode(), snapshotter=gopts.snapshotter, snapshot_key=cid))
+
+
+def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: Progress) -> Container:
+    """The container record and its snapshot, all or nothing: its directory, generated files and new
+    anonymous volumes go again when anything fails (a guard file lets a later create reclaim what a killed
+    one left)."""
     from .spec import build_spec
 
     img, key_check = ensure_image(client, gopts, opts.image, opts.pull, opts.platform, progress,
@@ -281,38 +423,19 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
     if opts.name:
         state.validate_name(opts.name)
     net = opts.net
-    nets: list[nethooks.NetworkInfo] = []
-    join = None  # --network container:REF
-    if net.mode == "container":
-        from .network import join_target
-
-        join = join_target(client, gopts.data_root, net.container)
-    if net.mode == "cni":
-        need_gw = any(h.endswith(":host-gateway") for h in net.add_hosts)
-        nets = nethooks.resolve(gopts, list(net.networks), need_gw)
-    elif net.publish or net.publish_all:
-        sys.stderr.write(f"ctk-run: warning: published ports are discarded with --network {net.mode}\n")
-    ports = list(net.publish)
-    if net.publish_all and net.mode == "cni":
-        have = {(m["containerPort"], m["protocol"]) for m in ports}
-        # ImageConfig.config is already the image config's "config" object, where ExposedPorts lives
-        ports += [m for m in exposed(img.config.config) if (m["containerPort"], m["protocol"]) not in have]
+    plan = _plan_network(client, gopts, opts, img)
+    join = plan.join
     cid = secrets.token_hex(32)
     hostname = opts.spec.hostname or (join.hostname if join and join.hostname else cid[:12])
     cdir = state.container_dir(gopts.data_root, client.namespace, cid)
-    new_anon: list = []
+    new_anon: list[Any] = []
     createguard.reclaim(client, cdir.parent)  # what creates killed half-way left
     guard = -1
     try:
         state.make_container_dir(gopts.data_root, client.namespace, cid)
         guard = createguard.hold(cdir)
         passwd, group = _etc_files(client, img, gopts.snapshotter) if img.chain_ids else (None, None)
-        if join is not None:  # the target's own files, as Docker shares them (none for a host-mode target)
-            extra = tuple(MountSpec("bind", str(join.etc_dir / f), f"/etc/{f}")
-                          for f in ("hostname", "hosts", "resolv.conf")) if join.etc_dir else ()
-        else:
-            extra = _write_etc_files(cdir, hostname, net, nets[0].gateway if nets else "") \
-                if net.mode != "host" else ()
+        extra = _etc_mounts(cdir, hostname, net, plan)
         from_mounts, inherited = volumes_from(client, opts.volumes_from, {m.target for m in opts.spec.mounts})
         vol_mounts, vol_uses, new_anon = _volume_mounts(client, gopts, img, opts.spec.mounts + from_mounts,
                                                         inherited)
@@ -320,71 +443,16 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
                             mounts=vol_mounts,
                             network="host" if net.mode == "host" or (join and join.mode == "host")
                             else opts.spec.network,
-                            netns_path=str(nethooks.pinned_netns(gopts.data_root, client.namespace, join.id))
-                            if join and join.mode == "cni" else "")
-        import json
-
-        labels = dict(opts.labels)
-        labels.update({
-            L.CREATED: datetime.now(UTC).isoformat(timespec="seconds"),
-            L.IMAGE_REF: img.image.name,
-            L.PLATFORM: str(img.config.platform),
-            L.RESTART_POLICY: str(opts.restart),
-            L.LOG_PATH: str(state.log_path(gopts.data_root, client.namespace, cid)),
-            L.HOSTNAME: hostname,
-            L.NETWORK: join.network_label if join else net.mode if net.mode != "cni" else ",".join(net.networks),
-            L.RESTART_COUNT: "0",
-            L.KEY_CHECK: key_check,
-        })
-        if opts.auto_remove:
-            labels[L.AUTO_REMOVE] = "true"
-        if opts.spec.stdin_open:
-            labels[L.STDIN_OPEN] = "true"
-        if opts.spec.tty:
-            labels[L.TTY] = "true"
-        if vol_uses:
-            from .volumes import uses_label
-
-            labels[L.VOLUMES] = uses_label(vol_uses)
-        # --stop-signal, else the image's STOPSIGNAL (nginx: SIGQUIT), as Docker keeps it in Config.StopSignal
-        stop_signal = opts.spec.stop_signal or _image_stop_signal(img.config.config)
-        if stop_signal:
-            labels[L.STOP_SIGNAL] = stop_signal
-        if opts.stop_timeout is not None:
-            labels[L.STOP_TIMEOUT] = str(opts.stop_timeout)
-        labels.update(_health_labels(opts.healthcheck, img.config.config))
-        if opts.restart.name != "no":
-            labels[L.RESTART_POLICY_CTD] = str(opts.restart)
+                            netns_path=_joined_netns(gopts, client.namespace, join))
+        labels = _labels(client, gopts, opts, img, key_check, cid, hostname, join, vol_uses)
         with state.name_lock(gopts.data_root, client.namespace):
-            name = opts.name
-            if name:
-                other = name_in_use(client, name)
-                if other is not None:
-                    raise AlreadyExists(f'the container name "{name}" is already in use by container {other.id[:12]}',
-                                        hint="remove that container (ctk-run rm) or choose another --name")
-            else:
-                name = random_name()
-                while name_in_use(client, name) is not None:
-                    name = random_name()
-            labels[L.NAME] = name
-            for u in vol_uses:  # a `volume rm` may have run since the mounts were set up (it takes this lock)
-                if not os.path.isdir(state.namespace_dir(gopts.data_root, client.namespace) / "volumes" / u.name
-                                     / "_data"):
-                    raise NotFound(f"volume {u.name} was removed while the container was being created")
-            if nets:
-                spec_opts = replace(spec_opts, hooks=nethooks.hooks(gopts), annotations={
-                    **(spec_opts.annotations or {}),
-                    **nethooks.hook_annotations(client.namespace, [n.name for n in nets], ports, name, hostname,
-                                                cdir, net.ip, endpoints=net.endpoints([n.name for n in nets]))})
-                labels[SL.NETWORKS] = json.dumps([n.name for n in nets])
-                if ports:
-                    labels[L.PORTS] = json.dumps(ports)
+            name = labels[L.NAME] = _take_name(client, opts.name)
+            _check_volumes_kept(gopts, client.namespace, vol_uses)
+            if plan.nets:
+                spec_opts = _attach_networks(gopts, client.namespace, spec_opts, labels, plan, net, name, hostname,
+                                             cdir)
             spec = build_spec(cid, client.namespace, img.config.config, spec_opts, passwd=passwd, group=group)
-            with client.lease_scope(labels=createguard.LEASE_LABELS) as leased:
-                leased.snapshots(gopts.snapshotter).prepare(cid, img.chain_ids[-1] if img.chain_ids else "")
-                return leased.containers.create(Container(
-                    id=cid, image=img.image.name, labels=labels, runtime=RUNTIME,
-                    spec=json.dumps(spec).encode(), snapshotter=gopts.snapshotter, snapshot_key=cid))
+            return _commit(client, gopts, cid, img, labels, spec)
     except BaseException:
         shutil.rmtree(cdir, ignore_errors=True)
         from .volumes import discard
@@ -395,3 +463,11 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
         if guard >= 0:
             createguard.release(cdir, guard)
 
+
+def _joined_netns(gopts: GlobalOptions, namespace: str, join: JoinTarget | None) -> str:
+    """The pinned network namespace of a ``--network container:`` target on a CNI network ("" otherwise)."""
+    if join is None or join.mode != "cni":
+        return ""
+    from ctk_shared.nethooks import pinned_netns
+
+    return str(pinned_netns(gopts.data_root, namespace, join.id))

@@ -19,6 +19,8 @@ from . import labels as L
 from . import state
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container, Mount
     from ctk_shared.containerd.models import TaskInfo
@@ -196,7 +198,11 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
 
     check_joinable(client, gopts, c)  # --network container:X needs X running
     rootfs = client.snapshots(c.snapshotter or gopts.snapshotter).mounts(c.snapshot_key or c.id)
-    uri = logger_uri(client, gopts, c, detached)
+    from .restart import monitored, parse_policy
+
+    policy = c.labels.get(L.RESTART_POLICY, "no")
+    watched = monitored(parse_policy(policy or "no"), c.labels)
+    uri = logger_uri(client, gopts, c, detached) if io is None or watched else ""
     if io is None:
         terminal = has_terminal(c)
         if terminal:
@@ -208,13 +214,11 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
     # -i without -t: stdin through FIFOs, the output to a logger of ours (see stdinrelay)
     relay = io is None and not terminal and c.labels.get(L.STDIN_OPEN) == "true"
     relay_pid = 0
-    from .restart import monitored, parse_policy
-
-    policy = c.labels.get(L.RESTART_POLICY, "no")
     # a start by the user begins a new run: the policy's restart count starts again from 0 (as in Docker)
     first = not c.labels.get(L.STARTED_AT) or c.labels.get(L.NEVER_STARTED) == "true"
     client.containers.update_labels(c.id, {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: "",
                                            L.RESTART_COUNT: "0", **({L.NEVER_STARTED: "true"} if first else {})})
+    mark = _start_mark(c, gopts, client.namespace) if io is None else None
     try:
         if relay:
             from . import stdinrelay
@@ -231,6 +235,8 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
             client.tasks.delete(c.id)
         except CtkError:
             pass
+        if mark is not None:
+            mark.unlink(missing_ok=True)
         if relay_pid:
             import os
 
@@ -244,10 +250,29 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
             client.containers.update_labels(c.id, {L.NEVER_STARTED: ""})
         except NotFound:
             pass  # a quick --rm container may be gone already
-    if monitored(parse_policy(policy or "no"), c.labels):
+    if watched:
         # only now: marked earlier, containerd's restart monitor could race us to create the task
         client.containers.update_labels(c.id, {L.RESTART_STATUS: "running", L.RESTART_LOGURI: uri})
     return pid
+
+
+def _start_mark(c: Container, gopts: GlobalOptions, namespace: str) -> Path | None:
+    """Tell the logger this task's start time is recorded already (the labels were just updated): it then
+    starts no grpc child to record it, which a start by the restart monitor needs (see logger.START_MARK).
+    None when the mark cannot be made (the logger then records the start itself, as before)."""
+    from pathlib import Path
+
+    from ctk_shared.outputs import write_owned
+
+    from .logger import START_MARK
+
+    log = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, namespace, c.id))
+    mark = Path(log).parent / START_MARK
+    try:
+        write_owned(mark, b"")
+    except OSError:
+        return None
+    return mark
 
 
 def mark_stopped(client: Client, c: Container) -> None:

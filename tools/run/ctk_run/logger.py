@@ -29,7 +29,12 @@ import select
 import signal
 import sys
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing would add to every logger's memory (see test_logfile)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .logfile import JsonLogWriter
 
 READ_SIZE = 32768
 FIND_EVERY = 0.1  # how often to look for the container's init.pid until found
@@ -86,13 +91,13 @@ def _mark_started(address: str, namespace: str, cid: str) -> None:
         _say(str(e))
 
 
-def _tty_passthrough(args: dict[str, str], writer: object) -> None:
+def _tty_passthrough(args: dict[str, str], writer: JsonLogWriter) -> None:
     """``tty 1`` (a container with a terminal, added by ctk-run's lifecycle): write each chunk as it comes,
     partial lines included (a prompt, an echoed key), since ``attach`` shows the terminal by following the
     log. A UTF-8 sequence torn at the end of a chunk waits for its rest."""
     if args.get("tty") != "1":
         return
-    write, partial = writer.write, writer._partial  # type: ignore[attr-defined]
+    write, partial = writer.write, writer._partial
 
     def write_now(stream: str, data: bytes) -> None:
         write(stream, data)
@@ -102,18 +107,20 @@ def _tty_passthrough(args: dict[str, str], writer: object) -> None:
             keep = 0  # the last sequence is whole
         if rest:
             partial[stream] = rest[:len(rest) - keep]
-            writer.flush()  # type: ignore[attr-defined]
+            writer.flush()
             if keep:
                 partial[stream] = rest[-keep:]
 
-    writer.write = write_now  # type: ignore[attr-defined]
+    writer.write = write_now  # type: ignore[method-assign]  # this writer's write becomes the pass-through
+
+
+START_MARK = "cli-started"  # in the container's directory: ctk-run itself started this task (see _announce_start)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .logfile import JsonLogWriter, rfc3339nano
+    from .logfile import JsonLogWriter
 
-    argv = sys.argv if argv is None else argv
-    args = _args(argv)
+    args = _args(sys.argv if argv is None else argv)
     log_path = args.get("log")
     if not log_path:
         _say("no log path: this program is started by containerd's shim with `log <path>` "
@@ -125,144 +132,188 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"cannot open {log_path}: {e}")
         return 1
     _tty_passthrough(args, writer)
-    term: list[int] = []
-    deciding = False
+    session = _Session(args, log_path, writer)
+    session.prepare()
+    session.copy()
+    session.finish()
+    return 0
 
-    def on_term(signum: int, _frame: object) -> None:
-        term.append(signum)
-        if deciding:  # the shim is deleting the task and waits for our exit: it answers no Wait meanwhile
+
+class _Session:
+    """One task's life as its logger sees it: set up (health runner, drop counter, start mark), tell the shim
+    we are ready, copy both streams into the log until they end (deciding on the restart policy as soon as the
+    init process exits), then flush and make the decision if it was not made yet."""
+
+    def __init__(self, args: dict[str, str], log_path: str, writer: JsonLogWriter) -> None:
+        self.log_path = log_path
+        self.writer = writer
+        self.address = args.get("address") or ""
+        self.cid = os.environ.get("CONTAINER_ID", "")
+        self.namespace = os.environ.get("CONTAINER_NAMESPACE") or "default"
+        self.decides = bool(self.address and self.cid)
+        self.attached = args.get("attached") == "1"
+        self.wants_health = self.decides and args.get("health") == "1"
+        self.cdir = os.path.dirname(os.path.abspath(log_path))
+        self.term: list[int] = []
+        self.deciding = False  # a restart decision is being made (SIGTERM then interrupts it)
+        self.decided = False
+        self.checks: _HealthChecks | None = None
+        self.drops: _Drops | None = None
+        self.poller = select.poll()
+        self.streams: dict[int, str] = {}
+        self.watch: _ExitWatch | None = None
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+
+    def _on_term(self, signum: int, _frame: object) -> None:
+        self.term.append(signum)
+        if self.deciding:  # the shim is deleting the task and waits for our exit: it answers no Wait meanwhile
             raise _Terminated
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    address = args.get("address") or None
-    cid = os.environ.get("CONTAINER_ID", "")
-    namespace = os.environ.get("CONTAINER_NAMESPACE") or "default"
-    decides = bool(address and cid)
-    attached = args.get("attached") == "1"
-    cdir = os.path.dirname(os.path.abspath(log_path))
-    checks = None
-    if decides and args.get("health") == "1":
-        from . import health
+    def prepare(self) -> None:
+        """Everything before the container may start; ends by closing the ready pipe (fd 5)."""
+        if self.wants_health:
+            from . import health
+            from .logfile import rfc3339nano
 
-        try:
-            health.reset(cdir, rfc3339nano())  # before the container runs: ps never shows the last run's status
-        except OSError as e:
-            _say(f"resetting the health state: {e}")
-        checks = _HealthChecks(address, namespace, cid, cdir)  # type: ignore[arg-type]
-    drops = _Drops(cdir)
-    if decides:
-        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
-        if os.fork() == 0:  # the label update needs grpc: a short-lived child does it, this process stays small
-            for fd in (3, 4, 5):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
             try:
-                _mark_started(address, namespace, cid)  # type: ignore[arg-type]
-            finally:
-                os._exit(0)
-    for fd in (3, 4):
+                health.reset(self.cdir, rfc3339nano())  # before the container runs: ps never shows the last run's
+            except OSError as e:
+                _say(f"resetting the health state: {e}")
+            self.checks = _HealthChecks(self.address, self.namespace, self.cid, self.cdir)
+        self.drops = _Drops(self.cdir)
+        if self.decides:
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
+            _announce_start(self.address, self.namespace, self.cid, self.cdir)
+        for fd in (3, 4):
+            try:
+                os.set_inheritable(fd, False)  # never handed to the health runner
+            except OSError:
+                pass
         try:
-            os.set_inheritable(fd, False)  # never handed to the health runner
+            os.close(5)  # ready: the shim may start the container
         except OSError:
             pass
-    try:
-        os.close(5)  # ready: the shim may start the container
-    except OSError:
-        pass
-
-    streams: dict[int, str] = {}
-    poller = select.poll()
-    for fd, name in ((3, "stdout"), (4, "stderr")):
-        try:
-            os.fstat(fd)
-        except OSError:
-            continue  # not given: nothing to copy
-        streams[fd] = name
-        poller.register(fd, select.POLLIN)  # POLLHUP and POLLERR are always reported
-    watch = _ExitWatch(os.getppid()) if decides else None
-    if checks is not None:
-        checks.spawn(poller)
-    decided = False
-    write_failed = False
-    term_at = 0.0
-
-    def decide() -> None:
-        nonlocal decided, deciding
-        if decided:
-            return
-        decided = True
-        if not term:
-            deciding = True
+        for fd, name in ((3, "stdout"), (4, "stderr")):
             try:
-                _decide(address, namespace, cid, log_path, attached=attached,  # type: ignore[arg-type]
-                        health=checks is not None)
+                os.fstat(fd)
+            except OSError:
+                continue  # not given: nothing to copy
+            self.streams[fd] = name
+            self.poller.register(fd, select.POLLIN)  # POLLHUP and POLLERR are always reported
+        self.watch = _ExitWatch(os.getppid()) if self.decides else None
+        if self.checks is not None:
+            self.checks.spawn(self.poller)
+
+    def decide(self) -> None:
+        """Apply the restart policy once; under SIGTERM (the task is being deleted: rm, stop, the restart
+        monitor) only record the exit, without a Wait."""
+        if self.decided:
+            return
+        self.decided = True
+        health = self.checks is not None
+        if not self.term:
+            self.deciding = True
+            try:
+                _decide(self.address, self.namespace, self.cid, self.log_path, attached=self.attached, health=health)
                 return
             except _Terminated:
                 pass
             finally:
-                deciding = False
-        # SIGTERM: the task is being deleted (rm, stop, the restart monitor): record the exit, without a Wait
-        _decide(address, namespace, cid, log_path, wait=False, attached=attached,  # type: ignore[arg-type]
-                health=checks is not None)
+                self.deciding = False
+        _decide(self.address, self.namespace, self.cid, self.log_path, wait=False, attached=self.attached,
+                health=health)
 
-    while True:
-        if watch is not None and not decided:
-            watch.find(poller, force=not streams)
-            if watch.exited:  # the container's init exited: decide now, before the restart monitor acts
-                watch.close(poller)
-                decide()
-        if not streams and (watch is None or watch.fd is None or decided):
-            break  # both streams ended (and, when it is watched, the init process exited)
-        try:
-            events = poller.poll(100 if watch is not None and watch.searching else 250)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries
-            events = []
-        for fd, _ev in events:
-            if watch is not None and fd == watch.fd:
-                watch.exited = True
-                continue
-            if checks is not None and fd == checks.fd:
-                checks.ended(poller)
-                if not (decided or term or (watch is not None and watch.done())):
-                    checks.spawn(poller)  # the runner was killed while the container runs: start it again
-                continue
+    def copy(self) -> None:
+        """Copy until both streams end (and, when the init is watched, it exited) or SIGTERM's drain is over."""
+        watch = self.watch
+        term_at = 0.0
+        while True:
+            if watch is not None and not self.decided:
+                watch.find(self.poller, force=not self.streams)
+                if watch.exited:  # the container's init exited: decide now, before the restart monitor acts
+                    watch.close(self.poller)
+                    self.decide()
+            if not self.streams and (watch is None or watch.fd is None or self.decided):
+                break  # both streams ended (and, when it is watched, the init process exited)
             try:
-                data = os.read(fd, READ_SIZE)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""
-            if data:
-                try:
-                    if drops.pending:
-                        writer.write_record("stderr", drops.marker())  # space is back: say what was lost
-                        drops.written()
-                    writer.write(streams[fd], data)
-                    write_failed = False
-                except OSError as e:  # disk full: keep draining, so the container never blocks on its output
-                    if not write_failed:
-                        _say(f"writing {log_path}: {e}")
-                    write_failed = True
-                    drops.lost(data, e)
-            else:
-                poller.unregister(fd)
-                del streams[fd]
-        if term:
-            term_at = term_at or time.monotonic()
-            if not events or time.monotonic() - term_at > TERM_DRAIN:
-                break  # the shim closed its pipe ends and asked us to go: what was readable has been read
+                events = self.poller.poll(100 if watch is not None and watch.searching else 250)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                events = []
+            for fd, _ev in events:
+                self._on_event(fd)
+            if self.term:
+                term_at = term_at or time.monotonic()
+                if not events or time.monotonic() - term_at > TERM_DRAIN:
+                    break  # the shim closed its pipe ends and asked us to go: what was readable has been read
+
+    def _on_event(self, fd: int) -> None:
+        watch, checks = self.watch, self.checks
+        if watch is not None and fd == watch.fd:
+            watch.exited = True
+            return
+        if checks is not None and fd == checks.fd:
+            checks.ended(self.poller)
+            if not (self.decided or self.term or (watch is not None and watch.done())):
+                checks.spawn(self.poller)  # the runner was killed while the container runs: start it again
+            return
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._log(self.streams[fd], data)
+        else:
+            self.poller.unregister(fd)
+            del self.streams[fd]
+
+    def _log(self, stream: str, data: bytes) -> None:
+        """Write a chunk; on a full disk keep draining (the container never blocks on its output) and count
+        what is lost, noting it in the log once space is back."""
+        drops = self.drops
+        assert drops is not None
+        try:
+            if drops.pending:
+                self.writer.write_record("stderr", drops.marker())  # space is back: say what was lost
+                drops.written()
+            self.writer.write(stream, data)
+        except OSError as e:
+            if not drops.pending:
+                _say(f"writing {self.log_path}: {e}")
+            drops.lost(data, e)
+
+    def finish(self) -> None:
+        try:
+            self.writer.close()
+        except OSError as e:
+            _say(f"writing {self.log_path}: {e}")
+        if self.decides and not self.decided:
+            self.decide()
+        if self.checks is not None:
+            self.checks.ended(self.poller)
+
+
+def _announce_start(address: str, namespace: str, cid: str, cdir: str) -> None:
+    """Record the start time for ps and inspect, unless ctk-run started this task itself and recorded it
+    already (it leaves :data:`START_MARK` for us): a task the restart monitor or our relaunch created needs it.
+    The label update needs grpc: a short-lived child does it, so this process stays small."""
     try:
-        writer.close()
-    except OSError as e:
-        _say(f"writing {log_path}: {e}")
-    if decides and not decided:
-        decide()
-    if checks is not None:
-        checks.ended(poller)
-    return 0
+        os.unlink(os.path.join(cdir, START_MARK))
+        return
+    except OSError:
+        pass
+    if os.fork() == 0:
+        for fd in (3, 4, 5):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            _mark_started(address, namespace, cid)
+        finally:
+            os._exit(0)
 
 
 class _HealthChecks:

@@ -1,0 +1,90 @@
+"""What a run costs in processes and imports (issue 20): a plain foreground run has no logger process (the CLI
+writes the json-file log itself, which ``logs`` from another shell reads while it runs), and a run of an image
+that is here already imports neither the puller nor the logger."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.support.polling import wait_for
+from tests.support.procs import command_lines, serves_container
+
+
+def _env(run) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CONTAINERD_", "CTK_"))}
+    return {**base, **run.env}
+
+
+def _loggers_of(cid: str) -> list[int]:
+    return [pid for pid, cmd in command_lines() if "ctk-run-logger" in cmd and serves_container(pid, cmd, cid)]
+
+
+def test_a_foreground_run_writes_its_own_log_and_starts_no_logger(run, bb, containerd, ctd):
+    p = subprocess.Popen(["ctk-run", "--address", containerd.address, "--namespace", ctd.namespace, "--name", "fg",
+                          bb, "sh", "-c", "echo hello; echo oops >&2; sleep 3; echo bye"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(run))
+    try:
+        # another shell follows the log while the container runs
+        assert wait_for(lambda: "hello" in run("logs", "fg").out, timeout=30)
+        cid = run("inspect", "-f", "{{.Id}}", "fg").out.strip()
+        assert len(cid) == 64
+        assert _loggers_of(cid) == []
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    assert out == "hello\nbye\n" and "oops" in err
+    logs = run("logs", "fg")
+    assert logs.out == "hello\nbye\n" and logs.err == "oops\n"  # streams kept apart, as the logger does
+
+
+def test_a_foreground_run_with_a_restart_policy_keeps_its_logger(run, bb, containerd, ctd):
+    p = subprocess.Popen(["ctk-run", "--address", containerd.address, "--namespace", ctd.namespace, "--name", "pol",
+                          "--restart", "on-failure:1", bb, "sh", "-c", "echo up; sleep 3"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(run))
+    try:
+        assert wait_for(lambda: "up" in run("logs", "pol").out, timeout=30)
+        cid = run("inspect", "-f", "{{.Id}}", "pol").out.strip()
+        assert len(_loggers_of(cid)) >= 1  # it applies the policy after this CLI is gone
+        out, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0 and out == "up\n"
+
+
+def test_a_run_of_an_image_here_imports_neither_the_puller_nor_the_logger(run, bb, containerd, ctd):
+    assert run("--rm", "-q", "--network", "none", bb, "true").code == 0  # pulled and unpacked now
+    code = ("import sys\nfrom ctk_run.cli import main\nsys.argv[0] = 'ctk-run'\ntry:\n    rc = main()\nfinally:\n"
+            "    print(sorted(m for m in ('ctk_shared.pull', 'ctk_shared.registry', 'ctk_run.logger') "
+            "if m in sys.modules), file=sys.stderr)\nsys.exit(rc)\n")
+    p = subprocess.run([sys.executable, "-c", code, "--address", containerd.address, "--namespace", ctd.namespace,
+                        "--rm", "-q", "--network", "none", bb, "sh", "-c", "echo ran"],
+                       capture_output=True, text=True, env=_env(run), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "ran\n"
+    assert p.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_a_killed_foreground_cli_leaves_the_container_logging_to_its_end(run, bb, containerd, ctd):
+    """Docker's daemon logs a container whose client died; with the CLI as the logger, its standby child takes
+    over: the container neither loses its output nor blocks on a full pipe (300 kB here, a pipe holds 64 KiB)."""
+    import signal
+
+    p = subprocess.Popen(["ctk-run", "--address", containerd.address, "--namespace", ctd.namespace, "--name", "k",
+                          bb, "sh", "-c", "echo first; sleep 2; yes | head -c 300000; echo last"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(run))
+    try:
+        assert wait_for(lambda: "first" in run("logs", "k").out, timeout=30)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert wait_for(lambda: run("inspect", "-f", "{{.State.Status}}", "k").out.strip() == "exited", timeout=60)
+    out = run("logs", "k").out
+    assert out.endswith("y\nlast\n") and out.count("y\n") == 150000
+    mine = f"--namespace {ctd.namespace} --name k "
+    assert wait_for(lambda: [pid for pid, cmd in command_lines() if mine in cmd] == [], timeout=10)  # it went too
