@@ -64,18 +64,25 @@ def main() -> int:
             delete_isolation_rules(bridge)
 
 
-def _timed_ctk(cmd: list[str], env: dict[str, str], log: str | None, name: str) -> float:
+def _timed_logged(cmd: list[str], env: dict[str, str], log: str | None, name: str) -> float:
+    """``timed``, or with ``log`` the command's output (ctk-build's --progress=plain, buildah's step output,
+    each line with the seconds since the start) kept in ``LOG/NAME.log``."""
     if not log:
         return timed(cmd, env)
     import time
 
+    ctk = not name.startswith("buildah")
+    argv = [*(c for c in cmd[:-1] if c != "-q"), *(["--progress=plain"] if ctk else []), cmd[-1]]
     t0 = time.perf_counter()
-    p = subprocess.run([*(c for c in cmd[:-1] if c != "-q"), "--progress=plain", cmd[-1]], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, env=env, check=True)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    assert p.stdout is not None
+    lines = [f"{time.perf_counter() - t0:8.3f} {raw.decode(errors='replace')}" for raw in p.stdout]
+    if p.wait() != 0:
+        raise SystemExit(f"{' '.join(argv)}: exit {p.returncode}: {''.join(lines[-5:])}")
     took = time.perf_counter() - t0
     os.makedirs(log, exist_ok=True)
-    with open(os.path.join(log, f"{name}.log"), "wb") as f:
-        f.write(p.stderr)
+    with open(os.path.join(log, f"{name}.log"), "w") as f:
+        f.writelines(lines)
     return took
 
 
@@ -103,9 +110,9 @@ def _measure(runs: int, base, daemon, reg, bridge: str, log: str | None) -> int:
                                  "--network", "host", "--allow", "network.host", "-t", "apt", str(ctx)],
             "buildah_layers": [*bh, "bud", "--isolation", "chroot", "--tls-verify=false", "-q", "--layers",
                                "--no-cache", "-t", "apt", str(ctx)]}
-    _timed_ctk(cmds["ctk"], env, log, "warm-up")  # fills the cache mounts (and the page cache)
+    _timed_logged(cmds["ctk"], env, log, "warm-up")  # fills the cache mounts (and the page cache)
     timed(cmds["ctk_network_host"], env)
-    timed(cmds["buildah_layers"], env)
+    _timed_logged(cmds["buildah_layers"], env, log, "buildah-warm-up")
     times: dict[str, list[float]] = {who: [] for who in cmds}
     cpu: dict[str, list[float]] = {who: [] for who in cmds}
     loads = [os.getloadavg()[0]]
@@ -113,8 +120,7 @@ def _measure(runs: int, base, daemon, reg, bridge: str, log: str | None) -> int:
         order = list(cmds) if i % 2 == 0 else list(cmds)[::-1]
         for who in order:
             before = _children_cpu()
-            times[who].append(_timed_ctk(cmds[who], env, log, f"{who}-{i}") if who.startswith("ctk") else
-                              timed(cmds[who], env))
+            times[who].append(_timed_logged(cmds[who], env, log, f"{who}-{i}"))
             cpu[who].append(_children_cpu() - before)
         loads.append(os.getloadavg()[0])
     med = {who: round(statistics.median(v), 3) for who, v in times.items()}
