@@ -43,6 +43,40 @@ def test_shared_library_is_click_free_and_tool_free():
             assert "click" not in mods, f"{f.relative_to(ROOT)} imports click; only ctk_shared.cli may"
 
 
+def _click_imports(path: Path) -> set[str]:
+    """click, or ctk_shared.cli (the click side of the conventions), imported by ``path`` in any form."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "click" or a.name == "ctk_shared.cli")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "click" or node.module == "ctk_shared.cli":
+                found.add(node.module)
+            elif node.module == "ctk_shared" and any(a.name == "cli" for a in node.names):
+                found.add("ctk_shared.cli")
+    return found
+
+
+def test_only_a_tools_cli_module_sees_click():
+    """docs/CONVENTIONS.md §7: a command's logic takes ``(client, gopts, opts)`` and never sees click, so it
+    can be called (and tested) without the command line; only ``cli.py`` of each tool reads flags."""
+    for tool in TOOLS:
+        for f in _py_files(tool):
+            if f.name == "cli.py" and f.parent.name.startswith("ctk_"):
+                continue
+            bad = _click_imports(f)
+            assert not bad, f"{f.relative_to(ROOT)} imports {bad}; only the tool's cli.py may"
+
+
+def test_logic_modules_load_without_click():
+    """The same at run time: importing each tool's options and logic modules loads no click, even indirectly."""
+    mods = ["ctk_run.options", "ctk_run.ops", "ctk_net.options", "ctk_net.ops", "ctk_pull.options", "ctk_pull.ops",
+            "ctk_crypt.options", "ctk_crypt.ops", "ctk_build.ops"]
+    code = f"import sys, importlib; [importlib.import_module(m) for m in {mods!r}]; print('click' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False", "a logic module imports click"
+
+
 def test_grpc_stays_inside_the_containerd_package():
     shared = ROOT / "shared" / "ctk_shared"
     for f in _py_files(ROOT / "shared") + [p for t in TOOLS for p in _py_files(t)]:

@@ -5,11 +5,18 @@ cryptography and grpc are imported inside the commands, so ``--help`` stays fast
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from ctk_shared import cli as shared_cli
 from ctk_shared.errors import UsageError
 from ctk_shared.output import refs_from_args
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client
+    from ctk_shared.oci import Platform
+
+    from .ops import Written
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -31,17 +38,22 @@ def _one_ref(text: str) -> str:
     return ref
 
 
-def _platforms(values: tuple[str, ...]) -> list:  # type: ignore[type-arg]
+def _platforms(values: tuple[str, ...]) -> tuple[Platform, ...]:
     from ctk_shared.oci import Platform
 
-    return [Platform.parse(p) for v in values for p in v.split(",") if p]
+    return tuple(Platform.parse(p) for v in values for p in v.split(",") if p)
 
 
-def _options(recipients: tuple[str, ...] = (), keys: tuple[str, ...] = (), platforms: tuple[str, ...] = (),
-             layers: tuple[int, ...] = (), quiet: bool = False, fmt: str = "ref"):  # type: ignore[no-untyped-def]
-    from .ops import CryptOptions
+def _client() -> Client:
+    from ctk_shared import connect
 
-    return CryptOptions(list(recipients), list(keys), _platforms(platforms), list(layers), quiet, fmt)
+    return connect.containerd(shared_cli.options())
+
+
+def _emit_written(fmt: str, written: Written) -> None:
+    from ctk_shared import output
+
+    output.emit_image(fmt, written.name, written.digest, Layers=written.layers)
 
 
 _platform_opt = click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
@@ -70,8 +82,11 @@ def encrypt(src: str, dst: str, recipients: tuple[str, ...], keys: tuple[str, ..
             platforms: tuple[str, ...], quiet: bool, fmt: str) -> None:
     """Write DST: SRC with its layers encrypted for the recipients (or more recipients added)."""
     from . import ops
+    from .options import EncryptOptions
 
-    ops.encrypt(shared_cli.options(), _one_ref(src), dst, _options(recipients, keys, platforms, layers, quiet, fmt))
+    opts = EncryptOptions(src=_one_ref(src), dst=dst, recipients=recipients, keys=keys, platforms=_platforms(platforms),
+                          layers=layers, quiet=quiet)
+    _emit_written(fmt, ops.encrypt(_client(), shared_cli.options(), opts))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -89,8 +104,11 @@ def decrypt(src: str, dst: str, keys: tuple[str, ...], layers: tuple[int, ...], 
             quiet: bool, fmt: str) -> None:
     """Write DST: SRC with its encrypted layers decrypted (HMAC-checked; nothing is kept if a check fails)."""
     from . import ops
+    from .options import DecryptOptions
 
-    ops.decrypt(shared_cli.options(), _one_ref(src), dst, _options((), keys, platforms, layers, quiet, fmt))
+    opts = DecryptOptions(src=_one_ref(src), dst=dst, keys=keys, platforms=_platforms(platforms), layers=layers,
+                          quiet=quiet)
+    _emit_written(fmt, ops.decrypt(_client(), shared_cli.options(), opts))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -100,9 +118,13 @@ def decrypt(src: str, dst: str, keys: tuple[str, ...], layers: tuple[int, ...], 
 def inspect(refs: tuple[str, ...], fmt: str | None) -> None:
     """Per image, manifest and layer: encrypted?, cipher, key-wrap schemes and what the wrapping tells of
     recipients, as a JSON array like every ctk inspect (REF may be `-`)."""
-    from . import ops
+    from ctk_shared import output
 
-    ops.inspect(shared_cli.options(), list(refs_from_args(refs)), fmt)
+    from . import ops
+    from .options import InspectOptions
+
+    opts = InspectOptions(refs=tuple(refs_from_args(refs)), fmt=fmt)
+    output.emit_inspect(ops.inspect(_client(), shared_cli.options(), opts).docs, fmt)
 
 
 @cli.command(name="check-key", context_settings=CONTEXT)
@@ -119,9 +141,22 @@ def check_key(ref: str | None, keys: tuple[str, ...], request: str | None, platf
     Nothing is decrypted: this is the authorization ctk-run asks for before it runs an encrypted image, whose
     layers may have been unpacked by someone else.
     """
-    from . import ops
+    from ctk_shared import output
 
-    ops.check_key(shared_cli.options(), _one_ref(ref) if ref else None, list(keys), request, _platforms(platforms))
+    from . import ops
+    from .options import CheckKeyOptions
+
+    data = None
+    if request is not None:
+        try:
+            data = sys.stdin.buffer.read() if request == "-" else open(request, "rb").read()
+        except OSError as e:
+            raise UsageError(f"cannot read {request}: {e.strerror}") from None
+    opts = CheckKeyOptions(ref=_one_ref(ref) if ref else None, keys=keys, request=data,
+                           platforms=_platforms(platforms))
+    checked = ops.check_key(_client(), shared_cli.options(), opts)
+    output.emit_line(f"{checked.name}: {checked.layers} encrypted layer(s), every one opened by the key(s)"
+                     if checked.layers else f"{checked.name}: no encrypted layers")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -138,9 +173,14 @@ def check_key(ref: str | None, keys: tuple[str, ...], request: str | None, platf
 @shared_cli.global_options
 def keygen(kind: str, out: str, bits: int, curve: str, password: str | None, cert_days: int) -> None:
     """Make a key pair for --recipient jwe:NAME.pub.pem / --key NAME.pem."""
-    from . import ops
+    from ctk_shared import output
 
-    ops.keygen(kind, out, bits, curve, password, cert_days)
+    from . import ops
+    from .options import KeygenOptions
+
+    opts = KeygenOptions(out=out, kind=kind, bits=bits, curve=curve, password=password, cert_days=cert_days)
+    for path in ops.keygen(None, shared_cli.options(), opts).paths:
+        output.emit_line(path)
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
-"""What ctk-crypt's commands do, between parsed flags and the library: one image in, one image out."""
+"""What ctk-crypt's commands do, between parsed flags and the library: one image in, one image out. One
+function per command, ``(client, gopts, opts) -> Result`` (docs/CONVENTIONS.md §7); ``cli.py`` prints."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import output
@@ -13,15 +15,36 @@ if TYPE_CHECKING:
     from ctk_shared.containerd import Client, Image
     from ctk_shared.oci import Descriptor, Platform
 
+    from .options import CheckKeyOptions, DecryptOptions, EncryptOptions, InspectOptions, KeygenOptions
+
 
 @dataclass(frozen=True)
-class CryptOptions:
-    recipients: list[str] = field(default_factory=list)  # jwe:FILE / pkcs7:FILE
-    keys: list[str] = field(default_factory=list)  # FILE[:pass=…]
-    platforms: list[Platform] = field(default_factory=list)
-    layers: list[int] = field(default_factory=list)
-    quiet: bool = False
-    fmt: str = "ref"
+class Written:
+    """The image ``encrypt``/``decrypt`` wrote: the cli prints ``NAME@DIGEST`` (or the JSON record)."""
+
+    name: str
+    digest: str
+    layers: int  # layers changed
+
+
+@dataclass(frozen=True)
+class Documents:
+    """``inspect``: one document per image, printed as one JSON array (or a template per document)."""
+
+    docs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """``check-key``: the keys open every encrypted layer (else an exception); ``layers`` of them."""
+
+    name: str
+    layers: int
+
+
+@dataclass(frozen=True)
+class Keypair:
+    paths: list[str]  # the files written
 
 
 def _dst_name(text: str) -> str:
@@ -31,7 +54,7 @@ def _dst_name(text: str) -> str:
     return str(ref)
 
 
-def _keyring(specs: list[str]) -> Any:
+def _keyring(specs: Sequence[str]) -> Any:
     from ctk_shared.decryption_keys import read_key_specs
 
     from .keys import Keyring
@@ -47,8 +70,7 @@ def _put(client: Client, name: str, target: Descriptor, src: Image) -> None:
                                                               if not k.startswith("ctk/")}))
 
 
-def encrypt(gopts: GlobalOptions, src_text: str, dst_text: str, opts: CryptOptions) -> None:
-    from ctk_shared import connect
+def encrypt(client: Client, gopts: GlobalOptions, opts: EncryptOptions) -> Written:
     from ctk_shared.images import find_image
     from ctk_shared.progress import make_progress
 
@@ -56,11 +78,10 @@ def encrypt(gopts: GlobalOptions, src_text: str, dst_text: str, opts: CryptOptio
 
     if not opts.recipients:
         raise UsageError("encrypt needs at least one --recipient (jwe:PUBLIC_KEY or pkcs7:CERTIFICATE)")
-    recipients = envelope.Recipients.parse(opts.recipients)
+    recipients = envelope.Recipients.parse(list(opts.recipients))
     keyring = _keyring(opts.keys) if opts.keys else None
-    dst = _dst_name(dst_text)
-    client = connect.containerd(gopts)
-    src = find_image(client, src_text)
+    dst = _dst_name(opts.dst)
+    src = find_image(client, opts.src)
     progress = make_progress(opts.quiet)
     try:
         with client.lease_scope() as leased:
@@ -73,7 +94,7 @@ def encrypt(gopts: GlobalOptions, src_text: str, dst_text: str, opts: CryptOptio
                     return blobs.add_recipients(desc, keyring, recipients)
                 return blobs.encrypt_layer(leased, desc, recipients, progress)
 
-            result = imagewalk.rewrite(leased, src.target, layer, imagewalk.Selection(opts.platforms, opts.layers))
+            result = imagewalk.rewrite(leased, src.target, layer, _selection(opts.platforms, opts.layers))
             if result.changed_layers == 0:
                 raise UsageError(f"no layer of {src.name} matches the --layer/--platform selection")
             for plat in result.skipped_manifests:
@@ -81,19 +102,23 @@ def encrypt(gopts: GlobalOptions, src_text: str, dst_text: str, opts: CryptOptio
             _put(leased, dst, result.target, src)
     finally:
         progress.close()
-    output.emit_image(opts.fmt, dst, result.target.digest, Layers=result.changed_layers)
+    return Written(dst, result.target.digest, result.changed_layers)
 
 
-def decrypt(gopts: GlobalOptions, src_text: str, dst_text: str, opts: CryptOptions) -> None:
-    from ctk_shared import connect
+def _selection(platforms: tuple[Platform, ...], layers: tuple[int, ...]) -> Any:
+    from . import imagewalk
+
+    return imagewalk.Selection(list(platforms), list(layers))
+
+
+def decrypt(client: Client, gopts: GlobalOptions, opts: DecryptOptions) -> Written:
     from ctk_shared.images import find_image
     from ctk_shared.progress import make_progress
 
     from . import blobs, envelope, imagewalk
 
-    dst = _dst_name(dst_text)
-    client = connect.containerd(gopts)
-    src = find_image(client, src_text)
+    dst = _dst_name(opts.dst)
+    src = find_image(client, opts.src)
     progress = make_progress(opts.quiet)
     keyring = None
     try:
@@ -110,22 +135,19 @@ def decrypt(gopts: GlobalOptions, src_text: str, dst_text: str, opts: CryptOptio
                     keyring = _keyring(opts.keys)
                 return blobs.decrypt_layer(leased, desc, keyring, progress)
 
-            result = imagewalk.rewrite(leased, src.target, layer, imagewalk.Selection(opts.platforms, opts.layers))
+            result = imagewalk.rewrite(leased, src.target, layer, _selection(opts.platforms, opts.layers))
             if result.changed_layers == 0:
                 progress.note(f"{src.name} has no encrypted layers (in the selection): {dst} names the same image")
             _put(leased, dst, result.target, src)
     finally:
         progress.close()
-    output.emit_image(opts.fmt, dst, result.target.digest, Layers=result.changed_layers)
+    return Written(dst, result.target.digest, result.changed_layers)
 
 
-def inspect(gopts: GlobalOptions, texts: list[str], fmt: str | None = None) -> None:
-    """One document per image, written as one JSON array (or a ``--format`` template per image)."""
-    from ctk_shared import connect
-
-    output.parse_format(fmt)  # a syntax error before any work
-    client = connect.containerd(gopts)
-    output.emit_inspect([_inspect_doc(client, text) for text in texts], fmt)
+def inspect(client: Client, gopts: GlobalOptions, opts: InspectOptions) -> Documents:
+    """One document per image."""
+    output.parse_format(opts.fmt)  # a syntax error before any work
+    return Documents([_inspect_doc(client, text) for text in opts.refs])
 
 
 def _inspect_doc(client: Client, text: str) -> dict[str, Any]:
@@ -150,51 +172,41 @@ def _inspect_doc(client: Client, text: str) -> dict[str, Any]:
             "encrypted": encrypted, "manifests": docs}
 
 
-def check_key(gopts: GlobalOptions, text: str | None, key_specs: list[str], request: str | None,
-              platforms: list[Platform]) -> None:
-    """Exit 0 when the keys open every encrypted layer's wrapped key (nothing is decrypted or written).
+def check_key(client: Client, gopts: GlobalOptions, opts: CheckKeyOptions) -> KeyCheck:
+    """The keys open every encrypted layer's wrapped key (else an exception; nothing is decrypted or written).
 
     Either an image in the store with ``--key`` specs, or a request document (``ctk_shared.decryption_keys.
     check_request``) that ctk-run sends on stdin, so keys and passwords never appear on a command line."""
-    import sys
-
     from ctk_shared.decryption_keys import parse_check_request, read_key_specs
 
     from . import envelope
     from .keys import Keyring
 
-    if request is not None:
-        if text is not None or key_specs:
+    if opts.request is not None:
+        if opts.ref is not None or opts.keys:
             raise UsageError("--request carries the keys and layers: give no REF and no --key with it")
-        try:
-            data = sys.stdin.buffer.read() if request == "-" else open(request, "rb").read()
-        except OSError as e:
-            raise UsageError(f"cannot read {request}: {e.strerror}") from None
-        sources, layers = parse_check_request(data)
+        sources, layers = parse_check_request(opts.request)
         name = "the image"
     else:
-        if text is None:
+        if opts.ref is None:
             raise UsageError("check-key needs an image REF (or --request)")
-        from ctk_shared import connect
         from ctk_shared.images import find_image
 
         from . import imagewalk
 
-        client = connect.containerd(gopts)
-        image = find_image(client, text)
+        image = find_image(client, opts.ref)
         layers = []
         for mdesc, manifest in imagewalk.manifests(client, image.target):
-            chosen = not platforms or mdesc.platform is None or any(p.matches(mdesc.platform) for p in platforms)
+            chosen = not opts.platforms or mdesc.platform is None or \
+                any(p.matches(mdesc.platform) for p in opts.platforms)
             if manifest is not None and chosen:
                 layers += manifest.layers
-        sources, name = read_key_specs(key_specs), image.name
-    n = envelope.authorize(layers, Keyring.load(sources))
-    output.emit_line(f"{name}: {n} encrypted layer(s), every one opened by the key(s)" if n else
-                     f"{name}: no encrypted layers")
+        sources, name = read_key_specs(list(opts.keys)), image.name
+    return KeyCheck(name, envelope.authorize(layers, Keyring.load(sources)))
 
 
-def keygen(kind: str, out: str, bits: int, curve: str, password: str | None, cert_days: int) -> None:
+def keygen(client: Client | None, gopts: GlobalOptions, opts: KeygenOptions) -> Keypair:
+    """A key pair in files (no containerd: ``client`` is None)."""
     from .keygen import write_keypair
 
-    for path in write_keypair(kind, out, bits, curve, password, cert_days):
-        output.emit_line(path)
+    return Keypair(list(write_keypair(opts.kind, opts.out, opts.bits, opts.curve, opts.password, opts.cert_days)))

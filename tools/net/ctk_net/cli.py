@@ -1,5 +1,8 @@
 """The ctk-net command line: CNI networks (ls, inspect, create, rm, prune) and the OCI hook runc runs.
 
+Each command reads its flags into its options (``options.py``), calls its function in ``ops`` and prints the
+result (docs/CONVENTIONS.md §7).
+
 Results go to stdout (a table on a terminal, JSON lines otherwise; ``inspect`` prints a JSON array like
 ``docker network inspect``); warnings and errors go to stderr. pyroute2 and grpc are imported only by the
 commands that need them.
@@ -7,16 +10,17 @@ commands that need them.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from ctk_shared import cli as shared_cli
 from ctk_shared import output
 from ctk_shared.errors import CtkError, raise_failures
 
+if TYPE_CHECKING:
+    from .store import NetworkStore
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
-LS_COLUMNS = [("NETWORK ID", "ShortID"), ("NAME", "Name"), ("FILE", "File")]
-LS_FIELDS = ("ID", "ShortID", "Name", "File", "Driver", "Subnets", "Labels", "Managed")  # the keys of ls' records
 
 
 @click.group(cls=shared_cli.CtkGroup, context_settings=CONTEXT, no_args_is_help=True)
@@ -29,21 +33,10 @@ def cli() -> None:
     """
 
 
-def _store():  # type: ignore[no-untyped-def]
+def _store() -> NetworkStore:
     from .store import NetworkStore
 
     return NetworkStore(shared_cli.options())
-
-
-def _fail_each(names: tuple[str, ...], fn) -> None:  # type: ignore[no-untyped-def]
-    """Run ``fn`` per name like ``docker network rm``: go on after a failure; all are reported at the end."""
-    failures: list[CtkError] = []
-    for name in names:
-        try:
-            fn(name)
-        except CtkError as e:
-            failures.append(e)
-    raise_failures(failures)
 
 
 @cli.command("ls", context_settings=CONTEXT)
@@ -53,17 +46,13 @@ def _fail_each(names: tuple[str, ...], fn) -> None:  # type: ignore[no-untyped-d
 @shared_cli.global_options
 def ls(quiet: bool, fmt: str | None, no_trunc: bool) -> None:
     """List networks (ctk's and every other conflist in the directory)."""
-    output.parse_format(fmt, LS_FIELDS)  # a bad template is a usage error before any work
-    nets = _store().list()
-    records: list[dict[str, Any]] = []
-    for n in sorted(nets, key=lambda n: (n.name, n.file)):
-        records.append({"ID": n.id, "ShortID": n.id if no_trunc else n.id[:12], "Name": n.name, "File": n.file,
-                        "Driver": n.driver, "Subnets": n.subnets, "Labels": n.labels, "Managed": n.managed})
-    if not quiet:
-        # like nerdctl: the two networks that need no configuration are listed too, without ID or file
-        records += [{"ID": "", "ShortID": "", "Name": name, "File": "", "Driver": name if name == "host" else "null",
-                     "Subnets": [], "Labels": {}, "Managed": False} for name in ("host", "none")]
-    output.emit_records(records, LS_COLUMNS, fmt, quiet_field="ShortID", quiet=quiet, fields=LS_FIELDS)
+    from . import ops
+    from .options import LsOptions
+
+    opts = LsOptions(quiet=quiet, fmt=fmt, no_trunc=no_trunc)
+    result = ops.ls(_store(), shared_cli.options(), opts)
+    output.emit_records(result.records, ops.LS_COLUMNS, fmt, quiet_field="ShortID", quiet=quiet,
+                        fields=ops.LS_FIELDS)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -74,43 +63,13 @@ def ls(quiet: bool, fmt: str | None, no_trunc: bool) -> None:
 @shared_cli.global_options
 def inspect(refs: tuple[str, ...], mode: str, fmt: str | None) -> None:
     """Show networks as a JSON array (Docker-compatible by default)."""
-    from . import netconf
+    from . import ops
+    from .options import InspectOptions
 
-    output.parse_format(fmt)  # a syntax error before any work
-    store = _store()
-    docs: list[dict[str, Any]] = []
-    missing: list[CtkError] = []
-    for ref in refs:
-        try:
-            net = store.ensure(ref) if ref == netconf.DEFAULT_NETWORK else store.get(ref)
-        except CtkError as e:
-            missing.append(e)
-            continue
-        if mode == "native":
-            docs.append(netconf.native(net))
-        else:
-            docs.append(netconf.dockercompat(net, _attached(net)))
-    if docs:
-        output.emit_inspect(docs, fmt)
-    raise_failures(missing)
-
-
-def _attached(net) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Running containers attached to ``net``, from the hook's endpoint registry (best effort)."""
-    try:
-        from .endpoints import Endpoints
-
-        records = Endpoints(shared_cli.options().data_root).all()
-    except Exception:  # noqa: BLE001 - the registry is an optional extra for inspect
-        return {}
-    out: dict[str, Any] = {}
-    for ep in records:
-        att = (ep.get("networks") or {}).get(net.name)
-        if not isinstance(att, dict):
-            continue
-        out[str(ep.get("id", ""))] = {"Name": ep.get("name", ""), "MacAddress": att.get("mac", ""),
-                                      "IPv4Address": att.get("address", ""), "IPv6Address": ""}
-    return out
+    result = ops.inspect(_store(), shared_cli.options(), InspectOptions(refs=refs, mode=mode, fmt=fmt))
+    if result.docs:
+        output.emit_inspect(result.docs, fmt)
+    raise_failures(result.failures)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -126,13 +85,12 @@ def _attached(net) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 @click.option("--internal", is_flag=True, help="no gateway, no masquerading, no published ports")
 @click.option("--ipam-driver", type=click.Choice(["default", "host-local"]), default="default", hidden=True)
 @shared_cli.global_options
-def create(name: str, driver: str, opts: tuple[str, ...], subnet: str | None, gateway: str | None,
-           ip_range: str | None, labels: tuple[str, ...], internal: bool, ipam_driver: str) -> None:
+def create(**kw: Any) -> None:
     """Create a network and print its ID."""
-    net = _store().create(name, driver=driver, subnet=subnet, gateway=gateway, ip_range=ip_range,
-                          labels=shared_cli.key_values(labels), internal=internal,
-                          options=shared_cli.key_values(opts, "-o"))
-    output.emit_line(net.id)
+    from . import ops
+    from .options import CreateOptions
+
+    output.emit_line(ops.create(_store(), shared_cli.options(), CreateOptions(**kw)).network_id)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -140,12 +98,13 @@ def create(name: str, driver: str, opts: tuple[str, ...], subnet: str | None, ga
 @shared_cli.global_options
 def rm(refs: tuple[str, ...]) -> None:
     """Remove networks no container uses (pre-defined and other tools' networks are refused)."""
-    store = _store()
+    from . import ops
+    from .options import RmOptions
 
-    def one(ref: str) -> None:
-        output.emit_line(store.remove(ref).name)
-
-    _fail_each(refs, one)
+    result = ops.rm(_store(), shared_cli.options(), RmOptions(refs=refs))
+    for name in result.names:
+        output.emit_line(name)
+    raise_failures(result.failures)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -153,27 +112,15 @@ def rm(refs: tuple[str, ...]) -> None:
 @shared_cli.global_options
 def prune(force: bool) -> None:
     """Remove every ctk network no container uses (the default network stays)."""
-    from . import netconf
+    from . import ops
+    from .options import PruneOptions
 
     if not shared_cli.confirm_prune("This will remove all ctk networks not used by at least one container.", force):
         return
-    store = _store()
-    candidates = [n for n in store.list()
-                  if n.managed and n.name not in netconf.PREDEFINED and not n.is_default]
-    if not candidates:
-        return
-    users = store.users([n.name for n in candidates])
-    failures: list[CtkError] = []
-    for net in candidates:
-        if users.get(net.name):
-            continue
-        try:
-            store.remove(net.name, users=users)
-        except CtkError as e:
-            failures.append(e)
-            continue
-        output.emit_line(net.name)
-    raise_failures(failures)
+    result = ops.prune(_store(), shared_cli.options(), PruneOptions(force=force))
+    for name in result.names:
+        output.emit_line(name)
+    raise_failures(result.failures)
 
 
 @cli.command(hidden=True, context_settings=CONTEXT)
@@ -187,15 +134,18 @@ def ensure(names: tuple[str, ...]) -> int:
     reading this tool's stderr."""
     from ctk_shared.error_records import ERROR_KEY, to_record
 
+    from . import ops
+    from .options import EnsureOptions
+
     try:
-        store = _store()
-        for name in names:
-            net = store.ensure(name)
-            output.emit_json({"Name": net.name, "ID": net.id, "File": net.file, "Subnets": net.subnets,
-                              "Gateway": net.gateway})
-    except CtkError as e:
-        output.emit_json({ERROR_KEY: to_record(e)})
-        return int(e.exit_code)
+        result = ops.ensure(_store(), shared_cli.options(), EnsureOptions(names=names))
+    except CtkError as e:  # the options or the store could not be read
+        result = ops.Ensured([], e)
+    for record in result.records:
+        output.emit_json(record)
+    if result.error is not None:
+        output.emit_json({ERROR_KEY: to_record(result.error)})
+        return int(result.error.exit_code)
     return 0
 
 
@@ -205,8 +155,10 @@ def ensure(names: tuple[str, ...]) -> int:
 def hook(phase: str) -> None:
     """The OCI hook (createRuntime / postStop); runc passes the container state on stdin."""
     from .hook import main as hook_main
+    from .options import HookOptions
 
-    sys.exit(hook_main(shared_cli.options(), phase))
+    opts = HookOptions(phase=phase)
+    sys.exit(hook_main(shared_cli.options(), opts.phase))
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from ctk_shared.errors import UsageError
 from ctk_shared.output import refs_from_args
 
 if TYPE_CHECKING:
+    from ctk_shared.containerd import Client
     from ctk_shared.oci import Platform
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -29,6 +30,12 @@ def cli() -> None:
     stdout (a ref@digest per produced image, or a table / JSON lines for listings); progress and errors go to
     stderr. The flags of any command: `ctk-pull COMMAND --help`.
     """
+
+
+def _client() -> Client:
+    from ctk_shared import connect
+
+    return connect.containerd(shared_cli.options())
 
 
 def _platform(value: str | None, unpack: bool = False) -> Platform | None:
@@ -60,10 +67,17 @@ def _platform(value: str | None, unpack: bool = False) -> Platform | None:
 def pull(refs: tuple[str, ...], platform: str | None, all_platforms: bool, unpack: str, quiet: bool, fmt: str,
          max_concurrent_downloads: int, decryption_keys: tuple[str, ...]) -> None:
     """Pull images from a registry into containerd (REF may be `-`: refs from stdin)."""
-    from . import ops
+    from ctk_shared import output
 
-    ops.pull(shared_cli.options(), list(refs_from_args(refs)), _platform(platform, unpack != "false"),
-             all_platforms, unpack != "false", quiet, fmt, max_concurrent_downloads, decryption_keys)
+    from . import ops
+    from .options import PullOptions
+
+    opts = PullOptions(refs=tuple(refs_from_args(refs)), platform=_platform(platform, unpack != "false"),
+                       all_platforms=all_platforms, unpack=unpack != "false", quiet=quiet,
+                       max_concurrent_downloads=max_concurrent_downloads, decryption_keys=decryption_keys)
+    for r in ops.pull(_client(), shared_cli.options(), opts):
+        output.emit_image(fmt, r.name, r.digest, MediaType=r.media_type, Platforms=list(r.platforms),
+                          FetchedBytes=r.fetched_bytes, RemoteLayers=r.remote_layers, Sources=r.sources)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -75,9 +89,14 @@ def pull(refs: tuple[str, ...], platform: str | None, all_platforms: bool, unpac
 @shared_cli.global_options
 def push(refs: tuple[str, ...], platform: str | None, quiet: bool, fmt: str) -> None:
     """Push images to their registry (cross-repository mount when the registry already has a layer)."""
-    from . import ops
+    from ctk_shared import output
 
-    ops.push(shared_cli.options(), list(refs_from_args(refs)), _platform(platform), quiet, fmt)
+    from . import ops
+    from .options import PushOptions
+
+    opts = PushOptions(refs=tuple(refs_from_args(refs)), platform=_platform(platform), quiet=quiet)
+    for r in ops.push(_client(), shared_cli.options(), opts):
+        output.emit_image(fmt, r.name, r.digest)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -114,12 +133,16 @@ def inspect(refs: tuple[str, ...], platform: str | None, raw: bool, fmt: str | N
 @shared_cli.global_options
 def tag(source: str, target: str) -> None:
     """Give an image another name (SOURCE may be `-`)."""
+    from ctk_shared import output
+
     from . import ops
+    from .options import TagOptions
 
     src = next(refs_from_args([source]), None)
     if src is None:
         raise UsageError("no source ref on stdin")
-    ops.tag(shared_cli.options(), src, target)
+    tagged = ops.tag(_client(), shared_cli.options(), TagOptions(source=src, target=target))
+    output.emit_line(f"{tagged.name}@{tagged.digest}")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -128,9 +151,16 @@ def tag(source: str, target: str) -> None:
 @shared_cli.global_options
 def rm(refs: tuple[str, ...], force: bool) -> None:
     """Remove images (refuses images used by containers unless -f)."""
-    from . import ops
+    from ctk_shared import output
+    from ctk_shared.errors import raise_failures
 
-    ops.remove(shared_cli.options(), list(refs_from_args(refs)), force)
+    from . import ops
+    from .options import RmOptions
+
+    result = ops.remove(_client(), shared_cli.options(), RmOptions(refs=tuple(refs_from_args(refs)), force=force))
+    for name in result.names:
+        output.emit_line(f"Untagged: {name}")
+    raise_failures(result.failures)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -141,7 +171,8 @@ def rm(refs: tuple[str, ...], force: bool) -> None:
 @shared_cli.global_options
 def login(server: str | None, username: str | None, password: str | None, password_stdin: bool) -> None:
     """Check credentials against a registry and store them in ~/.docker/config.json."""
-    from . import account
+    from . import ops
+    from .options import LoginOptions
 
     if password_stdin:
         if password:
@@ -153,7 +184,7 @@ def login(server: str | None, username: str | None, password: str | None, passwo
         username = click.prompt("Username")
     if password is None:
         password = click.prompt("Password", hide_input=True)
-    account.login(shared_cli.options(), server, username, password)
+    ops.login(None, shared_cli.options(), LoginOptions(server=server, username=username, password=password))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -161,9 +192,10 @@ def login(server: str | None, username: str | None, password: str | None, passwo
 @shared_cli.global_options
 def logout(server: str | None) -> None:
     """Remove stored credentials for a registry."""
-    from . import account
+    from . import ops
+    from .options import LogoutOptions
 
-    account.logout(server)
+    ops.logout(None, shared_cli.options(), LogoutOptions(server=server))
 
 
 @cli.command(context_settings=CONTEXT)

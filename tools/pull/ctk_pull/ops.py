@@ -1,95 +1,129 @@
-"""What ctk-pull's image commands do, between parsed flags and the shared library."""
+"""What ctk-pull's image commands do, between parsed flags and the shared library: one function per command,
+``(client, gopts, opts) -> Result`` (docs/CONVENTIONS.md §7). Nothing here prints; ``cli.py`` prints results."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ctk_shared import output
 from ctk_shared import reference as refs
-from ctk_shared.errors import Conflict, CtkError, NotFound, UsageError, raise_failures
+from ctk_shared.errors import Conflict, CtkError, NotFound, UsageError
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
-    from ctk_shared.oci import Platform
+    from ctk_shared.containerd import Client
+    from ctk_shared.pull import PullResult
+
+    from .options import LoginOptions, LogoutOptions, PullOptions, PushOptions, RmOptions, TagOptions
 
 
-def pull(gopts: GlobalOptions, texts: list[str], platform: Platform | None, all_platforms: bool,
-         unpack: bool, quiet: bool, fmt: str, max_concurrent: int, decryption_keys: tuple[str, ...] = ()) -> None:
+@dataclass(frozen=True)
+class Pushed:
+    name: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Tagged:
+    name: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Removed:
+    """``rm``: the names untagged, and a failure per ref that was not (the cli raises them after printing)."""
+
+    names: list[str]
+    failures: list[CtkError] = field(default_factory=list)
+
+
+def pull(client: Client, gopts: GlobalOptions, opts: PullOptions) -> Iterator[PullResult]:
+    """Each ref of ``opts`` pulled in turn, yielded as it is done (so a pipe gets the first before the
+    second starts); every ref is checked before any work starts."""
     from ctk_shared import connect
     from ctk_shared.decryption_keys import read_key_specs
     from ctk_shared.progress import make_progress
-    from ctk_shared.pull import PullOptions
+    from ctk_shared.pull import PullOptions as Pulling
     from ctk_shared.pull import pull as do_pull
 
-    parsed = [refs.parse(t) for t in texts]  # all refs are checked before any work starts
-    keys = tuple(read_key_specs(decryption_keys))
-    client = connect.containerd(gopts)
-    opts = PullOptions(platform=platform, all_platforms=all_platforms, unpack=unpack,
-                       snapshotter=gopts.snapshotter, max_concurrent_downloads=max_concurrent,
-                       decryption_keys=keys)
+    parsed = [refs.parse(t) for t in opts.refs]  # all refs are checked before any work starts
+    keys = tuple(read_key_specs(opts.decryption_keys))
+    how = Pulling(platform=opts.platform, all_platforms=opts.all_platforms, unpack=opts.unpack,
+                  snapshotter=gopts.snapshotter, max_concurrent_downloads=opts.max_concurrent_downloads,
+                  decryption_keys=keys)
     for ref in parsed:
-        progress = make_progress(quiet)
+        progress = make_progress(opts.quiet)
         try:
-            result = do_pull(client, connect.registry(ref.domain, gopts), ref, opts, progress)
+            result = do_pull(client, connect.registry(ref.domain, gopts), ref, how, progress)
         finally:
             progress.close()
-        output.emit_image(fmt, result.name, result.digest, MediaType=result.media_type,
-                          Platforms=list(result.platforms), FetchedBytes=result.fetched_bytes,
-                          RemoteLayers=result.remote_layers, Sources=result.sources)
+        yield result
 
 
-def push(gopts: GlobalOptions, texts: list[str], platform: Platform | None, quiet: bool, fmt: str) -> None:
+def push(client: Client, gopts: GlobalOptions, opts: PushOptions) -> Iterator[Pushed]:
+    """Each image of ``opts`` pushed in turn, yielded as it is done."""
     from ctk_shared import connect
     from ctk_shared.images import find_image
     from ctk_shared.progress import make_progress
     from ctk_shared.push import push as do_push
 
-    client = connect.containerd(gopts)
-    for text in texts:
+    for text in opts.refs:
         image = find_image(client, text)
         ref = refs.parse(image.name if "@" not in image.name else text)
-        progress = make_progress(quiet)
+        progress = make_progress(opts.quiet)
         try:
-            digest = do_push(client, connect.registry(ref.domain, gopts), image, ref, platform, progress)
+            digest = do_push(client, connect.registry(ref.domain, gopts), image, ref, opts.platform, progress)
         finally:
             progress.close()
-        output.emit_image(fmt, str(ref.with_digest("")), digest)
+        yield Pushed(str(ref.with_digest("")), digest)
 
 
-def tag(gopts: GlobalOptions, source: str, target: str) -> None:
-    from ctk_shared import connect
+def tag(client: Client, gopts: GlobalOptions, opts: TagOptions) -> Tagged:
     from ctk_shared.containerd import Image
+    from ctk_shared.cri import put_image
     from ctk_shared.images import find_image
 
-    dst = refs.parse(target)
+    dst = refs.parse(opts.target)
     if dst.digest:
-        raise UsageError(f"refusing to create a tag with a digest reference: {target}",
+        raise UsageError(f"refusing to create a tag with a digest reference: {opts.target}",
                          hint="a tag is NAME[:TAG]; the digest is the image's own")
-    client = connect.containerd(gopts)
-    src = find_image(client, source)
-    from ctk_shared.cri import put_image
-
+    src = find_image(client, opts.source)
     put_image(client, Image(name=str(dst), target=src.target, labels=dict(src.labels),
                             created_at=None, updated_at=None))
-    output.emit_line(f"{dst}@{src.target.digest}")
+    return Tagged(str(dst), src.target.digest)
 
 
-def remove(gopts: GlobalOptions, texts: list[str], force: bool) -> None:
-    from ctk_shared import connect
+def remove(client: Client, gopts: GlobalOptions, opts: RmOptions) -> Removed:
+    """Like ``docker rmi``: every ref is tried; a missing or used image is a failure in the result."""
     from ctk_shared.images import find_image
 
-    client = connect.containerd(gopts)
+    removed: list[str] = []
     failed: list[CtkError] = []
-    for text in texts:
+    for text in opts.refs:
         try:
             image = find_image(client, text)
-            users = client.containers.list([f'image=="{image.name}"']) if not force else []
+            users = client.containers.list([f'image=="{image.name}"']) if not opts.force else []
             if users:
                 raise Conflict(f"image {image.name} is used by container {users[0].id}",
                                hint="remove the container first, or use -f")
             client.images.delete(image.name)
-            output.emit_line(f"Untagged: {image.name}")
+            removed.append(image.name)
         except NotFound as e:
             failed.append(e)
         except Conflict as e:
             failed.append(e)
-    raise_failures(failed)
+    return Removed(removed, failed)
+
+
+def login(client: Client | None, gopts: GlobalOptions, opts: LoginOptions) -> None:
+    """Credentials checked against the registry, then stored (no containerd: ``client`` may be None); the
+    note goes to stderr, as Docker's ``Login Succeeded``."""
+    from . import account
+
+    account.login(gopts, opts.server, opts.username, opts.password)
+
+
+def logout(client: Client | None, gopts: GlobalOptions, opts: LogoutOptions) -> None:
+    from . import account
+
+    account.logout(opts.server)

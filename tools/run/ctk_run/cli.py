@@ -42,6 +42,21 @@ def _client() -> Client:
     return connect.containerd(shared_cli.options())
 
 
+def _report(outcomes: Iterable[Outcome]) -> None:
+    """A multi-target command's outcomes as they come: each done target's name on stdout (as Docker prints
+    them), then every failure, one line each (docs/CONVENTIONS.md §4)."""
+    from ctk_shared import output
+    from ctk_shared.errors import CtkError, raise_failures
+
+    failures: list[CtkError] = []
+    for outcome in outcomes:
+        if outcome.error is None:
+            output.emit_line(outcome.target)
+        else:
+            failures.append(outcome.error)
+    raise_failures(failures)
+
+
 def _image_arg(text: str) -> str:
     """IMAGE of run/create; `-` is the first ref on stdin (none there: a usage error, 125 under run_errors)."""
     from ctk_shared.output import refs_from_args
@@ -186,10 +201,14 @@ def ps(all_: bool, quiet: bool, filters: tuple[str, ...], fmt: str | None, no_tr
 @shared_cli.global_options
 def logs(container: str, follow: bool, tail: str, since: str | None, until: str | None, timestamps: bool) -> None:
     """Show a container's output (stdout to stdout, stderr to stderr)."""
-    from .ops import show_logs
+    from . import ops
+    from .options import LogsOptions
 
-    show_logs(_client(), shared_cli.options(), container, follow=follow, tail=tail, since=since, until=until,
-              timestamps=timestamps)
+    opts = LogsOptions(container=container, follow=follow, tail=tail, since=since, until=until, timestamps=timestamps)
+    for stream, data in ops.logs(_client(), shared_cli.options(), opts):
+        target = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
+        target.write(data)
+        target.flush()
 
 
 @cli.command(context_settings=CONTEXT)
@@ -199,10 +218,10 @@ def logs(container: str, follow: bool, tail: str, since: str | None, until: str 
 @shared_cli.global_options
 def stop(containers: tuple[str, ...], timeout: int | None, sig: str | None) -> None:
     """Stop running containers; their restart policy will not start them again."""
-    from . import lifecycle
-    from .ops import for_each
+    from . import ops
+    from .options import StopOptions
 
-    for_each(_client(), containers, lambda client, c: lifecycle.stop(client, c, timeout, sig))
+    _report(ops.stop(_client(), shared_cli.options(), StopOptions(containers=containers, timeout=timeout, sig=sig)))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -218,23 +237,16 @@ def start(containers: tuple[str, ...], attach: bool, interactive: bool, detach_k
 
     The first start of a container from an encrypted image that ctk-run did not create needs --decryption-key.
     """
-    from .ops import decryption_keys as read_keys
-    from .ops import start_containers
+    from . import ops
+    from .options import StartOptions
 
-    if attach or interactive:
-        from ctk_shared.errors import UsageError
-
-        from . import detachkeys
-        from .attach import start_attached
-
-        if len(containers) > 1:
-            raise UsageError("you cannot start and attach multiple containers at once")
-        keys = detachkeys.parse(detach_keys)
-        code = start_attached(_client(), shared_cli.options(), containers[0], interactive=interactive,
-                              detach_keys=keys, keys=read_keys(decryption_keys))
+    opts = StartOptions(containers=containers, attach=attach, interactive=interactive, detach_keys=detach_keys,
+                        decryption_keys=decryption_keys)
+    started = ops.start(_client(), shared_cli.options(), opts)
+    if started.exit_code is not None:
         sys.stdout.flush()
-        sys.exit(code)
-    start_containers(_client(), shared_cli.options(), containers, read_keys(decryption_keys))
+        sys.exit(started.exit_code)
+    _report(started.outcomes)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -243,9 +255,10 @@ def start(containers: tuple[str, ...], attach: bool, interactive: bool, detach_k
 @shared_cli.global_options
 def restart(containers: tuple[str, ...], timeout: int | None) -> None:
     """Stop, then start containers."""
-    from .ops import restart_containers
+    from . import ops
+    from .options import RestartOptions
 
-    restart_containers(_client(), shared_cli.options(), containers, timeout)
+    _report(ops.restart(_client(), shared_cli.options(), RestartOptions(containers=containers, timeout=timeout)))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -254,10 +267,10 @@ def restart(containers: tuple[str, ...], timeout: int | None) -> None:
 @shared_cli.global_options
 def kill(containers: tuple[str, ...], sig: str) -> None:
     """Send a signal to containers."""
-    from . import lifecycle
-    from .ops import for_each
+    from . import ops
+    from .options import KillOptions
 
-    for_each(_client(), containers, lambda client, c: lifecycle.kill(client, c, sig))
+    _report(ops.kill(_client(), shared_cli.options(), KillOptions(containers=containers, sig=sig)))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -267,11 +280,10 @@ def kill(containers: tuple[str, ...], sig: str) -> None:
 @shared_cli.global_options
 def rm(containers: tuple[str, ...], force: bool, volumes: bool) -> None:
     """Remove containers (with their snapshot and logs)."""
-    from . import lifecycle
-    from .ops import for_each
+    from . import ops
+    from .options import RmOptions
 
-    gopts = shared_cli.options()
-    for_each(_client(), containers, lambda client, c: lifecycle.remove(client, gopts, c, force, volumes))
+    _report(ops.rm(_client(), shared_cli.options(), RmOptions(containers=containers, force=force, volumes=volumes)))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -284,12 +296,10 @@ def wait(containers: tuple[str, ...], condition: str) -> None:
     """Block until containers stop (or are removed, or healthy); print their exit codes."""
     from ctk_shared import output
 
-    from .health_wait import wait as wait_for
-    from .lookup import find_container
+    from . import ops
+    from .options import WaitOptions
 
-    client = _client()
-    for text in containers:
-        code = wait_for(client, find_container(client, text), condition)
+    for code in ops.wait(_client(), shared_cli.options(), WaitOptions(containers=containers, condition=condition)):
         if code is not None:
             output.emit_line(str(code))
 
@@ -300,9 +310,12 @@ def wait(containers: tuple[str, ...], condition: str) -> None:
 @shared_cli.global_options
 def inspect(containers: tuple[str, ...], fmt: str | None) -> None:
     """Show containers' configuration and state as JSON (Docker's field names)."""
-    from .ops import inspect_containers
+    from ctk_shared import output
 
-    inspect_containers(_client(), containers, fmt)
+    from . import ops
+    from .options import InspectOptions
+
+    output.emit_inspect(ops.inspect(_client(), shared_cli.options(), InspectOptions(containers, fmt)).docs, fmt)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -311,9 +324,13 @@ def inspect(containers: tuple[str, ...], fmt: str | None) -> None:
 @shared_cli.global_options
 def port(container: str, private_port: str | None) -> None:
     """List a container's published ports (`80/tcp -> 0.0.0.0:8080`), or the host side of one of them."""
-    from .ops import show_ports
+    from ctk_shared import output
 
-    show_ports(_client(), container, private_port)
+    from . import ops
+    from .options import PortOptions
+
+    for line in ops.port(_client(), shared_cli.options(), PortOptions(container, private_port)).lines:
+        output.emit_line(line)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -391,14 +408,13 @@ def events(since: str | None, until: str | None, filters: tuple[str, ...], fmt: 
 def attach(container: str, no_stdin: bool, sig_proxy: bool, detach_keys: str | None) -> None:
     """Attach this terminal to a running container's terminal, input and output (Ctrl-P Ctrl-Q detaches);
     exit with its status when it ends."""
-    from . import detachkeys
-    from .attach import attach_to
+    from . import ops
+    from .options import AttachOptions
 
-    keys = detachkeys.parse(detach_keys)
-    code = attach_to(_client(), shared_cli.options(), container, no_stdin=no_stdin, sig_proxy=sig_proxy,
-                     detach_keys=keys)
+    opts = AttachOptions(container=container, no_stdin=no_stdin, sig_proxy=sig_proxy, detach_keys=detach_keys)
+    exited = ops.attach(_client(), shared_cli.options(), opts)
     sys.stdout.flush()
-    sys.exit(code)
+    sys.exit(exited.exit_code)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -406,10 +422,10 @@ def attach(container: str, no_stdin: bool, sig_proxy: bool, detach_keys: str | N
 @shared_cli.global_options
 def pause(containers: tuple[str, ...]) -> None:
     """Suspend all processes of running containers (cgroup freezer)."""
-    from .ops import for_each
-    from .pause import pause as do_pause
+    from . import ops
+    from .options import PauseOptions
 
-    for_each(_client(), containers, do_pause)
+    _report(ops.pause(_client(), shared_cli.options(), PauseOptions(containers)))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -444,10 +460,10 @@ def prune(force: bool, filters: tuple[str, ...], namespace_dirs: bool) -> None:
 @shared_cli.global_options
 def unpause(containers: tuple[str, ...]) -> None:
     """Resume all processes of paused containers."""
-    from .ops import for_each
-    from .pause import unpause as do_unpause
+    from . import ops
+    from .options import UnpauseOptions
 
-    for_each(_client(), containers, do_unpause)
+    _report(ops.unpause(_client(), shared_cli.options(), UnpauseOptions(containers)))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -456,10 +472,10 @@ def unpause(containers: tuple[str, ...]) -> None:
 @shared_cli.global_options
 def rename(container: str, new_name: str) -> None:
     """Rename a container (a name taken by another container is refused)."""
-    from .rename import rename as do_rename
+    from . import ops
+    from .options import RenameOptions
 
-    gopts = shared_cli.options()
-    do_rename(_client(), gopts, container, new_name)
+    ops.rename(_client(), shared_cli.options(), RenameOptions(container=container, new_name=new_name))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -474,13 +490,12 @@ def update(containers: tuple[str, ...], memory: str | None, memory_swap: str | N
            pids_limit: str | None, restart: str | None) -> None:
     """Change the resource limits and restart policy of containers, running or not (all values are checked
     before anything changes)."""
-    from .ops import for_each
-    from .update import parse_update, update_container
+    from . import ops
+    from .options import UpdateOptions
 
-    change = parse_update(memory=memory, memory_swap=memory_swap, cpus=cpus, pids_limit=pids_limit,
-                          restart=restart)
-    gopts = shared_cli.options()
-    for_each(_client(), containers, lambda client, c: update_container(client, gopts, c, change))
+    opts = UpdateOptions(containers=containers, memory=memory, memory_swap=memory_swap, cpus=cpus,
+                         pids_limit=pids_limit, restart=restart)
+    _report(ops.update(_client(), shared_cli.options(), opts))
 
 
 @cli.command(name="exec", context_settings=RUN_CONTEXT)
@@ -498,15 +513,15 @@ def update(containers: tuple[str, ...], memory: str | None, memory_swap: str | N
 def exec_(container: str, command: tuple[str, ...], detach: bool, interactive: bool, tty: bool, env: tuple[str, ...],
           env_file: tuple[str, ...], workdir: str | None, user: str | None, privileged: bool) -> None:
     """Run a command in a running container."""
-    from . import errors
-    from .execs import exec_in
-    from .ops import merge_env
+    from . import errors, ops
+    from .options import ExecOptions
 
+    opts = ExecOptions(container=container, command=command, detach=detach, interactive=interactive, tty=tty,
+                       env=env, env_file=env_file, workdir=workdir, user=user, privileged=privileged)
     with errors.run_errors(lambda: shared_cli.options().data_root):
-        code = exec_in(_client(), shared_cli.options(), container, command, detach=detach, interactive=interactive,
-                       tty=tty, env=merge_env(env, env_file), workdir=workdir, user=user, privileged=privileged)
+        exited = ops.exec_(_client(), shared_cli.options(), opts)
     sys.stdout.flush()
-    sys.exit(code)
+    sys.exit(exited.exit_code)
 
 
 @cli.group(context_settings=CONTEXT, no_args_is_help=True)
@@ -523,17 +538,13 @@ def volume() -> None:
 def volume_create(name: str | None, label: tuple[str, ...], driver: str, opt: tuple[str, ...]) -> None:
     """Create a volume (a random name when NAME is not given); print its name."""
     from ctk_shared import output
-    from ctk_shared.errors import UsageError
 
-    from . import volumes
+    from . import ops
+    from .options import VolumeCreateOptions
 
-    if driver != "local":
-        raise UsageError(f"volume driver {driver!r} is not supported", hint="only the local driver exists")
-    options = shared_cli.key_values(opt, "--opt", bare="error")
-    gopts = shared_cli.options()
-    v = volumes.create(gopts.data_root, gopts.namespace, name or volumes.random_name(),
-                       shared_cli.key_values(label), options)
-    output.emit_line(v.name)
+    opts = VolumeCreateOptions(name=name, label=label, driver=driver, opt=opt)
+    for made in ops.volume_create(None, shared_cli.options(), opts).names:
+        output.emit_line(made)
 
 
 @volume.command(name="ls", context_settings=CONTEXT)
@@ -557,11 +568,10 @@ def volume_inspect(names: tuple[str, ...], fmt: str | None) -> None:
     """Show volumes' details as JSON (Docker's field names)."""
     from ctk_shared import output
 
-    from . import volumes
+    from . import ops
+    from .options import VolumeInspectOptions
 
-    gopts = shared_cli.options()
-    output.parse_format(fmt)
-    output.emit_inspect([volumes.get(gopts.data_root, gopts.namespace, n).record() for n in names], fmt)
+    output.emit_inspect(ops.volume_inspect(None, shared_cli.options(), VolumeInspectOptions(names, fmt)).docs, fmt)
 
 
 @volume.command(name="rm", context_settings=CONTEXT)
@@ -573,13 +583,13 @@ def volume_rm(names: tuple[str, ...], force: bool) -> None:
     from ctk_shared import output
     from ctk_shared.errors import raise_failures
 
-    from . import volumes
+    from . import ops
+    from .options import VolumeRmOptions
 
-    gopts = shared_cli.options()
-    failures, removed = volumes.remove(_client(), gopts.data_root, gopts.namespace, list(names), force)
-    for n in removed:
+    result = ops.volume_rm(_client(), shared_cli.options(), VolumeRmOptions(names=names, force=force))
+    for n in result.names:
         output.emit_line(n)
-    raise_failures(failures)
+    raise_failures(result.failures)
 
 
 @volume.command(name="prune", context_settings=CONTEXT)
@@ -590,13 +600,13 @@ def volume_prune(all_: bool, force: bool) -> None:
     """Remove unused anonymous volumes (with -a: every unused volume); print their names."""
     from ctk_shared import output
 
-    from . import volumes
+    from . import ops
+    from .options import VolumePruneOptions
 
     what = "all local volumes" if all_ else "anonymous local volumes"
     if not shared_cli.confirm_prune(f"This will remove {what} not used by at least one container.", force):
         return
-    gopts = shared_cli.options()
-    for n in volumes.prune(_client(), gopts.data_root, gopts.namespace, all_):
+    for n in ops.volume_prune(_client(), shared_cli.options(), VolumePruneOptions(all_=all_, force=force)).names:
         output.emit_line(n)
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import output
-from ctk_shared.errors import CtkError, UsageError, raise_failures
+from ctk_shared.errors import CtkError, UsageError
 from ctk_shared.keyvalues import key_values
 
 from . import labels as L
@@ -23,7 +23,29 @@ if TYPE_CHECKING:
 
     from .create import CreateOptions
     from .network import NetOptions
-    from .options import ContainerOptions, RunOptions
+    from .options import (
+        AttachOptions,
+        ContainerOptions,
+        ExecOptions,
+        InspectOptions,
+        KillOptions,
+        LogsOptions,
+        PauseOptions,
+        PortOptions,
+        RenameOptions,
+        RestartOptions,
+        RmOptions,
+        RunOptions,
+        StartOptions,
+        StopOptions,
+        UnpauseOptions,
+        UpdateOptions,
+        VolumeCreateOptions,
+        VolumeInspectOptions,
+        VolumePruneOptions,
+        VolumeRmOptions,
+        WaitOptions,
+    )
 
 
 def merge_env(env: tuple[str, ...], env_files: tuple[str, ...]) -> tuple[str, ...]:
@@ -245,20 +267,26 @@ def _cleanup(client: Client, gopts: GlobalOptions, c: Container) -> None:
         sys.stderr.write(f"ctk-run: warning: removing {c.id[:12]}: {e}\n")
 
 
-def for_each(client: Client, texts: Iterable[str], action: Callable[[Client, Container], None]) -> None:
-    """Apply ``action`` to each container, printing each name as Docker does; report all failures."""
+@dataclass(frozen=True)
+class Outcome:
+    """One target of a multi-target command: done (the cli prints ``target``, as Docker does) or failed."""
+
+    target: str
+    error: CtkError | None = None
+
+
+def each(client: Client, texts: Iterable[str], action: Callable[[Client, Container], None]) -> Iterator[Outcome]:
+    """Apply ``action`` to each container in turn, yielding each outcome as it is known (every target is
+    tried; the cli prints the done ones and raises the failures at the end)."""
     from .lookup import find_container
 
-    failures: list[CtkError] = []
     for text in texts:
         try:
             action(client, find_container(client, text))
-            output.emit_line(text)
         except CtkError as e:
-            failures.append(e)
-    raise_failures(failures)
-
-
+            yield Outcome(text, e)
+            continue
+        yield Outcome(text)
 
 
 def check_first_start(client: Client, c: Container, keys: tuple[KeySource, ...] = ()) -> None:
@@ -282,52 +310,123 @@ def check_first_start(client: Client, c: Container, keys: tuple[KeySource, ...] 
     client.containers.update_labels(c.id, {L.KEY_CHECK: verdict})
 
 
-def start_containers(client: Client, gopts: GlobalOptions, texts: Iterable[str], keys: tuple = ()) -> None:
-    def start(cl: Client, c: Container) -> None:
+@dataclass(frozen=True)
+class Started:
+    """``start``: without -a/-i the outcome per container; attached, the container's exit status."""
+
+    outcomes: tuple[Outcome, ...] = ()
+    exit_code: int | None = None
+
+
+def start(client: Client, gopts: GlobalOptions, opts: StartOptions) -> Started:
+    from . import detachkeys
+
+    keys = decryption_keys(opts.decryption_keys)
+    if opts.attach or opts.interactive:
+        from .attach import start_attached
+
+        if len(opts.containers) > 1:
+            raise UsageError("you cannot start and attach multiple containers at once")
+        dkeys = detachkeys.parse(opts.detach_keys)
+        return Started(exit_code=start_attached(client, gopts, opts.containers[0], interactive=opts.interactive,
+                                                detach_keys=dkeys, keys=keys))
+
+    def one(cl: Client, c: Container) -> None:
         check_first_start(cl, c, keys)
         lifecycle.start_task(cl, gopts, c)
 
-    for_each(client, texts, start)
+    return Started(tuple(each(client, opts.containers, one)))
 
 
-def restart_containers(client: Client, gopts: GlobalOptions, texts: Iterable[str], timeout: int | None) -> None:
+def restart(client: Client, gopts: GlobalOptions, opts: RestartOptions) -> Iterator[Outcome]:
     from .lookup import find_container
 
-    def restart(cl: Client, c: Container) -> None:
+    def one(cl: Client, c: Container) -> None:
         check_first_start(cl, c)
-        lifecycle.stop(cl, c, timeout)
+        lifecycle.stop(cl, c, opts.timeout)
         lifecycle.start_task(cl, gopts, find_container(cl, c.id))
 
-    for_each(client, texts, restart)
+    return each(client, opts.containers, one)
 
 
-def inspect_containers(client: Client, texts: Iterable[str], fmt: str | None) -> None:
+def stop(client: Client, gopts: GlobalOptions, opts: StopOptions) -> Iterator[Outcome]:
+    return each(client, opts.containers, lambda cl, c: lifecycle.stop(cl, c, opts.timeout, opts.sig))
+
+
+def kill(client: Client, gopts: GlobalOptions, opts: KillOptions) -> Iterator[Outcome]:
+    return each(client, opts.containers, lambda cl, c: lifecycle.kill(cl, c, opts.sig))
+
+
+def rm(client: Client, gopts: GlobalOptions, opts: RmOptions) -> Iterator[Outcome]:
+    return each(client, opts.containers, lambda cl, c: lifecycle.remove(cl, gopts, c, opts.force, opts.volumes))
+
+
+def pause(client: Client, gopts: GlobalOptions, opts: PauseOptions) -> Iterator[Outcome]:
+    from .pause import pause as do_pause
+
+    return each(client, opts.containers, do_pause)
+
+
+def unpause(client: Client, gopts: GlobalOptions, opts: UnpauseOptions) -> Iterator[Outcome]:
+    from .pause import unpause as do_unpause
+
+    return each(client, opts.containers, do_unpause)
+
+
+def update(client: Client, gopts: GlobalOptions, opts: UpdateOptions) -> Iterator[Outcome]:
+    """Every value is checked before any container changes (here, not at the first ``next``)."""
+    from .update import parse_update, update_container
+
+    change = parse_update(memory=opts.memory, memory_swap=opts.memory_swap, cpus=opts.cpus,
+                          pids_limit=opts.pids_limit, restart=opts.restart)
+    return each(client, opts.containers, lambda cl, c: update_container(cl, gopts, c, change))
+
+
+def wait(client: Client, gopts: GlobalOptions, opts: WaitOptions) -> Iterator[int | None]:
+    """Each container's exit code once the condition holds (None for ``healthy``), in the order given."""
+    from .health_wait import wait as wait_for
+    from .lookup import find_container
+
+    for text in opts.containers:
+        yield wait_for(client, find_container(client, text), opts.condition)
+
+
+@dataclass(frozen=True)
+class Documents:
+    """``inspect``: the documents to print (a JSON array, or the ``--format`` template per document)."""
+
+    docs: list[dict[str, Any]]
+
+
+def inspect(client: Client, gopts: GlobalOptions, opts: InspectOptions) -> Documents:
     from .listing import inspect_record
     from .lookup import find_container
     from .status import state_of
 
-    output.parse_format(fmt)  # a syntax error before any work
+    output.parse_format(opts.fmt)  # a syntax error before any work
     docs = []
-    for text in texts:
+    for text in opts.containers:
         c = find_container(client, text)
         docs.append(inspect_record(c, state_of(c, lifecycle.task_of(client, c.id))))
-    output.emit_inspect(docs, fmt)
+    return Documents(docs)
 
 
-def show_logs(client: Client, gopts: GlobalOptions, text: str, *, follow: bool, tail: str, since: str | None,
-              until: str | None, timestamps: bool) -> None:
+def logs(client: Client, gopts: GlobalOptions, opts: LogsOptions) -> Iterator[tuple[str, bytes]]:
+    """The container's log as ``(stream, bytes)`` records, "stdout" or "stderr", as they come (with
+    ``follow``, until the container stops); a warning about dropped lines goes to stderr at the end."""
     from . import state
     from .logfile import follow_records, format_record, parse_since, read_records
     from .lookup import find_container
     from .status import state_of
 
-    c = find_container(client, text)
+    c = find_container(client, opts.container)
     path = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, client.namespace, c.id))
+    tail = opts.tail
     n = None if tail == "all" else int(tail) if tail.lstrip("-").isdigit() else None
     if tail != "all" and n is None:
         raise UsageError(f"invalid --tail {tail!r}")
-    t_since = parse_since(since) if since else None
-    t_until = parse_since(until) if until else None
+    t_since = parse_since(opts.since) if opts.since else None
+    t_until = parse_since(opts.until) if opts.until else None
 
     def running() -> bool:
         try:
@@ -336,14 +435,10 @@ def show_logs(client: Client, gopts: GlobalOptions, text: str, *, follow: bool, 
             return False
         return state_of(cur, lifecycle.task_of(client, c.id)).status in ("running", "restarting", "paused")
 
-    records = follow_records(path, tail=n, since=t_since, until=t_until, is_running=running) if follow else \
-        read_records(path, tail=n, since=t_since, until=t_until)
-    out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    records = follow_records(path, tail=n, since=t_since, until=t_until, is_running=running) if opts.follow \
+        else read_records(path, tail=n, since=t_since, until=t_until)
     for rec in records:
-        stream, data = format_record(rec, timestamps)
-        target = out.get(stream, sys.stdout.buffer)
-        target.write(data)
-        target.flush()
+        yield format_record(rec, opts.timestamps)
     from .logger import read_drops
 
     drops = read_drops(os.path.dirname(path))
@@ -352,11 +447,19 @@ def show_logs(client: Client, gopts: GlobalOptions, text: str, *, follow: bool, 
                          f"{drops.get('Reason') or 'write error'}\n")
 
 
-def show_ports(client: Client, text: str, private: str | None) -> None:
+@dataclass(frozen=True)
+class Ports:
+    """``port``: the lines to print (``80/tcp -> 0.0.0.0:8080``, or only the host side for one port)."""
+
+    lines: list[str]
+
+
+def port(client: Client, gopts: GlobalOptions, opts: PortOptions) -> Ports:
     from .listing import network_state
     from .lookup import find_container
     from .status import state_of
 
+    text, private = opts.container, opts.private_port
     c = find_container(client, text)
     st = state_of(c, lifecycle.task_of(client, c.id))
     mappings = network_state(c, st).get("Ports") or []
@@ -375,8 +478,78 @@ def show_ports(client: Client, text: str, private: str | None) -> None:
         mappings = [m for m in mappings if int(m["containerPort"]) == int(num) and m["protocol"] == (proto or "tcp")]
         if not mappings:
             raise CtkError(f"no public port '{private}' published for {text}")
-        for m in mappings:
-            output.emit_line(host(m))
-        return
-    for m in mappings:
-        output.emit_line(f"{m['containerPort']}/{m['protocol']} -> {host(m)}")
+        return Ports([host(m) for m in mappings])
+    return Ports([f"{m['containerPort']}/{m['protocol']} -> {host(m)}" for m in mappings])
+
+
+@dataclass(frozen=True)
+class Exited:
+    """An attached command ended (``exec``, ``attach``): its exit status, which the cli exits with."""
+
+    exit_code: int
+
+
+def exec_(client: Client, gopts: GlobalOptions, opts: ExecOptions) -> Exited:
+    """``exec``: a command in a running container, its stdio on ours (a ctk failure is a RunError, 125)."""
+    from .execs import exec_in
+
+    with run_errors(lambda: gopts.data_root):
+        return Exited(exec_in(client, gopts, opts.container, opts.command, detach=opts.detach,
+                              interactive=opts.interactive, tty=opts.tty, env=merge_env(opts.env, opts.env_file),
+                              workdir=opts.workdir, user=opts.user, privileged=opts.privileged))
+
+
+def attach(client: Client, gopts: GlobalOptions, opts: AttachOptions) -> Exited:
+    from . import detachkeys
+    from .attach import attach_to
+
+    keys = detachkeys.parse(opts.detach_keys)
+    return Exited(attach_to(client, gopts, opts.container, no_stdin=opts.no_stdin, sig_proxy=opts.sig_proxy,
+                            detach_keys=keys))
+
+
+def rename(client: Client, gopts: GlobalOptions, opts: RenameOptions) -> None:
+    """``rename`` prints nothing (as Docker): no result."""
+    from .rename import rename as do_rename
+
+    do_rename(client, gopts, opts.container, opts.new_name)
+
+
+@dataclass(frozen=True)
+class Volumes:
+    """The volumes a ``volume`` command made or removed, by name; and a failure per volume that was not."""
+
+    names: list[str]
+    failures: list[CtkError] = field(default_factory=list)
+
+
+def volume_create(client: Client | None, gopts: GlobalOptions, opts: VolumeCreateOptions) -> Volumes:
+    """A directory under the data root (no containerd: ``client`` may be None)."""
+    from . import volumes
+
+    if opts.driver != "local":
+        raise UsageError(f"volume driver {opts.driver!r} is not supported", hint="only the local driver exists")
+    options = key_values(opts.opt, "--opt", bare="error")
+    v = volumes.create(gopts.data_root, gopts.namespace, opts.name or volumes.random_name(),
+                       key_values(opts.label), options)
+    return Volumes([v.name])
+
+
+def volume_inspect(client: Client | None, gopts: GlobalOptions, opts: VolumeInspectOptions) -> Documents:
+    from . import volumes
+
+    output.parse_format(opts.fmt)
+    return Documents([volumes.get(gopts.data_root, gopts.namespace, n).record() for n in opts.names])
+
+
+def volume_rm(client: Client, gopts: GlobalOptions, opts: VolumeRmOptions) -> Volumes:
+    from . import volumes
+
+    failures, removed = volumes.remove(client, gopts.data_root, gopts.namespace, list(opts.names), opts.force)
+    return Volumes(list(removed), list(failures))
+
+
+def volume_prune(client: Client, gopts: GlobalOptions, opts: VolumePruneOptions) -> Volumes:
+    from . import volumes
+
+    return Volumes(list(volumes.prune(client, gopts.data_root, gopts.namespace, opts.all_)))

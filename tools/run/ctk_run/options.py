@@ -74,3 +74,142 @@ class RunOptions(ContainerOptions):
     detach: bool = False
     detach_keys: str | None = None
     sig_proxy: bool = True
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    containers: tuple[str, ...]
+    attach: bool = False
+    interactive: bool = False
+    detach_keys: str | None = None
+    decryption_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StopOptions:
+    containers: tuple[str, ...]
+    timeout: int | None = None  # seconds before SIGKILL (None: the container's, else 10)
+    sig: str | None = None
+
+
+@dataclass(frozen=True)
+class RestartOptions:
+    containers: tuple[str, ...]
+    timeout: int | None = None
+
+
+@dataclass(frozen=True)
+class KillOptions:
+    containers: tuple[str, ...]
+    sig: str = "KILL"
+
+
+@dataclass(frozen=True)
+class RmOptions:
+    containers: tuple[str, ...]
+    force: bool = False
+    volumes: bool = False
+
+
+@dataclass(frozen=True)
+class PauseOptions:
+    containers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UnpauseOptions:
+    containers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UpdateOptions:
+    containers: tuple[str, ...]
+    memory: str | None = None
+    memory_swap: str | None = None
+    cpus: str | None = None
+    pids_limit: str | None = None
+    restart: str | None = None
+
+
+@dataclass(frozen=True)
+class WaitOptions:
+    containers: tuple[str, ...]
+    condition: str = "not-running"  # not-running | removed | healthy
+
+
+@dataclass(frozen=True)
+class InspectOptions:
+    containers: tuple[str, ...]
+    fmt: str | None = None
+
+
+@dataclass(frozen=True)
+class PortOptions:
+    container: str
+    private_port: str | None = None  # PORT[/PROTO]
+
+
+@dataclass(frozen=True)
+class LogsOptions:
+    container: str
+    follow: bool = False
+    tail: str = "all"
+    since: str | None = None
+    until: str | None = None
+    timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    container: str
+    command: tuple[str, ...]
+    detach: bool = False
+    interactive: bool = False
+    tty: bool = False
+    env: tuple[str, ...] = ()
+    env_file: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    privileged: bool = False
+
+
+@dataclass(frozen=True)
+class AttachOptions:
+    container: str
+    no_stdin: bool = False
+    sig_proxy: bool = True
+    detach_keys: str | None = None
+
+
+@dataclass(frozen=True)
+class RenameOptions:
+    container: str
+    new_name: str
+
+
+@dataclass(frozen=True)
+class VolumeCreateOptions:
+    name: str | None = None  # None: a random name
+    label: tuple[str, ...] = ()
+    driver: str = "local"
+    opt: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VolumeInspectOptions:
+    names: tuple[str, ...]
+    fmt: str | None = None
+
+
+@dataclass(frozen=True)
+class VolumeRmOptions:
+    names: tuple[str, ...]
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class VolumePruneOptions:
+    """``volume prune``: the cli asks for the confirmation (or takes -f) before the function runs."""
+
+    all_: bool = False
+    force: bool = False

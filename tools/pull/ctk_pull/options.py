@@ -1,0 +1,56 @@
+"""The options of ctk-pull's image commands, as the command line gave them: one frozen dataclass per command.
+
+``cli.py`` reads the flags into one of these (``-`` arguments already read from stdin) and calls the command's
+function in ``ops``, ``(client, gopts, opts) -> Result`` (docs/CONVENTIONS.md §7).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ctk_shared.oci import Platform
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    refs: tuple[str, ...]
+    platform: Platform | None = None
+    all_platforms: bool = False
+    unpack: bool = True
+    quiet: bool = False
+    max_concurrent_downloads: int = 3
+    decryption_keys: tuple[str, ...] = ()  # KEY[:pass=…] specs
+
+
+@dataclass(frozen=True)
+class PushOptions:
+    refs: tuple[str, ...]
+    platform: Platform | None = None
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class RmOptions:
+    refs: tuple[str, ...]
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class LoginOptions:
+    """``login``: the cli has asked for (or read from stdin) what the flags left out."""
+
+    server: str | None
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class LogoutOptions:
+    server: str | None = None
