@@ -286,9 +286,9 @@ class StageContext:
             key = chain_key(key, "source-date-epoch", epoch)  # its layers are rewritten: another result
         want = oci.OCI_LAYER_GZIP if self.b.opts.compression == "gzip" else oci.OCI_LAYER
         parent = self.state.chain_id  # the step's layer applies on it (--cache-from matches on it too)
+        self.vertex = self.b.begin(self.stage, ins.node)  # first: a --cache-from fetch runs under the step's line
         hit = self.b.cache.lookup(key, want, parent)
         if hit is not None and hit.layer is not None:
-            self.vertex = self.b.begin(self.stage, ins.node)
             self.b.progress.cached(self.vertex)
             self.b.cached_steps += 1
             layer = hit.layer
@@ -300,7 +300,6 @@ class StageContext:
                                    else hit.created)
             self.key = key
             return
-        self.vertex = self.b.begin(self.stage, ins.node)
         made = make_layer(self.b.client, self.b.sn_name, self.state.chain_id, change, source_date_epoch=epoch,
                           compression=self.b.opts.compression)
         self.b.progress.done(self.vertex, f"layer {made.desc.digest[7:19]} ({human_size(made.desc.size)})")
