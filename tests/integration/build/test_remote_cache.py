@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import uuid
@@ -288,3 +289,13 @@ def test_gzip_builds_reuse_the_cached_blobs_as_they_are(build, fresh, ctx, regis
     assert len(cached_steps(second.err)) == LAYER_STEPS, second.err
     assert second.out == first.out
     assert all(fresh.client.content.exists(d) for d in layers)
+
+
+def test_a_fifo_planted_in_a_cache_directory_does_not_block_the_build(fresh, ctx, tmp_path):
+    src = tmp_path / "fifo"
+    src.mkdir()
+    os.mkfifo(src / "index.json")
+    r = fresh("--progress=plain", "--cache-from", f"type=local,src={src}", "-t", "app", str(ctx), timeout=60)
+    assert r.code == 0, r.err
+    warn = _warnings(r.err)
+    assert len(warn) == 1 and "not a regular file" in warn[0], r.err

@@ -14,7 +14,7 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ctk_shared import limits, oci
 from ctk_shared import reference as refs
@@ -74,8 +74,20 @@ def _blob_path(root: str, digest: str) -> str:
     return os.path.join(root, "blobs", algo, hexpart)
 
 
+def _open_regular(path: str) -> BinaryIO:
+    """A file of the directory for reading, only when it is a regular file: a FIFO or a device planted there
+    would block the read or never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise InvalidArgument(f"{path} is not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def _read_file(path: str, kind: str, what: str) -> bytes:
-    with open(path, "rb") as f:
+    with _open_regular(path) as f:
         return limits.read_capped(iter(lambda: f.read(_CHUNK), b""), kind, what)
 
 
@@ -111,7 +123,7 @@ class LayoutReader:
     def blob(self, desc: oci.Descriptor) -> Iterator[Iterator[bytes]]:
         path = _blob_path(self.root, desc.digest)
         try:
-            f = open(path, "rb")
+            f = _open_regular(path)
         except FileNotFoundError:
             raise NotFound(f"{path}: blob missing from the cache directory") from None
         except OSError as e:
