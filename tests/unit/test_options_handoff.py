@@ -30,6 +30,9 @@ HANDOFF: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
         "pull": ("PullOptions", "pull"), "push": ("PushOptions", "push"), "tag": ("TagOptions", "tag"),
         "rm": ("RmOptions", "remove"), "login": ("LoginOptions", "login"), "logout": ("LogoutOptions", "logout"),
     }),
+    "ctk-build": ("ctk_build.ops", "ctk_build.ops", {
+        "build": ("BuildRequest", "build"), "prune": ("PruneOptions", "prune"),
+    }),
     "ctk-crypt": ("ctk_crypt.options", "ctk_crypt.ops", {
         "encrypt": ("EncryptOptions", "encrypt"), "decrypt": ("DecryptOptions", "decrypt"),
         "inspect": ("InspectOptions", "inspect"), "check-key": ("CheckKeyOptions", "check_key"),
@@ -59,8 +62,10 @@ def test_each_command_has_frozen_options_and_one_function(tool, command, options
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(opts, first, "changed")
     fn = getattr(importlib.import_module(logic_mod), fn_name)
-    assert list(inspect.signature(fn).parameters)[:3] == ["client", "gopts", "opts"] or \
-        list(inspect.signature(fn).parameters)[:3] == ["store", "gopts", "opts"], f"{tool} {command}: {fn}"
+    params = list(inspect.signature(fn).parameters.values())
+    assert len(params) == 3 and params[0].name in ("client", "store") and params[1].name == "gopts", \
+        f"{tool} {command}: {fn.__name__}{inspect.signature(fn)}"
+    assert params[2].annotation in (cls_name, cls), f"{tool} {command}: takes {params[2].annotation}"
 
 
 def test_run_options_take_the_click_parameter_names():

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from ctk_shared import cli as shared_cli
 from ctk_shared.errors import UsageError
+
+if TYPE_CHECKING:
+    from ctk_shared.containerd import Client
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -24,6 +28,12 @@ def cli() -> None:
     `ctk-build [OPTIONS] CONTEXT` is `ctk-build build [OPTIONS] CONTEXT` (its flags: `ctk-build build --help`).
     CONTEXT `-` reads the Dockerfile from stdin and builds without a context.
     """
+
+
+def _client() -> Client:
+    from ctk_shared import connect
+
+    return connect.containerd(shared_cli.options())
 
 
 def _epoch(value: str | None) -> int | None:
@@ -93,8 +103,15 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
         platforms=parse_platforms(platform) if platform else (), source_date_epoch=_epoch(source_date_epoch),
         labels=shared_cli.key_values(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
         pull=pull, digestfile=digestfile, progress=progress, iidfile=iidfile, secrets=secrets, ssh=ssh,
-        cache_to=cache_to, cache_from=cache_from)
-    ops.build(shared_cli.options(), req)
+        cache_to=cache_to, cache_from=cache_from,
+        stdin=sys.stdin.read() if context_dir == "-" and dockerfile in (None, "-") or
+        context_dir != "-" and dockerfile == "-" else None)  # the `-` Dockerfile, read here (§7)
+    res = ops.build(_client(), shared_cli.options(), req)
+    if not res.tar_on_stdout:  # else stdout carried the tar
+        from ctk_shared import output
+
+        extra = {"Platforms": list(res.platforms)} if res.platforms else {}
+        output.emit_image(fmt, res.name, res.digest, Names=list(res.names), Config=res.config, **extra)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -106,8 +123,8 @@ def prune(force: bool) -> None:
 
     from . import ops
 
-    count, size = ops.prune(shared_cli.options())
-    sys.stderr.write(f"removed {count} cache entries ({human_size(size)} of layers released)\n")
+    pruned = ops.prune(_client(), shared_cli.options(), ops.PruneOptions(force=force))
+    sys.stderr.write(f"removed {pruned.entries} cache entries ({human_size(pruned.size)} of layers released)\n")
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ctk_shared import output
 from ctk_shared import reference as refs
 from ctk_shared.errors import CtkError, NotFound, UsageError
 
@@ -56,15 +55,21 @@ class BuildRequest:
     ssh: tuple[str, ...] = ()  # --ssh default|ID=SOCKET
     cache_to: tuple[str, ...] = ()  # --cache-to type=registry,ref=…|type=local,dest=…
     cache_from: tuple[str, ...] = ()  # --cache-from type=registry,ref=…|type=local,src=…
+    stdin: str | None = None  # what the cli read from stdin for a `-` CONTEXT or -f (the function never reads it)
 
 
 @dataclass(frozen=True)
 class BuildResult:
+    """What the cli prints: ``NAME@DIGEST`` (or the JSON record), unless the tar went to stdout."""
+
     name: str
     digest: str
     names: tuple[str, ...]
     cached_steps: int
     steps: int
+    config: str | None = None  # the image ID (config digest)
+    platforms: tuple[str, ...] = ()  # with several --platform: an index of these
+    tar_on_stdout: bool = False  # -o dest=-: stdout carried the tar, nothing else may go there
 
     @property
     def ref(self) -> str:
@@ -76,11 +81,11 @@ def _read_dockerfile(req: BuildRequest) -> tuple[str, str, str | None, str | Non
     if req.context == "-":
         if req.dockerfile not in (None, "-"):
             raise UsageError("with CONTEXT '-' the Dockerfile comes from stdin; -f cannot name another")
-        return sys.stdin.read(), "Dockerfile", None, None
+        return req.stdin or "", "Dockerfile", None, None
     if not os.path.isdir(req.context):
         raise UsageError(f"build context {req.context!r} is not a directory")
     if req.dockerfile == "-":
-        return sys.stdin.read(), "Dockerfile", req.context, None
+        return req.stdin or "", "Dockerfile", req.context, None
     path = req.dockerfile or os.path.join(req.context, "Dockerfile")
     if req.dockerfile and not os.path.exists(path) and os.path.exists(os.path.join(req.context, req.dockerfile)):
         path = os.path.join(req.context, req.dockerfile)
@@ -131,9 +136,9 @@ def _parse_output(spec: str) -> tuple[str, str]:
     return kind, dest
 
 
-def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
-    from ctk_shared import connect
-
+def build(client: Client, gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
+    """``ctk-build``: the image built, named, exported and pushed as asked (docs/CONVENTIONS.md §7: the cli
+    prints the result; step lines and RUN output go to stderr)."""
     from . import progress as progress_mod
     from .builder import BuildOptions
     from .dockerfile import parse, plan
@@ -168,7 +173,6 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
     opts = BuildOptions(text, df_name, context_dir, dict(req.build_args), req.target, req.no_cache, network,
                         None, req.source_date_epoch, dict(req.labels), mode == "quiet", mode,
                         _compression(req), req.pull, req.allow, secrets, agents, cache_share=share)
-    client = connect.containerd(gopts)
     from .runner import remove_stale_steps
 
     remove_stale_steps(client, gopts.data_root)
@@ -218,7 +222,10 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
             digests.save()
         except OSError:
             pass  # only a speed-up for the next build
-    res = BuildResult(names[0], written.manifest.digest, tuple(names), built.cached_steps, built.steps)
+    res = BuildResult(names[0], written.manifest.digest, tuple(names), built.cached_steps, built.steps,
+                      config=written.config_digest or None,
+                      platforms=tuple(str(p) for p in built.platforms) if len(built.platforms) > 1 else (),
+                      tar_on_stdout=any(dest == "-" for _kind, dest in outputs))
     if mode in ("plain", "tty"):
         sys.stderr.write("".join(f"{line}\n" for line in cache_lines))
         sys.stderr.write(f"built {res.ref} ({res.cached_steps} of {res.steps} steps cached)\n")
@@ -230,11 +237,6 @@ def build(gopts: GlobalOptions, req: BuildRequest) -> BuildResult:
         write_output(req.digestfile, res.digest.encode(), allow_stdout=False)
     if req.iidfile:  # Docker's image ID: the config digest (buildx: the index's digest for several platforms)
         write_output(req.iidfile, (written.config_digest or res.digest).encode(), allow_stdout=False)
-    if any(dest == "-" for _kind, dest in outputs):
-        return res  # stdout carried the tar
-    per_platform = {"Platforms": [str(p) for p in built.platforms]} if len(built.platforms) > 1 else {}
-    output.emit_image(req.fmt, res.name, res.digest, Names=list(res.names), Config=written.config_digest or None,
-                      **per_platform)
     return res
 
 
@@ -284,18 +286,25 @@ def _push(client: Client, gopts: GlobalOptions, tags: Iterable[Reference], quiet
             progress.close()
 
 
-def prune(gopts: GlobalOptions) -> tuple[int, int]:
-    from ctk_shared import connect
+@dataclass(frozen=True)
+class PruneOptions:
+    force: bool = False  # accepted for Docker compatibility: prune never asks
 
+
+@dataclass(frozen=True)
+class Pruned:
+    entries: int
+    size: int  # bytes of layers released
+
+
+def prune(client: Client, gopts: GlobalOptions, opts: PruneOptions) -> Pruned:
     from .cache import prune as prune_cache
     from .runmounts import prune as prune_mounts
     from .runner import remove_stale_steps
 
-    client = connect.containerd(gopts)
     remove_stale_steps(client, gopts.data_root)
     count, size = prune_cache(client)
     size += prune_mounts(gopts.data_root, client.namespace)  # RUN --mount=type=cache directories
-    result = count, size
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(gopts.data_root, "build", "digests.json"))  # checksums of context files
-    return result
+    return Pruned(count, size)
