@@ -182,7 +182,7 @@ def _write_stream(path: str, chunks: Iterator[bytes]) -> None:
 def _has_blob(path: str, desc: oci.Descriptor) -> bool:
     """A regular file of the right size whose bytes hash to the digest (a reused dest= directory)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ELOOP):
             return False
@@ -190,7 +190,8 @@ def _has_blob(path: str, desc: oci.Descriptor) -> bool:
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode) or st.st_size != desc.size:
-            return False
+            return False  # replaced by the rename that follows (a FIFO there is never opened for reading)
+        os.set_blocking(fd, True)
         try:
             for _ in limits.exact(iter(lambda: f.read(_CHUNK), b""), desc.size, path, digest=desc.digest):
                 pass
