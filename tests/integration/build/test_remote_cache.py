@@ -299,3 +299,27 @@ def test_a_fifo_planted_in_a_cache_directory_does_not_block_the_build(fresh, ctx
     assert r.code == 0, r.err
     warn = _warnings(r.err)
     assert len(warn) == 1 and "not a regular file" in warn[0], r.err
+
+
+TWINS = """\
+FROM {base} AS a
+RUN echo same > /x
+FROM {base} AS b
+RUN echo same > /x
+FROM {base}
+COPY --from=a /x /a
+COPY --from=b /x /b
+"""
+
+
+def test_stages_running_at_once_share_one_cached_step(build, fresh, bb, tmp_path, registry):
+    """Stages a and b run concurrently and hit the same cached step: it is fetched once, both are CACHED."""
+    ctx = write(tmp_path / "twins", {"Dockerfile": TWINS.format(base=bb)})
+    ref = _cache_ref(registry)
+    first = build("--cache-to", f"type=registry,ref={ref},mode=max", "-t", "twins", str(ctx))
+    assert first.code == 0, first.err
+    assert len(_steps(registry, ref)) == 3  # a's and b's RUN are one step (same key, same parent)
+    second = fresh("--progress=plain", "--cache-from", ref, "-t", "twins", str(ctx))
+    assert second.code == 0, second.err
+    assert len(cached_steps(second.err)) == 4 and _warnings(second.err) == [], second.err
+    assert second.out == first.out

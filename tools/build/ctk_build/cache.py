@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import labels as L
 from ctk_shared import oci
-from ctk_shared.errors import CtkError, NotFound
+from ctk_shared.errors import CtkError, NotFound, Unavailable
 from ctk_shared.limits import read_document
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class Cache:
         if layer is not None:
             labels[f"{L.GC_REF_CONTENT}.layer"] = layer.digest
             labels.update(L.gc_snapshot(self.snapshotter, chain_id))
-        self.client.content.write_blob(f"ctk-build-cache-{digest}", data, digest, labels)
+        self._write_entry(digest, data, labels)
         if parent_chain is not None:
             self._use(parent_chain, CacheEntry(key, created, layer, diff_id, chain_id, digest))
         for old in self._entries(key):  # one entry per key and layer form: --no-cache rebuilds replace
@@ -158,6 +159,25 @@ class Cache:
                     self.client.content.delete(old.digest)
                 except NotFound:
                     pass
+
+
+    def _write_entry(self, digest: str, data: bytes, labels: dict[str, str]) -> None:
+        """Stages running at once can store the very same entry (one cached step both use): containerd then
+        answers the second writer that the ingest is locked; the first one's entry is as good."""
+        for attempt in range(20):
+            try:
+                with _WRITES:
+                    self.client.content.write_blob(f"ctk-build-cache-{digest}", data, digest, labels)
+                return
+            except Unavailable as e:  # another ctk-build process writes the same entry
+                if "locked" not in e.message or attempt == 19:
+                    raise
+                if self.client.content.exists(digest):
+                    return
+                time.sleep(0.1)
+
+
+_WRITES = threading.Lock()  # one entry write at a time in this process
 
 
 def prune(client: Client) -> tuple[int, int]:

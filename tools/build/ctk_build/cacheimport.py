@@ -47,6 +47,7 @@ class RemoteCache:
         self.warn = warn
         self.fetched = 0  # layers fetched (for tests and the summary)
         self._lock = threading.Lock()
+        self._layer_locks: dict[str, threading.Lock] = {}  # two stages with the same step fetch it once
 
     def find(self, key: str, parent_chain: str) -> tuple[_Source, CacheStep] | None:
         for src in self.sources:
@@ -64,9 +65,12 @@ class RemoteCache:
             if found is None:
                 return None
             src, step = found
+            with self._lock:
+                layer_lock = self._layer_locks.setdefault(step.layer.digest, threading.Lock())
             try:
-                layer = _store_layer(client, src.reader, step, media_type)
-                _unpack(client, snapshotter, layer, step)
+                with layer_lock:  # the second one finds the blob and the snapshot there
+                    layer = _store_layer(client, src.reader, step, media_type)
+                    _unpack(client, snapshotter, layer, step)
             except CtkError as e:
                 with self._lock:
                     if not src.broken:
