@@ -43,3 +43,32 @@ def test_steps_running_at_the_same_time_get_namespaces_of_their_own(build, bb, t
     assert len(steps) == 2, r.err
     assert steps[0][0] != steps[1][0] and steps[0][1] != steps[1][1], steps
     assert netns_mounts(data_root) == []
+
+
+def test_namespace_is_released_even_when_its_record_was_removed_during_the_build(build, bb, tmp_path, data_root,
+                                                                                  cni_env, containerd, ctd):
+    """A container prune (or ``ctr c rm``) during the build takes the namespace's record; the build still
+    detaches the namespace it attached (its address goes back, nothing stays pinned)."""
+    import os
+    import subprocess
+    import time
+
+    from tests.support.net_fixtures import ipam_leases
+
+    leases = ipam_leases(cni_env.data_root)
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN sleep 3\nRUN true\n"})
+    env = {**os.environ, **build.env}
+    p = subprocess.Popen(["ctk-build", "--address", containerd.address, "-n", ctd.namespace, "-q", "--no-cache",
+                          str(ctx)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    removed = False
+    deadline = time.monotonic() + 60
+    while not removed and time.monotonic() < deadline and p.poll() is None:
+        for c in ctd.containers.list():
+            if c.labels.get("ctk/build.netns"):
+                ctd.containers.delete(c.id)
+                removed = True
+        time.sleep(0.05)
+    _out, err = p.communicate(timeout=120)
+    assert removed and p.returncode == 0, err
+    assert netns_mounts(data_root) == []
+    assert ipam_leases(cni_env.data_root) == leases

@@ -74,10 +74,12 @@ def step_mode(flag: str | None, build_default: str, allow: frozenset[str]) -> st
 
 @dataclass(frozen=True)
 class Sandbox:
-    """One attached network namespace of the pool: its record's id and the path steps join."""
+    """One attached network namespace of the pool: its record's id, the path steps join, and the record as
+    made (its hook detaches the namespace even if someone removed the record meanwhile)."""
 
     id: str
     path: str
+    record: Container
 
 
 class StepNetwork:
@@ -179,7 +181,7 @@ class StepNetwork:
         def run() -> None:
             for box in boxes:
                 with contextlib.suppress(CtkError):
-                    detach(client, box.id)
+                    detach(client, box.id, box.record)
 
         t = threading.Thread(target=run, name="ctk-build-netns-release")
         t.start()
@@ -280,8 +282,9 @@ def attach(client: Client, gopts: GlobalOptions, hooks: dict[str, Any]) -> Sandb
     sid = f"ctk-build-netns-{os.getpid()}-{secrets.token_hex(4)}"
     annotations = nethooks.hook_annotations(client.namespace, [nethooks.DEFAULT_NETWORK], [], "", "", None, None)
     spec = {"ociVersion": "1.0.2", "hooks": {"poststop": hooks["poststop"]}, "annotations": annotations}
-    client.containers.create(Container(id=sid, runtime=RUNTIME, spec=json.dumps(spec).encode(), labels={
-        STEP_LABEL: "true", PID_LABEL: str(os.getpid()), SANDBOX_LABEL: "true", **container_labels(BRIDGE)}))
+    record = Container(id=sid, runtime=RUNTIME, spec=json.dumps(spec).encode(), labels={
+        STEP_LABEL: "true", PID_LABEL: str(os.getpid()), SANDBOX_LABEL: "true", **container_labels(BRIDGE)})
+    client.containers.create(record)
     try:
         tid, done, holder = _new_netns_thread()
         try:
@@ -297,18 +300,19 @@ def attach(client: Client, gopts: GlobalOptions, hooks: dict[str, Any]) -> Sandb
             raise CtkError(f"attaching the step to the bridge network: {why}")
     except BaseException:
         with contextlib.suppress(CtkError):
-            detach(client, sid)
+            detach(client, sid, record)
         raise
-    return Sandbox(sid, str(nethooks.pinned_netns(gopts.data_root, client.namespace, sid)))
+    return Sandbox(sid, str(nethooks.pinned_netns(gopts.data_root, client.namespace, sid)), record)
 
 
 def detach(client: Client, sid: str, record: Container | None = None) -> None:
     """Release a pooled namespace (CNI DEL, unpin) through the ``poststop`` hook its record carries, then drop
-    the record. Also for a killed build's namespaces."""
-    try:
-        record = record or client.containers.get(sid)
-    except NotFound:
-        return
+    the record. Also for a killed build's namespaces (``record`` as listed)."""
+    if record is None:
+        try:
+            record = client.containers.get(sid)
+        except NotFound:
+            return
     try:
         spec = json.loads(record.spec or b"{}")
         hook = spec["hooks"]["poststop"][0]
