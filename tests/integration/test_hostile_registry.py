@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import subprocess
 import tarfile
 import threading
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from ctk_shared import limits, oci
+
+from tests.support.sockets import silent_server
 
 pytestmark = pytest.mark.integration
 
@@ -113,26 +114,8 @@ def hostile() -> Iterator[tuple[str, dict[tuple[str, str], Route]]]:
 @pytest.fixture
 def silent() -> Iterator[str]:
     """A registry that accepts connections and never answers (nor reads): the host, as ``127.0.0.1:PORT``."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    held: list[socket.socket] = []
-    done = threading.Event()
-
-    def accept() -> None:
-        while not done.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            held.append(conn)
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"127.0.0.1:{srv.getsockname()[1]}"
-    done.set()
-    srv.close()
-    for c in held:
-        c.close()
+    with silent_server() as host:
+        yield host
 
 
 def _serve_manifest(routes: dict[tuple[str, str], Route], tag: str, doc: dict[str, object],

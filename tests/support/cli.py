@@ -52,3 +52,19 @@ def remove_containers(run: Callable[..., Result]) -> None:
     ids = run("ps", "-a", "-q", "--no-trunc").lines
     if ids:
         run("rm", "-f", *ids)
+
+
+def inspect_record(run: Callable[..., Result], name: str) -> dict[str, Any]:
+    """``ctk-run inspect NAME``'s record (the command must succeed)."""
+    import json
+
+    r = run("inspect", name)
+    assert r.code == 0, r.err
+    record: dict[str, Any] = json.loads(r.out)[0]
+    return record
+
+
+def health_record(run: Callable[..., Result], name: str) -> dict[str, Any]:
+    """``State.Health`` of a container's inspect record ({} without a health check)."""
+    health: dict[str, Any] = inspect_record(run, name)["State"].get("Health") or {}
+    return health

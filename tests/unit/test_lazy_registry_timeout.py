@@ -2,49 +2,26 @@
 never answers fails the mount in seconds (with the phase named), not after the 30 s default per attempt."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from ctk_pull.snapshotter.remote import LazyMounter, RemoteLayer
 
+from tests.support.sockets import silent_server
+
 DIGEST = "sha256:" + "ab" * 32
 
 
-def _silent_server() -> tuple[socket.socket, list[socket.socket]]:
-    """Accepts connections, reads nothing, answers nothing."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            held.append(conn)
-
-    threading.Thread(target=accept, daemon=True).start()
-    return srv, held
-
-
 def test_layer_process_gives_up_on_a_silent_registry_within_the_timeout(tmp_path):
-    srv, held = _silent_server()
-    host = f"127.0.0.1:{srv.getsockname()[1]}"
     (tmp_path / "mnt").mkdir()
-    t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "ctk_pull.snapshotter.lazyfs", "--ref", f"{host}/silent/img",
-                        "--digest", DIGEST, "--toc-digest", DIGEST, "--insecure", "--registry-timeout", "1,1,1",
-                        "--no-prefetch", str(tmp_path / "mnt")], capture_output=True, text=True, timeout=120)
-    elapsed = time.monotonic() - t0
-    srv.close()
-    for c in held:
-        c.close()
+    with silent_server() as host:
+        t0 = time.monotonic()
+        p = subprocess.run([sys.executable, "-m", "ctk_pull.snapshotter.lazyfs", "--ref", f"{host}/silent/img",
+                            "--digest", DIGEST, "--toc-digest", DIGEST, "--insecure", "--registry-timeout", "1,1,1",
+                            "--no-prefetch", str(tmp_path / "mnt")], capture_output=True, text=True, timeout=120)
+        elapsed = time.monotonic() - t0
     assert p.returncode == 2, p.stderr
     assert elapsed < 40, f"took {elapsed:.1f}s: --registry-timeout was not applied"
     assert "accepted the connection but sent no response in 1 s" in p.stderr, p.stderr

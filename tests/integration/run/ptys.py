@@ -59,6 +59,13 @@ class PtyRun:
     def send(self, data: bytes) -> None:
         os.write(self.master, data)
 
+    def shell_answers(self, word: str, then: str = "") -> None:
+        """Once the terminal is raw, have the shell behind it run ``echo WORD-$((40+2))`` (then ``then``, e.g.
+        ``exit 3``) and wait for ``WORD-42``: only a shell, not the terminal echoing our keys, writes that."""
+        self.wait_raw()
+        self.send(f"echo {word}-$((40+2)){'; ' + then if then else ''}\r".encode())
+        self.expect(f"{word}-42".encode())
+
     def wait(self, timeout: float = 60) -> int:
         """The exit code, reading the output meanwhile (so the process never blocks on a full pty)."""
         end = time.monotonic() + timeout

@@ -3,22 +3,15 @@
 space is back, with a warning in ``logs`` and ``inspect``."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import time
 
 import pytest
 
+from tests.support.cli import inspect_record as inspect
 from tests.support.cli import remove_containers, tool_runner
 from tests.support.polling import wait_for
 from tests.support.procs import command_lines, serves_container
-
-
-def inspect(run, name: str) -> dict:
-    r = run("inspect", name)
-    assert r.code == 0, r.err
-    return json.loads(r.out)[0]
+from tests.support.tmpfs import fill_blocks, small_tmpfs
 
 
 def leftovers(cid: str) -> list[str]:
@@ -65,11 +58,8 @@ def test_a_restart_policy_container_keeps_its_shim_while_it_restarts(run, bb):
 
 @pytest.fixture
 def small_root(tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(small)], check=True)
-    yield small
-    subprocess.run(["umount", "-l", str(small)], check=False)
+    with small_tmpfs(tmp_path / "small", "size=512k") as small:
+        yield small
 
 
 def test_lines_dropped_on_a_full_disk_are_noted(containerd, ctd, cni_env, bb, small_root):
@@ -81,14 +71,7 @@ def test_lines_dropped_on_a_full_disk_are_noted(containerd, ctd, cni_env, bb, sm
         assert r.code == 0, r.err
         assert wait_for(lambda: "line 5\n" in run("logs", "chatty").out, timeout=20)
         filler = small_root / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while True:
-                os.write(fd, b"\0" * 4096)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        fill_blocks(filler)
         time.sleep(2)  # lines are dropped meanwhile (the container never blocks)
         during = inspect(run, "chatty")
         assert "lines dropped: no space left on device" in during.get("LogWarning", ""), during.get("LogWarning")

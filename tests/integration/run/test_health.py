@@ -3,25 +3,16 @@ healthy/unhealthy, failing streak, start period), ``ps``/``inspect``/``wait --co
 missing command, bad durations refused at ``run``, and checks that survive a killed logger or runner."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 
 import pytest
 
+from tests.support.cli import health_record as health
+from tests.support.cli import inspect_record as inspect
 from tests.support.polling import wait_for
 from tests.support.procs import command_lines, serves_container
-
-
-def inspect(run, name: str) -> dict:
-    r = run("inspect", name)
-    assert r.code == 0, r.err
-    return json.loads(r.out)[0]
-
-
-def health(run, name: str) -> dict:
-    return inspect(run, name)["State"].get("Health") or {}
 
 
 def ps_status(run, name: str) -> str:

@@ -3,20 +3,11 @@ restart), an image's own ``HEALTHCHECK`` (CMD form, built by ctk-build) merged w
 ``--no-healthcheck``, and a CMD-form check whose program is missing from the image."""
 from __future__ import annotations
 
-import json
 import secrets
 
+from tests.support.cli import health_record as health
+from tests.support.cli import inspect_record as inspect
 from tests.support.polling import wait_for
-
-
-def inspect(run, name: str) -> dict:
-    r = run("inspect", name)
-    assert r.code == 0, r.err
-    return json.loads(r.out)[0]
-
-
-def health(run, name: str) -> dict:
-    return inspect(run, name)["State"].get("Health") or {}
 
 
 def last_end(run, name: str) -> str:

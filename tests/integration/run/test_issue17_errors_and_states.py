@@ -3,13 +3,12 @@ containers that never started showing ``Created``."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tarfile
 
 import pytest
 
 from tests.support.cli import Result, run_tool, tool_runner
+from tests.support.tmpfs import fill_blocks, small_tmpfs
 
 
 def one_error(r: Result, tool: str, code: int, *needles: str) -> None:
@@ -64,23 +63,13 @@ def test_long_container_and_network_names(run, bb):
 
 @pytest.fixture
 def small_root(tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=256", "tmpfs", str(small)], check=True)
-    yield small
-    subprocess.run(["umount", "-l", str(small)], check=False)
+    with small_tmpfs(tmp_path / "small", "size=64k,nr_inodes=256") as small:
+        yield small
 
 
 def fill(d) -> None:
     """Fill the filesystem at ``d``: its blocks, then its inodes."""
-    fd = os.open(d / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fill_blocks(d / "filler")
     try:
         for i in range(1000):
             (d / f"f{i}").touch()

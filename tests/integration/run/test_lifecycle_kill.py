@@ -67,9 +67,7 @@ def test_sigkill_of_attach_leaves_the_container_running_and_attachable(container
     env = ctk_env(run)
     first = PtyRun(ctk_argv(containerd, ctd, "attach", "a"), env)
     try:
-        first.wait_raw()
-        first.send(b"echo one-$((1+1))\r")
-        first.expect(b"one-2")
+        first.shell_answers("one")
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait()
     finally:
@@ -78,9 +76,7 @@ def test_sigkill_of_attach_leaves_the_container_running_and_attachable(container
     assert _status(run, "a") == "running"  # its shell did not read an end of input
     second = PtyRun(ctk_argv(containerd, ctd, "attach", "a"), env)
     try:
-        second.wait_raw()
-        second.send(b"echo two-$((1+2)); exit 7\r")
-        second.expect(b"two-3")
+        second.shell_answers("two", "exit 7")
         assert second.wait() == 7
     finally:
         second.close()

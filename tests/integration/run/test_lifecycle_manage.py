@@ -3,12 +3,13 @@
 on running and stopped containers; a bad value changes nothing."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 
 import pytest
+
+from tests.support.cli import inspect_record as _inspect
 
 from .ptys import wait_until
 
@@ -16,12 +17,6 @@ pytestmark = pytest.mark.integration
 
 CGROUP_FILES = "/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us " \
                "/sys/fs/cgroup/pids/pids.max"
-
-
-def _inspect(run, name: str) -> dict:  # type: ignore[no-untyped-def]
-    r = run("inspect", name)
-    assert r.code == 0, r.err
-    return json.loads(r.out)[0]
 
 
 def _limits(run, name: str) -> list[str]:  # type: ignore[no-untyped-def]

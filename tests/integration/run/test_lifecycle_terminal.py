@@ -55,9 +55,7 @@ def test_attach_types_into_the_terminal_detaches_with_ctrl_p_q_and_returns_the_e
     assert "abc42" in run("logs", "sh2").out
     b = PtyRun(ctk_argv(containerd, ctd, "attach", "sh2"), env)
     try:
-        b.wait_raw()
-        b.send(b"echo again-$((1+1)); exit 3\r")
-        b.expect(b"again-2")
+        b.shell_answers("again", "exit 3")
         assert b.wait() == 3
     finally:
         b.close()
@@ -69,9 +67,7 @@ def test_run_it_detach_keys_and_reattach(containerd, ctd, run, bb):
     env = ctk_env(run)
     p = PtyRun(ctk_argv(containerd, ctd, "run", "-it", "--detach-keys", "ctrl-a,x", "--name", "k", bb, "sh"), env)
     try:
-        p.wait_raw()
-        p.send(b"echo first-$((2*3))\r")
-        p.expect(b"first-6")
+        p.shell_answers("first")
         p.send(b"\x01x")
         assert p.wait() == 0  # run -it: detached, exit 0
     finally:
@@ -79,9 +75,7 @@ def test_run_it_detach_keys_and_reattach(containerd, ctd, run, bb):
     assert _status(run, "k") == "running"
     a = PtyRun(ctk_argv(containerd, ctd, "attach", "--detach-keys=ctrl-a,x", "k"), env)
     try:
-        a.wait_raw()
-        a.send(b"echo second-$((3*3))\r")
-        a.expect(b"second-9")
+        a.shell_answers("second")
         a.send(b"\x01y\x01x")  # Ctrl-A then y is no detach: both keys reach the shell
         assert a.wait() == 1
     finally:
@@ -161,9 +155,7 @@ def test_dit_with_a_restart_policy_comes_back_with_its_terminal(containerd, ctd,
     assert json.loads(run("inspect", "r").out)[0]["RestartCount"] == 1
     a = PtyRun(ctk_argv(containerd, ctd, "attach", "r"), ctk_env(run))
     try:
-        a.wait_raw()
-        a.send(b"echo back-$((5+5))\r")
-        a.expect(b"back-10")  # its new shell has a terminal and reads the same input FIFO
+        a.shell_answers("back")  # its new shell has a terminal and reads the same input FIFO
         a.send(CTRL_P_Q)
         assert a.wait() == 1
     finally:
@@ -196,9 +188,7 @@ def test_create_then_start_ai_and_start_a(containerd, ctd, run, bb):
     assert _status(run, "c1") == "created"
     p = PtyRun(ctk_argv(containerd, ctd, "start", "-ai", "c1"), ctk_env(run))
     try:
-        p.wait_raw()
-        p.send(b"echo in-$((1+2)); exit 4\r")
-        p.expect(b"in-3")
+        p.shell_answers("in", "exit 4")
         assert p.wait() == 4
     finally:
         p.close()

@@ -13,22 +13,14 @@ import urllib.request
 import pytest
 
 from tests.support.polling import wait_for
+from tests.support.sockets import has_ipv6_loopback
 
 from .test_network import WEB
 
 pytestmark = pytest.mark.integration
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="this host has no IPv6 loopback")
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="this host has no IPv6 loopback")
 
 
 def free_port6() -> int:

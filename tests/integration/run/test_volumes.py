@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.support.cli import inspect_record as inspect
 from tests.support.cli import run_tool
 
 pytestmark = pytest.mark.integration
@@ -57,12 +58,6 @@ def vimg(containerd, ctd, bb, tmp_path):
                  env={"CTK_DATA_ROOT": str(tmp_path / "data-build")})
     assert b.code == 0, b.err
     return ref
-
-
-def inspect(run, what: str) -> dict:
-    r = run("inspect", what)
-    assert r.code == 0, r.err
-    return json.loads(r.out)[0]
 
 
 def volume_names(run) -> list[str]:
@@ -410,14 +405,10 @@ def test_two_concurrent_runs_on_one_new_volume_share_one_copy(containerd, ctd, r
 def test_disk_full_during_copy_up_is_one_error_and_no_container(containerd, ctd, bb, tmp_path):
     """A data root on a 4 MiB tmpfs, an image with 8 MiB under the volume's path: exit 125 with the reason,
     no container, the volume left empty (the next use copies again), nothing half copied left behind."""
-    import subprocess
-
     from tests.support.cli import tool_runner
+    from tests.support.tmpfs import small_tmpfs
 
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "small", "size=4m") as small:
         run = tool_runner("ctk-run", address=containerd.address, namespace=ctd.namespace, data_root=small / "d")
         ctx = tmp_path / "ctx"
         ctx.mkdir()
@@ -436,8 +427,6 @@ def test_disk_full_during_copy_up_is_one_error_and_no_container(containerd, ctd,
         assert os.listdir(vdir / "_data") == []
         # with nocopy the same volume is usable; without, the next try fails the same way (never half filled)
         assert run("--rm", "-q", "-v", "full:/big:nocopy", ref, "ls", "-A", "/big").out == ""
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
 
 
 # ---------------------------------------------------------------------- driver options (-o) and --volumes-from

@@ -11,19 +11,12 @@ import pytest
 from ctk_net import proxy
 from ctk_shared.errors import Conflict
 
+from tests.support.sockets import has_ipv6_loopback
+
 pytestmark = pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-if not _ipv6_loopback():
+if not has_ipv6_loopback():
     pytest.skip("this host has no IPv6 loopback", allow_module_level=True)
 
 
