@@ -24,8 +24,7 @@ import statistics
 import subprocess
 
 from scripts.bench.pull import loop_fs
-from scripts.bench.timing import bench_stack, timed, tool
-from tests.support import images as im
+from scripts.bench.timing import bench_stack, push_busybox, timed, tool
 
 FILES = 3200
 DIRS = 32
@@ -49,9 +48,7 @@ def main() -> int:
     mnt = loop_fs()
     with bench_stack("cp", str(mnt)) as (base, daemon, reg):
         env = {**os.environ, "CTK_DATA_ROOT": str(base / "data")}
-        im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
-        bb = f"{reg.host}/bench/busybox:latest"
-        im.push_layout(base / "layout", "latest", bb)
+        bb = push_busybox(base, reg)
         run = [tool("ctk-run"), "--address", daemon.address, "-n", "bench"]
         cid = subprocess.run(run + ["run", "-d", "-q", "--network", "none", "--name", "cpbench", bb, "sleep",
                                     "3600"], check=True, capture_output=True, text=True, env=env).stdout.strip()

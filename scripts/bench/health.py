@@ -23,8 +23,7 @@ import subprocess
 import sys
 import time
 
-from scripts.bench.timing import bench_stack, tool
-from tests.support import images as im
+from scripts.bench.timing import bench_stack, push_busybox, tool
 from tests.support.procs import command_lines
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -91,9 +90,7 @@ def main() -> int:
     with bench_stack("health") as (base, daemon, reg):
         env = {**os.environ, "CTK_DATA_ROOT": str(base / "data")}
         ctk = [tool("ctk-run"), "--address", daemon.address, "-n", "bench"]
-        im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
-        ref = f"{reg.host}/bench/busybox:latest"
-        im.push_layout(base / "layout", "latest", ref)
+        ref = push_busybox(base, reg)
         subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
                        stdout=subprocess.DEVNULL, env=env)
         report: dict[str, object] = {"runs": args.runs}

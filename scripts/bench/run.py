@@ -11,8 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.bench.timing import bench_stack, timed, tool
-from tests.support import images as im
+from scripts.bench.timing import bench_stack, push_busybox, timed, tool
 
 
 def main() -> int:
@@ -31,9 +30,7 @@ def main() -> int:
                "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
         report: dict[str, object] = {"runs": args.runs}
         if args.image in ("busybox", "both"):
-            im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
-            ref = f"{reg.host}/bench/busybox:latest"
-            im.push_layout(base / "layout", "latest", ref)
+            ref = push_busybox(base, reg)
             subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
                            stdout=subprocess.DEVNULL, env=env)
             report["busybox"] = _starts(args.runs, daemon, ctk, pod, ref, f"oci:{base / 'layout'}:latest", env)

@@ -20,8 +20,7 @@ import subprocess
 import sys
 import time
 
-from scripts.bench.timing import bench_stack, timed, tool
-from tests.support import images as im
+from scripts.bench.timing import bench_stack, push_busybox, timed, tool
 
 
 def _median(cmd: list[str], env: dict[str, str], runs: int) -> float:
@@ -53,9 +52,7 @@ def main() -> int:
         env = {**os.environ, "CTK_DATA_ROOT": str(base / "data")}
         ctk = [tool("ctk-run"), "--address", daemon.address, "-n", "bench"]
         ctr = ["ctr", "-a", daemon.address, "-n", "bench"]
-        im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
-        ref = f"{reg.host}/bench/busybox:latest"
-        im.push_layout(base / "layout", "latest", ref)
+        ref = push_busybox(base, reg)
         subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
                        stdout=subprocess.DEVNULL, env=env)
         ids = []

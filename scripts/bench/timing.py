@@ -72,6 +72,16 @@ def bench_stack(name: str, parent: str = "/tmp", *, extra_config: str = "",
         shutil.rmtree(base, ignore_errors=True)
 
 
+def push_busybox(base: Path, reg: Any) -> str:
+    """Build the test busybox image under ``base`` and push it to the bench registry; its reference."""
+    from tests.support import images as im
+
+    im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
+    ref = f"{reg.host}/bench/busybox:latest"
+    im.push_layout(base / "layout", "latest", ref)
+    return ref
+
+
 def drop_everything(client: Any) -> None:
     """Every image, container, lease and ingest in every namespace of ``client``'s containerd goes, then one
     synchronous GC pass: the next sample starts from a cold store (blobs and snapshots are collected)."""

@@ -19,8 +19,7 @@ import statistics
 import subprocess
 
 from scripts.bench.pull import loop_fs
-from scripts.bench.timing import bench_stack, timed, tool
-from tests.support import images as im
+from scripts.bench.timing import bench_stack, push_busybox, timed, tool
 
 FILES = 5000
 TOTAL = 100 << 20
@@ -43,9 +42,7 @@ def main() -> int:
     mnt = loop_fs()
     with bench_stack("volumes", str(mnt)) as (base, daemon, reg):
         env = {**os.environ, "CTK_DATA_ROOT": str(base / "data")}
-        im.build_image(base / "layout", "latest", [im.busybox_layer_tar()])
-        bb = f"{reg.host}/bench/busybox:latest"
-        im.push_layout(base / "layout", "latest", bb)
+        bb = push_busybox(base, reg)
         common = ["--address", daemon.address, "-n", "bench"]
         subprocess.run([tool("ctk-pull"), *common, "-q", bb], check=True, stdout=subprocess.DEVNULL, env=env)
         ctx = base / "ctx"
