@@ -612,7 +612,8 @@ def _main(argv: list[str] | None = None) -> int:
         fuse_binding()
         reader, stats = _open_reader(a)
     except (CtkError, OSError) as e:  # the snapshotter reports this last line as the reason
-        log.error("%s%s", f"layer {a.digest}: " if a.digest else "", e)
+        hint = f" (hint: {e.hint})" if isinstance(e, CtkError) and e.hint else ""
+        log.error("%s%s%s", f"layer {a.digest}: " if a.digest else "", e, hint)
         return 2
 
     def dump() -> None:
