@@ -88,3 +88,18 @@ def test_a_killed_foreground_cli_leaves_the_container_logging_to_its_end(run, bb
     assert out.endswith("y\nlast\n") and out.count("y\n") == 150000
     mine = f"--namespace {ctd.namespace} --name k "
     assert wait_for(lambda: [pid for pid, cmd in command_lines() if mine in cmd] == [], timeout=10)  # it went too
+
+
+def test_stop_records_the_exit_itself_and_rm_containers_still_go(run, bb):
+    """``stop`` tells the logger it deletes the task and records the exit (no restart decision there): the
+    exit is recorded, an always-restarting container stays stopped, a --rm one is removed."""
+    import time
+
+    assert run("-d", "-q", "--name", "al", "--restart", "always", "--network", "none", bb, "sleep", "60").code == 0
+    assert run("stop", "-t", "0", "al").code == 0
+    time.sleep(2.5)  # longer than the test containerd's restart monitor interval
+    st = run("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "al").out.split()
+    assert st == ["exited", "137"], st
+    assert run("-d", "-q", "--name", "gone", "--rm", "--network", "none", bb, "sleep", "60").code == 0
+    assert run("stop", "-t", "0", "gone").code == 0
+    assert wait_for(lambda: run("ps", "-a", "-q", "--filter", "name=gone").lines == [], timeout=30)

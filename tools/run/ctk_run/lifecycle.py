@@ -259,20 +259,40 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
 def _start_mark(c: Container, gopts: GlobalOptions, namespace: str) -> Path | None:
     """Tell the logger this task's start time is recorded already (the labels were just updated): it then
     starts no grpc child to record it, which a start by the restart monitor needs (see logger.START_MARK).
-    None when the mark cannot be made (the logger then records the start itself, as before)."""
+    A stop mark left by a stop that found no task goes. None when the mark cannot be made (the logger then
+    records the start itself, as before)."""
     from pathlib import Path
 
     from ctk_shared.outputs import write_owned
 
-    from .logger import START_MARK
+    from .logger import START_MARK, STOP_MARK
 
     log = c.labels.get(L.LOG_PATH) or str(state.log_path(gopts.data_root, namespace, c.id))
+    (Path(log).parent / STOP_MARK).unlink(missing_ok=True)
     mark = Path(log).parent / START_MARK
     try:
         write_owned(mark, b"")
     except OSError:
         return None
     return mark
+
+
+def _stop_mark(c: Container) -> None:
+    """Tell the container's logger that this stop deletes the task and records the exit (see logger.STOP_MARK):
+    it then makes no restart decision (no grpc import, no release child competing with us for the CPU)."""
+    log = c.labels.get(L.LOG_PATH)
+    if not log or c.labels.get(L.AUTO_REMOVE) == "true":
+        return  # --rm: its logger removes it after the stop, as Docker does
+    from pathlib import Path
+
+    from ctk_shared.outputs import write_owned
+
+    from .logger import STOP_MARK
+
+    try:
+        write_owned(Path(log).parent / STOP_MARK, b"")
+    except OSError:
+        pass  # the logger decides as before
 
 
 def mark_stopped(client: Client, c: Container) -> None:
@@ -316,6 +336,7 @@ def stop(client: Client, c: Container, timeout: int | None = None, sig: str | No
     # restart policy switched off
     signum = parse_signal(sig) if sig else stored_stop_signal(c)
     mark_stopped(client, c)
+    _stop_mark(c)
     if timeout is None:
         timeout = int(c.labels.get(L.STOP_TIMEOUT) or DEFAULT_STOP_TIMEOUT)
     # A restart the monitor (or a logger) began before our mark may still create a new task under us: go

@@ -115,6 +115,7 @@ def _tty_passthrough(args: dict[str, str], writer: JsonLogWriter) -> None:
 
 
 START_MARK = "cli-started"  # in the container's directory: ctk-run itself started this task (see _announce_start)
+STOP_MARK = "cli-stopping"  # …ctk-run is stopping it and deletes the task itself (see _Session.decide)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,10 +208,16 @@ class _Session:
 
     def decide(self) -> None:
         """Apply the restart policy once; under SIGTERM (the task is being deleted: rm, stop, the restart
-        monitor) only record the exit, without a Wait."""
+        monitor) only record the exit, without a Wait. Nothing when ctk-run's ``stop`` left :data:`STOP_MARK`:
+        an explicit stop is never restarted, and that CLI deletes the task and records the exit itself."""
         if self.decided:
             return
         self.decided = True
+        try:  # `stop`/`rm -f`: the CLI records the exit and deletes the task; no grpc here, no release child
+            os.unlink(os.path.join(self.cdir, STOP_MARK))
+            return
+        except OSError:
+            pass
         health = self.checks is not None
         if not self.term:
             self.deciding = True
