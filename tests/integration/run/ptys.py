@@ -101,3 +101,22 @@ def wait_until(check: Callable[[], bool], timeout: float = 30, what: str = "cond
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def status(run: Callable[..., Any], name: str) -> str:
+    """The container's ``State.Status`` (running, exited, …)."""
+    r = run("inspect", "--format", "{{.State.Status}}", name)
+    assert r.code == 0, r.err
+    return str(r.out.strip())
+
+
+def attach_and_exit(containerd: Any, ctd: Any, run: Callable[..., Any], name: str, code: int) -> None:
+    """``ctk-run attach NAME`` on a terminal: the container's shell answers, exits ``code``, attach exits with
+    that code and the container ends."""
+    p = PtyRun(ctk_argv(containerd, ctd, "attach", name), ctk_env(run))
+    try:
+        p.shell_answers("again", f"exit {code}")
+        assert p.wait() == code
+    finally:
+        p.close()
+    wait_until(lambda: status(run, name) == "exited", what="the container to exit")

@@ -10,13 +10,9 @@ import time
 
 import pytest
 
-from .ptys import PtyRun, ctk_argv, ctk_env, wait_until
+from .ptys import PtyRun, attach_and_exit, ctk_argv, ctk_env, status, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _status(run, name: str) -> str:  # type: ignore[no-untyped-def]
-    return run("inspect", "--format", "{{.State.Status}}", name).out.strip()
 
 
 def test_sigkill_during_create_leaves_nothing_half_made(containerd, ctd, run, bb):
@@ -55,11 +51,11 @@ def test_sigkill_of_start_a_leaves_the_container_running_and_whole(containerd, c
     assert p.stdout.readline() == b"up\n"
     p.send_signal(signal.SIGKILL)
     p.wait()
-    assert _status(run, "s") == "running"  # as Docker: the container runs on without its client
+    assert status(run, "s") == "running"  # as Docker: the container runs on without its client
     assert "up" in run("logs", "s").out
     assert run("stop", "-t", "1", "s").code == 0
-    assert _status(run, "s") == "exited"
-    assert run("start", "s").code == 0 and _status(run, "s") == "running"
+    assert status(run, "s") == "exited"
+    assert run("start", "s").code == 0 and status(run, "s") == "running"
 
 
 def test_sigkill_of_attach_leaves_the_container_running_and_attachable(containerd, ctd, run, bb):
@@ -73,11 +69,5 @@ def test_sigkill_of_attach_leaves_the_container_running_and_attachable(container
     finally:
         first.close()
     time.sleep(0.5)
-    assert _status(run, "a") == "running"  # its shell did not read an end of input
-    second = PtyRun(ctk_argv(containerd, ctd, "attach", "a"), env)
-    try:
-        second.shell_answers("two", "exit 7")
-        assert second.wait() == 7
-    finally:
-        second.close()
-    wait_until(lambda: _status(run, "a") == "exited", what="the container to exit")
+    assert status(run, "a") == "running"  # its shell did not read an end of input
+    attach_and_exit(containerd, ctd, run, "a", 7)

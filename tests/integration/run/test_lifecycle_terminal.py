@@ -10,24 +10,18 @@ import time
 
 import pytest
 
-from .ptys import PtyRun, ctk_argv, ctk_env, wait_until
+from .ptys import PtyRun, attach_and_exit, ctk_argv, ctk_env, status, wait_until
 
 pytestmark = pytest.mark.integration
 
 CTRL_P_Q = b"\x10\x11"
 
 
-def _status(run, name: str) -> str:  # type: ignore[no-untyped-def]
-    r = run("inspect", "--format", "{{.State.Status}}", name)
-    assert r.code == 0, r.err
-    return r.out.strip()
-
-
 def test_dit_runs_in_the_background_with_its_terminal_output_in_logs(run, bb):
     r = run("run", "-dit", "--name", "sh1", bb, "sh")
     assert r.code == 0, r.err
     assert len(r.out.strip()) == 64
-    assert _status(run, "sh1") == "running"
+    assert status(run, "sh1") == "running"
     r = run("run", "-dt", "--name", "t1", bb, "sh", "-c", "echo tty=$(tty); echo done")
     assert r.code == 0, r.err
     wait_until(lambda: "done" in run("logs", "t1").out, what="the -dt container's output in logs")
@@ -51,15 +45,9 @@ def test_attach_types_into_the_terminal_detaches_with_ctrl_p_q_and_returns_the_e
         assert b"read escape sequence" in a.out
     finally:
         a.close()
-    assert _status(run, "sh2") == "running"  # detaching leaves it running, its shell still reading
+    assert status(run, "sh2") == "running"  # detaching leaves it running, its shell still reading
     assert "abc42" in run("logs", "sh2").out
-    b = PtyRun(ctk_argv(containerd, ctd, "attach", "sh2"), env)
-    try:
-        b.shell_answers("again", "exit 3")
-        assert b.wait() == 3
-    finally:
-        b.close()
-    wait_until(lambda: _status(run, "sh2") == "exited", what="the container to exit")
+    attach_and_exit(containerd, ctd, run, "sh2", 3)
     assert run("inspect", "--format", "{{.State.ExitCode}}", "sh2").out.strip() == "3"
 
 
@@ -72,7 +60,7 @@ def test_run_it_detach_keys_and_reattach(containerd, ctd, run, bb):
         assert p.wait() == 0  # run -it: detached, exit 0
     finally:
         p.close()
-    assert _status(run, "k") == "running"
+    assert status(run, "k") == "running"
     a = PtyRun(ctk_argv(containerd, ctd, "attach", "--detach-keys=ctrl-a,x", "k"), env)
     try:
         a.shell_answers("second")
@@ -80,7 +68,7 @@ def test_run_it_detach_keys_and_reattach(containerd, ctd, run, bb):
         assert a.wait() == 1
     finally:
         a.close()
-    assert _status(run, "k") == "running"
+    assert status(run, "k") == "running"
 
 
 def test_run_it_rm_detached_is_removed_when_it_exits(containerd, ctd, run, bb):
@@ -92,7 +80,7 @@ def test_run_it_rm_detached_is_removed_when_it_exits(containerd, ctd, run, bb):
         assert p.wait() == 0
     finally:
         p.close()
-    assert _status(run, "gone") == "running"
+    assert status(run, "gone") == "running"
     a = PtyRun(ctk_argv(containerd, ctd, "attach", "gone"), env)
     try:
         a.wait_raw()
@@ -118,12 +106,12 @@ def test_di_keeps_stdin_open_in_the_background_and_attach_feeds_it(run, bb):
     logger on them itself; the shell waits on its input with no client attached, and attach feeds it."""
     assert run("run", "-di", "--name", "i", bb, "sh").code == 0
     time.sleep(1.5)
-    assert _status(run, "i") == "running"  # no end of input while nobody is attached
+    assert status(run, "i") == "running"  # no end of input while nobody is attached
     r = run("attach", "i", input="echo via-$((6*7))\necho err-line >&2\nexit 5\n", timeout=60)
     assert r.code == 5, r.err
     assert "via-42" in r.out and "err-line" in r.err
     assert "via-42" in run("logs", "i").out
-    assert _status(run, "i") == "exited"
+    assert status(run, "i") == "exited"
     cid = run("inspect", "--format", "{{.Id}}", "i").out.strip()
 
     def loggers() -> str:
@@ -149,7 +137,7 @@ def test_dit_with_a_restart_policy_comes_back_with_its_terminal(containerd, ctd,
     assert run("run", "-dit", "--restart", "always", "--name", "r", bb, "sh").code == 0
     pid = json.loads(run("inspect", "r").out)[0]["State"]["Pid"]
     os.kill(pid, 9)
-    wait_until(lambda: _status(run, "r") == "running"
+    wait_until(lambda: status(run, "r") == "running"
                and json.loads(run("inspect", "r").out)[0]["State"]["Pid"] not in (0, pid), timeout=30,
                what="the container to come back")
     assert json.loads(run("inspect", "r").out)[0]["RestartCount"] == 1
@@ -162,7 +150,7 @@ def test_dit_with_a_restart_policy_comes_back_with_its_terminal(containerd, ctd,
         a.close()
     assert run("stop", "-t", "1", "r").code == 0
     time.sleep(2)
-    assert _status(run, "r") == "exited"  # an explicit stop is never undone
+    assert status(run, "r") == "exited"  # an explicit stop is never undone
 
 
 def test_window_size_is_set_before_the_first_process_runs(containerd, ctd, run, bb):
@@ -185,7 +173,7 @@ def test_window_size_is_set_before_the_first_process_runs(containerd, ctd, run, 
 
 def test_create_then_start_ai_and_start_a(containerd, ctd, run, bb):
     assert run("create", "-it", "--name", "c1", bb, "sh").code == 0
-    assert _status(run, "c1") == "created"
+    assert status(run, "c1") == "created"
     p = PtyRun(ctk_argv(containerd, ctd, "start", "-ai", "c1"), ctk_env(run))
     try:
         p.shell_answers("in", "exit 4")
@@ -196,7 +184,7 @@ def test_create_then_start_ai_and_start_a(containerd, ctd, run, bb):
     r = run("start", "-a", "w")
     assert r.code == 5
     assert r.out == "from-w\n" and "to-err" in r.err
-    assert _status(run, "w") == "exited"
+    assert status(run, "w") == "exited"
     r = run("start", "-a", "w", "c1")
     assert r.code == 2 and "multiple containers" in r.err
 
