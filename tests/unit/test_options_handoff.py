@@ -9,7 +9,7 @@ import inspect
 
 import pytest
 
-# tool -> (options module, logic module, {command: (options class, function)})
+# tool -> (options module, logic module, {command: (options class, function or module:function)})
 HANDOFF: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
     "ctk-run": ("ctk_run.options", "ctk_run.ops", {
         "run": ("RunOptions", "run"), "create": ("ContainerOptions", "create"), "start": ("StartOptions", "start"),
@@ -29,6 +29,8 @@ HANDOFF: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
     "ctk-pull": ("ctk_pull.options", "ctk_pull.ops", {
         "pull": ("PullOptions", "pull"), "push": ("PushOptions", "push"), "tag": ("TagOptions", "tag"),
         "rm": ("RmOptions", "remove"), "login": ("LoginOptions", "login"), "logout": ("LogoutOptions", "logout"),
+        "convert": ("ConvertOptions", "ctk_pull.convert_cmds:convert"), "images": ("ImagesOptions", "ctk_pull.listing:images"),
+        "inspect": ("InspectOptions", "ctk_pull.listing:inspect"),
     }),
     "ctk-build": ("ctk_build.ops", "ctk_build.ops", {
         "build": ("BuildRequest", "build"), "prune": ("PruneOptions", "prune"),
@@ -61,6 +63,8 @@ def test_each_command_has_frozen_options_and_one_function(tool, command, options
     first = dataclasses.fields(cls)[0].name
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(opts, first, "changed")
+    if ":" in fn_name:  # the command's function lives in a module of its own
+        logic_mod, fn_name = fn_name.split(":")
     fn = getattr(importlib.import_module(logic_mod), fn_name)
     params = list(inspect.signature(fn).parameters.values())
     assert len(params) == 3 and params[0].name in ("client", "store") and params[1].name == "gopts", \

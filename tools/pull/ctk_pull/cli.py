@@ -108,10 +108,14 @@ def push(refs: tuple[str, ...], platform: str | None, quiet: bool, fmt: str) -> 
 @shared_cli.global_options
 def images(quiet: bool, fmt: str | None, digests: bool, no_trunc: bool, repository: str | None) -> None:
     """List images (a table on a terminal, JSON lines otherwise)."""
-    from . import listing
+    from ctk_shared import output
 
-    listing.images(shared_cli.options(), quiet=quiet, fmt=fmt, digests=digests, no_trunc=no_trunc,
-                   repository=repository)
+    from . import listing
+    from .options import ImagesOptions
+
+    opts = ImagesOptions(quiet=quiet, fmt=fmt, digests=digests, no_trunc=no_trunc, repository=repository)
+    found = listing.images(_client(), shared_cli.options(), opts)
+    output.emit_records(found.records, found.columns, fmt, quiet_field="ID", quiet=quiet, fields=listing.FIELDS)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -122,9 +126,17 @@ def images(quiet: bool, fmt: str | None, digests: bool, no_trunc: bool, reposito
 @shared_cli.global_options
 def inspect(refs: tuple[str, ...], platform: str | None, raw: bool, fmt: str | None) -> None:
     """Show images' manifest and config as a JSON array (Docker's field names where Docker has them)."""
-    from . import listing
+    from ctk_shared import output
 
-    listing.inspect(shared_cli.options(), list(refs_from_args(refs)), _platform(platform), raw, fmt)
+    from . import listing
+    from .options import InspectOptions
+
+    opts = InspectOptions(refs=tuple(refs_from_args(refs)), platform=_platform(platform), raw=raw, fmt=fmt)
+    found = listing.inspect(_client(), shared_cli.options(), opts)
+    for doc in found.raw:
+        output.emit_line(doc)
+    if not raw:
+        output.emit_inspect(found.docs, fmt)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -247,25 +259,21 @@ def convert(source: str, target: str, fmt_estargz: bool, fmt_zstd: bool, fmt_unc
             estargz_record_in: str | None, chunk_size: int, level: int | None, oci: bool, platform: str | None,
             all_platforms: bool, quiet: bool, fmt: str) -> None:
     """Convert an image in the store into DST: eStargz, zstd or uncompressed layers (SRC may be `-`)."""
-    from . import convert_cmds
+    from ctk_shared import output
+    from ctk_shared.oci import Platform
 
-    chosen = [n for n, on in (("estargz", fmt_estargz), ("zstd", fmt_zstd), ("uncompressed", fmt_uncompressed))
-              if on]
-    if len(chosen) != 1:
-        raise UsageError("choose exactly one of --estargz, --zstd, --uncompressed")
-    if platform and all_platforms:
-        raise UsageError("--platform and --all-platforms are mutually exclusive")
-    if chosen[0] != "estargz" and (estargz_record_in or chunk_size):
-        raise UsageError("--estargz-record-in and --chunk-size only apply to --estargz")
+    from . import convert_cmds
+    from .options import ConvertOptions
+
     src = next(refs_from_args([source]), None)
     if src is None:
         raise UsageError("no source ref on stdin")
-    from ctk_shared.oci import Platform
-
-    platforms = [Platform.parse(p.strip()) for p in platform.split(",") if p.strip()] if platform else []
-    convert_cmds.convert(shared_cli.options(), src, target, chosen[0], record_in=estargz_record_in,
-                         chunk_size=chunk_size, level=level, oci=oci, platforms=platforms,
-                         all_platforms=all_platforms, quiet=quiet, fmt=fmt)
+    platforms = tuple(Platform.parse(p.strip()) for p in platform.split(",") if p.strip()) if platform else ()
+    opts = ConvertOptions(source=src, target=target, estargz=fmt_estargz, zstd=fmt_zstd,
+                          uncompressed=fmt_uncompressed, estargz_record_in=estargz_record_in, chunk_size=chunk_size,
+                          level=level, oci=oci, platforms=platforms, all_platforms=all_platforms, quiet=quiet)
+    r = convert_cmds.convert(_client(), shared_cli.options(), opts)
+    output.emit_image(fmt, r.name, r.digest, MediaType=r.media_type, Platforms=r.platforms, Source=r.source)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -6,6 +6,7 @@ CreatedSince, Platform, Size, BlobSize, Name): they are the documented contract.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,8 @@ from ctk_shared.errors import CtkError, UsageError
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Image
-    from ctk_shared.oci import Platform
+
+    from .options import ImagesOptions, InspectOptions
 
 COLUMNS = [("REPOSITORY", "Repository"), ("TAG", "Tag"), ("IMAGE ID", "ID"), ("CREATED", "CreatedSince"),
            ("PLATFORM", "Platform"), ("SIZE", "SizeHuman"), ("BLOB SIZE", "BlobSizeHuman")]
@@ -72,38 +74,49 @@ def _parse_time(text: str) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def images(gopts: GlobalOptions, *, quiet: bool, fmt: str | None, digests: bool, no_trunc: bool,
-           repository: str | None) -> None:
-    from ctk_shared import connect
+@dataclass(frozen=True)
+class Listing:
+    """``images``: the records and the table's columns (the cli prints them: a table, JSON lines or a template)."""
 
-    output.parse_format(fmt, FIELDS)  # a bad template is a usage error before any containerd call
-    client = connect.containerd(gopts)
+    records: list[dict[str, Any]]
+    columns: list[tuple[str, str]]
+
+
+def images(client: Client, gopts: GlobalOptions, opts: ImagesOptions) -> Listing:
+    output.parse_format(opts.fmt, FIELDS)  # a bad template is a usage error before any containerd call
     found = sorted(client.images.list(), key=lambda i: i.name)
-    records = [image_record(client, i, gopts.snapshotter, no_trunc) for i in found]
+    records = [image_record(client, i, gopts.snapshotter, opts.no_trunc) for i in found]
+    repository = opts.repository
     if repository:
         records = [r for r in records if repository in (r["Repository"], f"{r['Repository']}:{r['Tag']}", r["Name"])]
     columns = list(COLUMNS)
-    if digests:
+    if opts.digests:
         columns.insert(2, ("DIGEST", "Digest"))
-    output.emit_records(records, columns, fmt, quiet_field="ID", quiet=quiet, fields=FIELDS)
+    return Listing(records, columns)
 
 
-def inspect(gopts: GlobalOptions, texts: list[str], platform: Platform | None, raw: bool,
-            fmt: str | None = None) -> None:
-    """A JSON array of image documents, as ``docker image inspect`` (or a ``--format`` template per image);
-    ``raw`` writes each stored target document byte for byte instead."""
-    from ctk_shared import connect
+@dataclass(frozen=True)
+class Inspected:
+    """``inspect``: the documents (printed as one JSON array, or a template each), or with ``--raw`` the stored
+    target documents as they are (printed one per line)."""
+
+    docs: list[dict[str, Any]]
+    raw: list[str]
+
+
+def inspect(client: Client, gopts: GlobalOptions, opts: InspectOptions) -> Inspected:
+    """Image documents as ``docker image inspect`` has them; ``raw``: each stored target document instead."""
     from ctk_shared import images as store
 
-    if raw and fmt:
+    if opts.raw and opts.fmt:
         raise UsageError("--raw and --format are mutually exclusive")
-    output.parse_format(fmt)  # a syntax error before any work
-    client = connect.containerd(gopts)
+    output.parse_format(opts.fmt)  # a syntax error before any work
     docs: list[dict[str, Any]] = []
-    for text in texts:
-        img = store.load_local(client, text, platform)
-        if raw:
-            output.emit_line(store.read_blob(client, img.image.target).decode())
+    raws: list[str] = []
+    for text in opts.refs:
+        img = store.load_local(client, text, opts.platform)
+        if opts.raw:
+            raws.append(store.read_blob(client, img.image.target).decode())
             continue
         repo, tag = split_name(img.image.name)
         doc: dict[str, Any] = {
@@ -124,5 +137,4 @@ def inspect(gopts: GlobalOptions, texts: list[str], platform: Platform | None, r
             "ImageConfig": img.config.raw,
         }
         docs.append(doc)
-    if not raw:
-        output.emit_inspect(docs, fmt)
+    return Inspected(docs, raws)

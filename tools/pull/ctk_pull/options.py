@@ -54,3 +54,36 @@ class LoginOptions:
 @dataclass(frozen=True)
 class LogoutOptions:
     server: str | None = None
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    source: str
+    target: str
+    estargz: bool = False
+    zstd: bool = False
+    uncompressed: bool = False
+    estargz_record_in: str | None = None
+    chunk_size: int = 0
+    level: int | None = None
+    oci: bool = False
+    platforms: tuple[Platform, ...] = ()  # --platform a,b
+    all_platforms: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class ImagesOptions:
+    quiet: bool = False
+    fmt: str | None = None
+    digests: bool = False
+    no_trunc: bool = False
+    repository: str | None = None
+
+
+@dataclass(frozen=True)
+class InspectOptions:
+    refs: tuple[str, ...]
+    platform: Platform | None = None
+    raw: bool = False
+    fmt: str | None = None
