@@ -145,6 +145,9 @@ def main() -> int:
     ap.add_argument("--zstd", action="store_true", help="zstd layers instead of gzip")
     ap.add_argument("--skip", default="", help="comma list of: unpack,fetch,startup")
     ap.add_argument("--ctk-args", default="", help="extra ctk-pull flags, e.g. '--max-concurrent-downloads 2'")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also time ctk fetch-only (ctk_fetch_base) with another tree's shared library first on "
+                         "PYTHONPATH, interleaved: `git archive REV shared | tar -x -C DIR` then --baseline DIR/shared")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -171,7 +174,8 @@ def main() -> int:
         insecure = ["--insecure-registry"] if args.rate else []
         ctk = ["ctk-pull", "--address", daemon.address, *insecure, *args.ctk_args.split()]
         ctr = ["ctr", "-a", daemon.address]
-        results: dict[str, list[float]] = {k: [] for k in ("ctk", "ctr", "ctk_fetch", "skopeo", "ctr_fetch")}
+        results: dict[str, list[float]] = {k: [] for k in ("ctk", "ctr", "ctk_fetch", "skopeo", "ctr_fetch",
+                                                             *(("ctk_fetch_base",) if args.baseline else ()))}
         cpu: dict[str, list[float]] = {k: [] for k in results}
         loads = [load_average()]
         env = dict(os.environ)
@@ -186,9 +190,11 @@ def main() -> int:
                     results[tool].append(wall)
                     cpu[tool].append(used)
             if "fetch" not in skip:
-                order = ("ctk_fetch", "skopeo", "ctr_fetch")
+                order: tuple[str, ...] = ("ctk_fetch", "skopeo", "ctr_fetch",
+                                          *(("ctk_fetch_base",) if args.baseline else ()))
                 for tool in (order if i % 2 == 0 else order[::-1]):
                     clean_store(client, blobs)
+                    run_env = env
                     if tool == "skopeo":
                         dest = mnt / "skopeo-out"
                         shutil.rmtree(dest, ignore_errors=True)
@@ -197,7 +203,10 @@ def main() -> int:
                         cmd = ctr + ["-n", ns, "content", "fetch", "--plain-http", ref]
                     else:
                         cmd = ctk + ["-n", ns, "-q", "--unpack", "false", ref]
-                    wall, used = timed_cpu(cmd, env)
+                        if tool == "ctk_fetch_base":
+                            run_env = {**env, "PYTHONPATH": os.pathsep.join(
+                                filter(None, (args.baseline, env.get("PYTHONPATH"))))}
+                    wall, used = timed_cpu(cmd, run_env)
                     results[tool].append(wall)
                     cpu[tool].append(used)
             loads.append(load_average())
@@ -222,6 +231,9 @@ def main() -> int:
             # the floor for anything that stores into containerd: its own Go client's `content fetch`
             report["ratio_ctk_vs_ctr_fetch"] = round(med["ctk_fetch"] / med["ctr_fetch"], 3)
             report["ratio_ctr_fetch_vs_skopeo"] = round(med["ctr_fetch"] / med["skopeo"], 3)
+        if "ctk_fetch_base" in med:
+            report["ratio_ctk_fetch_vs_baseline"] = round(med["ctk_fetch"] / med["ctk_fetch_base"], 3)
+            report["cpu_ratio_ctk_fetch_vs_baseline"] = round(cmed["ctk_fetch"] / cmed["ctk_fetch_base"], 3)
         if "ctk" in med and "ctk_fetch" in med:
             report["ctk_time_split_s"] = {"fetch": round(med["ctk_fetch"], 3),
                                           "unpack_not_overlapped": round(med["ctk"] - med["ctk_fetch"], 3)}
