@@ -321,7 +321,6 @@ class Started:
 def start(client: Client, gopts: GlobalOptions, opts: StartOptions) -> Started:
     from . import detachkeys
 
-    keys = decryption_keys(opts.decryption_keys)
     if opts.attach or opts.interactive:
         from .attach import start_attached
 
@@ -329,7 +328,8 @@ def start(client: Client, gopts: GlobalOptions, opts: StartOptions) -> Started:
             raise UsageError("you cannot start and attach multiple containers at once")
         dkeys = detachkeys.parse(opts.detach_keys)
         return Started(exit_code=start_attached(client, gopts, opts.containers[0], interactive=opts.interactive,
-                                                detach_keys=dkeys, keys=keys))
+                                                detach_keys=dkeys, keys=decryption_keys(opts.decryption_keys)))
+    keys = decryption_keys(opts.decryption_keys)
 
     def one(cl: Client, c: Container) -> None:
         check_first_start(cl, c, keys)
