@@ -40,7 +40,7 @@ from .errors import AlreadyExists, CtkError, InvalidArgument, NotFound, Permissi
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the log writer's start-up)
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
     from typing import BinaryIO
 
 _NEW_FILE_MODE = 0o666  # what os.Create (docker save -o) asks for; the umask applies
@@ -266,6 +266,13 @@ def open_owned(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> i
 def write_owned(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, fsync: bool = False) -> None:
     """Replace the owned file ``path`` whole (temp file with O_EXCL, then rename), so a reader never sees
     half a record and a planted link is replaced, not followed. OSErrors propagate."""
+    stream_owned(path, (data,), mode=mode, fsync=fsync)
+
+
+def stream_owned(path: str | os.PathLike[str], chunks: Iterable[bytes], *, mode: int = 0o644,
+                 fsync: bool = False) -> None:
+    """:func:`write_owned` for content that arrives in pieces (a blob read from containerd): the name gets
+    the file only once every chunk is written; on any failure the temp file goes and the name is untouched."""
     directory, base = os.path.split(os.fspath(path))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     while True:
@@ -278,9 +285,10 @@ def write_owned(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,
     try:
         try:
             os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
             if fsync:
                 os.fsync(fd)
         finally:

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from ctk_shared import limits, oci
+from ctk_shared import limits, oci, outputs
 from ctk_shared import reference as refs
 from ctk_shared.errors import CtkError, InvalidArgument, NotFound
 
@@ -164,21 +164,6 @@ def _real_dir(path: str) -> None:
                               hint="remove it, or choose another dest=")
 
 
-def _write_stream(path: str, chunks: Iterator[bytes]) -> None:
-    directory, base = os.path.split(path)
-    tmp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _has_blob(path: str, desc: oci.Descriptor) -> bool:
     """A regular file of the right size whose bytes hash to the digest (a reused dest= directory)."""
     try:
@@ -210,9 +195,9 @@ def write_layout(client: Client, spec: CacheTo, manifest: oci.Descriptor, blobs:
     for desc in [*blobs, manifest]:
         path = _blob_path(root, desc.digest)
         if not _has_blob(path, desc):
-            _write_stream(path, limits.exact(client.content.read(desc.digest), desc.size, f"blob {desc.digest}",
-                                             digest=desc.digest))
-    _write_stream(os.path.join(root, "oci-layout"), iter([b'{"imageLayoutVersion":"1.0.0"}']))
+            outputs.stream_owned(path, limits.exact(client.content.read(desc.digest), desc.size,
+                                                    f"blob {desc.digest}", digest=desc.digest))
+    outputs.write_owned(os.path.join(root, "oci-layout"), b'{"imageLayoutVersion":"1.0.0"}')
     index_path = os.path.join(root, "index.json")
     entries: list[dict[str, object]] = []
     replaced: list[oci.Descriptor] = []
@@ -229,8 +214,8 @@ def write_layout(client: Client, spec: CacheTo, manifest: oci.Descriptor, blobs:
         pass  # an unreadable index is replaced by ours
     entry = oci.Descriptor(manifest.media_type, manifest.digest, manifest.size, {REF_NAME: spec.tag})
     entries.append(entry.to_json())
-    _write_stream(index_path, iter([json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_INDEX,
-                                                "manifests": entries}, separators=(",", ":")).encode()]))
+    outputs.write_owned(index_path, json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_INDEX,
+                                                "manifests": entries}, separators=(",", ":")).encode())
     _remove_orphans(root, replaced, entries, manifest)
 
 
