@@ -20,7 +20,7 @@ HANDOFF: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
         "exec": ("ExecOptions", "exec_"), "attach": ("AttachOptions", "attach"), "rename": ("RenameOptions", "rename"),
         "volume create": ("VolumeCreateOptions", "volume_create"),
         "volume inspect": ("VolumeInspectOptions", "volume_inspect"), "volume rm": ("VolumeRmOptions", "volume_rm"),
-        "volume prune": ("VolumePruneOptions", "volume_prune"),
+        "volume prune": ("VolumePruneOptions", "volume_prune"), "top": ("TopOptions", "ctk_run.top:top"),
     }),
     "ctk-net": ("ctk_net.options", "ctk_net.ops", {
         "ls": ("LsOptions", "ls"), "inspect": ("InspectOptions", "inspect"), "create": ("CreateOptions", "create"),

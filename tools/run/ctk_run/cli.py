@@ -374,9 +374,13 @@ def stats(containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bo
 @shared_cli.global_options
 def top(container: str, ps_options: tuple[str, ...]) -> None:
     """The processes of a running container, as the host's `ps` shows them (options: ps's, default -ef)."""
+    from ctk_shared import output
+
+    from .options import TopOptions
     from .top import top as do_top
 
-    do_top(_client(), container, ps_options)
+    found = do_top(_client(), shared_cli.options(), TopOptions(container=container, ps_options=ps_options))
+    output.emit_records(found.records, found.columns, "json" if output.wants_json(None) else "table")
 
 
 @cli.command(context_settings=CONTEXT)

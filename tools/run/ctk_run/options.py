@@ -213,3 +213,9 @@ class VolumePruneOptions:
 
     all_: bool = False
     force: bool = False
+
+
+@dataclass(frozen=True)
+class TopOptions:
+    container: str
+    ps_options: tuple[str, ...] = ()  # the host ps's options (default -ef)

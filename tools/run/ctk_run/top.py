@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ctk_shared import output
 from ctk_shared.errors import Conflict, CtkError
 
 if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client
+
+    from .options import TopOptions
 
 DEFAULT_ARGS = ("-ef",)
 _MAX_OUTPUT = 64 << 20  # ps of a host with very many processes stays far below this
@@ -43,12 +46,20 @@ def parse_ps(text: str, pids: set[int]) -> tuple[list[str], list[list[str]]]:
     return titles, rows
 
 
-def top(client: Client, text: str, ps_args: Sequence[str]) -> None:
+@dataclass(frozen=True)
+class Processes:
+    """``top``: one record per process and the table's columns (title, key); the cli prints them."""
+
+    records: list[dict[str, str]]
+    columns: list[tuple[str, str]]
+
+
+def top(client: Client, gopts: GlobalOptions, opts: TopOptions) -> Processes:
     from ctk_shared.errors import NotFound
 
     from .lookup import find_container
 
-    c = find_container(client, text)
+    c = find_container(client, opts.container)
     try:
         task = client.tasks.get(c.id)
     except NotFound:
@@ -56,7 +67,7 @@ def top(client: Client, text: str, ps_args: Sequence[str]) -> None:
     if task is None or task.status not in ("running", "paused", "pausing"):
         raise Conflict(f"container {c.id[:12]} is not running")
     pids = set(client.tasks.pids(c.id))
-    args = list(ps_args) or list(DEFAULT_ARGS)
+    args = list(opts.ps_options) or list(DEFAULT_ARGS)
     try:
         proc = subprocess.run(["ps", *args], capture_output=True, timeout=30, check=False)
     except FileNotFoundError:
@@ -69,7 +80,7 @@ def top(client: Client, text: str, ps_args: Sequence[str]) -> None:
     titles, rows = parse_ps(proc.stdout[:_MAX_OUTPUT].decode(errors="replace"), pids)
     keys = unique_keys(titles)
     records = [dict(zip(keys, row, strict=True)) for row in rows]
-    output.emit_records(records, list(zip(titles, keys, strict=True)), "json" if output.wants_json(None) else "table")
+    return Processes(records, list(zip(titles, keys, strict=True)))
 
 
 def unique_keys(titles: Sequence[str]) -> list[str]:
