@@ -133,8 +133,10 @@ def inspect(refs: tuple[str, ...], platform: str | None, raw: bool, fmt: str | N
 
     opts = InspectOptions(refs=tuple(refs_from_args(refs)), platform=_platform(platform), raw=raw, fmt=fmt)
     found = listing.inspect(_client(), shared_cli.options(), opts)
-    for doc in found.raw:
+    for doc in found.raw:  # --raw prints each document before a later ref fails; the array is all or nothing
         output.emit_line(doc)
+    if found.error is not None:
+        raise found.error
     if not raw:
         output.emit_inspect(found.docs, fmt)
 

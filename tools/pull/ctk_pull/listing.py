@@ -102,6 +102,7 @@ class Inspected:
 
     docs: list[dict[str, Any]]
     raw: list[str]
+    error: CtkError | None = None  # the ref that failed (the ones before it are in docs/raw), the rest not tried
 
 
 def inspect(client: Client, gopts: GlobalOptions, opts: InspectOptions) -> Inspected:
@@ -114,7 +115,10 @@ def inspect(client: Client, gopts: GlobalOptions, opts: InspectOptions) -> Inspe
     docs: list[dict[str, Any]] = []
     raws: list[str] = []
     for text in opts.refs:
-        img = store.load_local(client, text, opts.platform)
+        try:
+            img = store.load_local(client, text, opts.platform)
+        except CtkError as e:
+            return Inspected(docs, raws, e)
         if opts.raw:
             raws.append(store.read_blob(client, img.image.target).decode())
             continue
