@@ -218,7 +218,8 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
     first = not c.labels.get(L.STARTED_AT) or c.labels.get(L.NEVER_STARTED) == "true"
     client.containers.update_labels(c.id, {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: "",
                                            L.RESTART_COUNT: "0", **({L.NEVER_STARTED: "true"} if first else {})})
-    mark = _start_mark(c, gopts, client.namespace) if io is None else None
+    # only a logger that talks to containerd reads the mark (the URI gives it the address)
+    mark = _start_mark(c, gopts, client.namespace) if io is None and "&address=" in uri else None
     try:
         if relay:
             from . import stdinrelay
