@@ -87,8 +87,7 @@ def emulator_problem(p: oci.Platform, binfmt_dir: str | None = None) -> str | No
         return None
     if p.os != "linux":
         return f"cannot run {p} programs (RUN steps): only linux programs run here"
-    fix = ("apt-get install qemu-user-static, then scripts/setup registers it (or write its "
-           "/usr/lib/binfmt.d/qemu-*.conf lines to register with the F flag)")
+    fix = "apt-get install qemu-user-static, then scripts/setup registers it with the F flag"
     if p.architecture not in ELF_MACHINES:
         return f"cannot run {p} programs (RUN steps): no known emulator for architecture {p.architecture!r}"
     directory = binfmt_dir or os.environ.get(BINFMT_ENV) or BINFMT_DIR
