@@ -149,13 +149,14 @@ def _measure_image(runs: int, g: list[str], ref: str, pod_run: list[str] | None,
                    env: dict[str, str]) -> dict[str, object]:
     """ctk-run -d -p vs podman run -d -p of one image (podman's copy named ``pod_image``), alternating."""
     ctk = [tool("ctk-run"), *g]
-    tools: dict[str, tuple] = {  # start, rm -f, stop -t 0
+    # start, rm -f, stop -t 0 (podman's rm -f first waits its stop timeout; Docker's and ctk's kill at once)
+    tools: dict[str, tuple] = {
         "ctk": (lambda p: [*ctk, "-d", "-q", "-p", f"{p}:80", ref], [*ctk, "rm", "-f"], [*ctk, "stop", "-t", "0"]),
     }
     if pod_run:
         pod = pod_run[:pod_run.index("run")]
         tools["podman"] = (lambda p: [*pod_run, "-p", f"{p}:80", "--ulimit", "nofile=1024:1024", "--ulimit",
-                                      "nproc=1024:1024", "--pids-limit", "1024", pod_image], [*pod, "rm", "-f"],
+                                      "nproc=1024:1024", "--pids-limit", "1024", pod_image], [*pod, "rm", "-f", "-t", "0"],
                            [*pod, "stop", "-t", "0"])
     for name in list(tools):  # warm up: image import, default network creation
         try:

@@ -83,7 +83,8 @@ def test_a_killed_foreground_cli_leaves_the_container_logging_to_its_end(run, bb
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait()
-    assert wait_for(lambda: run("inspect", "-f", "{{.State.Status}}", "k").out.strip() == "exited", timeout=60)
+    assert wait_for(lambda: run("inspect", "-f", "{{.State.Status}}", "k").out.strip() == "exited", timeout=60), \
+        (run("inspect", "-f", "{{.State.Status}}", "k").out, run("logs", "k").out[-300:], sorted(command_lines())[-5:])
     out = run("logs", "k").out
     assert out.endswith("y\nlast\n") and out.count("y\n") == 150000
     mine = f"--namespace {ctd.namespace} --name k "
@@ -103,3 +104,15 @@ def test_stop_records_the_exit_itself_and_rm_containers_still_go(run, bb):
     assert run("-d", "-q", "--name", "gone", "--rm", "--network", "none", bb, "sleep", "60").code == 0
     assert run("stop", "-t", "0", "gone").code == 0
     assert wait_for(lambda: run("ps", "-a", "-q", "--filter", "name=gone").lines == [], timeout=30)
+
+
+def test_a_detached_containers_logger_starts_without_site(run, bb):
+    """The shim starts the logger through the data root's launcher, ``python -I -S`` (half its start-up CPU is
+    ``site`` otherwise), and it still logs and records the start."""
+    cid = run("-d", "-q", "--network", "none", bb, "sh", "-c", "echo up; sleep 30").out.strip()
+    assert wait_for(lambda: "up" in run("logs", cid).out, timeout=30)
+    launcher = f"{run.data_root}/bin/ctk-run-logger"
+    argvs = [cmd.split() for pid, cmd in command_lines() if "ctk-run-logger" in cmd and serves_container(pid, cmd, cid)]
+    assert argvs and all(a[1] == "-IS" and a[2] == launcher for a in argvs), argvs
+    assert run("inspect", "-f", "{{.State.Status}}", cid).out.strip() == "running"
+    assert run("inspect", "-f", "{{.State.StartedAt}}", cid).out.strip().startswith("20")
