@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import random
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.bench.timing import bench_stack, timed, tool
+from scripts.bench.timing import bench_stack, bridged_env, timed, tool
 from tests.support import images as im
 
 DOCKERFILE = """\
@@ -59,15 +58,9 @@ def main() -> int:
     if shutil.which("buildah") is None:
         print("buildah is not installed (apt-get install buildah)", file=sys.stderr)
         return 1
-    bridge = f"ctkb{secrets.token_hex(2)}"
-    with bench_stack("build", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg):
-        try:
-            return _measure(args.runs, base, daemon, reg, bridge)
-        finally:
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-            from ctk_net.store import delete_isolation_rules
-
-            delete_isolation_rules(bridge)
+    with bench_stack("build", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg), \
+            bridged_env(base, "10.198") as env:
+        return _measure(args.runs, base, daemon, reg, env)
 
 
 def cached_steps(err: str) -> list[str]:
@@ -104,15 +97,8 @@ def bench_context(base: Path, reg) -> tuple[str, Path]:  # type: ignore[no-untyp
     return ref, ctx
 
 
-def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: ignore[no-untyped-def]
+def _measure(runs: int, base: Path, daemon, reg, env: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
     ref, ctx = bench_context(base, reg)
-    netconf = base / "net.d"
-    netconf.mkdir()
-    env = {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "NETCONFPATH": str(netconf),
-           "CTK_BRIDGE_NAME": bridge, "CTK_BRIDGE_SUBNET": f"10.198.{random.randint(1, 250)}.0/24"}
-    # ctk runs from its compiled bytecode, as an installed copy does (a session's PYTHONDONTWRITEBYTECODE
-    # would make every start compile the modules changed since the last .pyc: +0.1-0.2 s a run)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
     ctk = [tool("ctk-build"), "--address", daemon.address, "-n", "bench"]
     subprocess.run([tool("ctk-pull"), "--address", daemon.address, "-n", "bench", "-q", ref], check=True,
                    stdout=subprocess.DEVNULL, env=env)

@@ -24,15 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import secrets
 import shutil
 import statistics
 import subprocess
 import sys
 
 from scripts.bench.build import _buildah_storage, _children_cpu
-from scripts.bench.timing import bench_stack, timed, tool
+from scripts.bench.timing import bench_stack, bridged_env, timed, tool
 
 APT_CACHE = ("--mount=type=cache,target=/var/cache/apt,sharing=locked "
              "--mount=type=cache,target=/var/lib/apt,sharing=locked")
@@ -53,15 +51,9 @@ def main() -> int:
     if shutil.which("buildah") is None:
         print("buildah is not installed (apt-get install buildah)", file=sys.stderr)
         return 1
-    bridge = f"ctkb{secrets.token_hex(2)}"
-    with bench_stack("build-apt", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg):
-        try:
-            return _measure(args.runs, base, daemon, reg, bridge, args.log)
-        finally:
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-            from ctk_net.store import delete_isolation_rules
-
-            delete_isolation_rules(bridge)
+    with bench_stack("build-apt", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg), \
+            bridged_env(base, "10.197") as env:
+        return _measure(args.runs, base, daemon, reg, env, args.log)
 
 
 def _timed_logged(cmd: list[str], env: dict[str, str], log: str | None, name: str) -> float:
@@ -86,14 +78,9 @@ def _timed_logged(cmd: list[str], env: dict[str, str], log: str | None, name: st
     return took
 
 
-def _measure(runs: int, base, daemon, reg, bridge: str, log: str | None) -> int:  # type: ignore[no-untyped-def]
+def _measure(runs: int, base, daemon, reg, env: dict[str, str], log: str | None) -> int:  # type: ignore[no-untyped-def]
     from scripts.images.make import build_image
 
-    netconf = base / "net.d"
-    netconf.mkdir()
-    env = {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "NETCONFPATH": str(netconf),
-           "CTK_BRIDGE_NAME": bridge, "CTK_BRIDGE_SUBNET": f"10.197.{random.randint(1, 250)}.0/24"}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # ctk from its compiled bytecode, as an installed copy runs
     ref = f"{reg.host}/bench/debian:latest"
     build_image("debian", ref, base / "debian-context", address=daemon.address, namespace="bench", push=True,
                 quiet=True, env=env)

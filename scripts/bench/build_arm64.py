@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -23,7 +21,7 @@ import sys
 from pathlib import Path
 
 from scripts.bench.build import _buildah_storage
-from scripts.bench.timing import bench_stack, timed, tool
+from scripts.bench.timing import bench_stack, bridged_env, timed, tool
 
 DOCKERFILE = """\
 FROM {base}
@@ -52,24 +50,14 @@ def main() -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 1
-    bridge = f"ctkb{secrets.token_hex(2)}"
-    with bench_stack("build-arm64", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg):
-        try:
-            return _measure(args.runs, base, daemon, reg, bridge)
-        finally:
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-            from ctk_net.store import delete_isolation_rules
-
-            delete_isolation_rules(bridge)
+    with bench_stack("build-arm64", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg), \
+            bridged_env(base, "10.197") as env:
+        return _measure(args.runs, base, daemon, reg, env)
 
 
-def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: ignore[no-untyped-def]
+def _measure(runs: int, base: Path, daemon, reg, env: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
     from scripts.images.make import build_image
 
-    netconf = base / "net.d"
-    netconf.mkdir()
-    env = {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "NETCONFPATH": str(netconf),
-           "CTK_BRIDGE_NAME": bridge, "CTK_BRIDGE_SUBNET": f"10.197.{random.randint(1, 250)}.0/24"}
     ref = f"{reg.host}/bench/debian-arm64:latest"
     build_image("debian-arm64", ref, base / "base-context", address=daemon.address, namespace="bench", push=True,
                 quiet=True, env=env)

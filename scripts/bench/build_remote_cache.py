@@ -24,7 +24,6 @@ import json
 import os
 import random
 import resource
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.bench.timing import bench_stack, tool, unmount_under
+from scripts.bench.timing import bench_stack, bridged_env, tool, unmount_under
 
 APT = "-q -o APT::Sandbox::User=root"
 DOCKERFILE = f"""\
@@ -52,15 +51,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    bridge = f"ctkc{secrets.token_hex(2)}"
-    with bench_stack("build-rc", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg):
-        try:
-            return _measure(args.runs, base, daemon, reg, bridge)
-        finally:
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-            from ctk_net.store import delete_isolation_rules
-
-            delete_isolation_rules(bridge)
+    with bench_stack("build-rc", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg), \
+            bridged_env(base, "10.198") as env:
+        return _measure(args.runs, base, daemon, reg, env)
 
 
 def _data(path: Path) -> None:
@@ -114,13 +107,9 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def _measure(runs: int, base: Path, daemon, reg, bridge: str) -> int:  # type: ignore[no-untyped-def]
+def _measure(runs: int, base: Path, daemon, reg, env: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
     from scripts.images.make import build_image
 
-    netconf = base / "net.d"
-    netconf.mkdir()
-    env = {**os.environ, "NETCONFPATH": str(netconf), "CTK_BRIDGE_NAME": bridge,
-           "CTK_BRIDGE_SUBNET": f"10.198.{random.randint(1, 250)}.0/24"}
     ref = f"{reg.host}/bench/debian:latest"
     build_image("debian", ref, base / "debian-context", address=daemon.address, namespace="bench", push=True,
                 quiet=True, env={**env, "CTK_DATA_ROOT": str(base / "data")})

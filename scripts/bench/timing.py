@@ -72,6 +72,31 @@ def bench_stack(name: str, parent: str = "/tmp", *, extra_config: str = "",
         shutil.rmtree(base, ignore_errors=True)
 
 
+@contextmanager
+def bridged_env(base: Path, subnet_prefix: str = "10.197") -> Iterator[dict[str, str]]:
+    """The environment that points ctk at a private bridge, conflist directory and data root under ``base``
+    (so a bench never touches the machine's ctk0), with ctk run from its compiled bytecode as an installed
+    copy is (a session's PYTHONDONTWRITEBYTECODE would recompile every changed module on each call). The
+    bridge and its isolation rules go at the end."""
+    import os
+    import random
+    import secrets
+
+    bridge = f"ctkb{secrets.token_hex(2)}"
+    netconf = base / "net.d"
+    netconf.mkdir()
+    env = {**os.environ, "CTK_DATA_ROOT": str(base / "data"), "NETCONFPATH": str(netconf),
+           "CTK_BRIDGE_NAME": bridge, "CTK_BRIDGE_SUBNET": f"{subnet_prefix}.{random.randint(1, 250)}.0/24"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    try:
+        yield env
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        from ctk_net.store import delete_isolation_rules
+
+        delete_isolation_rules(bridge)
+
+
 def push_busybox(base: Path, reg: Any) -> str:
     """Build the test busybox image under ``base`` and push it to the bench registry; its reference."""
     from tests.support import images as im
