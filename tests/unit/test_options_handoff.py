@@ -31,6 +31,9 @@ HANDOFF: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
         "rm": ("RmOptions", "remove"), "login": ("LoginOptions", "login"), "logout": ("LogoutOptions", "logout"),
         "convert": ("ConvertOptions", "ctk_pull.convert_cmds:convert"), "images": ("ImagesOptions", "ctk_pull.listing:images"),
         "inspect": ("InspectOptions", "ctk_pull.listing:inspect"),
+        "save": ("SaveOptions", "ctk_pull.archive_cmds:save"), "load": ("LoadOptions", "ctk_pull.archive_cmds:load"),
+        "prune": ("PruneOptions", "ctk_pull.prune:prune"),
+        "lazy-serve": ("LazyServeOptions", "ctk_pull.snapshotter.daemon:lazy_serve"),
     }),
     "ctk-build": ("ctk_build.ops", "ctk_build.ops", {
         "build": ("BuildRequest", "build"), "prune": ("PruneOptions", "prune"),

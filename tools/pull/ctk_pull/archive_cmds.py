@@ -1,46 +1,57 @@
-"""``save`` and ``load``: image tars in and out of the store."""
+"""``save`` and ``load``: image tars in and out of the store, as ``(client, gopts, opts) -> Result``
+(docs/CONVENTIONS.md §7). The cli hands over the streams behind ``-`` (stdout for ``save -o -``, the spooled stdin
+of ``load``): nothing here touches ``sys.stdin`` or ``sys.stdout``."""
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ctk_shared import output
 from ctk_shared.errors import UsageError
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
-    from ctk_shared.oci import Platform
+    from ctk_shared.containerd import Client
+
+    from .options import LoadOptions, SaveOptions
 
 
-def save(gopts: GlobalOptions, texts: list[str], dest: str, platform: Platform | None,
-         all_platforms: bool) -> None:
-    from ctk_shared import archive, connect
+@dataclass(frozen=True)
+class Saved:
+    names: list[str]  # the images written, as stored
+
+
+@dataclass(frozen=True)
+class Loaded:
+    refs: list[str]  # each loaded image as NAME@DIGEST, the line the cli prints
+
+
+def save(client: Client, gopts: GlobalOptions, opts: SaveOptions) -> Saved:
+    from ctk_shared import archive
     from ctk_shared.images import load_local
     from ctk_shared.outputs import open_output
 
-    client = connect.containerd(gopts)
-    imgs = [load_local(client, t, platform) for t in texts]
-    if dest == "-":
-        if sys.stdout.isatty():
+    imgs = [load_local(client, t, opts.platform) for t in opts.refs]
+    if opts.output == "-":
+        if opts.stdout is None:
+            raise UsageError("save -o -: no output stream was handed over")
+        if opts.stdout.isatty():
             raise UsageError("refusing to write a tar to a terminal", )
-        archive.save(client, imgs, sys.stdout.buffer, all_platforms)
-        return
+        archive.save(client, imgs, opts.stdout, opts.all_platforms)
+        return Saved([i.image.name for i in imgs])
     # a regular file is replaced whole (never half a tar under the real name); a device, a FIFO or
     # /dev/stdout is streamed into and never renamed over (ctk_shared.outputs)
-    with open_output(dest) as f:
-        archive.save(client, imgs, f, all_platforms)
+    with open_output(opts.output) as f:
+        archive.save(client, imgs, f, opts.all_platforms)
+    return Saved([i.image.name for i in imgs])
 
 
-def load(gopts: GlobalOptions, src: str, platform: Platform | None, quiet: bool) -> None:
-    from ctk_shared import archive, connect
+def load(client: Client, gopts: GlobalOptions, opts: LoadOptions) -> Loaded:
+    from ctk_shared import archive
     from ctk_shared.progress import make_progress
 
-    client = connect.containerd(gopts)
-    progress = make_progress(quiet)
+    progress = make_progress(opts.quiet)
     try:
-        with archive.open_input(src) as f:
-            loaded = archive.load(client, f, gopts.snapshotter, platform, progress=progress)
+        loaded = archive.load(client, opts.tar, gopts.snapshotter, opts.platform, progress=progress)
     finally:
         progress.close()
-    for item in loaded:
-        output.emit_line(f"{item.name.split('@', 1)[0]}@{item.target.digest}")
+    return Loaded([f"{item.name.split('@', 1)[0]}@{item.target.digest}" for item in loaded])

@@ -221,9 +221,11 @@ def logout(server: str | None) -> None:
 def save(refs: tuple[str, ...], output: str, platform: str | None, all_platforms: bool) -> None:
     """Write images to a tar that is both a docker-archive and an OCI layout."""
     from . import archive_cmds
+    from .options import SaveOptions
 
-    archive_cmds.save(shared_cli.options(), list(refs_from_args(refs)), output, _platform(platform),
-                      all_platforms)
+    opts = SaveOptions(tuple(refs_from_args(refs)), output, _platform(platform), all_platforms,
+                       stdout=sys.stdout.buffer if output == "-" else None)
+    archive_cmds.save(_client(), shared_cli.options(), opts)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -233,9 +235,18 @@ def save(refs: tuple[str, ...], output: str, platform: str | None, all_platforms
 @shared_cli.global_options
 def load(input_: str, platform: str | None, quiet: bool) -> None:
     """Import images from a docker-archive or OCI layout tar; prints each loaded ref@digest."""
-    from . import archive_cmds
+    from ctk_shared import archive
+    from ctk_shared import output as out
 
-    archive_cmds.load(shared_cli.options(), input_, _platform(platform), quiet)
+    from . import archive_cmds
+    from .options import LoadOptions
+
+    plat = _platform(platform)
+    client = _client()
+    with archive.open_input(input_) as f:  # `-`: stdin spooled to a file (the tar is read twice)
+        loaded = archive_cmds.load(client, shared_cli.options(), LoadOptions(f, plat, quiet))
+    for line in loaded.refs:
+        out.emit_line(line)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -287,13 +298,29 @@ def convert(source: str, target: str, fmt_estargz: bool, fmt_zstd: bool, fmt_unc
 @shared_cli.global_options
 def prune(all_images: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove dangling images (-a: all images no container uses) and what killed pulls left behind."""
-    from ctk_shared.prune import parse_filters
+    from ctk_shared import output
+    from ctk_shared.prune import parse_filters, reclaimed_line
 
     from . import prune as pruning
+    from .options import PruneOptions
 
     flt = parse_filters(filters)  # a bad filter is refused before the prompt
-    if shared_cli.confirm_prune(pruning.warning(all_images), force):
-        pruning.prune(shared_cli.options(), all_images, flt)
+    if not shared_cli.confirm_prune(pruning.warning(all_images), force):
+        return
+    done = pruning.prune(_client(), shared_cli.options(), PruneOptions(all_images, flt))
+    if done.images:
+        output.emit_line("Deleted Images:")
+        for line in done.images:
+            output.emit_line(line)
+        output.emit_line("")
+    if done.snapshots or done.leases:
+        output.emit_line("Deleted Pull Leftovers:")
+        for key in done.snapshots:
+            output.emit_line(f"snapshot: {key}")
+        for lease in done.leases:
+            output.emit_line(f"lease: {lease}")
+        output.emit_line("")
+    output.emit_line(reclaimed_line(done.reclaimed))
 
 
 @cli.command("lazy-serve", context_settings=CONTEXT)
@@ -311,11 +338,10 @@ def lazy_serve(root: str, socket_path: str) -> None:
         type = "snapshot"
         address = "SOCKET"
     """
+    from .options import LazyServeOptions
     from .snapshotter import daemon
 
-    gopts = shared_cli.options()
-    daemon.serve(root, socket_path, debug=gopts.debug, insecure=gopts.insecure_registry, hosts_dirs=gopts.hosts_dir,
-                 registry_timeout=gopts.registry_timeout)
+    daemon.lazy_serve(None, shared_cli.options(), LazyServeOptions(root, socket_path))
 
 
 def main() -> None:

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import IO, BinaryIO
+
     from ctk_shared.oci import Platform
+    from ctk_shared.prune import PruneFilter
 
 
 @dataclass(frozen=True)
@@ -87,3 +90,39 @@ class InspectOptions:
     platform: Platform | None = None
     raw: bool = False
     fmt: str | None = None
+
+
+@dataclass(frozen=True)
+class SaveOptions:
+    """``save``: ``stdout`` is the stream the cli hands over for ``-o -`` (the function never reads sys.stdout)."""
+
+    refs: tuple[str, ...]
+    output: str
+    platform: Platform | None = None
+    all_platforms: bool = False
+    stdout: BinaryIO | None = None
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """``load``: ``tar`` is the input the cli opened (``-``: stdin, spooled to a file first)."""
+
+    tar: IO[bytes]
+    platform: Platform | None = None
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """``prune``, after the cli's prompt: ``filters`` already parsed, so a bad one is refused before it."""
+
+    all_images: bool = False
+    filters: PruneFilter | None = None
+
+
+@dataclass(frozen=True)
+class LazyServeOptions:
+    """``lazy-serve``: the daemon's root and socket; registry settings come from the global options."""
+
+    root: str
+    socket_path: str

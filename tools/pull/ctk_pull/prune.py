@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ctk_shared import output
 from ctk_shared.errors import CtkError, NotFound
 
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Image
-    from ctk_shared.prune import PruneFilter
+
+    from .options import PruneOptions
 
 BUILD_DANGLING_PREFIX = "ctk-build-dangling@"  # ctk-build's name for an untagged result (ctk_build.ops.DANGLING)
 
@@ -112,12 +112,22 @@ def _exclusive_bytes(client: Client, snapshotter: str, doomed: list[_Footprint],
     return total
 
 
-def prune(gopts: GlobalOptions, all_images: bool, flt: PruneFilter) -> None:
-    from ctk_shared import connect
-    from ctk_shared.containerd.leftovers import reclaim_pulls
-    from ctk_shared.prune import reclaimed_line
+@dataclass(frozen=True)
+class Pruned:
+    """What ``prune`` removed, in the order the cli prints it (as Docker's ``image prune``)."""
 
-    client = connect.containerd(gopts)
+    images: list[str]  # "untagged: NAME" and "deleted: DIGEST" lines
+    snapshots: list[str]  # the pull leftovers removed
+    leases: list[str]
+    reclaimed: int  # bytes
+
+
+def prune(client: Client, gopts: GlobalOptions, opts: PruneOptions) -> Pruned:
+    """The prompt is the cli's; this removes at once."""
+    from ctk_shared.containerd.leftovers import reclaim_pulls
+    from ctk_shared.prune import PruneFilter
+
+    all_images, flt = opts.all_images, opts.filters or PruneFilter()
     images = client.images.list()
     used = _used(client, images)  # never an image a container refers to, dangling or not (as Docker)
     footprints = {i.name: _footprint(client, i) for i in images}
@@ -150,16 +160,4 @@ def prune(gopts: GlobalOptions, all_images: bool, flt: PruneFilter) -> None:
             lines.append(f"deleted: {digest}")
     left = reclaim_pulls(client, drop_downloads=all_images)
     total += left.snapshot_bytes + left.download_bytes
-    if lines:
-        output.emit_line("Deleted Images:")
-        for line in lines:
-            output.emit_line(line)
-        output.emit_line("")
-    if left.snapshots or left.leases:
-        output.emit_line("Deleted Pull Leftovers:")
-        for key in left.snapshots:
-            output.emit_line(f"snapshot: {key}")
-        for lease in left.leases:
-            output.emit_line(f"lease: {lease}")
-        output.emit_line("")
-    output.emit_line(reclaimed_line(total))
+    return Pruned(lines, list(left.snapshots), list(left.leases), total)

@@ -15,12 +15,25 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import lazyfs
 from .remote import LazyMounter
 from .store import SnapshotStore
 
+if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
+
+    from ..options import LazyServeOptions
+
 log = logging.getLogger("ctk.snapshotter")
+
+
+def lazy_serve(client: None, gopts: GlobalOptions, opts: LazyServeOptions) -> None:
+    """``ctk-pull lazy-serve`` in the shape of docs/CONVENTIONS.md §7: it serves containerd rather than calls it,
+    so there is no client (``None``); returns on SIGTERM/SIGINT."""
+    serve(opts.root, opts.socket_path, debug=gopts.debug, insecure=gopts.insecure_registry,
+          hosts_dirs=gopts.hosts_dir, registry_timeout=gopts.registry_timeout)
 
 
 def serve(root: str, socket: str, *, debug: bool = False, insecure: bool = False, hosts_dirs: Sequence[str] = (),
