@@ -21,6 +21,10 @@ HANDOFF: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
         "volume create": ("VolumeCreateOptions", "volume_create"),
         "volume inspect": ("VolumeInspectOptions", "volume_inspect"), "volume rm": ("VolumeRmOptions", "volume_rm"),
         "volume prune": ("VolumePruneOptions", "volume_prune"), "top": ("TopOptions", "ctk_run.top:top"),
+        "ps": ("PsOptions", "ctk_run.listing:ps"), "cp": ("CpOptions", "ctk_run.cp:copy"),
+        "stats": ("StatsOptions", "ctk_run.stats:stats"), "events": ("EventsOptions", "ctk_run.events:events"),
+        "prune": ("PruneOptions", "ctk_run.prune:prune"),
+        "volume ls": ("VolumeLsOptions", "ctk_run.volumes:volume_ls"),  # client: a factory (grpc only if needed)
     }),
     "ctk-net": ("ctk_net.options", "ctk_net.ops", {
         "ls": ("LsOptions", "ls"), "inspect": ("InspectOptions", "inspect"), "create": ("CreateOptions", "create"),

@@ -186,9 +186,14 @@ def create(image: str, command: tuple[str, ...], **kw: Any) -> None:
 @shared_cli.global_options
 def ps(all_: bool, quiet: bool, filters: tuple[str, ...], fmt: str | None, no_trunc: bool, last: int | None) -> None:
     """List containers (a table on a terminal, JSON lines otherwise)."""
-    from .listing import ps as do_ps
+    from ctk_shared import output
 
-    do_ps(_client(), all_=all_, quiet=quiet, fmt=fmt, filters=list(filters), no_trunc=no_trunc, last=last)
+    from . import listing
+    from .options import PsOptions
+
+    found = listing.ps(_client(), shared_cli.options(), PsOptions(all_, quiet, filters, fmt, no_trunc, last))
+    output.emit_records(found.records, listing.PS_COLUMNS, fmt, quiet_field="ID", quiet=quiet,
+                        fields=listing.PS_FIELDS)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -350,8 +355,12 @@ def cp(src: str, dst: str, archive: bool, follow_link: bool, quiet: bool) -> Non
     SRC_PATH ending in /. copies a directory's contents; `-` is a tar on stdin or stdout.
     """
     from .cp import copy
+    from .options import CpOptions
 
-    copy(_client(), shared_cli.options(), src, dst, archive=archive, follow_link=follow_link, quiet=quiet)
+    streams = {"stdin": sys.stdin.buffer, "stdout": sys.stdout.buffer} if "-" in (src, dst) else {}
+    done = copy(_client(), shared_cli.options(), CpOptions(src, dst, archive, follow_link, quiet, **streams))
+    if not quiet and sys.stderr.isatty() and done.dest is not None:  # Docker's summary line
+        sys.stderr.write(done.summary())
 
 
 @cli.command(context_settings=CONTEXT)
@@ -363,9 +372,31 @@ def cp(src: str, dst: str, archive: bool, follow_link: bool, quiet: bool) -> Non
 @shared_cli.global_options
 def stats(containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bool, fmt: str | None) -> None:
     """Live resource use of containers: CPU %, memory, network and block I/O, PIDs (Ctrl-C ends it)."""
-    from .stats import stats as do_stats
+    import io
+    from contextlib import redirect_stdout
 
-    do_stats(_client(), containers, all_=all_, no_stream=no_stream, no_trunc=no_trunc, fmt=fmt)
+    from ctk_shared import output
+
+    from . import stats as st
+    from .options import StatsOptions
+
+    live = not no_stream and output.stdout_is_tty() and fmt != "json"
+    tables = st.stats(_client(), shared_cli.options(), StatsOptions(containers, all_, not live, no_trunc, fmt))
+    if not live:
+        for rows in tables:
+            output.emit_records(rows, st.COLUMNS, fmt, fields=st.FIELDS)
+        return
+    try:
+        for rows in tables:  # the live view: each table redrawn in place
+            buf = io.StringIO()
+            with redirect_stdout(buf):
+                output.emit_records(rows, st.COLUMNS, fmt or "table", fields=st.FIELDS)
+            sys.stdout.write(st.CLEAR + buf.getvalue())
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # Ctrl-C is how the live view ends: no error line
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        sys.exit(130)
 
 
 @cli.command(context_settings={**CONTEXT, "allow_interspersed_args": False, "ignore_unknown_options": True})
@@ -397,9 +428,24 @@ def events(since: str | None, until: str | None, filters: tuple[str, ...], fmt: 
     Lines like Docker's on a terminal, JSON lines otherwise. containerd has no kill or stop event (their exit
     shows as die) and keeps no history. If containerd restarts the stream is reopened (up to 60 s).
     """
-    from .events import events as do_events
+    from ctk_shared import output
 
-    do_events(_client(), since=since, until=until, filters=filters, fmt=fmt)
+    from . import events as ev
+    from .options import EventsOptions
+
+    stream = ev.events(_client(), shared_cli.options(), EventsOptions(since, until, filters, fmt))
+    template = output.parse_format(fmt, ev.FIELDS)
+    as_json = template is None and output.wants_json(fmt)
+    try:
+        for msg in stream:  # each as it comes: Docker's line on a terminal, JSON lines otherwise
+            if template is not None:
+                output.emit_line(template.render(msg.record()))
+            elif as_json:
+                output.emit_json(msg.record())
+            else:
+                output.emit_line(msg.line())
+    except KeyboardInterrupt:  # Ctrl-C is how a stream ends: no error line
+        sys.exit(130)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -441,9 +487,11 @@ def pause(containers: tuple[str, ...]) -> None:
 @shared_cli.global_options
 def prune(force: bool, filters: tuple[str, ...], namespace_dirs: bool) -> None:
     """Remove all stopped containers (with their snapshots and logs)."""
-    from ctk_shared.prune import parse_filters
+    from ctk_shared import output
+    from ctk_shared.prune import parse_filters, reclaimed_line
 
     from . import prune as pruning
+    from .options import PruneOptions
 
     flt = parse_filters(filters)  # a bad filter is refused before the prompt
     gopts = shared_cli.options()
@@ -452,9 +500,18 @@ def prune(force: bool, filters: tuple[str, ...], namespace_dirs: bool) -> None:
     warning = pruning.orphan_warning(orphans) if namespace_dirs and orphans else pruning.WARNING
     if not shared_cli.confirm_prune(warning, force):
         return
-    removed, total = pruning.prune_containers(client, gopts, flt)
-    dirs = pruning.remove_orphan_dirs(client, orphans) if namespace_dirs else []
-    pruning.report(removed, dirs, total)
+    done = pruning.prune(client, gopts, PruneOptions(flt, namespace_dirs, tuple(orphans)))
+    if done.removed:  # Docker's report, plus the namespace directories removed
+        output.emit_line("Deleted Containers:")
+        for cid in done.removed:
+            output.emit_line(cid)
+        output.emit_line("")
+    if done.dirs:
+        output.emit_line("Deleted Namespace Directories:")
+        for d in done.dirs:
+            output.emit_line(str(d.path))
+        output.emit_line("")
+    output.emit_line(reclaimed_line(done.reclaimed))
     if not namespace_dirs:
         pruning.mention_orphans(orphans)
 
@@ -558,10 +615,15 @@ def volume_create(name: str | None, label: tuple[str, ...], driver: str, opt: tu
 @shared_cli.global_options
 def volume_ls(quiet: bool, filters: tuple[str, ...], fmt: str | None) -> None:
     """List volumes (a table on a terminal, JSON lines otherwise)."""
-    from . import volumes
+    from ctk_shared import output
 
-    gopts = shared_cli.options()
-    volumes.ls(_client, gopts.data_root, gopts.namespace, list(filters), fmt, quiet)
+    from . import volumes
+    from .options import VolumeLsOptions
+
+    # the client is the factory: grpc loads only for dangling= (volumes.volume_ls)
+    found = volumes.volume_ls(_client, shared_cli.options(), VolumeLsOptions(quiet, filters, fmt))
+    output.emit_records(found.records, volumes.LS_COLUMNS, fmt, quiet_field="Name", quiet=quiet,
+                        fields=volumes.LS_FIELDS)
 
 
 @volume.command(name="inspect", context_settings=CONTEXT)

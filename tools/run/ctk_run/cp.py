@@ -26,7 +26,7 @@ import os
 import stat
 import sys
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ctk_shared.confined import O_DIR, Root, path_parts
 from ctk_shared.errors import NotFound, UsageError
@@ -36,6 +36,8 @@ from .cptree import CopyError, TreeCopy, tar_in, tar_out
 if TYPE_CHECKING:
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container
+
+    from .options import CpOptions
 
 @dataclass(frozen=True)
 class CopyRequest:
@@ -81,23 +83,38 @@ def parse(src: str, dst: str, archive: bool, follow_link: bool) -> CopyRequest:
     return CopyRequest(True, d_path, s_path, archive, follow_link, d_name)
 
 
-def copy(client: Client, gopts: GlobalOptions, src: str, dst: str, *, archive: bool, follow_link: bool,
-         quiet: bool) -> None:
-    """The ``cp`` command: find the container, then copy through its live root or its mounted snapshot."""
+@dataclass(frozen=True)
+class Copied:
+    """What ``cp`` copied: the bytes of file data, and where to (None for a tar on stdout)."""
+
+    nbytes: int
+    dest: str | None
+
+    def summary(self) -> str:
+        """Docker's ``Successfully copied`` line, which the cli prints on a terminal."""
+        return f"Successfully copied {_human(self.nbytes)} to {self.dest}\n"
+
+
+def copy(client: Client, gopts: GlobalOptions, opts: CpOptions) -> Copied:
+    """The ``cp`` command: find the container, then copy through its live root or its mounted snapshot. A ``-``
+    side is the stream the cli handed over in ``opts`` (its stdin or stdout), never read here from ``sys``."""
     from .lookup import find_container
 
-    req = parse(src, dst, archive, follow_link)
+    req = parse(opts.src, opts.dst, opts.archive, opts.follow_link)
+    stream = opts.stdin if req.into else opts.stdout
+    if req.local_path == "-" and stream is None:
+        raise UsageError("cp with '-': no stream was handed over for the tar")
     if not req.into and req.local_path != "-":
         _check_local_parent(req.local_path)
     c = find_container(client, req.container)
     pid = _live_pid(client, c.id)
     if pid is not None:
-        copied = transfer(f"/proc/{pid}/root", req, kernel_devices(pid))
+        copied = transfer(f"/proc/{pid}/root", req, kernel_devices(pid), opts.stdin, opts.stdout)
     else:
-        copied = _copy_stopped(client, gopts, c, req)
-    if not quiet and sys.stderr.isatty() and (req.into or req.local_path != "-"):  # Docker's summary line
-        sys.stderr.write(f"Successfully copied {_human(copied)} to "
-                         f"{(req.container + ':' + req.container_path) if req.into else req.local_path}\n")
+        copied = _copy_stopped(client, gopts, c, req, opts)
+    if req.into:
+        return Copied(copied, req.container + ":" + req.container_path)
+    return Copied(copied, None if req.local_path == "-" else req.local_path)
 
 
 def _human(n: float) -> str:
@@ -154,8 +171,9 @@ def _check_local_parent(path: str) -> None:
 # ------------------------------------------------------------------------------------------- stopped ones
 
 
-def _copy_stopped(client: Client, gopts: GlobalOptions, c: Container, req: CopyRequest) -> int:
-    """Copy through the container's snapshot and volumes, mounted by a child in a private mount namespace."""
+def _copy_stopped(client: Client, gopts: GlobalOptions, c: Container, req: CopyRequest, opts: CpOptions) -> int:
+    """Copy through the container's snapshot and volumes, mounted by a child in a private mount namespace; the
+    child's stdin/stdout are the streams ``opts`` hands over (a ``-`` side), else inherited."""
     import json
     import shutil
     import subprocess
@@ -174,7 +192,8 @@ def _copy_stopped(client: Client, gopts: GlobalOptions, c: Container, req: CopyR
                "readonly": bool((spec.get("root") or {}).get("readonly")), "binds": binds_of(spec)}
     try:
         p = subprocess.run([unshare, "--mount", "--propagation", "private", sys.executable, "-m", "ctk_run.cpmount",
-                            json.dumps(request)], stderr=subprocess.PIPE, check=False)
+                            json.dumps(request)], stdin=opts.stdin, stdout=opts.stdout, stderr=subprocess.PIPE,
+                           check=False)
     finally:
         try:
             os.rmdir(mnt)
@@ -202,12 +221,17 @@ def _child_result(code: int, err: str) -> int:
 # ---------------------------------------------------------------------------------------------- the copy
 
 
-def transfer(root_dir: str, req: CopyRequest, skip_devs: frozenset[int] = frozenset()) -> int:
+def transfer(root_dir: str, req: CopyRequest, skip_devs: frozenset[int] = frozenset(),
+             stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> int:
     """Do ``req`` with the container's root at host path ``root_dir``; returns the bytes of file data copied.
-    Directories on a device in ``skip_devs`` are copied out without their contents."""
+    Directories on a device in ``skip_devs`` are copied out without their contents. A ``-`` side uses
+    ``stdin``/``stdout``; without them the process's own (the :mod:`.cpmount` child, whose streams are the
+    ones ``copy`` handed over)."""
     try:
         with Root(root_dir) as root:
-            return _copy_out(root, req, skip_devs) if not req.into else _copy_in(root, req)
+            if not req.into:
+                return _copy_out(root, req, skip_devs, stdout or sys.stdout.buffer)
+            return _copy_in(root, req, stdin or sys.stdin.buffer)
     except OSError as e:
         raise CopyError(_os_message(e, req)) from e
 
@@ -246,7 +270,7 @@ def _not_found(req: CopyRequest) -> NotFound:
     return NotFound(f"Could not find the file {req.container_path} in container {req.container}")
 
 
-def _copy_out(root: Root, req: CopyRequest, skip_devs: frozenset[int]) -> int:
+def _copy_out(root: Root, req: CopyRequest, skip_devs: frozenset[int], tar_dest: BinaryIO) -> int:
     cpath = req.container_path
     try:
         pfd, name, st = root.lookup(cpath, follow_last=req.follow_link or _wants_dir(cpath))
@@ -260,8 +284,8 @@ def _copy_out(root: Root, req: CopyRequest, skip_devs: frozenset[int]) -> int:
             raise CopyError(f"{req.container}:{cpath}: not a directory")
         if req.local_path == "-":
             arc = "." if _contents_only(cpath) and is_dir else _base(cpath)
-            tar_out(pfd, name, st, arc, sys.stdout.buffer, skip_devs)
-            sys.stdout.buffer.flush()
+            tar_out(pfd, name, st, arc, tar_dest, skip_devs)
+            tar_dest.flush()
             return 0
         return _write_local(pfd, name, st, req, skip_devs)
     finally:
@@ -327,7 +351,7 @@ def _open_dir(pfd: int, name: str | None) -> int:
     return os.dup(pfd) if name is None else os.open(name, O_DIR | os.O_NOFOLLOW, dir_fd=pfd)
 
 
-def _copy_in(root: Root, req: CopyRequest) -> int:
+def _copy_in(root: Root, req: CopyRequest, tar_src: BinaryIO) -> int:
     cpath = req.container_path
     where = f"{req.container}:{cpath}"
     try:
@@ -345,7 +369,7 @@ def _copy_in(root: Root, req: CopyRequest) -> int:
                                  "unpacked into a directory)")
             d = _open_dir(pfd, name)
             try:
-                return tar_in(sys.stdin.buffer, d, _owner(req), cpath)
+                return tar_in(tar_src, d, _owner(req), cpath)
             finally:
                 os.close(d)
         return _read_local(pfd, name, st, req, where)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,8 +29,11 @@ from ctk_shared.errors import CtkError, NotFound, UsageError
 from . import labels as L
 
 if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container
     from ctk_shared.containerd.models import Event
+
+    from .options import EventsOptions
 
 FIELDS = ("status", "id", "from", "Type", "Action", "Actor", "scope", "time", "timeNano")
 FILTER_KEYS = ("container", "event", "type", "image", "label")
@@ -236,20 +239,6 @@ def history(client: Client, since: datetime, until: datetime | None) -> list[Mes
     return out
 
 
-def _emitter(fmt: str | None) -> Any:
-    template = output.parse_format(fmt, FIELDS)
-    as_json = template is None and output.wants_json(fmt)
-
-    def emit(msg: Message) -> None:
-        if template is not None:
-            output.emit_line(template.render(msg.record()))
-        elif as_json:
-            output.emit_json(msg.record())
-        else:
-            output.emit_line(msg.line())
-    return emit
-
-
 def _note(text: str) -> None:
     sys.stderr.write(f"ctk-run: {text}\n")
     sys.stderr.flush()
@@ -308,17 +297,24 @@ def _live(client: Client, until: datetime | None, on_reopen: Any) -> Iterator[Ev
         lost_at = time.monotonic()
 
 
-def events(client: Client, *, since: str | None, until: str | None, filters: Sequence[str],
-           fmt: str | None) -> None:
+def events(client: Client, gopts: GlobalOptions, opts: EventsOptions) -> Iterator[Message]:
+    """``events``: the flags are checked at once (a bad one fails before any work); the returned iterator
+    replays the past from ``--since``, then the live events until ``--until`` (forever without it). The cli
+    prints each as it comes and ends on Ctrl-C."""
     from .logfile import parse_since
 
-    wanted = parse_filters(filters)
-    emit = _emitter(fmt)  # a bad template fails before any work
+    wanted = parse_filters(opts.filters)
+    output.parse_format(opts.fmt, FIELDS)  # a bad template fails before any work
     now = datetime.now(UTC)
-    start = parse_since(since, now) if since else None
-    end = parse_since(until, now) if until else None
+    start = parse_since(opts.since, now) if opts.since else None
+    end = parse_since(opts.until, now) if opts.until else None
     if start is not None and end is not None and end < start:
         raise UsageError("--until is before --since")
+    return _stream(client, wanted, now, start, end)
+
+
+def _stream(client: Client, wanted: dict[str, list[str]], now: datetime, start: datetime | None,
+            end: datetime | None) -> Iterator[Message]:
     translator = Translator(client)
     live = None
     cut = datetime.now(UTC)  # the past up to here is replayed; later events come through the stream
@@ -328,16 +324,13 @@ def events(client: Client, *, since: str | None, until: str | None, filters: Seq
     if start is not None:
         for past in history(client, start, min(end, cut) if end is not None else cut):
             if matches(past, wanted):
-                emit(past)
+                yield past
     if live is None:
         return
-    try:
-        for ev in live:
-            if ev is None:
-                continue
-            msg = translator.translate(ev)
-            if msg is not None and (start is None or msg.when >= start) and (end is None or msg.when <= end) \
-                    and matches(msg, wanted):
-                emit(msg)
-    except KeyboardInterrupt:  # Ctrl-C is how a stream ends: no error line
-        sys.exit(130)
+    for ev in live:
+        if ev is None:
+            continue
+        msg = translator.translate(ev)
+        if msg is not None and (start is None or msg.when >= start) and (end is None or msg.when <= end) \
+                and matches(msg, wanted):
+            yield msg

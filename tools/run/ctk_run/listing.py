@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,10 @@ from .lookup import display_name
 from .status import State, _time, state_of
 
 if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container
+
+    from .options import PsOptions
 
 PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
               ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
@@ -146,9 +150,16 @@ def _match(rec: dict[str, Any], c: Container, filters: list[str]) -> bool:
     return True
 
 
-def ps(client: Client, *, all_: bool, quiet: bool, fmt: str | None, filters: list[str], no_trunc: bool,
-       last: int | None = None) -> None:
-    output.parse_format(fmt, PS_FIELDS)  # a bad template is a usage error before any containerd call
+@dataclass(frozen=True)
+class ContainerRecords:
+    """``ps``: one record per container, newest first (Docker's ``--format json`` fields); the cli prints them."""
+
+    records: list[dict[str, Any]]
+
+
+def ps(client: Client, gopts: GlobalOptions, opts: PsOptions) -> ContainerRecords:
+    all_, filters, no_trunc, last = opts.all_, list(opts.filters), opts.no_trunc, opts.last
+    output.parse_format(opts.fmt, PS_FIELDS)  # a bad template is a usage error before any containerd call
     containers = client.containers.list()
     tasks = {t.id: t for t in client.tasks.list()}
     rows = []
@@ -161,8 +172,7 @@ def ps(client: Client, *, all_: bool, quiet: bool, fmt: str | None, filters: lis
         if _match(rec, c, filters):
             rows.append((_created(c) or datetime.min.replace(tzinfo=UTC), rec))
     rows.sort(key=lambda r: r[0], reverse=True)
-    records = [r for _, r in rows][: last if last else None]
-    output.emit_records(records, PS_COLUMNS, fmt, quiet_field="ID", quiet=quiet, fields=PS_FIELDS)
+    return ContainerRecords([r for _, r in rows][: last if last else None])
 
 
 def _network_settings(c: Container, st: State) -> dict[str, Any]:

@@ -8,6 +8,14 @@ parameter names, so a command builds its options with ``RunOptions(image=…, co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from ctk_shared.prune import PruneFilter
+
+    from .prune import OrphanDir
 
 
 @dataclass(frozen=True)
@@ -219,3 +227,62 @@ class VolumePruneOptions:
 class TopOptions:
     container: str
     ps_options: tuple[str, ...] = ()  # the host ps's options (default -ef)
+
+
+@dataclass(frozen=True)
+class VolumeLsOptions:
+    quiet: bool = False
+    filters: tuple[str, ...] = ()
+    fmt: str | None = None
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """``prune``, after the cli's prompt: the filters parsed (a bad one is refused before the prompt), and the
+    orphaned namespace directories the prompt listed (only those are removed, and only with ``namespace_dirs``)."""
+
+    filters: PruneFilter | None = None
+    namespace_dirs: bool = False
+    orphans: tuple[OrphanDir, ...] = ()
+
+
+@dataclass(frozen=True)
+class PsOptions:
+    all_: bool = False
+    quiet: bool = False
+    filters: tuple[str, ...] = ()
+    fmt: str | None = None
+    no_trunc: bool = False
+    last: int | None = None
+
+
+@dataclass(frozen=True)
+class EventsOptions:
+    since: str | None = None
+    until: str | None = None
+    filters: tuple[str, ...] = ()
+    fmt: str | None = None
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    """``stats``: ``no_stream`` as the cli decided it (the flag, or stdout not a terminal, or ``--format json``)."""
+
+    containers: tuple[str, ...] = ()
+    all_: bool = False
+    no_stream: bool = False
+    no_trunc: bool = False
+    fmt: str | None = None
+
+
+@dataclass(frozen=True)
+class CpOptions:
+    """``cp``: ``stdin``/``stdout`` are the streams the cli hands over for a ``-`` side (a tar in or out)."""
+
+    src: str
+    dst: str
+    archive: bool = False
+    follow_link: bool = False
+    quiet: bool = False
+    stdin: BinaryIO | None = None
+    stdout: BinaryIO | None = None

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from ctk_shared.containerd import Client, Container
     from ctk_shared.prune import PruneFilter
 
+    from .options import PruneOptions
+
 CREATED_GRACE = 60.0
 _KEEP_STATES = frozenset({"running", "paused", "restarting"})
 WARNING = "This will remove all stopped containers."
@@ -153,21 +155,22 @@ def orphan_warning(orphans: list[OrphanDir]) -> str:
             f"longer exist in containerd: {names}.")
 
 
-def report(removed: list[str], dirs: list[OrphanDir], total: int) -> None:
-    """Docker's ``Deleted Containers:`` report, plus the namespace directories removed."""
-    from ctk_shared.prune import reclaimed_line
+@dataclass(frozen=True)
+class Pruned:
+    """What ``prune`` removed: the cli prints Docker's ``Deleted Containers:`` report from it."""
 
-    if removed:
-        output.emit_line("Deleted Containers:")
-        for cid in removed:
-            output.emit_line(cid)
-        output.emit_line("")
-    if dirs:
-        output.emit_line("Deleted Namespace Directories:")
-        for d in dirs:
-            output.emit_line(str(d.path))
-        output.emit_line("")
-    output.emit_line(reclaimed_line(total + sum(d.size for d in dirs)))
+    removed: list[str]  # container IDs
+    dirs: list[OrphanDir]  # namespace directories removed (--namespace-dirs)
+    reclaimed: int  # bytes, the directories included
+
+
+def prune(client: Client, gopts: GlobalOptions, opts: PruneOptions) -> Pruned:
+    """The prompt is the cli's (it lists ``opts.orphans``); this removes at once."""
+    from ctk_shared.prune import PruneFilter
+
+    removed, total = prune_containers(client, gopts, opts.filters or PruneFilter())
+    dirs = remove_orphan_dirs(client, list(opts.orphans)) if opts.namespace_dirs else []
+    return Pruned(removed, dirs, total + sum(d.size for d in dirs))
 
 
 def mention_orphans(orphans: list[OrphanDir]) -> None:

@@ -7,9 +7,8 @@ Without a terminal on stdout there is one snapshot too, as JSON lines with Docke
 """
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,10 @@ from ctk_shared import output
 from .cgroupstats import Sample, cpu_percent, sample
 
 if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container
+
+    from .options import StatsOptions
 
 COLUMNS = [("CONTAINER ID", "ID"), ("NAME", "Name"), ("CPU %", "CPUPerc"), ("MEM USAGE / LIMIT", "MemUsage"),
            ("MEM %", "MemPerc"), ("NET I/O", "NetIO"), ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")]
@@ -26,7 +28,7 @@ FIELDS = ("ID", "Name", "Container", "CPUPerc", "MemUsage", "MemPerc", "NetIO", 
 FIRST_WINDOW = 0.15  # seconds between the two samples of a one-shot table
 REFRESH = 1.0  # seconds between screens of the live view
 _BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-_CLEAR = "\x1b[H\x1b[J"  # cursor home, clear to the end of the screen
+CLEAR = "\x1b[H\x1b[J"  # cursor home, clear to the end of the screen
 
 
 def binary_size(n: float) -> str:
@@ -97,42 +99,26 @@ def _sample_all(targets: Sequence[Target]) -> dict[str, Sample]:
     return {t.container.id: sample(t.pid) for t in targets if t.pid}
 
 
-def stats(client: Client, names: Sequence[str], *, all_: bool, no_stream: bool, no_trunc: bool,
-          fmt: str | None) -> None:
-    output.parse_format(fmt, FIELDS)  # a bad template fails before any work
+def stats(client: Client, gopts: GlobalOptions, opts: StatsOptions) -> Iterator[list[dict[str, Any]]]:
+    """``stats``: the tables to print, one list of records per screen. With ``no_stream`` (the cli sets it also
+    when stdout is no terminal, or for JSON) one table from two samples :data:`FIRST_WINDOW` apart; else a table
+    every :data:`REFRESH` seconds until the caller stops (Ctrl-C); without names, containers come and go."""
+    names, all_, no_trunc = opts.containers, opts.all_, opts.no_trunc
+    output.parse_format(opts.fmt, FIELDS)  # a bad template fails before any work
     running = _running(client)
     # the first sample as early as possible: listing the containers (their specs) then overlaps the window
     before = {} if names else {cid: sample(pid) for cid, pid in running.items()}
     targets = _targets(client, names, all_, running)
     before = before or _sample_all(targets)
-    live = not no_stream and output.stdout_is_tty() and fmt != "json"
-    if not live:
+    if opts.no_stream:
         first = min((s.at for s in before.values()), default=time.monotonic())
         time.sleep(max(0.0, FIRST_WINDOW - (time.monotonic() - first)))
-        output.emit_records(_rows(targets, before, _sample_all(targets), no_trunc), COLUMNS, fmt, fields=FIELDS)
+        yield _rows(targets, before, _sample_all(targets), no_trunc)
         return
-    try:
-        _live(client, names, all_, no_trunc, fmt, targets, before)
-    except KeyboardInterrupt:  # Ctrl-C is how the live view ends: no error line
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        sys.exit(130)
-
-
-def _live(client: Client, names: Sequence[str], all_: bool, no_trunc: bool, fmt: str | None,
-          targets: list[Target], before: dict[str, Sample]) -> None:
-    """Redraw the table in place until Ctrl-C; without names, containers that start or stop come and go."""
-    import io
-    from contextlib import redirect_stdout
-
     time.sleep(FIRST_WINDOW)
     while True:
         after = _sample_all(targets)
-        buf = io.StringIO()
-        with redirect_stdout(buf):
-            output.emit_records(_rows(targets, before, after, no_trunc), COLUMNS, fmt or "table", fields=FIELDS)
-        sys.stdout.write(_CLEAR + buf.getvalue())
-        sys.stdout.flush()
+        yield _rows(targets, before, after, no_trunc)
         before = after
         time.sleep(REFRESH)
         running = _running(client)

@@ -35,9 +35,11 @@ from . import labels as L
 from .mounts import check_volume_name
 
 if TYPE_CHECKING:
+    from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client, Container, Mount
 
     from .mounts import MountSpec
+    from .options import VolumeLsOptions
 
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # Docker's marker of an anonymous volume ("" value)
 META = "volume.json"
@@ -441,14 +443,22 @@ def _matches(v: Volume, f: dict[str, list[str]], used: dict[str, list[str]] | No
     return True
 
 
-def ls(client_factory: Callable[[], Client], data_root: str, namespace: str, filters: list[str], fmt: str | None,
-       quiet: bool) -> None:
-    """``volume ls``: Docker's columns on a terminal, JSON lines (Docker's ``--format json`` fields) otherwise."""
+@dataclass(frozen=True)
+class VolumeRecords:
+    """``volume ls``: one record per volume (Docker's ``--format json`` fields); the cli prints them."""
+
+    records: list[dict[str, str]]
+
+
+def volume_ls(client: Callable[[], Client], gopts: GlobalOptions, opts: VolumeLsOptions) -> VolumeRecords:
+    """``volume ls``. ``client`` is a factory: volumes live in the data root, so only ``dangling=`` needs
+    containerd, and only then are grpc and the client loaded (a plain ``volume ls`` starts as fast as ``ls``)."""
     from ctk_shared import output
 
-    output.parse_format(fmt, LS_FIELDS)
-    f = _filters(filters)
-    used = users(client_factory(), volumes_dir(data_root, namespace)) if "dangling" in f else None
+    output.parse_format(opts.fmt, LS_FIELDS)  # a bad template is refused before anything is read
+    f = _filters(list(opts.filters))
+    data_root, namespace = gopts.data_root, gopts.namespace
+    used = users(client(), volumes_dir(data_root, namespace)) if "dangling" in f else None
     records = []
     for v in list_all(data_root, namespace):
         if not _matches(v, f, used):
@@ -457,4 +467,4 @@ def ls(client_factory: Callable[[], Client], data_root: str, namespace: str, fil
                         "Labels": ",".join(f"{k}={val}" for k, val in v.labels.items()), "Links": "N/A",
                         "Mountpoint": str(v.mountpoint), "Name": v.name, "Scope": "local", "Size": "N/A",
                         "Status": "N/A"})
-    output.emit_records(records, LS_COLUMNS, fmt, quiet_field="Name", quiet=quiet, fields=LS_FIELDS)
+    return VolumeRecords(records)
