@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import pty
-import select
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 
 from scripts.bench.build import bench_context
 from scripts.bench.timing import bench_stack, tool
+from tests.support.ptys import read_terminal
 
 
 def _on_pty(cmd: list[str], env: dict[str, str]) -> float:
@@ -31,20 +31,8 @@ def _on_pty(cmd: list[str], env: dict[str, str]) -> float:
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL,
                          env={**env, "TERM": "xterm"})
     os.close(slave)
-    tail = b""
     try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                tail = (tail + chunk)[-4000:]
-            elif p.poll() is not None:
-                break
+        tail = read_terminal(master, p, timeout=3600, keep=4000)
         if p.wait() != 0:
             raise SystemExit(f"{cmd} failed:\n{tail.decode(errors='replace')}")
     finally:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import subprocess
-import time
 
 import pytest
+
+from tests.support.ptys import read_terminal
 
 from .conftest import cached_steps, write
 
@@ -83,20 +83,7 @@ def _on_a_terminal(build, where, args, timeout=120):
     cmd = ["ctk-build", "--address", where[0], "--namespace", where[1], *args]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env)
     os.close(slave)
-    got = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            got += chunk
-        elif p.poll() is not None:
-            break
+    got = read_terminal(master, p, timeout=timeout)
     out = p.stdout.read().decode()  # type: ignore[union-attr]
     p.wait(timeout=10)
     os.close(master)

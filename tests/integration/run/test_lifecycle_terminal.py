@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from tests.support.ptys import read_terminal
+
 from .ptys import PtyRun, attach_and_exit, ctk_argv, ctk_env, status, wait_until
 
 pytestmark = pytest.mark.integration
@@ -199,20 +201,7 @@ def test_no_terminal_codes_on_stderr_when_nothing_is_drawn(containerd, ctd, run,
                            stdout=subprocess.PIPE, stderr=slave, env=ctk_env(run), timeout=120)
         os.close(slave)
         slave = -1
-        err = b""
-        while True:
-            import select
-
-            r, _, _ = select.select([master], [], [], 0.2)
-            if not r:
-                break
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            err += chunk
+        err = read_terminal(master)
     finally:
         if slave >= 0:
             os.close(slave)
