@@ -119,6 +119,22 @@ def test_partial_lines_wait_for_the_rest_or_flush(tmp_path):
     w.close()  # twice is fine
 
 
+def test_a_terminal_log_writes_partial_lines_at_once_but_not_a_torn_character(tmp_path):
+    """A container with a terminal: ``attach`` follows the log, so a prompt must be there before its newline;
+    a UTF-8 character cut between two reads waits for its rest instead of showing as U+FFFD."""
+    path = tmp_path / "x.log"
+    w = JsonLogWriter(str(path), terminal=True)
+    w.write("stdout", b"root@c:/# ")
+    assert logs(path) == [("stdout", "root@c:/# ")]
+    w.write("stdout", b"ls\nbin\xc3")  # "biné" torn after its first byte
+    assert logs(path)[1:] == [("stdout", "ls\n"), ("stdout", "bin")]
+    w.write("stdout", b"\xa9\n")
+    assert logs(path)[-1] == ("stdout", "\u00e9\n")
+    w.write("stdout", b"\xe2\x82\xac")  # a whole 3-byte character at the end: written now
+    assert logs(path)[-1] == ("stdout", "\u20ac")
+    w.close()
+
+
 def test_interleaved_streams_keep_their_own_partial_line(tmp_path):
     path = tmp_path / "x.log"
     w = JsonLogWriter(str(path))

@@ -51,12 +51,24 @@ def _split_point(buf: bytes, limit: int) -> int:
     return limit if 0x80 <= buf[cut] < 0xC0 else cut  # still inside one: not UTF-8 anyway
 
 
+def _torn_tail(buf: bytes) -> int:
+    """How many bytes at the end of ``buf`` are the start of a UTF-8 sequence whose rest has not come yet."""
+    keep = next((i for i in range(1, min(4, len(buf)) + 1) if buf[-i] >= 0xC0), 0)
+    if keep and keep >= (2 if buf[-keep] < 0xE0 else 3 if buf[-keep] < 0xF0 else 4):
+        return 0  # the last sequence is whole
+    return keep
+
+
 class JsonLogWriter:
     """Appends records to a json-file log. ``write`` may be given any chunk of a stream: whole lines are
     written at once (one ``write(2)`` per call, so concurrent writers with O_APPEND interleave whole lines),
-    a trailing partial line waits for the rest, for :meth:`flush` or for :meth:`close`."""
+    a trailing partial line waits for the rest, for :meth:`flush` or for :meth:`close`.
 
-    def __init__(self, path: str) -> None:
+    ``terminal=True`` (a container with a terminal): each chunk is written as it comes, partial lines included
+    (a prompt, an echoed key), since ``attach`` shows the terminal by following the log; only a UTF-8
+    sequence torn at the end of a chunk waits for its rest."""
+
+    def __init__(self, path: str, *, terminal: bool = False) -> None:
         from ctk_shared.outputs import open_owned
 
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -64,6 +76,7 @@ class JsonLogWriter:
         # the logger runs as root: a link (or a FIFO) planted at the log's name is refused, never written through
         self._fd = open_owned(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._partial: dict[str, bytes] = {}
+        self._terminal = terminal
         self._torn = False  # a write failed half-way (disk full): the next one starts on a new line
 
     @staticmethod
@@ -96,6 +109,11 @@ class JsonLogWriter:
             cut = _split_point(rest, MAX_LINE)
             out.append(self._record(stream, rest[:cut], stamp))
             rest = rest[cut:]
+        if rest and self._terminal:
+            keep = _torn_tail(rest)
+            if len(rest) > keep:
+                out.append(self._record(stream, rest[:len(rest) - keep], stamp))
+            rest = rest[len(rest) - keep:]
         if rest:
             self._partial[stream] = rest
         if out:

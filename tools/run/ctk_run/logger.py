@@ -91,29 +91,6 @@ def _mark_started(address: str, namespace: str, cid: str) -> None:
         _say(str(e))
 
 
-def _tty_passthrough(args: dict[str, str], writer: JsonLogWriter) -> None:
-    """``tty 1`` (a container with a terminal, added by ctk-run's lifecycle): write each chunk as it comes,
-    partial lines included (a prompt, an echoed key), since ``attach`` shows the terminal by following the
-    log. A UTF-8 sequence torn at the end of a chunk waits for its rest."""
-    if args.get("tty") != "1":
-        return
-    write, partial = writer.write, writer._partial
-
-    def write_now(stream: str, data: bytes) -> None:
-        write(stream, data)
-        rest = partial.get(stream, b"")
-        keep = next((i for i in range(1, min(4, len(rest)) + 1) if rest[-i] >= 0xC0), 0)
-        if keep and len(rest[-keep:]) >= (2 if rest[-keep] < 0xE0 else 3 if rest[-keep] < 0xF0 else 4):
-            keep = 0  # the last sequence is whole
-        if rest:
-            partial[stream] = rest[:len(rest) - keep]
-            writer.flush()
-            if keep:
-                partial[stream] = rest[-keep:]
-
-    writer.write = write_now  # type: ignore[method-assign]  # this writer's write becomes the pass-through
-
-
 START_MARK = "cli-started"  # in the container's directory: ctk-run itself started this task (see _announce_start)
 STOP_MARK = "cli-stopping"  # …ctk-run is stopping it and deletes the task itself (see _Session.decide)
 
@@ -128,11 +105,10 @@ def main(argv: list[str] | None = None) -> int:
              "(binary:///path/to/ctk-run-logger?log=/path/to/json.log)")
         return 2
     try:
-        writer = JsonLogWriter(log_path)
+        writer = JsonLogWriter(log_path, terminal=args.get("tty") == "1")
     except OSError as e:
         _say(f"cannot open {log_path}: {e}")
         return 1
-    _tty_passthrough(args, writer)
     session = _Session(args, log_path, writer)
     session.prepare()
     session.copy()
