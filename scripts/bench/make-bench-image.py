@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import images as im
+from tests.support import images as im  # noqa: E402 - importable only after the sys.path line above (a script, run by path)
 
 KINDS = ("random", "text", "random", "files", "random", "text", "random", "text")
 
