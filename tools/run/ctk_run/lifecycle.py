@@ -255,8 +255,13 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
     relay_pid = 0
     # a start by the user begins a new run: the policy's restart count starts again from 0 (as in Docker)
     first = not c.labels.get(L.STARTED_AT) or c.labels.get(L.NEVER_STARTED) == "true"
+    # a stopped container's monitor label says "stopped", and containerd's restart monitor kills any task of
+    # such a container: the new task would die between its create and its start. Without the label the
+    # monitor leaves the container alone until the task runs and the label says "running" (below).
+    unwatched = {L.RESTART_STATUS: ""} if L.RESTART_STATUS in c.labels else {}
     client.containers.update_labels(c.id, {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: "",
-                                           L.RESTART_COUNT: "0", **({L.NEVER_STARTED: "true"} if first else {})})
+                                           L.RESTART_COUNT: "0", **({L.NEVER_STARTED: "true"} if first else {}),
+                                           **unwatched})
     # only a logger that talks to containerd reads the mark (the URI gives it the address)
     mark = _start_mark(c, gopts, client.namespace) if io is None and "&address=" in uri else None
     try:
