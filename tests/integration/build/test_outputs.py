@@ -16,6 +16,24 @@ from .conftest import write
 pytestmark = pytest.mark.integration
 
 
+def test_output_tar_to_stdout(build, containerd, ctd, bb, tmp_path):
+    """``-o type=oci,dest=-``: the tar is all that stdout carries (no ref line after it), and it is whole."""
+    import io
+
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN echo x > /x\n"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTAINERD_", "CTK_"))}
+    env.update(build.env)
+    p = subprocess.run(["ctk-build", "--address", containerd.address, "-n", ctd.namespace, "-q", "-t", "tostdout",
+                        "-o", "type=oci,dest=-", str(ctx)], capture_output=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    with tarfile.open(fileobj=io.BytesIO(p.stdout)) as t:
+        index = json.loads(t.extractfile("index.json").read())  # type: ignore[union-attr]
+        names = t.getnames()
+    assert "oci-layout" in names and len(index["manifests"]) == 1
+    assert f"blobs/sha256/{index['manifests'][0]['digest'][7:]}" in names
+    assert b"tostdout:latest@sha256:" not in p.stdout[-1024:]  # nothing after the tar
+
+
 def test_output_tar_and_push(build, ctd, registry, bb, tmp_path):
     ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN echo x > /x\nCMD [\"cat\", \"/x\"]\n"})
     dest = tmp_path / "app.tar"

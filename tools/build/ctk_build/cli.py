@@ -103,7 +103,7 @@ def build(context_dir: str, tags: tuple[str, ...], dockerfile: str | None, build
         platforms=parse_platforms(platform) if platform else (), source_date_epoch=_epoch(source_date_epoch),
         labels=shared_cli.key_values(labels), push=push, outputs=outputs, fmt=fmt, compression=compression,
         pull=pull, digestfile=digestfile, progress=progress, iidfile=iidfile, secrets=secrets, ssh=ssh,
-        cache_to=cache_to, cache_from=cache_from,
+        cache_to=cache_to, cache_from=cache_from, stdout=sys.stdout.buffer,  # for -o dest=- (§7: handed over)
         stdin=sys.stdin.read() if context_dir == "-" and dockerfile in (None, "-") or
         context_dir != "-" and dockerfile == "-" else None)  # the `-` Dockerfile, read here (§7)
     res = ops.build(_client(), shared_cli.options(), req)

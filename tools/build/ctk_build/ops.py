@@ -18,6 +18,7 @@ from ctk_shared.errors import CtkError, NotFound, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import BinaryIO
 
     from ctk_shared.config import GlobalOptions
     from ctk_shared.containerd import Client
@@ -56,6 +57,7 @@ class BuildRequest:
     cache_to: tuple[str, ...] = ()  # --cache-to type=registry,ref=…|type=local,dest=…
     cache_from: tuple[str, ...] = ()  # --cache-from type=registry,ref=…|type=local,src=…
     stdin: str | None = None  # what the cli read from stdin for a `-` CONTEXT or -f (the function never reads it)
+    stdout: BinaryIO | None = None  # the stream the cli hands over for `-o dest=-` (never sys.stdout itself)
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,7 @@ def build(client: Client, gopts: GlobalOptions, req: BuildRequest) -> BuildResul
             for name in names:
                 put_image(leased, Image(name=name, target=written.manifest, labels={}))
             for _kind, dest in outputs:
-                _export(leased, names[0], dest)
+                _export(leased, names[0], dest, req.stdout)
             if req.push:
                 _push(leased, gopts, tags, mode == "quiet")
     finally:
@@ -262,13 +264,19 @@ def _show_tail(e: CtkError, mode: str) -> None:
         sys.stderr.flush()
 
 
-def _export(client: Client, name: str, dest: str) -> None:
+def _export(client: Client, name: str, dest: str, stdout: BinaryIO | None) -> None:
     from ctk_shared import archive
     from ctk_shared.images import load_local
     from ctk_shared.outputs import open_output
 
     img = load_local(client, name)
-    with open_output(dest) as f:  # `-`, a device, a FIFO: streamed; a regular file: replaced whole
+    if dest == "-":
+        if stdout is None:
+            raise UsageError("-o dest=-: no output stream was handed over")
+        archive.save(client, [img], stdout)
+        stdout.flush()
+        return
+    with open_output(dest, allow_stdout=False) as f:  # a device, a FIFO: streamed; a regular file: replaced whole
         archive.save(client, [img], f)
 
 
