@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 
 import pytest
@@ -195,7 +196,7 @@ def test_create_rm_cycles_leak_nothing(containerd, ctd, run, bb):
 
 def test_logs_tail_timestamps_since_and_follow(run, bb):
     r = run("-d", "-q", "--name", "talker", bb, "sh", "-c",
-            "echo one; echo two >&2; echo three; sleep 2; echo four")
+            "echo one; echo two >&2; echo three; while [ ! -e /go ]; do sleep 0.1; done; echo four")
     assert r.code == 0
     assert wait_for(lambda: "three" in run("logs", "talker").out)
     logs = run("logs", "talker")
@@ -206,7 +207,15 @@ def test_logs_tail_timestamps_since_and_follow(run, bb):
     assert stamped[0].endswith(" one") and stamped[0][:4].isdigit() and "T" in stamped[0].split()[0]
     assert run("logs", "--since", "1h", "talker").out == "one\nthree\n"
     assert run("logs", "--until", "2000-01-01T00:00:00Z", "talker").out == ""
-    followed = run("logs", "-f", "talker", timeout=30)  # returns once the container exits
+    # -f follows what comes after it started ("four" only now: a fixed sleep ran out before the checks above on
+    # a loaded machine), and returns once the container exits
+    got: list = []
+    follower = threading.Thread(target=lambda: got.append(run("logs", "-f", "talker", timeout=30)))
+    follower.start()
+    time.sleep(0.5)  # the follower is reading the log (were it later, it would still print "four" and return)
+    assert run("exec", "talker", "touch", "/go").code == 0
+    follower.join(timeout=40)
+    followed = got[0]
     assert followed.code == 0 and followed.out == "one\nthree\nfour\n"
 
 
