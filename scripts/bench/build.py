@@ -41,6 +41,12 @@ BIG = 50 << 20
 
 
 
+def require_buildah() -> None:
+    """The peer must be there before any stack is started."""
+    if shutil.which("buildah") is None:
+        raise SystemExit("buildah is not installed (apt-get install buildah)")
+
+
 def _buildah_storage(root: Path) -> list[str]:
     """overlay when the kernel lets buildah use it here, else vfs."""
     for driver in ("overlay", "vfs"):
@@ -55,9 +61,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    if shutil.which("buildah") is None:
-        print("buildah is not installed (apt-get install buildah)", file=sys.stderr)
-        return 1
+    require_buildah()
     with bench_stack("build", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg), \
             bridged_env(base, "10.198") as env:
         return _measure(args.runs, base, daemon, reg, env)

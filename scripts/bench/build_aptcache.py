@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 
-from scripts.bench.build import _buildah_storage, _children_cpu
+from scripts.bench.build import _buildah_storage, _children_cpu, require_buildah
 from scripts.bench.timing import bench_stack, bridged_env, timed, tool
 
 APT_CACHE = ("--mount=type=cache,target=/var/cache/apt,sharing=locked "
@@ -48,9 +47,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--log", metavar="DIR", help="keep ctk-build's --progress=plain output of every run there")
     args = ap.parse_args()
-    if shutil.which("buildah") is None:
-        print("buildah is not installed (apt-get install buildah)", file=sys.stderr)
-        return 1
+    require_buildah()
     with bench_stack("build-apt", os.environ.get("CTK_BENCH_DIR", "/var/tmp")) as (base, daemon, reg), \
             bridged_env(base, "10.197") as env:
         return _measure(args.runs, base, daemon, reg, env, args.log)

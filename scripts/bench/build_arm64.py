@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from scripts.bench.build import _buildah_storage
+from scripts.bench.build import _buildah_storage, require_buildah
 from scripts.bench.timing import bench_stack, bridged_env, timed, tool
 
 DOCKERFILE = """\
@@ -40,9 +39,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    if shutil.which("buildah") is None:
-        print("buildah is not installed (apt-get install buildah)", file=sys.stderr)
-        return 1
+    require_buildah()
     from ctk_build.platforms import emulator_problem
     from ctk_shared.oci import Platform
 
