@@ -1,23 +1,19 @@
 """One layer-producing step on containerd: prepare a snapshot on the parent, change it, diff, commit.
 
-The change itself (a RUN task, a COPY into the mounted snapshot) is a callback. The layer is computed by
-containerd's diff service (``Diff.Diff`` of a view of the parent against the active snapshot) as a gzip
-blob in the content store, and the snapshot is committed under the new chain ID, so the built image is
+The change itself (a RUN task, a COPY into the mounted snapshot) is a callback. The layer is the overlay
+upper directory written as a tar by :mod:`upperdiff` (or, with another snapshotter, containerd's diff
+service: ``Diff.Diff`` of a view of the parent against the active snapshot), a gzip blob in the content
+store, and the snapshot is committed under the new chain ID, so the built image is
 already "unpacked" for ctk-run. Everything is created under the build's lease; a failure or Ctrl-C removes
 the active snapshot before the error goes on.
 
-With a source date epoch the layer is rewritten client-side: every timestamp in the tar is clamped to the
-epoch and the gzip header carries no time, so equal inputs give equal digests.
+With a source date epoch every timestamp in the tar is clamped to the epoch (as upperdiff writes it, or by
+rewriting containerd's layer) and the gzip header carries no time, so equal inputs give equal digests.
 """
 from __future__ import annotations
 
 import contextlib
-import gzip
-import io
 import secrets
-import shutil
-import subprocess
-import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,9 +55,16 @@ def make_layer(client: Client, snapshotter: str, parent_chain: str, change: Call
     mounts = sn.prepare(key, parent_chain)
     try:
         change(mounts, key)
-        desc, diff_id = diff_snapshot(client, snapshotter, parent_chain, mounts, key, compression)
-        if source_date_epoch is not None:
-            desc, diff_id = normalize_layer(client, desc, source_date_epoch, compression)
+        from . import upperdiff
+
+        upper = upperdiff.upper_source(mounts, parent_chain)
+        if upper is not None:  # the change is the upper directory: tar it (times clamped to an epoch) ourselves
+            desc, diff_id = upperdiff.write_layer(client, upper, f"ctk-build-diff-{key}", compression,
+                                                  source_date_epoch)
+        else:
+            desc, diff_id = diff_snapshot(client, snapshotter, parent_chain, mounts, key, compression)
+            if source_date_epoch is not None:
+                desc, diff_id = normalize_layer(client, desc, source_date_epoch, compression)
         chain_id = oci.chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
         try:
             sn.commit(chain_id, key, {L.SNAPSHOT_REF: chain_id})
@@ -95,6 +98,10 @@ def diff_snapshot(client: Client, snapshotter: str, parent_chain: str, mounts: l
 def normalize_layer(client: Client, desc: oci.Descriptor, epoch: int,
                     compression: str = "gzip") -> tuple[oci.Descriptor, str]:
     """Rewrite a layer with every time clamped to ``epoch`` (and no gzip timestamp): reproducible bytes."""
+    import gzip
+    import io
+    import tarfile
+
     raw = _read_blob(client, desc)
     if desc.media_type == oci.OCI_LAYER_GZIP:
         raw = gzip.decompress(raw)
@@ -130,6 +137,10 @@ def compression_of(desc: oci.Descriptor) -> str:
 def convert_layer(client: Client, desc: oci.Descriptor, diff_id: str, compression: str) -> oci.Descriptor:
     """The same layer in the other form (a cached layer reused by a build that wants the other compression).
     gzip goes through pigz when installed (all cores), else zlib."""
+    import gzip
+    import shutil
+    import subprocess
+
     data = _read_blob(client, desc)
     if compression != "gzip":
         raw = gzip.decompress(data)
