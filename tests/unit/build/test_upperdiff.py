@@ -100,3 +100,18 @@ def test_only_layouts_that_hold_exactly_the_change_are_used(tmp_path: Path) -> N
     assert upperdiff.upper_source([Mount("bind", str(up), options=("rbind", "rw"))], "sha256:p") is None  # native: a copy
     assert upperdiff.upper_source([Mount("bind", str(up), options=("rbind", "rw"))], "") == \
         upperdiff.UpperSource(str(up), overlay=False)  # no parent: the directory is the layer
+
+
+def test_capability_xattr_and_hostile_names(tmp_path: Path) -> None:
+    upper = tmp_path / "upper"
+    cap = b"\x01\x00\x00\x02\x00\x04\x00\x00" + b"\x00" * 12  # VFS_CAP_REVISION_2, cap_net_bind_service
+    _file(upper / "bin/ping", "elf")
+    os.setxattr(upper / "bin/ping", "security.capability", cap)
+    os.setxattr(upper / "bin/ping", "trusted.other", b"x")  # not layer content, as for containerd
+    odd = "a\nb \\ c" + "x" * 200
+    _file(upper / odd, "odd")
+    os.symlink("/etc/shadow", upper / "link")  # written as a link, never followed
+    got = _tar(upper)
+    assert got["bin/ping"].pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape") == cap
+    assert not [k for k in got["bin/ping"].pax_headers if "trusted" in k]
+    assert got[odd].size == 3 and got["link"].issym() and got["link"].linkname == "/etc/shadow"
