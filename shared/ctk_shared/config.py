@@ -9,7 +9,6 @@ positive number, is a usage error naming the key and its source, before any tool
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -125,7 +124,7 @@ def load_file(path: str | None = None) -> dict[str, Any]:
     explicit = path or os.environ.get("CTK_CONFIG")
     p = file_path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         if explicit:
             raise UsageError(f"config file {p} does not exist") from None
@@ -135,6 +134,10 @@ def load_file(path: str | None = None) -> dict[str, Any]:
                          hint="a ctk config file is TOML; fix the file or point $CTK_CONFIG elsewhere") from None
     except OSError as e:
         raise UsageError(f"config file {p}: {e.strerror or e}") from None
+    import tomllib  # only now: most machines have no file, and the parser costs every command ~3 ms to import
+
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"config file {p}: {e}") from e
     known = {f.name for f in fields(GlobalOptions)} - {"extra"}

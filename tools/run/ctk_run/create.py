@@ -59,6 +59,7 @@ class CreateOptions:
     decryption_keys: tuple[KeySource, ...] = ()  # for encrypted images
     volumes_from: tuple[str, ...] = ()  # CONTAINER[:ro|:rw]
     healthcheck: dict[str, Any] | None = None  # the user's --health-* part (healthcheck.from_flags); None: the image's
+    starting: bool = False  # ``run``: the task starts right after (its start labels go into the record)
 
 
 def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, platform: Platform | None,
@@ -91,20 +92,13 @@ def ensure_image(client: Client, gopts: GlobalOptions, text: str, pull: str, pla
     return img, checked
 
 
-def _etc_files(client: Client, img: LocalImage, snapshotter: str) -> tuple[str | None, str | None]:
-    """/etc/passwd and /etc/group of the image, read straight from the snapshot's directories (no mount)."""
-    with client.lease_scope(labels=createguard.LEASE_LABELS) as leased:
-        sn = leased.snapshots(snapshotter)
-        key = f"ctk-etc-{secrets.token_hex(6)}"
-        try:
-            # a mount type other than bind/overlay gives no dirs: users then resolve numerically only
-            dirs = layered_dirs(sn.view(key, img.chain_ids[-1]))
-            return read_layered(dirs, "etc/passwd"), read_layered(dirs, "etc/group")
-        finally:
-            try:
-                sn.remove(key)
-            except NotFound:
-                pass
+def _etc_files(rootfs: list[Mount]) -> tuple[str | None, str | None]:
+    """/etc/passwd and /etc/group of the image, read straight from the directories of the container's new
+    snapshot (its upper directory is still empty: the lower ones are the image's), with no mount and no view
+    of the image of its own (issue 20: a view cost four RPCs per create)."""
+    # a mount type other than bind/overlay gives no dirs: users then resolve numerically only
+    dirs = layered_dirs(rootfs)
+    return read_layered(dirs, "etc/passwd"), read_layered(dirs, "etc/group")
 
 
 def _write_etc_files(cdir: Path, hostname: str, net: NetOptions, gateway: str) -> tuple[MountSpec, ...]:
@@ -398,31 +392,42 @@ def _attach_networks(gopts: GlobalOptions, namespace: str, spec_opts: SpecOption
                                     endpoints=net.endpoints(names))})
 
 
-def _commit(client: Client, gopts: GlobalOptions, cid: str, img: LocalImage, labels: dict[str, str],
+def _prepare_rootfs(leased: Client, gopts: GlobalOptions, cid: str, img: LocalImage) -> list[Mount]:
+    """The container's own snapshot, made first (under the create's lease, which holds it until the record
+    roots it): /etc/passwd is read from its directories and its first start needs no Mounts call."""
+    return leased.snapshots(gopts.snapshotter).prepare(cid, img.chain_ids[-1] if img.chain_ids else "")
+
+
+def _commit(leased: Client, gopts: GlobalOptions, cid: str, img: LocalImage, labels: dict[str, str],
             spec: dict[str, Any]) -> Container:
-    """The snapshot and the container record, under one lease: nothing is left if either fails."""
+    """The container record, made under the lease that holds its snapshot."""
     import json
 
     from ctk_shared.containerd import Container
 
-    with client.lease_scope(labels=createguard.LEASE_LABELS) as leased:
-        leased.snapshots(gopts.snapshotter).prepare(cid, img.chain_ids[-1] if img.chain_ids else "")
-        return leased.containers.create(Container(
-            id=cid, image=img.image.name, labels=labels, runtime=RUNTIME,
-            spec=json.dumps(spec).encode(), snapshotter=gopts.snapshotter, snapshot_key=cid))
+    return leased.containers.create(Container(
+        id=cid, image=img.image.name, labels=labels, runtime=RUNTIME,
+        spec=json.dumps(spec).encode(), snapshotter=gopts.snapshotter, snapshot_key=cid))
+
+
+def _drop_snapshot(leased: Client, gopts: GlobalOptions, cid: str) -> None:
+    """A failed create's snapshot goes at once (its lease's deletion alone leaves it to the next GC)."""
+    from ctk_shared.errors import CtkError
+
+    try:
+        leased.snapshots(gopts.snapshotter).remove(cid)
+    except CtkError:
+        pass
 
 
 def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: Progress) -> Container:
     """The container record and its snapshot, all or nothing: its directory, generated files and new
     anonymous volumes go again when anything fails (a guard file lets a later create reclaim what a killed
     one left)."""
-    from .spec import build_spec
-
     img, key_check = ensure_image(client, gopts, opts.image, opts.pull, opts.platform, progress,
                                   opts.decryption_keys)
     if opts.name:
         state.validate_name(opts.name)
-    net = opts.net
     plan = _plan_network(client, gopts, opts, img)
     join = plan.join
     cid = secrets.token_hex(32)
@@ -434,25 +439,19 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
     try:
         state.make_container_dir(gopts.data_root, client.namespace, cid)
         guard = createguard.hold(cdir)
-        passwd, group = _etc_files(client, img, gopts.snapshotter) if img.chain_ids else (None, None)
-        extra = _etc_mounts(cdir, hostname, net, plan)
-        from_mounts, inherited = volumes_from(client, opts.volumes_from, {m.target for m in opts.spec.mounts})
-        vol_mounts, vol_uses, new_anon = _volume_mounts(client, gopts, img, opts.spec.mounts + from_mounts,
-                                                        inherited)
-        spec_opts = replace(opts.spec, hostname=hostname, extra_mounts=extra + opts.spec.extra_mounts,
-                            mounts=vol_mounts,
-                            network="host" if net.mode == "host" or (join and join.mode == "host")
-                            else opts.spec.network,
-                            netns_path=_joined_netns(gopts, client.namespace, join))
-        labels = _labels(client, gopts, opts, img, key_check, cid, hostname, join, vol_uses)
-        with state.name_lock(gopts.data_root, client.namespace):
-            name = labels[L.NAME] = _take_name(client, opts.name)
-            _check_volumes_kept(gopts, client.namespace, vol_uses)
-            if plan.nets:
-                spec_opts = _attach_networks(gopts, client.namespace, spec_opts, labels, plan, net, name, hostname,
-                                             cdir)
-            spec = build_spec(cid, client.namespace, img.config.config, spec_opts, passwd=passwd, group=group)
-            return _commit(client, gopts, cid, img, labels, spec)
+        # one lease from the snapshot to the record: nothing is left if anything between fails
+        with client.lease_scope(labels=createguard.LEASE_LABELS) as leased:
+            rootfs = _prepare_rootfs(leased, gopts, cid, img)
+            try:
+                c = _define(client, leased, gopts, opts, img, key_check, plan, cid, hostname, cdir, rootfs,
+                            new_anon)
+            except BaseException:
+                _drop_snapshot(leased, gopts, cid)
+                raise
+        from .lifecycle import created_here
+
+        created_here(c.id, rootfs)
+        return c
     except BaseException:
         shutil.rmtree(cdir, ignore_errors=True)
         from .volumes import discard
@@ -462,6 +461,40 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
     finally:
         if guard >= 0:
             createguard.release(cdir, guard)
+
+
+def _define(client: Client, leased: Client, gopts: GlobalOptions, opts: CreateOptions, img: LocalImage,
+            key_check: str, plan: _NetPlan, cid: str, hostname: str, cdir: Path, rootfs: list[Mount],
+            new_anon: list[Any]) -> Container:
+    """The /etc files, volumes, labels, name and spec of the container whose snapshot ``rootfs`` is, and its
+    record. Anonymous volumes made here are added to ``new_anon`` (the caller removes them on failure)."""
+    from .spec import build_spec
+
+    net, join = opts.net, plan.join
+    passwd, group = _etc_files(rootfs) if img.chain_ids else (None, None)
+    extra = _etc_mounts(cdir, hostname, net, plan)
+    from_mounts, inherited = volumes_from(client, opts.volumes_from, {m.target for m in opts.spec.mounts})
+    vol_mounts, vol_uses, made = _volume_mounts(client, gopts, img, opts.spec.mounts + from_mounts, inherited)
+    new_anon.extend(made)
+    spec_opts = replace(opts.spec, hostname=hostname, extra_mounts=extra + opts.spec.extra_mounts,
+                        mounts=vol_mounts,
+                        network="host" if net.mode == "host" or (join and join.mode == "host")
+                        else opts.spec.network,
+                        netns_path=_joined_netns(gopts, client.namespace, join))
+    labels = _labels(client, gopts, opts, img, key_check, cid, hostname, join, vol_uses)
+    with state.name_lock(gopts.data_root, client.namespace):
+        name = labels[L.NAME] = _take_name(client, opts.name)
+        _check_volumes_kept(gopts, client.namespace, vol_uses)
+        if plan.nets:
+            spec_opts = _attach_networks(gopts, client.namespace, spec_opts, labels, plan, net, name, hostname,
+                                         cdir)
+        spec = build_spec(cid, client.namespace, img.config.config, spec_opts, passwd=passwd, group=group)
+        if opts.starting:
+            from .lifecycle import now_label
+
+            # the start's own labels in the record: its start then needs no update before the task runs
+            labels.update({L.STARTED_AT: now_label(), L.NEVER_STARTED: "true"})
+        return _commit(leased, gopts, cid, img, labels, spec)
 
 
 def _joined_netns(gopts: GlobalOptions, namespace: str, join: JoinTarget | None) -> str:

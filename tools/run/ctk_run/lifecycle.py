@@ -29,6 +29,15 @@ DEFAULT_STOP_TIMEOUT = 10
 BUNDLE_GONE_WAIT = 5.0  # seconds a new task waits for the previous task's bundle to be removed
 
 
+_CREATED_HERE: dict[str, list[Mount]] = {}
+
+
+def created_here(cid: str, rootfs: list[Mount]) -> None:
+    """Note that this process made container ``cid`` moments ago, ``rootfs`` the mounts its Prepare returned:
+    its first start (``run``) looks for no earlier task and asks for no mounts (two RPCs, issue 20)."""
+    _CREATED_HERE[cid] = rootfs
+
+
 def now_label() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -228,7 +237,8 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
     creation and its start (a terminal's window size is set there, before the process runs)."""
     from .errors import exec_error
 
-    old = task_of(client, c.id)
+    fresh = _CREATED_HERE.pop(c.id, None)  # made by this process: no task yet, its mounts known
+    old = task_of(client, c.id) if fresh is None else None
     if old is not None:
         if old.status in ("running", "paused", "pausing"):
             raise Conflict(f"container {c.id[:12]} is already running")
@@ -236,7 +246,8 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
     from .network import check_joinable
 
     check_joinable(client, gopts, c)  # --network container:X needs X running
-    rootfs = client.snapshots(c.snapshotter or gopts.snapshotter).mounts(c.snapshot_key or c.id)
+    rootfs = fresh if fresh is not None else \
+        client.snapshots(c.snapshotter or gopts.snapshotter).mounts(c.snapshot_key or c.id)
     from .restart import monitored, parse_policy
 
     policy = c.labels.get(L.RESTART_POLICY, "no")
@@ -259,9 +270,13 @@ def start_task(client: Client, gopts: GlobalOptions, c: Container, *, io: dict[s
     # such a container: the new task would die between its create and its start. Without the label the
     # monitor leaves the container alone until the task runs and the label says "running" (below).
     unwatched = {L.RESTART_STATUS: ""} if L.RESTART_STATUS in c.labels else {}
-    client.containers.update_labels(c.id, {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: "",
-                                           L.RESTART_COUNT: "0", **({L.NEVER_STARTED: "true"} if first else {}),
-                                           **unwatched})
+    # ``run`` wrote these labels into the record it made (create's ``starting``): nothing to update then
+    labelled = fresh is not None and first and L.STARTED_AT in c.labels and not unwatched and \
+        not c.labels.get(L.EXPLICITLY_STOPPED) and c.labels.get(L.RESTART_COUNT, "0") == "0"
+    if not labelled:
+        client.containers.update_labels(c.id, {L.STARTED_AT: now_label(), L.EXPLICITLY_STOPPED: "",
+                                               L.RESTART_COUNT: "0", **({L.NEVER_STARTED: "true"} if first else {}),
+                                               **unwatched})
     # only a logger that talks to containerd reads the mark (the URI gives it the address)
     mark = _start_mark(c, gopts, client.namespace) if io is None and "&address=" in uri else None
     try:
@@ -412,14 +427,24 @@ def kill(client: Client, c: Container, sig: str | None) -> None:
         client.tasks.resume(c.id)  # a frozen process dies only once thawed
 
 
-def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool, volumes: bool = False) -> None:
+def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool, volumes: bool = False,
+           exited: bool = False) -> None:
     """``rm [-f] [-v]``: the container, its snapshot and files; with ``volumes`` (or ``--rm``) also its
-    anonymous volumes, as Docker's ``rm -v``; named volumes stay."""
+    anonymous volumes, as Docker's ``rm -v``; named volumes stay. ``exited``: the caller saw its task exit
+    (``run --rm``), so the task is deleted without looking at it first."""
     from .network import check_removable
 
     check_removable(client, c, force)  # a running container may share its network namespace
-    task = task_of(client, c.id)
+    task = None if exited else task_of(client, c.id)
     ended = False  # its task was deleted here, and runc ran the poststop hooks
+    if exited:
+        try:
+            client.tasks.delete(c.id)
+            ended = True
+        except NotFound:
+            pass  # none left (its logger deleted it): the poststop hooks run below
+        except CtkError:
+            task = task_of(client, c.id)  # not stopped after all: the checks below, as for any rm
     if task is not None and task.status in ("running", "paused", "pausing"):
         if not force:
             raise Conflict(f"cannot remove container {c.labels.get(L.NAME, c.id[:12])}: it is running",

@@ -200,12 +200,16 @@ def create(client: Client, gopts: GlobalOptions, opts: ContainerOptions) -> Crea
         return Created(_create(client, gopts, opts).id)
 
 
-def _create(client: Client, gopts: GlobalOptions, opts: ContainerOptions) -> Container:
+def _create(client: Client, gopts: GlobalOptions, opts: ContainerOptions, starting: bool = False) -> Container:
+    from dataclasses import replace
+
     from ctk_shared.progress import make_progress
 
     from . import create as creating
 
     parsed = build_create_options(gopts, opts)
+    if starting:
+        parsed = replace(parsed, starting=True)
     progress = make_progress(opts.quiet)
     try:
         return creating.create(client, gopts, parsed, progress)
@@ -225,7 +229,7 @@ def _run(client: Client, gopts: GlobalOptions, opts: RunOptions) -> RunResult:
     from .attach import run_attached, run_logged
 
     keys = detachkeys.parse(opts.detach_keys)  # checked before anything is made
-    c = _create(client, gopts, opts)
+    c = _create(client, gopts, opts, starting=True)
     if opts.detach:
         try:
             lifecycle.start_task(client, gopts, c)
@@ -250,17 +254,17 @@ def _run(client: Client, gopts: GlobalOptions, opts: RunOptions) -> RunResult:
             _cleanup(client, gopts, c)
         raise
     if opts.auto_remove:
-        _cleanup(client, gopts, c)
+        _cleanup(client, gopts, c, exited=True)
     elif c.labels.get(L.RESTART_POLICY, "no") in ("no", ""):
         lifecycle.delete_task(client, c.id)  # keep the exit for ps; let the shim go
     return RunResult(c.id, code)
 
 
-def _cleanup(client: Client, gopts: GlobalOptions, c: Container) -> None:
+def _cleanup(client: Client, gopts: GlobalOptions, c: Container, exited: bool = False) -> None:
     from ctk_shared.errors import NotFound
 
     try:
-        lifecycle.remove(client, gopts, c, True)
+        lifecycle.remove(client, gopts, c, True, exited=exited)
     except NotFound:
         pass  # its logger removed it first (a container with a terminal has one that does)
     except CtkError as e:
