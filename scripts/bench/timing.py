@@ -24,12 +24,22 @@ def timed(cmd: list[str] | str, env: dict[str, str] | None = None) -> float:
 
 
 def tool(name: str) -> str:
-    """The installed executable beside this interpreter: a pyenv shim on PATH adds ~60 ms to every call,
-    which a user's real install does not have."""
+    """The command as scripts/setup installs it: the launcher in ``$CTK_BIN_DIR`` (/usr/local/bin; no ``site``
+    at start-up, see ctk_shared.launchers; PYTHONPATH still comes first, for the A/B benches), else pip's
+    script beside this interpreter. Never a pyenv shim from PATH: it adds ~60 ms to every call, which a user's
+    real install does not have."""
     import os
     import shutil
     import sys
 
+    installed = os.path.join(os.environ.get("CTK_BIN_DIR") or "/usr/local/bin", name)
+    try:
+        with open(installed, "rb") as f:
+            f.readline(200)
+            if f.readline(200).startswith(b"# ctk launcher"):
+                return installed
+    except OSError:
+        pass
     here = os.path.join(os.path.dirname(sys.executable), name)
     return here if os.access(here, os.X_OK) else (shutil.which(name) or name)
 

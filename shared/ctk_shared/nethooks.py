@@ -102,7 +102,10 @@ def hooks(gopts: GlobalOptions) -> dict[str, Any]:
     """The runtime spec's ``hooks``: attach after the namespaces exist, detach when the task is deleted."""
     exe = ctk_net_executable()
     python = _script_interpreter(exe)
-    if python:  # the hook module run by ctk-net's own interpreter, isolated (-I): no click, no CLI imports
+    launcher = hook_launcher(gopts.data_root, python) if python else None
+    if launcher:  # the hook module without site (python -I -S), its import path written in the launcher
+        path, base = launcher, [launcher, *_global_args(gopts), "--namespace", gopts.namespace]
+    elif python:  # the hook module run by ctk-net's own interpreter, isolated (-I): no click, no CLI imports
         path, base = python, [python, "-I", "-m", "ctk_net.hook", *_global_args(gopts), "--namespace", gopts.namespace]
     else:
         path, base = exe, [exe, *_global_args(gopts), "--namespace", gopts.namespace, "hook"]
@@ -110,6 +113,19 @@ def hooks(gopts: GlobalOptions) -> dict[str, Any]:
     env = [f"{k}={v}" for k, v in _hook_env(f"{_PATH}:{Path(exe).parent}").items()]
     return {"createRuntime": [{"path": path, "args": [*base, "createRuntime"], "env": env, "timeout": HOOK_TIMEOUT}],
             "poststop": [{"path": path, "args": [*base, "postStop"], "env": env, "timeout": HOOK_TIMEOUT}]}
+
+
+def hook_launcher(data_root: str, python: str) -> str | None:
+    """``<data root>/bin/ctk-net-hook``: ``python -I -m ctk_net.hook`` without ``site`` (:mod:`.launchers`).
+    runc runs the hook twice per networked task, and the task waits for the first; ``site`` and the ``.pth``
+    files were ~10% of its CPU here (issue 20). Only when ctk-net's interpreter is this one, since the
+    launcher carries this process's import path; None (the caller runs ``python -I -m``) otherwise."""
+    if os.path.realpath(python) != os.path.realpath(sys.executable):
+        return None
+    from .launchers import Entry, ensure
+
+    return ensure(Path(os.path.abspath(data_root)) / "bin" / "ctk-net-hook", Entry("ctk_net.hook", "entry", argv=True),
+                  needs=("ctk_shared",), note="runc's createRuntime/poststop hook", data_root=data_root)
 
 
 def _script_interpreter(exe: str) -> str | None:

@@ -87,42 +87,18 @@ def logger_executable() -> str | None:
 
 
 def logger_launcher(data_root: str) -> str | None:
-    """``<data root>/bin/ctk-run-logger``: the logger started without ``site`` (``python -I -S``), its
-    ``sys.path`` (ctk_run, ctk_shared, the site-packages holding grpc for its exit work) written into it. The
-    console script's interpreter spends about half of the logger's start-up (~23 ms of CPU here) on ``site``
-    and ``.pth`` files, and the shim waits for the logger before the container may start (issue 20). Rewritten
-    when this installation's paths change; None (use the console script) when it cannot be written."""
-    import os
-    import site
+    """``<data root>/bin/ctk-run-logger``: the logger started without ``site`` (``python -I -S``, see
+    :mod:`ctk_shared.launchers`). The console script's interpreter spends about half of the logger's start-up
+    (~23 ms of CPU here) on ``site`` and ``.pth`` files, and the shim waits for the logger before the
+    container may start (issue 20). Rewritten when this installation's paths change; None (use the console
+    script) when it cannot be made or written."""
     from pathlib import Path
 
-    import ctk_shared
-    from ctk_shared import dataroot
-    from ctk_shared.outputs import write_owned
+    from ctk_shared.launchers import Entry, ensure
 
-    paths: list[str] = []
-    for p in (Path(__file__).resolve().parent.parent, Path(ctk_shared.__file__).resolve().parent.parent,
-              *site.getsitepackages()):
-        if str(p) not in paths:
-            paths.append(str(p))
-    text = (f"#!{sys.executable} -IS\n"
-            "# written by ctk-run: ctk-run-logger without site (see ctk_run.lifecycle.logger_launcher)\n"
-            f"import sys\nsys.path[:0] = {paths!r}\nfrom ctk_run.logger import main\nsys.exit(main())\n").encode()
-    if len(text.split(b"\n", 1)[0]) > 120 or not os.path.isabs(sys.executable):
-        return None  # a #! line the kernel might cut
-    target = Path(data_root) / "bin" / "ctk-run-logger"
-    try:
-        with open(target, "rb") as f:
-            if f.read(len(text) + 1) == text:
-                return str(target)
-    except OSError:
-        pass
-    try:
-        dataroot.makedirs(data_root, target.parent)
-        write_owned(target, text, mode=0o755)
-    except OSError:
-        return None
-    return str(target)
+    # grpc and protobuf: the logger's exit work (restart policy, --rm, releasing a detached task) dials containerd
+    return ensure(Path(data_root) / "bin" / "ctk-run-logger", Entry("ctk_run.logger", "main"),
+                  needs=("ctk_shared", "grpc", "google"), note="ctk-run-logger", data_root=data_root)
 
 
 def logger_uri(client: Client, gopts: GlobalOptions, c: Container, detached: bool = True) -> str:
