@@ -294,10 +294,12 @@ class Builder:
 
     def _check_secrets(self, ins: Command) -> None:
         """A required secret that was not given fails the build before any step runs."""
+        raw = ins.flags.get("mount")
+        if not isinstance(raw, str):
+            return  # no RUN --mount: its module is not even loaded
         from . import runmounts
 
-        raw = ins.flags.get("mount")
-        for text in raw.split("\n") if isinstance(raw, str) else []:
+        for text in raw.split("\n"):
             try:
                 m = runmounts.resolve(runmounts.parse(text, lambda v: v), "/")
             except ValueError:

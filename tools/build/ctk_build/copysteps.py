@@ -14,7 +14,6 @@ from ctk_shared import oci
 from ctk_shared import reference as refs
 from ctk_shared.errors import CtkError, NotFound
 
-from . import copier, mounting, users
 from .cache import chain_key
 from .dockerfile.instructions import Copy, Instruction
 from .dockerfile.parser import DockerfileError
@@ -98,6 +97,8 @@ def copy(sc: StageContext, ins: Copy) -> None:
                         sorted(rels))
 
         def change(mounts: list[Mount], _skey: str) -> None:
+            from . import copier, mounting, users  # only when the step is not cached
+
             with mounting.mounted(mounts) as root:
                 owner = None
                 if chown:
@@ -171,6 +172,7 @@ def source_tree(sc: StageContext, ins: Instruction, src_from: str) -> Iterator[t
             yield SourceTree(tmp, context=False, label=f"stage {src_from}"), from_key
         return
     sn = sc.b.client.snapshots(sc.b.sn_name)
+    from . import mounting
     from .layers import new_key
 
     vkey = new_key("from")

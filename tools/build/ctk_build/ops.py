@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ctk_shared.oci import Platform
     from ctk_shared.reference import Reference
 
+    from .cachespecs import CacheFrom, CacheTo
     from .dockerignore import IgnoreMatcher
 
 DANGLING = "ctk-build-dangling"
@@ -149,9 +150,8 @@ def build(client: Client, gopts: GlobalOptions, req: BuildRequest) -> BuildResul
     tags = [refs.parse(t) for t in req.tags]  # bad names fail before any work
     outputs = [_parse_output(o) for o in req.outputs]
     from .cache import CacheShare
-    from .cachespecs import parse_all
 
-    cache_to, cache_from = parse_all(req.cache_to, req.cache_from)
+    cache_to, cache_from = _cache_specs(req)
     share = CacheShare()
     if req.push and not tags:
         raise UsageError("--push needs a name (-t)")
@@ -167,10 +167,7 @@ def build(client: Client, gopts: GlobalOptions, req: BuildRequest) -> BuildResul
     dataroot.ensure(gopts.data_root)  # 0710, before the digest cache or the RUN fifos make it 0755
     digests = DigestCache(os.path.join(gopts.data_root, "build", "digests.json"))
     context = SourceTree(context_dir, _ignore(context_dir, df_path), digests=digests) if context_dir else None
-    from .runmounts import secret_sources, ssh_sources
-
-    secrets = secret_sources(req.secrets, dict(os.environ))  # a missing one fails before any work
-    agents = ssh_sources(req.ssh, dict(os.environ))
+    secrets, agents = _secrets_and_agents(req)  # a missing one fails before any work
     mode = progress_mod.choose("quiet" if req.quiet else req.progress, sys.stderr.isatty())
     opts = BuildOptions(text, df_name, context_dir, dict(req.build_args), req.target, req.no_cache, network,
                         None, req.source_date_epoch, dict(req.labels), mode == "quiet", mode,
@@ -240,6 +237,25 @@ def build(client: Client, gopts: GlobalOptions, req: BuildRequest) -> BuildResul
     if req.iidfile:  # Docker's image ID: the config digest (buildx: the index's digest for several platforms)
         write_output(req.iidfile, (written.config_digest or res.digest).encode(), allow_stdout=False)
     return res
+
+
+def _cache_specs(req: BuildRequest) -> tuple[list[CacheTo], list[CacheFrom]]:
+    """``--cache-to``/``--cache-from`` checked before any work (their module loads only when one is given)."""
+    if not req.cache_to and not req.cache_from:
+        return [], []
+    from .cachespecs import parse_all
+
+    return parse_all(req.cache_to, req.cache_from)
+
+
+def _secrets_and_agents(req: BuildRequest) -> tuple[dict[str, bytes], dict[str, str]]:
+    """``--secret`` values read and ``--ssh`` sockets checked now (the RUN --mount module loads only when
+    one is given: a plain build, cached above all, does not need it)."""
+    if not req.secrets and not req.ssh:
+        return {}, {}
+    from .runmounts import secret_sources, ssh_sources
+
+    return secret_sources(req.secrets, dict(os.environ)), ssh_sources(req.ssh, dict(os.environ))
 
 
 def _warn(text: str) -> None:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ctk_shared import labels as SL
-from ctk_shared import nethooks
 from ctk_shared.errors import CtkError, NotFound, UsageError
 
 if TYPE_CHECKING:
@@ -103,6 +102,8 @@ class StepNetwork:
             _LIVE.append(self)
 
     def _prepare(self) -> dict[str, Any]:
+        from ctk_shared import nethooks  # (here: a build whose RUN steps are all cached never needs it)
+
         with self._lock:
             if self._hooks is None:
                 hint = "pip install ./tools/net, or build with --network none"
@@ -203,6 +204,8 @@ class StepNetwork:
             return [(p, p) for p in ("/etc/hosts", "/etc/resolv.conf") if os.path.exists(p)]
         if mode != BRIDGE:
             return []
+        from ctk_shared import nethooks
+
         self._prepare()
         with open(os.path.join(d, "hosts"), "w") as f:
             # networked=False: the hook adds no names for a step, so its own hostname line is static
@@ -238,6 +241,8 @@ def _new_netns_thread() -> tuple[int, threading.Event, threading.Thread]:
     calling thread's): (its thread id, the event that lets it end, the thread). ``ctk-net hook`` pins the
     namespace through ``/proc/TID/ns/net``, as it pins a container's through its init's pid."""
     import ctypes
+
+    from ctk_shared import nethooks
 
     libc = ctypes.CDLL(None, use_errno=True)
     ready = threading.Event()
@@ -275,6 +280,7 @@ def attach(client: Client, gopts: GlobalOptions, hooks: dict[str, Any]) -> Sandb
     import secrets
     import subprocess
 
+    from ctk_shared import nethooks
     from ctk_shared.containerd import Container
 
     from .runner import PID_LABEL, RUNTIME, STEP_LABEL
@@ -330,4 +336,6 @@ def detach(client: Client, sid: str, record: Container | None = None) -> None:
 
 def container_labels(mode: str) -> dict[str, str]:
     """The step container's ``ctk/networks`` label, so ``ctk-net rm bridge`` sees the network in use."""
+    from ctk_shared import nethooks
+
     return {SL.NETWORKS: f'["{nethooks.DEFAULT_NETWORK}"]'} if mode == BRIDGE else {}
