@@ -16,6 +16,8 @@ from .dockerfile.instructions import Command
 from .dockerfile.parser import DockerfileError, as_written, parse_heredoc
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ctk_shared.containerd import Mount
 
     from . import runmounts
@@ -73,14 +75,23 @@ def run(sc: StageContext, ins: Command) -> None:
     if "security" in ins.flags:
         raise sc.b.df.error(ins.node, "RUN --security is not supported by ctk-build yet")
     network = _network(sc.b, ins)
-    try:
-        _run(sc, ins, network)
-    finally:
-        if network == stepnet.BRIDGE:
+    done = False
+
+    def network_done() -> None:
+        """Once per step: its namespace is free (after the task, before the layer is written, so the last
+        bridge step's detach runs beside its diff and the image write rather than after them)."""
+        nonlocal done
+        if network == stepnet.BRIDGE and not done:
+            done = True
             sc.b.stepnet.step_done()
 
+    try:
+        _run(sc, ins, network, network_done)
+    finally:
+        network_done()
 
-def _run(sc: StageContext, ins: Command, network: str) -> None:
+
+def _run(sc: StageContext, ins: Command, network: str, network_done: Callable[[], None]) -> None:
     mounts: list[runmounts.RunMount] = []
     if ins.flags.get("mount"):
         from . import runmounts as rm
@@ -102,12 +113,12 @@ def _run(sc: StageContext, ins: Command, network: str) -> None:
     if mounts:  # (a step without mounts keeps the key it always had)
         key = chain_key(key, "mounts", rm.key_parts(sc, ins, mounts))
     sc.layer_step(ins, key, created_by, lambda snap, skey: _run_in(
-        sc, ins, snap, skey, args, process_env, user, cwd, network, pipes, mounts))
+        sc, ins, snap, skey, args, process_env, user, cwd, network, pipes, mounts, network_done))
 
 
 def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args: list[str], env: list[str],
             user: str, cwd: str, network: str, pipes: dict[str, str],
-            run_mounts: list[runmounts.RunMount]) -> None:
+            run_mounts: list[runmounts.RunMount], network_done: Callable[[], None]) -> None:
     from ctk_shared.nethooks import hook_error
     from ctk_shared.snapshotfs import exists_layered, layered_dirs
 
@@ -160,6 +171,7 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
                 raise
             # the stage adds "Dockerfile:LINE: RUN: "
             raise CtkError(f"attaching the step to the {network} network: {why}", hint=e.hint) from None
+    network_done()
     upper = mounting.upper_dir(mounts)
     if upper:
         _remove_mount_points(upper, missing)
