@@ -6,7 +6,9 @@ alternating (as root).
 
 The build benchmark's Dockerfile (scripts/bench/build.py: RUN of 200 files, COPY 50 MiB) with ``--no-cache``
 and ``--network none`` on a private stack. Prints JSON with medians and the ratio tty / plain (target: at
-most 1.02).
+most 1.02). Also the CPU seconds of each ctk-build (user + system of the reaped child: the load-robust figure on a
+shared machine, where the wall-clock ratio of a one-second build swings by several percent run to run) and
+the load average.
 """
 from __future__ import annotations
 
@@ -24,10 +26,11 @@ from scripts.bench.timing import bench_stack, tool
 from tests.support.ptys import read_terminal
 
 
-def _on_pty(cmd: list[str], env: dict[str, str]) -> float:
-    """Seconds of ``cmd`` with stderr on a pseudo-terminal that is read (as a terminal would be)."""
+def _on_pty(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Seconds of ``cmd`` with stderr on a pseudo-terminal that is read (as a terminal would be), and its CPU
+    seconds."""
     master, slave = pty.openpty()
-    t0 = time.perf_counter()
+    c0, t0 = _children_cpu(), time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL,
                          env={**env, "TERM": "xterm"})
     os.close(slave)
@@ -37,13 +40,21 @@ def _on_pty(cmd: list[str], env: dict[str, str]) -> float:
             raise SystemExit(f"{cmd} failed:\n{tail.decode(errors='replace')}")
     finally:
         os.close(master)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _children_cpu() - c0
 
 
-def _on_pipe(cmd: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
+def _on_pipe(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    c0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _children_cpu() - c0
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the children reaped so far (ctk-build and whatever it waited for)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def main() -> int:
@@ -63,12 +74,21 @@ def main() -> int:
         for go in runs.values():
             go()  # warm-up
         times: dict[str, list[float]] = {k: [] for k in runs}
+        cpu: dict[str, list[float]] = {k: [] for k in runs}
+        loads = [os.getloadavg()[0]]
         for i in range(args.runs):
             for who in (("tty", "plain_pty", "plain") if i % 2 == 0 else ("plain", "plain_pty", "tty")):
-                times[who].append(runs[who]())
+                took, used = runs[who]()
+                times[who].append(took)
+                cpu[who].append(used)
+        loads.append(os.getloadavg()[0])
         med = {k: round(statistics.median(v), 3) for k, v in times.items()}
+        mcpu = {k: round(statistics.median(v), 3) for k, v in cpu.items()}
         print(json.dumps({"runs": args.runs, "median_s": med, "ratio_tty_vs_plain": round(med["tty"] / med["plain"], 3),
-                          "ratio_tty_vs_plain_on_the_same_pty": round(med["tty"] / med["plain_pty"], 3)}, indent=2))
+                          "ratio_tty_vs_plain_on_the_same_pty": round(med["tty"] / med["plain_pty"], 3),
+                          "median_cpu_s": mcpu,
+                          "cpu_ratio_tty_vs_plain_on_the_same_pty": round(mcpu["tty"] / mcpu["plain_pty"], 3),
+                          "load_average_1min": [round(x, 1) for x in loads]}, indent=2))
     return 0
 
 

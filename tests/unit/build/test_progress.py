@@ -72,3 +72,48 @@ def test_auto_is_tty_only_on_a_terminal(monkeypatch):
     monkeypatch.setenv("TERM", "dumb")
     assert progress.choose("auto", True) == "plain"
     assert progress.choose("plain", True) == "plain"
+
+
+def test_tty_redraws_when_a_step_starts_not_only_on_the_tick():
+    """As BuildKit's view: a step that starts is shown at once (rate-limited), not at the next tick."""
+    import time
+
+    out, write = collect()
+    p = progress.TTYProgress(write, size=lambda: os.terminal_size((60, 20)), refresh=3600)
+    try:
+        p.begin("[1/1] RUN make")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any("[1/1] RUN make" in x for x in out):
+            time.sleep(0.01)
+        assert any("[1/1] RUN make" in x for x in out)
+    finally:
+        p.close()
+
+
+def test_tty_writes_no_frame_equal_to_the_last(monkeypatch):
+    out, write = collect()
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    p = progress.TTYProgress(write, size=lambda: os.terminal_size((60, 20)), refresh=3600, min_gap=3600)
+    p.done(p.begin("[1/2] COPY a /a"))
+    p.draw()
+    p.draw()
+    assert p.frames == 1 and len(out) == 1  # nothing moved: the second frame is not written
+    now[0] += 0.2  # the header's timer moved
+    p.draw()
+    assert p.frames == 2
+    p.close()
+    assert "(1/1) FINISHED" in out[-1]
+
+
+def test_tty_display_rate_as_buildkit(monkeypatch):
+    monkeypatch.setenv("TTY_DISPLAY_RATE", "500")
+    assert progress.display_rate() == (0.5, 0.5)
+    monkeypatch.setenv("TTY_DISPLAY_RATE", "fast")
+    assert progress.display_rate() == (0.15, 0.1)  # BuildKit's ticker and display limiter
+
+
+def test_tty_size_is_the_terminal_of_stderr_or_columns(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "77")
+    monkeypatch.setenv("LINES", "11")
+    assert progress.terminal_size() == os.terminal_size((77, 11))

@@ -9,24 +9,27 @@ cached, failed, canceled), a timer, and the output of its RUN. The modes:
       #5 0.214 cc -o app app.c
       #5 DONE 1.3s
 
-* ``tty`` — BuildKit's live view, redrawn in place ten times a second: a ``[+] Building 22.6s (9/9)`` header,
-  a line per step with its timer (``CACHED`` for reused ones), and the last lines of the running steps'
-  output under them. Finished steps keep one line; on a short terminal only the newest lines are shown.
+* ``tty`` — BuildKit's live view, redrawn in place: a ``[+] Building 22.6s (9/9)`` header, a line per step
+  with its timer (``CACHED`` for reused ones), and the last lines of the running steps' output under them.
+  Finished steps keep one line; on a short terminal only the newest lines are shown. As BuildKit's, the view
+  is redrawn when a step starts or ends and every 150 ms in between, at most ten times a second
+  (``TTY_DISPLAY_RATE=MS`` sets both, as for BuildKit); a frame equal to the last one is not written.
 * ``quiet`` — nothing (stdout still gets the ref).
 * ``rawjson`` — one JSON object per event (``{"vertexes": [...]}`` / ``{"logs": [...]}``), for tools.
 * ``auto`` — ``tty`` when stderr is a terminal (and ``TERM`` is not ``dumb``), else ``plain``.
 
-Only the ``tty`` mode writes terminal control codes. The view is drawn by a timer thread from the shared state
-under one lock, so a chatty RUN costs an append to a bounded deque, not a redraw per line.
+Only the ``tty`` mode writes terminal control codes. The view is drawn by one thread from the shared state
+under one lock, so a chatty RUN costs an append to a bounded deque, not a redraw per line; the build's own
+thread never draws, and the drawing thread sleeps until a step starts or ends or the next tick.
 """
 from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import threading
 import time
@@ -35,7 +38,8 @@ from dataclasses import dataclass, field
 
 MODES = ("auto", "tty", "plain", "quiet", "rawjson")
 TTY_TAIL = 6  # output lines shown under a running step (BuildKit shows six)
-_REFRESH = 0.1  # seconds between redraws
+_TICK = 0.15  # seconds between redraws while no step starts or ends (BuildKit's ticker)
+_MIN_GAP = 0.1  # seconds at least between two redraws, however busy the build (BuildKit's display limiter)
 _PARTIAL_MAX = 64 * 1024  # a "line" without a newline is cut here (a progress bar redrawn with \r, say)
 
 
@@ -220,27 +224,73 @@ class RawJSONProgress(BuildProgress):
         self._write((json.dumps({"warnings": [{"short": text}]}) + "\n").encode())
 
 
+def display_rate() -> tuple[float, float]:
+    """(tick, least gap) in seconds between redraws of the live view: BuildKit's ``TTY_DISPLAY_RATE``
+    (milliseconds) sets both."""
+    raw = os.environ.get("TTY_DISPLAY_RATE", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw) / 1000, int(raw) / 1000
+    return _TICK, _MIN_GAP
+
+
+def terminal_size() -> os.terminal_size:
+    """The size of the terminal the view is drawn on, stderr's (``$COLUMNS``/``$LINES`` first, as
+    ``shutil.get_terminal_size``, which asks stdout: that is often a pipe or a file, ``ctk-build . > ref``)."""
+    fallback = os.terminal_size((100, 30))
+    try:
+        size = os.get_terminal_size(sys.__stderr__.fileno()) if sys.__stderr__ is not None else fallback
+    except (AttributeError, ValueError, OSError):
+        size = fallback
+    cols, rows = size.columns or fallback.columns, size.lines or fallback.lines
+    with contextlib.suppress(ValueError):
+        cols = int(os.environ.get("COLUMNS", "")) or cols
+    with contextlib.suppress(ValueError):
+        rows = int(os.environ.get("LINES", "")) or rows
+    return os.terminal_size((cols, rows))
+
+
 class TTYProgress(BuildProgress):
-    """BuildKit's live view, redrawn in place by a timer thread."""
+    """BuildKit's live view, redrawn in place by a thread of its own: when a step starts or ends, and every
+    ``refresh`` seconds in between, at most once every ``min_gap`` seconds."""
 
     def __init__(self, write: Callable[[bytes], None], size: Callable[[], os.terminal_size] | None = None,
-                 refresh: float = _REFRESH) -> None:
+                 refresh: float | None = None, min_gap: float | None = None) -> None:
         super().__init__()
+        tick, gap = display_rate()
         self._write = write
-        self._size = size or (lambda: shutil.get_terminal_size((100, 30)))
+        self._size = size or terminal_size
         self._drawn = 0  # lines of the last frame (the cursor sits below them)
+        self._shown: list[str] = []  # the last frame written
         self._t0 = time.monotonic()
         self._notes: list[str] = []
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a step started or ended: redraw without waiting for the tick
         self._draw_lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, args=(refresh,), name="ctk-build-progress",
-                                        daemon=True)
+        self.frames = 0  # frames written (for the progress bench)
+        self._thread = threading.Thread(target=self._loop, name="ctk-build-progress", daemon=True,
+                                        args=(tick if refresh is None else refresh,
+                                              min(gap, tick if refresh is None else refresh)
+                                              if min_gap is None else min_gap))
         self._thread.start()
 
-    def _loop(self, refresh: float) -> None:
-        while not self._stop.wait(refresh):
-            self.draw()
+    def _loop(self, tick: float, gap: float) -> None:
+        last = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(tick)
+            early = last + gap - time.monotonic()
+            if early > 0 and self._stop.wait(early):
+                return
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.draw()
+                last = time.monotonic()
+
+    def _began(self, v: Vertex) -> None:
+        self._wake.set()
+
+    def _ended(self, v: Vertex, detail: str) -> None:
+        self._wake.set()
 
     def note(self, text: str) -> None:
         with self._lock:
@@ -270,7 +320,8 @@ class TTYProgress(BuildProgress):
 
     @staticmethod
     def _clip(text: str, width: int) -> str:
-        text = "".join(ch if ch.isprintable() else " " for ch in text)
+        if not text.isprintable():  # (per character only when needed: a frame is drawn up to ten times a second)
+            text = "".join(ch if ch.isprintable() else " " for ch in text)
         return text if len(text) <= width else text[:width - 3] + "..."
 
     def _line(self, v: Vertex, width: int) -> str:
@@ -293,6 +344,10 @@ class TTYProgress(BuildProgress):
             if self._closed:
                 return
             lines = self.frame(final)
+            if lines == self._shown and not final:
+                return  # nothing moved (the timers show tenths of seconds)
+            self._shown = lines
+            self.frames += 1
             out = []
             if self._drawn:
                 out.append(f"\x1b[{self._drawn}F")  # to the start of the frame
@@ -305,6 +360,7 @@ class TTYProgress(BuildProgress):
         if self._closed:
             return
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
         self.draw(final=True)
