@@ -153,3 +153,72 @@ def test_ctk_run_pulls_lazily_by_itself(ctk, ctd, registry, test_images, lz, laz
     assert r.code == 0, r.err + lazy_snapshotter.log_tail()
     assert r.out.encode() == src.expect_files["/data/run.sh"]
     assert not any(lazy_ctd.content.exists(x.digest) for x in layers)
+
+
+class _CountingProxy:
+    """A plain-HTTP forwarder to the registry that records each request (method, path, Range header)."""
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import requests
+
+        seen: list[tuple[str, str, str]] = []
+        self.seen = seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                seen.append((self.command, self.path, self.headers.get("Range", "")))
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() in ("range", "accept", "authorization")}
+                r = requests.request(self.command, f"http://{upstream}{self.path}", headers=hdrs, timeout=30,
+                                     allow_redirects=False)
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        self.send_header(k, v)
+                body = r.content if self.command != "HEAD" else b""
+                self.send_header("Content-Length", r.headers.get("Content-Length", "0") if self.command == "HEAD"
+                                 else str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_HEAD = _forward  # noqa: N815 (http.server's naming)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_lazy_pull_mounts_each_layer_with_one_range_request(ctk, ctd, registry, test_images, lz, lazy_ctd,
+                                                            lazy_snapshotter):
+    """The snapshotter reads the manifest once and fetches every layer's footer and TOC with one Range GET of the
+    blob's end, all through one client (one /v2/ ping); a layer process asks the registry nothing until a file
+    is read. (Each layer process used to ping, ask the blob's size, then read the footer, then the TOC.)"""
+    src = test_images["multilayer"]
+    ref = make_esgz(ctk, registry, src.ref, "lazy/count", chunk_size=65536 + 3)
+    layers = store.load_local(ctd, ref).manifest.layers
+    proxy = _CountingProxy(registry.host)
+    try:
+        via = ref.replace(registry.host, proxy.host, 1)
+        assert lazy_pull(lz, lazy_snapshotter, via)["RemoteLayers"] == len(layers)
+        by_layer = {x.digest: [(m, rng) for m, p, rng in proxy.seen if p.endswith("/blobs/" + x.digest)]
+                    for x in layers}
+        for x in layers:
+            assert by_layer[x.digest] == [("GET", f"bytes={x.size - estargz.TAIL_GUESS}-{x.size - 1}")] or \
+                by_layer[x.digest] == [("GET", f"bytes=0-{x.size - 1}")], (x, proxy.seen)
+        pings = [p for _, p, _ in proxy.seen if p == "/v2/"]
+        assert len(pings) <= 2, proxy.seen  # ctk-pull's and the snapshotter's, not one per layer
+        n = len(proxy.seen)
+        r = lz("--snapshotter", SNAPSHOTTER, *RUN, via, "cat", "/data/a.txt")
+        assert r.code == 0 and r.out.encode() == src.expect_files["/data/a.txt"], r.err + lazy_snapshotter.log_tail()
+        assert len(proxy.seen) > n  # the chunks read come through the same registry
+    finally:
+        proxy.close()

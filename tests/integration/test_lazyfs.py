@@ -123,7 +123,8 @@ def test_lazy_read_fetches_a_fraction(esgz_image, mounts):
     # the whole binary, chunk by chunk; then a second read comes from the kernel page cache or the chunk cache
     assert (root / "bin" / "busybox").read_bytes() == src.expect_files["/bin/busybox"]
     full = m.stats()
-    assert full["chunks_fetched"] > 1 and full["bytes"] < base.size
+    # (what opening fetched, the end of the blob with the TOC, may overlap the last chunks: count reads only)
+    assert full["chunks_fetched"] > 1 and full["bytes"] - before["bytes"] < base.size
     assert len(list(m.cache.iterdir())) == full["chunks_fetched"]
     assert (root / "bin" / "busybox").read_bytes() == src.expect_files["/bin/busybox"]
     assert m.stats()["bytes"] == full["bytes"]

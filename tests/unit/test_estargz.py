@@ -385,3 +385,61 @@ def test_not_estargz_and_not_tar():
         estargz.Reader.from_bytes(plain)
     with pytest.raises(InvalidArgument):
         build(b"this is not a tar archive at all" * 40)
+
+
+# --- the TOC in one read (the lazy snapshotter's mount cost) ---------------------------------------------
+def _counting(blob: bytes) -> tuple[list[tuple[int, int]], object]:
+    calls: list[tuple[int, int]] = []
+
+    def read_at(off: int, n: int) -> bytes:
+        calls.append((off, n))
+        return blob[off:off + n]
+
+    return calls, read_at
+
+
+def test_footer_and_a_small_toc_come_in_one_read(built):
+    blob, res = built
+    calls, read_at = _counting(blob)
+    r = estargz.Reader(read_at, len(blob), res.toc_digest)
+    assert r.toc.digest == res.toc_digest
+    assert calls == [(len(blob) - estargz.TAIL_GUESS, estargz.TAIL_GUESS)] or calls == [(0, len(blob))]
+    # a blob smaller than the guess is read whole, once
+    tail = estargz.read_tail(read_at, len(blob), guess=1 << 30)
+    assert tail == blob[res.toc_offset:]
+
+
+def test_a_toc_larger_than_the_guess_takes_a_second_read_of_what_is_missing(built):
+    blob, res = built
+    calls, read_at = _counting(blob)
+    guess = len(blob) - res.toc_offset - 10  # the footer and most of the TOC, not its start
+    tail = estargz.read_tail(read_at, len(blob), guess=guess)
+    assert tail == blob[res.toc_offset:]
+    assert calls == [(len(blob) - guess, guess), (res.toc_offset, 10)]
+
+
+def test_a_tail_fetched_by_someone_else_is_checked_as_if_read_here(built):
+    blob, res = built
+    calls, read_at = _counting(blob)
+    r = estargz.Reader(read_at, len(blob), res.toc_digest, tail=blob[res.toc_offset:])
+    assert calls == [] and r.read_file("bin/big") == BIG
+    toc = json.loads(json.dumps(res.toc))
+    toc["entries"][2]["mode"] = 0o777
+    bad = _rebuild_with_toc(blob, toc)
+    with pytest.raises(IntegrityError, match="TOC digest"):
+        estargz.Reader(read_at, len(bad), res.toc_digest, tail=bad[res.toc_offset:])
+    with pytest.raises(InvalidArgument, match="TOC tail"):  # cut short, or with bytes before the TOC
+        estargz.Reader(read_at, len(blob), res.toc_digest, tail=blob[res.toc_offset + 1:])
+    with pytest.raises(InvalidArgument, match="not an eStargz"):
+        estargz.Reader(read_at, len(blob), res.toc_digest, tail=b"garbage from a registry" * 3)
+
+
+def test_a_footer_pointing_past_the_cap_is_refused_before_a_second_read(built, monkeypatch):
+    from ctk_shared import limits
+
+    blob, res = built
+    calls, read_at = _counting(blob)
+    monkeypatch.setitem(limits.CAPS, "TOC", 16)
+    with pytest.raises(limits.DocumentTooLarge, match="TOC"):
+        estargz.read_tail(read_at, len(blob), guess=64)
+    assert len(calls) == 1

@@ -65,12 +65,14 @@ class FakeMounter:
         self.fail = fail
         self.mounted: set[Path] = set()
         self.unmounted: list[Path] = []
+        self.tails: dict[str, Path | None] = {}  # layer digest -> the TOC tail handed to its process
 
-    def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path) -> None:
+    def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path, tail: Path | None = None) -> None:
         if self.fail:
             raise MountError(self.fail)
         (mountpoint / "marker").write_text(layer.digest)
         self.mounted.add(mountpoint)
+        self.tails[layer.digest] = tail
 
     def unmount(self, mountpoint: Path) -> None:
         if mountpoint in self.mounted:
@@ -121,6 +123,13 @@ def test_remount_brings_back_dead_layers_after_a_restart(tmp_path):
     assert s2.stat(CHAIN).kind == "committed"
 
 
+class FakeClient:
+    closed = 0
+
+    def close(self) -> None:
+        FakeClient.closed += 1
+
+
 def test_following_layers_are_mounted_ahead_and_adopted(tmp_path, monkeypatch):
     from ctk_pull.snapshotter import premount
 
@@ -129,16 +138,32 @@ def test_following_layers_are_mounted_ahead_and_adopted(tmp_path, monkeypatch):
     s = SnapshotStore(tmp_path, lazy=m, premount=True)  # type: ignore[arg-type]
     assert s.premounts is not None
     tocs = {D[0]: TOC, D[1]: TOC, D[2]: "sha256:" + "7" * 64}  # D[3] is not eStargz
-    monkeypatch.setattr(premount.Premounts, "_toc_digests", lambda self, layer, manifest: tocs)
+    layers = [RemoteLayer("reg.example:5000", "app/web", d, t, 1000 + i) for i, (d, t) in enumerate(tocs.items())]
+    fetched: list[tuple[str, int]] = []
+
+    def fetch_tail(client: FakeClient, layer: RemoteLayer, path: Path) -> Path:
+        fetched.append((layer.digest, layer.size))
+        path.write_bytes(b"tail")
+        return path
+
+    FakeClient.closed = 0
+    monkeypatch.setattr(premount.Premounts, "_client", lambda self, host: FakeClient())
+    monkeypatch.setattr(premount.Premounts, "_layers", staticmethod(lambda client, layer, manifest: layers))
+    monkeypatch.setattr(premount.Premounts, "_fetch_tail", staticmethod(fetch_tail))
     first = {**prepare_labels(0), L.SNAPSHOT_REF: "sha256:" + "1" * 64}
     with pytest.raises(AlreadyExists):
         s.prepare("k0", "", first)
     deadline = time.monotonic() + 5
-    while len(m.mounted) < 3 and time.monotonic() < deadline:  # layer 0, plus 1 and 2 ahead
+    while len(m.mounted) < 3 and time.monotonic() < deadline:  # all three at once, layer 0 among them
         time.sleep(0.01)
     assert len(m.mounted) == 3
     ahead = {k[0] for k in s.premounts._pending}
     assert ahead == {D[1], D[2]}
+    # every layer's TOC was fetched ahead with the image's one client (sizes from the manifest), handed to its
+    # layer process, and the client closed once all were fetched
+    assert sorted(fetched) == sorted((x.digest, x.size) for x in layers)
+    assert all(t is not None and t.name == "toc.tail" for t in m.tails.values()) and len(m.tails) == 3
+    assert FakeClient.closed == 1
     with pytest.raises(AlreadyExists):
         s.prepare("k1", "sha256:" + "1" * 64, prepare_labels(1))
     assert len(m.mounted) == 3  # adopted, not mounted again

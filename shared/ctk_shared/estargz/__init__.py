@@ -35,12 +35,23 @@ from .format import (
                      UNCOMPRESSED_SIZE_ANNOTATION,
                      clean_name,
 )
-from .reader import TOC, Reader, decompress_member, parse_footer, parse_toc_member, public_entries, verify_blob
+from .reader import (
+    TAIL_GUESS,
+    TOC,
+    Reader,
+    decompress_member,
+    parse_footer,
+    parse_toc_member,
+    public_entries,
+    read_tail,
+    toc_location,
+    verify_blob,
+)
 from .writer import BuildResult, build, footer_bytes, format_modtime, read_record_file, toc_json
 
 # the package's names: the format (format.py), the writer (writer.py) and the reader (reader.py)
 __all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_LEVEL", "FOOTER_SIZE", "LANDMARK_CONTENTS", "LEGACY_FOOTER_SIZE",
-           "MAX_TOC_SIZE", "NO_PREFETCH_LANDMARK", "PREFETCH_LANDMARK", "TOC", "TOC_DIGEST_ANNOTATION",
+           "MAX_TOC_SIZE", "NO_PREFETCH_LANDMARK", "PREFETCH_LANDMARK", "TAIL_GUESS", "TOC", "TOC_DIGEST_ANNOTATION",
            "TOC_TAR_NAME", "UNCOMPRESSED_SIZE_ANNOTATION", "BuildResult", "Reader", "build", "clean_name",
            "decompress_member", "footer_bytes", "format_modtime", "parse_footer", "parse_toc_member",
-           "public_entries", "read_record_file", "toc_json", "verify_blob"]
+           "public_entries", "read_record_file", "read_tail", "toc_json", "toc_location", "verify_blob"]

@@ -121,23 +121,54 @@ def parse_toc_member(member: bytes, toc_offset: int = 0, footer_size: int = FOOT
                toc_offset, footer_size, bytes(data))
 
 
+TAIL_GUESS = 32 << 10  # bytes read from a blob's end at first: the footer and, for most layers, the whole TOC
+
+
+def toc_location(footer: bytes, size: int) -> tuple[int, int]:
+    """(TOC offset, footer size) from the last bytes of a ``size``-byte blob, the offset checked to lie inside the
+    blob and the TOC member it implies checked against the TOC cap (the footer is the blob maker's word)."""
+    toc_offset, fsize = parse_footer(footer)
+    if not 0 <= toc_offset < size - fsize:
+        raise InvalidArgument(f"footer points at TOC offset {toc_offset}, outside the {size}-byte blob")
+    limits.check_declared("TOC", size - fsize - toc_offset, f"eStargz TOC member at offset {toc_offset}")
+    return toc_offset, fsize
+
+
+def read_tail(read_at: Any, size: int, guess: int = TAIL_GUESS) -> bytes:
+    """The blob's bytes from the start of its TOC member to its end (TOC and footer): one read of the last
+    ``guess`` bytes, which hold the whole TOC of most layers, and a second read of the part before them only when
+    the footer says the TOC starts earlier. A lazy mount of a layer costs one round trip, not three."""
+    start = max(0, size - max(guess, FOOTER_SIZE))
+    tail = bytes(read_at(start, size - start))
+    if len(tail) != size - start:
+        raise IntegrityError(f"short read: {len(tail)} of the last {size - start} bytes of the blob")
+    toc_offset, _ = toc_location(tail, size)
+    if toc_offset >= start:
+        return tail[toc_offset - start:]
+    head = bytes(read_at(toc_offset, start - toc_offset))
+    if len(head) != start - toc_offset:
+        raise IntegrityError(f"short read: {len(head)} of the {start - toc_offset} bytes at TOC offset {toc_offset}")
+    return head + tail
+
+
 class Reader:
     """Random access to an eStargz blob through ``read_at(offset, size) -> bytes`` (a file, or HTTP Range).
 
-    Opening parses the footer and the TOC; with ``toc_digest`` the TOC must match it (as the snapshotter
-    requires the layer annotation). Chunk reads are verified against their ``chunkDigest``.
+    Opening parses the footer and the TOC (:func:`read_tail`, or ``tail``: those bytes, from the TOC offset to
+    the end, as someone fetched them already); with ``toc_digest`` the TOC must match it (as the snapshotter
+    requires the layer annotation), whoever fetched it. Chunk reads are verified against their ``chunkDigest``.
     """
 
-    def __init__(self, read_at: Any, size: int, toc_digest: str | None = None) -> None:
+    def __init__(self, read_at: Any, size: int, toc_digest: str | None = None, tail: bytes | None = None) -> None:
         self._read_at = read_at
         self.size = size
-        tail = read_at(max(0, size - FOOTER_SIZE), min(size, FOOTER_SIZE))
-        toc_offset, fsize = parse_footer(tail)
-        if not 0 <= toc_offset < size - fsize:
-            raise InvalidArgument(f"footer points at TOC offset {toc_offset}, outside the {size}-byte blob")
-        # the footer (the blob's maker) says where the TOC starts: its compressed member is read whole, so capped
-        limits.check_declared("TOC", size - fsize - toc_offset, f"eStargz TOC member at offset {toc_offset}")
-        self.toc = parse_toc_member(read_at(toc_offset, size - fsize - toc_offset), toc_offset, fsize)
+        if tail is None:
+            tail = read_tail(read_at, size)
+        toc_offset, fsize = toc_location(tail, size)
+        if toc_offset != size - len(tail):
+            raise InvalidArgument(f"the TOC tail given is {len(tail)} bytes, the footer puts the TOC at {toc_offset} "
+                                  f"of {size}")
+        self.toc = parse_toc_member(tail[:len(tail) - fsize], toc_offset, fsize)
         if toc_digest is not None and self.toc.digest != toc_digest:
             raise IntegrityError(f"TOC digest is {self.toc.digest}, the layer annotation says {toc_digest}")
         self._index()

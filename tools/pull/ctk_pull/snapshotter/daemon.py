@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,9 +43,17 @@ def serve(root: str, socket: str, *, debug: bool = False, insecure: bool = False
     from ctk_shared.containerd.snapshots_server import SnapshotServer
 
     lazyfs.fuse_binding()  # without ctk-pull's lazy extra: one line with the fix, before anything is made
+    # imported now, not inside the first lazy Prepare (requests alone is ~0.1-0.3 s), which fetches the manifest
+    from ctk_shared import auth, outputs  # noqa: F401
+    from ctk_shared.registry import client  # noqa: F401
 
-    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if debug else logging.INFO,
-                        format="ctk-pull lazy-serve: %(levelname)s %(message)s")
+    # a daemon's lines carry their time (UTC, to the millisecond): what a slow pull spent where is read from them
+    fmt = logging.Formatter("ctk-pull lazy-serve: %(asctime)s.%(msecs)03dZ %(levelname)s %(message)s",
+                            datefmt="%Y-%m-%dT%H:%M:%S")
+    fmt.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     root_path = Path(root).resolve()
     lazy = LazyMounter(root_path / "cache", insecure=insecure, hosts_dirs=hosts_dirs, registry_timeout=registry_timeout)
     lazy.start_zygote()

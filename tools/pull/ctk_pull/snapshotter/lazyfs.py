@@ -72,8 +72,10 @@ class RangeReader:
     ``requests``/``bytes_fetched`` count what went over the wire.
     """
 
-    def __init__(self, client: Any, repo: str, digest: str, *, retries: int = 3, backoff: float = 0.2) -> None:
+    def __init__(self, client: Any, repo: str, digest: str, *, retries: int = 3, backoff: float = 0.2,
+                 size: int | None = None) -> None:
         self.client, self.repo, self.digest = client, repo, digest
+        self.size = size  # the blob's size when the caller knows it (the manifest's descriptor)
         self.retries, self.backoff = retries, backoff
         self.requests = 0
         self.bytes_fetched = 0
@@ -124,7 +126,9 @@ class RangeReader:
         return self._retrying(offset, length)[0]
 
     def blob_size(self) -> int:
-        """The blob's size, from the Content-Range of a one-byte request."""
+        """The blob's size: the one given, else from the Content-Range of a one-byte request."""
+        if self.size is not None:
+            return self.size
         _, size = self._retrying(0, 1)
         if size is None:
             raise FetchError(f"{self.digest}: the registry did not say how large the blob is")
@@ -581,9 +585,20 @@ def _open_reader(a: Any) -> tuple[estargz.Reader, Callable[[], dict[str, int]]]:
     timeout = parse_registry_timeout(a.registry_timeout) if a.registry_timeout else DEFAULT_TIMEOUT
     client = RegistryClient(host, insecure=a.insecure, credentials=auth.get_credentials,
                             hosts_dirs=tuple(a.hosts_dir) or DEFAULT_HOSTS_DIRS, timeout=timeout)
-    rr = RangeReader(client, repo, a.digest)
-    reader = estargz.Reader(rr, rr.blob_size(), a.toc_digest)
+    rr = RangeReader(client, repo, a.digest, size=a.size)
+    reader = estargz.Reader(rr, rr.blob_size(), a.toc_digest, tail=_read_tail_file(a.tail) if a.tail else None)
     return reader, lambda: {"requests": rr.requests, "bytes": rr.bytes_fetched}
+
+
+def _read_tail_file(path: str) -> bytes:
+    """The TOC tail the snapshotter fetched for this layer (``--tail``), read once and removed; its bytes came from
+    the registry, so the Reader checks them (footer, TOC digest) as if it had fetched them itself."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size > estargz.MAX_TOC_SIZE + estargz.FOOTER_SIZE:
+            raise CtkError(f"{path}: larger than an eStargz TOC may be")
+        data = f.read()
+    os.unlink(path)
+    return data
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -596,6 +611,8 @@ def _main(argv: list[str] | None = None) -> int:
     src.add_argument("--ref", help="HOST/REPO of the registry repository holding the blob")
     p.add_argument("--digest", help="the layer blob's digest (with --ref)")
     p.add_argument("--toc-digest", help="containerd.io/snapshot/stargz/toc.digest of the layer")
+    p.add_argument("--size", type=int, help="the blob's size in bytes (with --ref; else asked of the registry)")
+    p.add_argument("--tail", help="a file holding the blob's bytes from its TOC to its end, fetched already")
     p.add_argument("--cache", help="chunk cache directory")
     p.add_argument("--stats", help="write fetch counters (JSON) to this file after each read")
     p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS")
@@ -607,6 +624,8 @@ def _main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.ref and not a.digest:
         p.error("--ref needs --digest")
+    if a.tail and not a.size:
+        p.error("--tail needs --size")
     logging.basicConfig(level=logging.INFO, format="lazyfs: %(levelname)s %(message)s")
     try:
         fuse_binding()

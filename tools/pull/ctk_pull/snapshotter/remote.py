@@ -41,12 +41,14 @@ class MountError(CtkError):
 
 @dataclass(frozen=True)
 class RemoteLayer:
-    """Where a layer's blob lives, and the TOC digest its annotation promises."""
+    """Where a layer's blob lives, and the TOC digest its annotation promises; ``size``: the blob's size when a
+    manifest said it (0: unknown, the layer process asks the registry)."""
 
     host: str
     repo: str
     digest: str
     toc_digest: str
+    size: int = 0
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, str]) -> RemoteLayer | None:
@@ -68,7 +70,8 @@ class RemoteLayer:
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any]) -> RemoteLayer:
-        return cls(str(rec["host"]), str(rec["repo"]), str(rec["digest"]), str(rec["toc_digest"]))
+        return cls(str(rec["host"]), str(rec["repo"]), str(rec["digest"]), str(rec["toc_digest"]),
+                   int(rec.get("size") or 0))
 
 
 def mounted_fstype(path: Path) -> str | None:
@@ -156,11 +159,16 @@ class LazyMounter:
         except OSError:  # ENOTCONN: the process serving it is gone
             return False
 
-    def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path) -> None:
+    def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path, tail: Path | None = None) -> None:
         """Serve ``layer`` at ``mountpoint``; returns once it is mounted. MountError (with lazyfs's own reason)
-        when it cannot be, with nothing left mounted or running."""
+        when it cannot be, with nothing left mounted or running. ``tail``: a file with the blob's bytes from its TOC
+        on, fetched already (the layer process reads, checks and removes it; it needs ``layer.size``)."""
         argv = ["--ref", f"{layer.host}/{layer.repo}", "--digest", layer.digest, "--toc-digest", layer.toc_digest,
                 "--cache", str(self.cache_dir)]
+        if layer.size:
+            argv += ["--size", str(layer.size)]
+            if tail is not None:
+                argv += ["--tail", str(tail)]
         if self.insecure:
             argv.append("--insecure")
         for d in self.hosts_dirs:
