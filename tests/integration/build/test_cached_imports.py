@@ -15,7 +15,8 @@ STEP_MODULES = ("ctk_build.mounting", "ctk_build.copier", "ctk_build.users", "ct
                 "ctk_build.cacheimport", "ctk_build.cacheexport", "ctk_shared.nethooks", "ctk_shared.pull",
                 "tarfile", "gzip", "ctypes")
 
-_PROBE = ("import sys\nfrom ctk_build.cli import main\nsys.argv[0] = 'ctk-build'\ntry:\n    rc = main()\n"
+_PROBE = ("import os, sys\nfrom ctk_build.cli import main\nsys.argv[0] = 'ctk-build'\n"
+          "os._exit = sys.exit  # (the cli leaves without the interpreter's teardown)\ntry:\n    rc = main()\n"
           "except SystemExit as e:\n    rc = e.code\nfinally:\n"
           f"    print(sorted(m for m in {STEP_MODULES!r} if m in sys.modules), file=sys.stderr)\nsys.exit(rc)\n")
 
