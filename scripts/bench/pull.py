@@ -53,6 +53,11 @@ def timed_cpu(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return took, usage.ru_utime + usage.ru_stime
 
 
+def _baseline_env(env: dict[str, str], baseline: str) -> dict[str, str]:
+    """``env`` with another tree's shared library first on the path (--baseline)."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, (baseline, env.get("PYTHONPATH"))))}
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -145,9 +150,12 @@ def main() -> int:
     ap.add_argument("--zstd", action="store_true", help="zstd layers instead of gzip")
     ap.add_argument("--skip", default="", help="comma list of: unpack,fetch,startup")
     ap.add_argument("--ctk-args", default="", help="extra ctk-pull flags, e.g. '--max-concurrent-downloads 2'")
+    ap.add_argument("--variant", default="", metavar="ARGS",
+                    help="also time `ctk-pull ARGS REF` (unpack included) interleaved with the plain ctk and ctr "
+                         "pulls, e.g. '--max-concurrent-downloads 1': an A/B of a setting in the same run")
     ap.add_argument("--baseline", metavar="DIR",
-                    help="also time ctk fetch-only (ctk_fetch_base) with another tree's shared library first on "
-                         "PYTHONPATH, interleaved: `git archive REV shared | tar -x -C DIR` then --baseline DIR/shared")
+                    help="also time ctk (ctk_base, unpack included) and ctk fetch-only (ctk_fetch_base) with another "
+                         "tree's shared library first on PYTHONPATH, interleaved: `git archive REV shared | tar -x -C DIR` then --baseline DIR/shared")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -174,7 +182,10 @@ def main() -> int:
         insecure = ["--insecure-registry"] if args.rate else []
         ctk = ["ctk-pull", "--address", daemon.address, *insecure, *args.ctk_args.split()]
         ctr = ["ctr", "-a", daemon.address]
-        results: dict[str, list[float]] = {k: [] for k in ("ctk", "ctr", "ctk_fetch", "skopeo", "ctr_fetch",
+        results: dict[str, list[float]] = {k: [] for k in ("ctk", "ctr", *(("ctk_variant",) if args.variant else ()),
+                                                             *(("ctk_base",) if args.baseline and "unpack" not in skip
+                                                               else ()),
+                                                             "ctk_fetch", "skopeo", "ctr_fetch",
                                                              *(("ctk_fetch_base",) if args.baseline else ()))}
         cpu: dict[str, list[float]] = {k: [] for k in results}
         loads = [load_average()]
@@ -182,11 +193,15 @@ def main() -> int:
         for i in range(args.runs):
             ns = f"bench{i}"
             if "unpack" not in skip:
-                for tool in (("ctk", "ctr") if i % 2 == 0 else ("ctr", "ctk")):
+                pulls: tuple[str, ...] = ("ctk", "ctr", *(("ctk_variant",) if args.variant else ()),
+                                          *(("ctk_base",) if args.baseline else ()))
+                for tool in (pulls if i % 2 == 0 else pulls[::-1]):
                     clean_store(client, blobs)
-                    cmd = ctk + ["-n", ns, "-q", ref] if tool == "ctk" else \
-                        ctr + ["-n", ns, "images", "pull", "--plain-http", ref]
-                    wall, used = timed_cpu(cmd, env)
+                    if tool == "ctr":
+                        cmd = ctr + ["-n", ns, "images", "pull", "--plain-http", ref]
+                    else:
+                        cmd = ctk + ["-n", ns, "-q", *(args.variant.split() if tool == "ctk_variant" else ()), ref]
+                    wall, used = timed_cpu(cmd, _baseline_env(env, args.baseline) if tool == "ctk_base" else env)
                     results[tool].append(wall)
                     cpu[tool].append(used)
             if "fetch" not in skip:
@@ -204,8 +219,7 @@ def main() -> int:
                     else:
                         cmd = ctk + ["-n", ns, "-q", "--unpack", "false", ref]
                         if tool == "ctk_fetch_base":
-                            run_env = {**env, "PYTHONPATH": os.pathsep.join(
-                                filter(None, (args.baseline, env.get("PYTHONPATH"))))}
+                            run_env = _baseline_env(env, args.baseline)
                     wall, used = timed_cpu(cmd, run_env)
                     results[tool].append(wall)
                     cpu[tool].append(used)
@@ -225,6 +239,13 @@ def main() -> int:
             report["cpu_ratio_ctk_vs_ctr_fetch"] = round(cmed["ctk_fetch"] / cmed["ctr_fetch"], 3)
         if "ctk" in med and "ctr" in med:
             report["ratio_ctk_vs_ctr_unpack"] = round(med["ctk"] / med["ctr"], 3)
+        if "ctk_variant" in med:
+            report["variant"] = args.variant
+            report["ratio_ctk_variant_vs_ctr_unpack"] = round(med["ctk_variant"] / med["ctr"], 3)
+            report["cpu_ratio_ctk_variant_vs_ctr_unpack"] = round(cmed["ctk_variant"] / cmed["ctr"], 3)
+        if "ctk_base" in med:
+            report["ratio_ctk_base_vs_ctr_unpack"] = round(med["ctk_base"] / med["ctr"], 3)
+            report["ratio_ctk_vs_baseline_unpack"] = round(med["ctk"] / med["ctk_base"], 3)
         if "ctk_fetch" in med and "skopeo" in med:
             report["ratio_ctk_vs_skopeo_fetch"] = round(med["ctk_fetch"] / med["skopeo"], 3)
         if "ctk_fetch" in med and "ctr_fetch" in med:

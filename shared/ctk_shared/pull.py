@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
@@ -34,6 +34,7 @@ LEASE_EXPIRE = timedelta(hours=24)
 T = TypeVar("T")
 _RETRYABLE_LOCK_WAIT = 0.2
 _LOCK_ATTEMPTS = 50
+HEAD_START = 5.0  # seconds the first layer of an unpacking pull downloads alone (see _pull_manifest)
 # containerd's own snapshotters, which cannot serve a layer remotely: no point offering them one
 LOCAL_SNAPSHOTTERS = frozenset({"overlayfs", "native", "btrfs", "zfs", "devmapper", "aufs", "blockfile"})
 
@@ -352,11 +353,29 @@ def _pull_manifest(client: Client, fetcher: _Fetcher, desc: oci.Descriptor, opts
                 futures[i] = pool.submit(fetcher.layer, manifest.layers[i], keys[i])
             return futures[i]
 
-        for i in range(len(manifest.layers)):
-            if not remote[i]:
-                fetch(i)
+        local = [i for i in range(len(manifest.layers)) if not remote[i]]
+        window = max(1, opts.max_concurrent_downloads)
+
+        def fetch_through(last: int) -> None:
+            for j in local:
+                if j > last:
+                    break
+                fetch(j)
+
         try:
+            if unpacker is None:
+                fetch_through(len(manifest.layers))  # nothing waits for one layer more than another
+            elif local:
+                # The unpack is one Diff.Apply after another in chain order, and on a fast link it is the longer
+                # part of a pull: the first layer downloads alone, so it lands (and its Apply starts) as early as
+                # it can; one still downloading after HEAD_START seconds (a slow link) gets company. After that a
+                # download starts at most ``window`` layers past the one being unpacked: where the link is faster
+                # than the unpack, downloads far ahead of it only took CPU from containerd's Applies; where it is
+                # slower, the window never fills and ``window`` downloads run at once as before.
+                wait([fetch(local[0])], timeout=HEAD_START)
             for i, layer in enumerate(manifest.layers):
+                if unpacker is not None:
+                    fetch_through(i + window)
                 prepared = None
                 if unpacker is not None and remote[i]:
                     if unpacker.has(i):
