@@ -53,8 +53,8 @@ def _entries(raw: bytes) -> dict[str, tuple[object, ...]]:
 
 def _containerd_layer(ctd, parent: str, chain: str) -> bytes:  # type: ignore[no-untyped-def]
     """containerd's walking diff between the committed snapshots ``parent`` and ``chain``."""
-    sn = ctd.snapshots("overlayfs")
-    with ctd.lease_scope() as c:
+    with ctd.lease_scope() as c:  # the views under the lease: containerd's GC may not take them meanwhile
+        sn = c.snapshots("overlayfs")
         lower = sn.view(f"test-diff-lower-{chain}", parent)
         upper = sn.view(f"test-diff-upper-{chain}", chain)
         try:
@@ -92,3 +92,19 @@ def test_layers_mean_what_containerds_diff_means(build, bb, tmp_path, ctd):
 def _names(raw: bytes) -> set[str]:
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:*") as tf:
         return set(tf.getnames())
+
+
+def test_gzip_layers_name_their_uncompressed_digest(build, bb, tmp_path, ctd):
+    import gzip
+    import hashlib
+
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM {bb}\nRUN echo hi > /hi\n"})
+    r = build("-q", "--network", "none", "--compression", "gzip", "-t", "layerdiff:gz", str(ctx))
+    assert r.code == 0, r.err
+    img = images.load_local(ctd, "layerdiff:gz")
+    layer, diff_id = img.manifest.layers[-1], img.config.diff_ids[-1]
+    assert layer.media_type == oci.OCI_LAYER_GZIP
+    raw = gzip.decompress(ctd.content.read_all(layer.digest))
+    assert f"sha256:{hashlib.sha256(raw).hexdigest()}" == diff_id
+    assert ctd.content.info(layer.digest).labels["containerd.io/uncompressed"] == diff_id
+    assert "hi" in _names(raw)

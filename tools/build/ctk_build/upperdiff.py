@@ -22,15 +22,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import stat
-import subprocess
 import tarfile
-import tempfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ctk_shared import labels as L
 from ctk_shared import oci
@@ -43,8 +40,6 @@ OPAQUE_MARKER = ".wh..wh..opq"
 CAPABILITY_XATTR = "security.capability"  # the one xattr containerd's archive writer keeps
 _OVERLAY_SAFE = ("workdir=",)
 _OVERLAY_SAFE_FLAGS = frozenset({"index=off", "userxattr", "volatile", "rw", "redirect_dir=off", "metacopy=off"})
-SPOOL_MAX = 32 << 20  # a layer tar up to this size stays in memory
-PIGZ_MIN = 16 << 20  # from this size gzip goes through pigz (all cores) when it is installed
 CHUNK = 1 << 20
 
 
@@ -261,10 +256,16 @@ def _same_content(a: str, b: str) -> bool:
                 return True
 
 
+class Sink(Protocol):
+    """Where a layer tar is written: only ``write`` is called."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
 class _HashingFile:
     """A write-only file that hashes what goes through it (the diffID of the tar)."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: Sink) -> None:
         self.out = out
         self.sha = hashlib.sha256()
         self.size = 0
@@ -278,7 +279,7 @@ class _HashingFile:
         return self.size
 
 
-def write_tar(src: UpperSource, out: IO[bytes], epoch: int | None = None) -> str:
+def write_tar(src: UpperSource, out: Sink, epoch: int | None = None) -> str:
     """Write the layer tar of ``src`` to ``out``; its sha256 digest (the diffID)."""
     hf = _HashingFile(out)
     tf = tarfile.TarFile(fileobj=hf, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
@@ -298,56 +299,69 @@ def write_tar(src: UpperSource, out: IO[bytes], epoch: int | None = None) -> str
     return f"sha256:{hf.sha.hexdigest()}"
 
 
-def _gzip_chunks(src: IO[bytes], size: int) -> Iterator[bytes]:
-    """gzip of ``src`` (level 6 as containerd's differ, no name, no time: equal tars give equal blobs). A
-    big layer goes through pigz on every core; ``src`` is then a file on disk (a spooled file rolls over)."""
-    pigz = shutil.which("pigz") if size >= PIGZ_MIN else None
-    if pigz:
-        with subprocess.Popen([pigz, "-c", "-n", "-6"], stdin=src, stdout=subprocess.PIPE) as p:
-            assert p.stdout is not None
-            while chunk := p.stdout.read(CHUNK):
-                yield chunk
-        if p.returncode != 0:
-            raise OSError(f"pigz exited {p.returncode}")
-        return
-    comp = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip wrapper with a zero time and no name
-    while chunk := src.read(CHUNK):
-        if out := comp.compress(chunk):
-            yield out
-    yield comp.flush()
+class _Ingest:
+    """A write-only file into one content-store ingest, in 1 MiB writes, hashing what it stores. The size and
+    digest are known only at the end, so the ingest opens without them and :meth:`commit` names them (as
+    containerd allows: it checks them at the commit)."""
+
+    def __init__(self, client: Client, ref: str) -> None:
+        self.writer = client.content.writer(ref, 0, "")
+        self.writer.truncate()  # a stale ingest under this ref is written over from its start
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self._buf = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        self._buf += data
+        if len(self._buf) >= CHUNK:
+            self.writer.write(bytes(self._buf))
+            self._buf.clear()
+        return len(data)
+
+    def commit(self, labels: dict[str, str]) -> str:
+        if self._buf:
+            self.writer.write(bytes(self._buf))
+            self._buf.clear()
+        digest = f"sha256:{self.sha.hexdigest()}"
+        self.writer.total, self.writer.expected = self.size, digest
+        self.writer.commit(labels)
+        return digest
+
+
+class _Gzip:
+    """A write-only file that gzips into another (level 6 as containerd's differ, no name and no time in the
+    header: equal tars give equal blobs)."""
+
+    def __init__(self, out: _Ingest) -> None:
+        self.out = out
+        self.comp = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip wrapper
+
+    def write(self, data: bytes) -> int:
+        if out := self.comp.compress(data):
+            self.out.write(out)
+        return len(data)
+
+    def close(self) -> None:
+        self.out.write(self.comp.flush())
 
 
 def write_layer(client: Client, src: UpperSource, ref: str, compression: str = "gzip",
                 epoch: int | None = None) -> tuple[oci.Descriptor, str]:
-    """The layer of ``src`` in the content store: (blob descriptor, diffID)."""
-    with tempfile.SpooledTemporaryFile(SPOOL_MAX) as tar_file:
-        diff_id = write_tar(src, tar_file, epoch)
-        tar_size = tar_file.tell()
+    """The layer of ``src`` written straight into the content store (no copy on disk, however big the layer):
+    (blob descriptor, diffID)."""
+    ingest = _Ingest(client, ref)
+    try:
         if compression != "gzip":
-            tar_file.seek(0)
-            _store(client, ref, tar_file, diff_id, tar_size, {})
-            return oci.Descriptor(oci.OCI_LAYER, diff_id, tar_size), diff_id
-        with tempfile.SpooledTemporaryFile(SPOOL_MAX) as blob:
-            tar_file.seek(0)
-            sha = hashlib.sha256()
-            for chunk in _gzip_chunks(tar_file, tar_size):
-                sha.update(chunk)
-                blob.write(chunk)
-            size = blob.tell()
-            digest = f"sha256:{sha.hexdigest()}"
-            blob.seek(0)
-            _store(client, ref, blob, digest, size, {L.UNCOMPRESSED: diff_id})
-    return oci.Descriptor(oci.OCI_LAYER_GZIP, digest, size), diff_id
-
-
-def _store(client: Client, ref: str, src: IO[bytes], digest: str, size: int, labels: dict[str, str]) -> None:
-    if size <= SPOOL_MAX:
-        client.content.write_blob(ref, src.read(), digest, labels)
-        return
-    with client.content.writer(ref, size, digest) as w:
-        if w.exists:
-            return
-        w.truncate()
-        while chunk := src.read(CHUNK):
-            w.write(chunk)
-        w.commit(labels)
+            diff_id = write_tar(src, ingest, epoch)
+            ingest.commit({})
+            return oci.Descriptor(oci.OCI_LAYER, diff_id, ingest.size), diff_id
+        gz = _Gzip(ingest)
+        diff_id = write_tar(src, gz, epoch)
+        gz.close()
+        digest = ingest.commit({L.UNCOMPRESSED: diff_id})
+    except BaseException:
+        ingest.writer.abort()
+        raise
+    return oci.Descriptor(oci.OCI_LAYER_GZIP, digest, ingest.size), diff_id
