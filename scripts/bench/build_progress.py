@@ -86,6 +86,9 @@ def main() -> int:
         mcpu = {k: round(statistics.median(v), 3) for k, v in cpu.items()}
         print(json.dumps({"runs": args.runs, "median_s": med, "ratio_tty_vs_plain": round(med["tty"] / med["plain"], 3),
                           "ratio_tty_vs_plain_on_the_same_pty": round(med["tty"] / med["plain_pty"], 3),
+                          # each run's tty time over the plain-on-a-pty time next to it: the load's drift cancels
+                          "median_run_ratio_tty_vs_plain_on_the_same_pty": round(statistics.median(
+                              t / p for t, p in zip(times["tty"], times["plain_pty"])), 3),
                           "median_cpu_s": mcpu,
                           "cpu_ratio_tty_vs_plain_on_the_same_pty": round(mcpu["tty"] / mcpu["plain_pty"], 3),
                           "load_average_1min": [round(x, 1) for x in loads]}, indent=2))
