@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -60,6 +61,8 @@ REPO = "bench/lazy"
 HELLO_PATH = "/etc/hello.txt"
 HELLO = b"hello from the ctk lazy-pull benchmark\n"
 VARIANTS = ("full", "ctr", "lazy", "lazy-run")
+# named images (MiB of random data, layers): the default 1 GiB one, and issue 20's 9-layer ~350 MiB gzip image
+CASES = {"1g": (1024, 8), "9x350": (350, 9)}
 # every file read once with 1 MiB read()s, timed inside the container; then the bytes that makes (metadata only).
 # Not `cat … | wc -c`: busybox's wc caps a pipe at ~110 MB/s here, far below a page-cache read.
 READ_ALL = ("busybox time -p sh -c 'find / -xdev -type f -exec dd if={} of=/dev/null bs=1M \\; 2>/dev/null'; "
@@ -78,7 +81,8 @@ def cache_key(size_mib: int, layers: int, file_mib: int) -> str:
 def converter_hash() -> str:
     """What the cached eStargz copy depends on: the source of ctk's eStargz writer and converter."""
     h = hashlib.sha256()
-    for rel in ("shared/ctk_shared/estargz.py", "shared/ctk_shared/containerd/convert.py",
+    for rel in ("shared/ctk_shared/estargz/writer.py", "shared/ctk_shared/estargz/format.py",
+                "shared/ctk_shared/image_convert.py", "shared/ctk_shared/containerd/convert.py",
                 "tools/pull/ctk_pull/convert_cmds.py"):
         p = ROOT / rel
         if p.exists():
@@ -251,6 +255,18 @@ class Bench:
             client.close()
         shutil.rmtree(self.sn.root / "cache", ignore_errors=True)
 
+    def stack_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the long-lived servers (containerd, the registry, the snapshotter daemon and its
+        zygote) and of the layer processes alive now: beside the clients' own CPU (``wait4``), what a variant
+        costs the machine, a figure that holds up when other work loads it (wall time does not)."""
+        sn_pid = self.sn.proc.pid if self.sn.proc is not None else 0
+        layer = sum(proc_cpu(p) for p in self.sn.layer_processes())
+        zygotes = [p for p in child_pids(sn_pid) if p not in set(self.sn.layer_processes())] if sn_pid else []
+        return {"containerd": proc_cpu(self.daemon.proc.pid, True) if self.daemon.proc else 0.0,
+                "registry": proc_cpu(self.reg.proc.pid, True) if self.reg.proc else 0.0,
+                "snapshotter": (proc_cpu(sn_pid) + sum(proc_cpu(z) for z in zygotes)) if sn_pid else 0.0,
+                "layer_processes": layer}
+
     def run(self, cmd: list[str]) -> tuple[float, str, str]:
         t0 = time.perf_counter()
         p = subprocess.run(cmd, capture_output=True, text=True)
@@ -284,8 +300,12 @@ class Bench:
         """One cold pull + first command: total, pull and run seconds, bytes fetched, the pull's own record."""
         self.clean()
         mark = self.reg.mark()
+        sn_mark = self.sn.log_path.stat().st_size if self.sn.log_path.exists() else 0
         cmds = self.hello_cmd(variant)
         times, rec = [], {}
+        wall0 = time.time()
+        cpu0 = self.stack_cpu()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         for cmd in cmds:
             dt, out, _ = self.run(cmd)
@@ -296,12 +316,22 @@ class Bench:
             elif out.strip().startswith("{"):
                 rec = json.loads(out.strip().splitlines()[-1])
         total = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu1 = self.stack_cpu()
+        cpu = {k: round(cpu1[k] - (cpu0[k] if k != "layer_processes" else 0.0), 3) for k in cpu1}
+        cpu["clients"] = round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 3)
         time.sleep(0.2)  # the registry writes its access log line after the body
         fetched, requests_ = self.reg.blob_bytes_since(mark)
         res = {"total": total, "pull": times[0] if len(times) == 2 else None, "run": times[-1],
-               "fetched": fetched, "blob_requests": requests_}
+               "fetched": fetched, "blob_requests": requests_, "cpu": cpu | {"all": round(sum(cpu.values()), 3)},
+               "load": os.getloadavg()[0]}
         if rec:
             res["remote_layers"] = rec.get("RemoteLayers")
+        if variant.startswith("lazy"):
+            with open(self.sn.log_path, "rb") as f:
+                f.seek(sn_mark)
+                text = f.read().decode(errors="replace")
+            res["phases"] = lazy_phases(text, wall0, times[0] if len(times) == 2 else None) | {"end": round(total, 3)}
         return res
 
     def read_all(self, ref: str, snapshotter: str | None) -> tuple[float, int]:
@@ -313,6 +343,68 @@ class Bench:
         if not m:
             raise SystemExit(f"no `real` time in {err!r}")
         return float(m.group(1)), int(out.strip())
+
+
+_SN_LINE = re.compile(r"^ctk-pull lazy-serve: (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (\w+) (.*)$")
+
+
+def lazy_phases(log_text: str, t0: float, pull_end: float | None) -> dict[str, float]:
+    """Where a lazy sample's time went, from the snapshotter's time-stamped (``--debug``) log: seconds from the
+    start of the pull to the first layer's Prepare (the client's start, resolve, manifest and config), the
+    Prepares of all layers (the snapshotter's manifest read, every TOC fetch and FUSE mount, each Prepare
+    adopting its mount), the end of the pull, and, in the run, up to the Prepare of the container's own snapshot
+    (ctk-run's start, image and config read), then from there to the end (create, start, first output, exit,
+    removal)."""
+    from datetime import UTC, datetime
+
+    events: list[tuple[float, str]] = []
+    for line in log_text.splitlines():
+        m = _SN_LINE.match(line)
+        if m:
+            t = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC).timestamp() - t0
+            events.append((t, m.group(3)))
+
+    def first(pred: Any) -> float | None:
+        return next((t for t, msg in events if pred(msg)), None)
+
+    def last(pred: Any) -> float | None:
+        return next((t for t, msg in reversed(events) if pred(msg)), None)
+
+    out: dict[str, float] = {}
+    layer_prep = first(lambda m: m.startswith("Prepare key=") and "/extract-" in m)
+    manifest = first(lambda m: '"GET /v2/' in m and "/manifests/" in m)
+    mounted = last(lambda m: " mounted lazily at " in m)
+    adopted = last(lambda m: m.startswith("Prepare: snapshot ") and "already exists" in m)
+    container = last(lambda m: m.startswith("Prepare key=") and "/extract-" not in m)
+    for name, at in (("first_layer_prepare", layer_prep), ("manifest_read", manifest), ("last_mount", mounted),
+                     ("last_layer_adopted", adopted), ("pull_end", pull_end), ("container_snapshot", container)):
+        if at is not None:
+            out[name] = round(at, 3)
+    out["mounts"] = len([1 for _, m in events if " mounted lazily at " in m])
+    return out
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system) of a live process, with its waited-for children's if ``children``; 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / _TICK
+
+
+def child_pids(pid: int) -> list[int]:
+    out: list[int] = []
+    for t in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            out += [int(x) for x in t.read_text().split()]
+        except OSError:
+            pass
+    return out
 
 
 def drop_caches() -> None:
@@ -400,8 +492,10 @@ def table(rows: list[list[str]]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--size-mib", type=int, default=1024, help="random data in the image (default 1024)")
-    ap.add_argument("--layers", type=int, default=8, help="layers in all, the busybox base included (default 8)")
+    ap.add_argument("--case", choices=sorted(CASES), help="a named image: " + "; ".join(
+        f"{k}: {v[0]} MiB in {v[1]} layers" for k, v in CASES.items()) + " (--size-mib/--layers win over it)")
+    ap.add_argument("--size-mib", type=int, help="random data in the image (default 1024)")
+    ap.add_argument("--layers", type=int, help="layers in all, the busybox base included (default 8)")
     ap.add_argument("--file-mib", type=int, default=32, help="size of each random file (default 32)")
     ap.add_argument("--rate", help="shape the registry link, e.g. 200mbit (registry in a network namespace)")
     ap.add_argument("--skip", default="", help="comma list of: " + ",".join(VARIANTS) + ",throughput")
@@ -410,6 +504,9 @@ def main() -> int:
     ap.add_argument("--no-drop-caches", action="store_true",
                     help="do not drop the page cache before the cold overlayfs read")
     args = ap.parse_args()
+    size, layers = CASES[args.case or "1g"]
+    args.size_mib = args.size_mib or size
+    args.layers = args.layers or layers
     if os.geteuid() != 0:
         raise SystemExit("run as root (containerd, mounts)")
     if args.layers < 2:
@@ -426,7 +523,7 @@ def main() -> int:
             shutil.rmtree(cache, ignore_errors=True)
         cache.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="lazy-", dir=mnt))
-        sn = LazyEnv(work, flags=("--insecure-registry",) if args.rate else ())
+        sn = LazyEnv(work, flags=("--debug", "--insecure-registry") if args.rate else ("--debug",))
         reg: Registry | None = None
         try:
             sn.start_snapshotter()
@@ -470,6 +567,8 @@ def measure_all(b: Bench, args: argparse.Namespace, variants: list[str], skip: s
         if not rs:
             continue
         m: dict[str, Any] = {"total_s": round(statistics.median(r["total"] for r in rs), 3),
+                             "cpu_s": {k: round(statistics.median(r["cpu"][k] for r in rs), 3) for k in rs[0]["cpu"]},
+                             "load_1min": [round(r["load"], 1) for r in rs],
                              "run_s": round(statistics.median(r["run"] for r in rs), 3),
                              "fetched_bytes": int(statistics.median(r["fetched"] for r in rs)),
                              "samples_s": [round(r["total"], 3) for r in rs]}
@@ -477,6 +576,9 @@ def measure_all(b: Bench, args: argparse.Namespace, variants: list[str], skip: s
             m["pull_s"] = round(statistics.median(r["pull"] for r in rs), 3)
         if "remote_layers" in rs[0]:
             m["remote_layers"] = rs[0]["remote_layers"]
+        if "phases" in rs[0]:
+            keys = [k for k in rs[0]["phases"] if all(k in r["phases"] for r in rs)]
+            m["phases_s"] = {k: round(statistics.median(r["phases"][k] for r in rs), 3) for k in keys}
         med[v] = m
     report: dict[str, Any] = {
         "image": {"layers": state["layers"], "data_mib": args.size_mib, "file_mib": args.file_mib,
@@ -489,18 +591,32 @@ def measure_all(b: Bench, args: argparse.Namespace, variants: list[str], skip: s
             if lazy in med and full in med:
                 ratios[f"{lazy}/{full}"] = round(med[lazy]["total_s"] / med[full]["total_s"], 3)
     report["ratios"] = ratios
+    cpu_ratios: dict[str, float] = {}
+    for lazy in ("lazy", "lazy-run"):
+        for full in ("full", "ctr"):
+            if lazy in med and full in med and med[full]["cpu_s"]["all"]:
+                cpu_ratios[f"{lazy}/{full}"] = round(med[lazy]["cpu_s"]["all"] / med[full]["cpu_s"]["all"], 3)
+    report["cpu_ratios"] = cpu_ratios
 
     if not med:
         return report | ({"throughput": throughput(b, args)} if "throughput" not in skip else {})
-    rows = [["variant", "total s", "pull s", "run s", "fetched", "remote layers"]]
+    rows = [["variant", "total s", "pull s", "run s", "CPU s (all)", "fetched", "remote layers"]]
     for v, m in med.items():
         rows.append([v, f"{m['total_s']:.2f}", f"{m['pull_s']:.2f}" if "pull_s" in m else "-", f"{m['run_s']:.2f}",
-                     mib(m["fetched_bytes"]), str(m.get("remote_layers", "-"))])
+                     f"{m['cpu_s']['all']:.2f}", mib(m["fetched_bytes"]), str(m.get("remote_layers", "-"))])
     log(f"\npull + `cat {HELLO_PATH}`, {state['layers']} layers, {args.size_mib} MiB random data, "
         f"{args.rate or 'loopback'}, {args.runs} runs, medians:")
     log(table(rows))
     for k, r in ratios.items():
-        log(f"  {k} = {r:.3f}" + ("  (target <= 0.1)" if k == "lazy/full" else ""))
+        log(f"  {k} = {r:.3f}" + ("  (target <= 0.1)" if k == "lazy/full" else "")
+            + (f"; CPU {cpu_ratios[k]:.3f}" if k in cpu_ratios else ""))
+    for v, m in med.items():
+        log(f"  {v} CPU s (medians): " + ", ".join(f"{k} {t:g}" for k, t in m["cpu_s"].items())
+            + f"; load {m['load_1min']}")
+    for v, m in med.items():
+        if "phases_s" in m:
+            log(f"  {v} phases (s from the start, medians): "
+                + ", ".join(f"{k} {t:g}" for k, t in m["phases_s"].items()))
 
     if "throughput" not in skip:
         report["throughput"] = throughput(b, args)

@@ -176,3 +176,22 @@ def test_following_layers_are_mounted_ahead_and_adopted(tmp_path, monkeypatch):
     assert sorted(int(p.name) for p in (tmp_path / "snapshots").iterdir()) == sorted(
         r["id"] for r in s._snaps.values())
     s.premounts.close()
+
+
+def test_a_dir_allocated_for_a_mount_and_never_recorded_is_cleaned_up_and_its_id_not_reused(tmp_path):
+    """A lazy mount's dir is allocated without a synced metadata write (the commit writes it); after a crash in
+    between, the restarted store removes the dir and hands out ids after it."""
+    m = FakeMounter()
+    s = SnapshotStore(tmp_path, lazy=m)  # type: ignore[arg-type]
+    s.prepare("a", "", {})  # id 1, saved
+    saves: list[int] = []
+    save = s._save
+    s._save = lambda: (saves.append(1), save())[1]  # type: ignore[method-assign]
+    d = s._allocate_dir()  # id 2, not saved (each layer of a pull used to pay a synced write here)
+    assert saves == []
+    m.mounted.add(d / "fs")
+    s2 = SnapshotStore(tmp_path, lazy=m)  # the daemon restarted: next_id on disk is still 2
+    s2.cleanup()
+    assert not d.exists() and d / "fs" in m.unmounted
+    s2.prepare("b", "", {})
+    assert s2._snaps["b"]["id"] > int(d.name)

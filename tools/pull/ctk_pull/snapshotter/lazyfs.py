@@ -665,7 +665,9 @@ def _zygote() -> int:
     import signal
 
     fuse_binding()  # imported once here, inherited by every child, as are:
-    from ctk_shared import auth  # noqa: F401
+    import argparse  # noqa: F401
+
+    from ctk_shared import auth, config, outputs  # noqa: F401
     from ctk_shared.registry import client  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
