@@ -81,6 +81,9 @@ def test_stopping_the_target_cuts_the_joined_off_and_rm_is_guarded(run, bb):
     assert run("stop", "-t", "1", "tgt").code == 0
     assert json.loads(run("ps", "--filter", "name=j").lines[0])["State"] == "running"
     assert run("exec", "j", "ls", "/sys/class/net").out.split() == ["lo"]
+    # ... and that loopback stays up (the target's postStop runs no loopback DEL, which set it down)
+    flags = int(run("exec", "j", "cat", "/sys/class/net/lo/flags").out.strip(), 16)
+    assert flags & 1, hex(flags)
     # rm of the target while a running container shares its namespace: refused without -f
     r = run("rm", "tgt")
     assert r.code != 0 and "shared by running container(s) j" in r.err and "-f" in r.err, r.err

@@ -165,6 +165,12 @@ def test_a_run_makes_no_view_of_the_image_and_its_start_asks_for_nothing_it_know
     cid = p.stdout.strip()
     st = run("inspect", "-f", "{{.State.Status}} {{.State.StartedAt}} {{.RestartCount}}", cid).out.split()
     assert st[0] == "running" and st[1].startswith("20") and st[2] == "0", st
+    # rm -f: the task rm saw is the one stop ends (no second look), and no exit is recorded on a container
+    # that goes next (4 Tasks.Get and 2 label updates before)
+    p, calls = _rpcs(run, containerd, ctd, "rm", "-f", cid)
+    assert p.returncode == 0, p.stderr
+    assert calls.count("Tasks.Get") <= 2 and calls.count("Containers.Update") == 1, calls
+    assert run("ps", "-a", "-q").lines == []
 
 
 def test_users_and_groups_come_from_every_layer_of_the_image(run, bb, registry, tmp_path):

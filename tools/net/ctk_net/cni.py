@@ -86,6 +86,10 @@ class Runtime:
         self._cache_path(att).unlink(missing_ok=True)
         return errors
 
+    def forget(self, att: Attachment) -> None:
+        """Drop the record of an attachment whose DEL has nothing to undo (loopback)."""
+        self._cache_path(att).unlink(missing_ok=True)
+
     def cached(self, att: Attachment) -> dict[str, Any] | None:
         return jsonfiles.read(self._cache_path(att))
 

@@ -7,7 +7,6 @@ plugin for those drivers), IPAM by host-local. Files other CNI users wrote (``.c
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,8 @@ _INSTALL_HINT = "apt-get install containernetworking-plugins, or point --cni-pat
 
 def network_id(name: str) -> str:
     """The network ID: SHA-256 hex of the name (stable across hosts, like nerdctl's)."""
+    import hashlib  # here: OpenSSL's load costs each hook ~3 ms, and a hook reads the ID from the conflist
+
     return hashlib.sha256(name.encode()).hexdigest()
 
 

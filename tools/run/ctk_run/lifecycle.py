@@ -134,8 +134,9 @@ def _record_exit(client: Client, cid: str, code: int) -> None:
         pass
 
 
-def delete_task(client: Client, cid: str) -> int | None:
-    """Delete a stopped task (recording its exit) so the shim goes away; None if there was none.
+def delete_task(client: Client, cid: str, record: bool = True) -> int | None:
+    """Delete a stopped task (recording its exit, unless ``record`` is False: the container goes next) so the
+    shim goes away; None if there was none.
 
     A shim that exits while containerd deletes its task answers ``ttrpc: closed`` (seen after a containerd
     restart, with a restart policy): containerd finishes the cleanup on its own, so look again a few times."""
@@ -149,7 +150,8 @@ def delete_task(client: Client, cid: str) -> int | None:
             if "ttrpc: closed" not in str(e) or attempt == 9:
                 raise
             time.sleep(0.2)
-    _record_exit(client, cid, info.exit_status)
+    if record:
+        _record_exit(client, cid, info.exit_status)
     return info.exit_status
 
 
@@ -338,9 +340,13 @@ def mark_stopped(client: Client, c: Container) -> None:
     client.containers.update_labels(c.id, update)
 
 
-def _end_task(client: Client, cid: str, signum: int, timeout: int) -> bool:
-    """Signal a live task, SIGKILL it after ``timeout`` seconds, delete it; True when no task is left."""
-    task = task_of(client, cid)
+def _end_task(client: Client, cid: str, signum: int, timeout: int, task: TaskInfo | None | bool = True,
+              record: bool = True) -> bool:
+    """Signal a live task, SIGKILL it after ``timeout`` seconds, delete it; True when no task is left.
+    ``task``: the task as the caller just saw it (True: look it up); ``record``: record the exit."""
+    if task is True:
+        task = task_of(client, cid)
+    assert not isinstance(task, bool)
     if task is not None and task.status in ("running", "paused", "pausing", "created"):
         try:
             client.tasks.kill(cid, signum)
@@ -356,7 +362,7 @@ def _end_task(client: Client, cid: str, signum: int, timeout: int) -> bool:
         except NotFound:
             pass
     try:
-        delete_task(client, cid)
+        delete_task(client, cid, record)
     except CtkError as e:
         if "running" not in str(e):
             raise
@@ -364,8 +370,11 @@ def _end_task(client: Client, cid: str, signum: int, timeout: int) -> bool:
     return task_of(client, cid) is None
 
 
-def stop(client: Client, c: Container, timeout: int | None = None, sig: str | None = None) -> None:
-    """SIGTERM (or the stop signal), then SIGKILL after ``timeout`` seconds, as ``docker stop``."""
+def stop(client: Client, c: Container, timeout: int | None = None, sig: str | None = None, *,
+         task: TaskInfo | None | bool = True, removing: bool = False) -> bool:
+    """SIGTERM (or the stop signal), then SIGKILL after ``timeout`` seconds, as ``docker stop``; True when no
+    task is left. ``task``: the task as the caller just saw it (True: look it up); ``removing``: the container
+    goes next (``rm -f``), so its exit is not recorded."""
     from .restart import monitored, parse_policy
 
     # the signal first: a bad one must fail before the stop is recorded, or the container kept running with its
@@ -377,8 +386,11 @@ def stop(client: Client, c: Container, timeout: int | None = None, sig: str | No
         timeout = int(c.labels.get(L.STOP_TIMEOUT) or DEFAULT_STOP_TIMEOUT)
     # A restart the monitor (or a logger) began before our mark may still create a new task under us: go
     # round again until no task runs, so an explicit stop is never undone.
+    gone = False
     for _ in range(5):
-        if _end_task(client, c.id, signum, timeout):
+        gone = _end_task(client, c.id, signum, timeout, task, record=not removing)
+        task = True  # look again on the next round
+        if gone:
             break
     if monitored(parse_policy(c.labels.get(L.RESTART_POLICY) or "no"), c.labels):
         # containerd's restart monitor may have read the labels just before our mark and still be creating a
@@ -386,9 +398,10 @@ def stop(client: Client, c: Container, timeout: int | None = None, sig: str | No
         for _ in range(4):
             time.sleep(0.25)
             try:
-                _end_task(client, c.id, signals.SIGKILL, 0)
+                gone = _end_task(client, c.id, signals.SIGKILL, 0, record=not removing)
             except CtkError:
                 pass
+    return gone
 
 
 def kill(client: Client, c: Container, sig: str | None) -> None:
@@ -427,9 +440,8 @@ def remove(client: Client, gopts: GlobalOptions, c: Container, force: bool, volu
                            hint="stop it first (ctk-run stop), or force the removal with -f")
         # as stop, SIGKILL at once: containerd's restart monitor may be starting a new task under us
         # (--restart=always), which would outlive the container record
-        stop(client, c, timeout=0, sig="SIGKILL")
-        task = task_of(client, c.id)
-        ended = task is None
+        ended = stop(client, c, timeout=0, sig="SIGKILL", task=task, removing=True)
+        task = None if ended else task_of(client, c.id)
     if task is not None:
         for _ in range(50):
             try:
