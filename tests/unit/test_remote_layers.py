@@ -66,13 +66,16 @@ class FakeMounter:
         self.mounted: set[Path] = set()
         self.unmounted: list[Path] = []
         self.tails: dict[str, Path | None] = {}  # layer digest -> the TOC tail handed to its process
+        self.schemes: dict[str, str] = {}
 
-    def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path, tail: Path | None = None) -> None:
+    def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path, tail: Path | None = None,
+              scheme: str = "") -> None:
         if self.fail:
             raise MountError(self.fail)
         (mountpoint / "marker").write_text(layer.digest)
         self.mounted.add(mountpoint)
         self.tails[layer.digest] = tail
+        self.schemes[layer.digest] = scheme
 
     def unmount(self, mountpoint: Path) -> None:
         if mountpoint in self.mounted:
@@ -125,6 +128,7 @@ def test_remount_brings_back_dead_layers_after_a_restart(tmp_path):
 
 class FakeClient:
     closed = 0
+    base_url = "http://reg.example:5000"  # what the manifest read found answering
 
     def close(self) -> None:
         FakeClient.closed += 1
@@ -163,6 +167,7 @@ def test_following_layers_are_mounted_ahead_and_adopted(tmp_path, monkeypatch):
     # layer process, and the client closed once all were fetched
     assert sorted(fetched) == sorted((x.digest, x.size) for x in layers)
     assert all(t is not None and t.name == "toc.tail" for t in m.tails.values()) and len(m.tails) == 3
+    assert set(m.schemes.values()) == {"http"}  # layer processes skip the TLS attempt the image's client made
     assert FakeClient.closed == 1
     with pytest.raises(AlreadyExists):
         s.prepare("k1", "sha256:" + "1" * 64, prepare_labels(1))

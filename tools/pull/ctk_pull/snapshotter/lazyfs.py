@@ -584,10 +584,26 @@ def _open_reader(a: Any) -> tuple[estargz.Reader, Callable[[], dict[str, int]]]:
 
     timeout = parse_registry_timeout(a.registry_timeout) if a.registry_timeout else DEFAULT_TIMEOUT
     client = RegistryClient(host, insecure=a.insecure, credentials=auth.get_credentials,
-                            hosts_dirs=tuple(a.hosts_dir) or DEFAULT_HOSTS_DIRS, timeout=timeout)
+                            hosts_dirs=tuple(a.hosts_dir) or DEFAULT_HOSTS_DIRS, timeout=timeout,
+                            settings=_settings(host, a))
     rr = RangeReader(client, repo, a.digest, size=a.size)
     reader = estargz.Reader(rr, rr.blob_size(), a.toc_digest, tail=_read_tail_file(a.tail) if a.tail else None)
     return reader, lambda: {"requests": rr.requests, "bytes": rr.bytes_fetched}
+
+
+def _settings(host: str, a: Any) -> Any:
+    """The host's settings, with the scheme the snapshotter found the registry answering on (``--scheme``) tried
+    alone when the settings allow it: a plain-HTTP registry on loopback is otherwise first tried over TLS by every
+    layer process that reads a file (~35 ms of CPU each, a context and a failed handshake). Never a scheme the
+    settings do not allow."""
+    import dataclasses
+
+    from ctk_shared.registry.hosts import DEFAULT_HOSTS_DIRS, host_settings
+
+    st = host_settings(host, insecure=a.insecure, hosts_dirs=tuple(a.hosts_dir) or DEFAULT_HOSTS_DIRS)
+    if a.scheme and a.scheme in st.schemes and len(st.schemes) > 1:
+        st = dataclasses.replace(st, schemes=(a.scheme,))
+    return st
 
 
 def _read_tail_file(path: str) -> bytes:
@@ -613,6 +629,7 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--toc-digest", help="containerd.io/snapshot/stargz/toc.digest of the layer")
     p.add_argument("--size", type=int, help="the blob's size in bytes (with --ref; else asked of the registry)")
     p.add_argument("--tail", help="a file holding the blob's bytes from its TOC to its end, fetched already")
+    p.add_argument("--scheme", choices=("https", "http"), help="the scheme the registry answered on (if allowed)")
     p.add_argument("--cache", help="chunk cache directory")
     p.add_argument("--stats", help="write fetch counters (JSON) to this file after each read")
     p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS")

@@ -101,13 +101,16 @@ class Premounts:
                 for x in manifest.layers if estargz.TOC_DIGEST_ANNOTATION in x.annotations]
 
     def _mount(self, layer: RemoteLayer, users: _Users) -> Path:
+        scheme = ""
         try:
             d = self.allocate()
             tail = self._fetch_tail(users.client, layer, d / "toc.tail")
+            if tail is not None:  # the client has answered: it knows on which scheme
+                scheme = users.client.base_url.partition("://")[0]
         finally:
             users.done()
         try:
-            self.lazy.mount(layer, d / "fs", d / "lazyfs.log", tail)
+            self.lazy.mount(layer, d / "fs", d / "lazyfs.log", tail, scheme)
         except BaseException:
             self.release(d)
             raise

@@ -159,16 +159,20 @@ class LazyMounter:
         except OSError:  # ENOTCONN: the process serving it is gone
             return False
 
-    def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path, tail: Path | None = None) -> None:
+    def mount(self, layer: RemoteLayer, mountpoint: Path, log_path: Path, tail: Path | None = None,
+              scheme: str = "") -> None:
         """Serve ``layer`` at ``mountpoint``; returns once it is mounted. MountError (with lazyfs's own reason)
         when it cannot be, with nothing left mounted or running. ``tail``: a file with the blob's bytes from its TOC
-        on, fetched already (the layer process reads, checks and removes it; it needs ``layer.size``)."""
+        on, fetched already (the layer process reads, checks and removes it; it needs ``layer.size``); ``scheme``:
+        the one the registry answered on just now (the layer process tries it alone, if its settings allow it)."""
         argv = ["--ref", f"{layer.host}/{layer.repo}", "--digest", layer.digest, "--toc-digest", layer.toc_digest,
                 "--cache", str(self.cache_dir)]
         if layer.size:
             argv += ["--size", str(layer.size)]
             if tail is not None:
                 argv += ["--tail", str(tail)]
+        if scheme in ("https", "http"):
+            argv += ["--scheme", scheme]
         if self.insecure:
             argv.append("--insecure")
         for d in self.hosts_dirs:
