@@ -107,8 +107,10 @@ def secrets_dir(data_root: str, container_id: str) -> str:
 
 def run_step(client: Client, snapshotter: str, key: str, mounts: Sequence[Mount], proc: StepProcess,
              fifo_dir: str, output: Callable[[bytes], None], running: RunningTasks | None = None,
-             labels: dict[str, str] | None = None) -> None:
-    """Run ``proc`` in the snapshot ``key``; raise :class:`StepFailed` on a non-zero exit.
+             labels: dict[str, str] | None = None, exited: Callable[[], None] | None = None) -> None:
+    """Run ``proc`` in the snapshot ``key``; raise :class:`StepFailed` on a non-zero exit. ``exited`` is called
+    once the process has exited and its output is read, before the task and record are deleted (what only
+    the running process needed, such as its network namespace, can go meanwhile).
 
     A network hook in the spec is released by runc when the task is deleted, which the ``finally`` below
     always does once the task exists (and runc itself does when creating the task fails)."""
@@ -143,6 +145,8 @@ def run_step(client: Client, snapshotter: str, key: str, mounts: Sequence[Mount]
             code = waiter.result().exit_status
             stop.set()
             pump.join()
+            if exited is not None:
+                exited()
     except BaseException:
         if created:
             with contextlib.suppress(CtkError):

@@ -146,7 +146,14 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
             os.makedirs(etc_dir, exist_ok=True)
             stack.callback(shutil.rmtree, etc_dir, True)
         binds = b.stepnet.etc_files(network, STEP_HOSTNAME, etc_dir)
-        netns = stack.enter_context(b.stepnet.namespace(b.client)) if network == stepnet.BRIDGE else ""
+        net = contextlib.ExitStack()  # the namespace goes back as soon as the process has exited
+        stack.callback(net.close)
+        netns = net.enter_context(b.stepnet.namespace(b.client)) if network == stepnet.BRIDGE else ""
+
+        def exited() -> None:  # (the last bridge step's detach then overlaps the task's delete and the layer)
+            net.close()
+            network_done()
+
         if pipes:  # a "#!" heredoc: the script is bound read-only at /dev/pipes/NAME
             pipe_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ctk-build-pipes-"))
             for name, body in pipes.items():
@@ -161,7 +168,7 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
             vertex = sc.vertex
             run_step(b.client, b.sn_name, skey, mounts, proc, b.fifo_dir,
                      lambda data: b.progress.output(vertex, data), b.tasks,
-                     stepnet.container_labels(network))
+                     stepnet.container_labels(network), exited)
         except StepFailed as e:
             raise StepFailed(f"{b.df.filename}:{ins.line}: {as_written(ins.node)}: "
                              f"exit code {e.exit_status}", e.exit_status, e.tail) from None
