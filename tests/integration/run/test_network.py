@@ -234,3 +234,18 @@ def test_stop_and_rm_f_of_a_networked_container_are_prompt(run, bb):
     t = time.monotonic()
     r = run("rm", "-f", cid)
     assert r.code == 0 and time.monotonic() - t < 3, r.err
+
+
+def test_loopback_is_up_without_a_plugin_run(run, bb):
+    """The hook brings ``lo`` up itself in the container's namespace (issue 20: no loopback plugin process on
+    the way to the start): localhost serves inside a networked container, and no loopback attachment is
+    cached for a DEL at its stop."""
+    cid = run("-d", "-q", bb, "sh", "-c", "httpd -p 127.0.0.1:8080 -h /etc; sleep 300").out.strip()
+    assert len(cid) == 64
+    assert int(run("exec", cid, "cat", "/sys/class/net/lo/flags").out.strip(), 16) & 1
+    r = run("exec", cid, "wget", "-q", "-O-", "http://127.0.0.1:8080/passwd")
+    assert r.code == 0 and r.out.startswith("root:"), r.err
+    cached = [p.name for p in (run.data_root / "net" / "cache").iterdir()]
+    assert cached and not [n for n in cached if "ctk-loopback" in n], cached
+    assert run("rm", "-f", cid).code == 0
+    assert list((run.data_root / "net" / "cache").iterdir()) == []
