@@ -182,6 +182,11 @@ class ContainerdDaemon:
         self._terminate()
         self.start()
 
+    def stop_daemon(self) -> None:
+        """Stop the daemon only (shims, their containers and mounts go on): half a :meth:`restart`, for a test
+        that acts while containerd is down; :meth:`start` brings it back."""
+        self._terminate()
+
     def stop(self) -> None:
         """Stop the daemon, kill the shims it started and unmount whatever is still mounted under base_dir."""
         self._terminate()

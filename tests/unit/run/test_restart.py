@@ -5,7 +5,15 @@ from types import SimpleNamespace
 
 import pytest
 from ctk_run import labels as L
-from ctk_run.restart import RestartPolicy, decide_exit, on_exit, parse_policy, should_restart
+from ctk_run.restart import (
+    RestartPolicy,
+    clear_unmade_task,
+    decide_exit,
+    decide_when_reachable,
+    on_exit,
+    parse_policy,
+    should_restart,
+)
 from ctk_shared.containerd import ExitInfo, TaskInfo
 from ctk_shared.errors import NotFound, Timeout, Unavailable, UsageError
 
@@ -234,3 +242,39 @@ def test_decide_exit_returns_the_labels_it_decided_on():
     c = client({**labels_for("always"), L.AUTO_REMOVE: "true"})
     restart, labels = decide_exit(c, "c1", 0)
     assert restart is True and labels[L.AUTO_REMOVE] == "true" and labels[L.RESTART_COUNT] == "0"
+
+
+class _UnmadeTasks:
+    """Tasks.Get/Delete as containerd 1.6 answers them for a task a containerd restart left unmade."""
+
+    def __init__(self, get_error: str) -> None:
+        self.get_error = get_error
+        self.deleted: list[str] = []
+
+    def get(self, cid: str, exec_id: str = "") -> TaskInfo:
+        raise NotFound(self.get_error)
+
+    def delete(self, cid: str) -> ExitInfo:
+        self.deleted.append(cid)
+        raise NotFound("failed to delete task: container not created: not found")  # after reaping it
+
+
+def test_clear_unmade_task_deletes_only_a_task_the_shim_never_made():
+    unmade = SimpleNamespace(tasks=_UnmadeTasks("container not created: not found"))
+    assert clear_unmade_task(unmade, "c1") is True  # type: ignore[arg-type]
+    assert unmade.tasks.deleted == ["c1"]
+    absent = SimpleNamespace(tasks=_UnmadeTasks("no running task found: task c1 not found: not found"))
+    assert clear_unmade_task(absent, "c1") is False  # type: ignore[arg-type]
+    assert absent.tasks.deleted == []
+
+
+def test_a_decision_without_containerd_gives_up_at_once_unless_asked_to_wait(tmp_path, capsys):
+    import time
+
+    start = time.monotonic()
+    assert decide_when_reachable(str(tmp_path / "none.sock"), "default", "c1", retry_for=0) is None
+    assert time.monotonic() - start < 5
+    assert "containerd is not running" in capsys.readouterr().err
+    start = time.monotonic()
+    assert decide_when_reachable(str(tmp_path / "none.sock"), "default", "c1", retry_for=1.5) is None
+    assert time.monotonic() - start >= 1.0  # it kept trying

@@ -193,14 +193,23 @@ def stdin_fifo(gopts: GlobalOptions, namespace: str, c: Container, make: bool = 
 def _create_task(client: Client, cid: str, rootfs: list[Mount], terminal: bool, streams: dict[str, str]) -> None:
     """Create the init task, waiting out the previous task's deletion by another process: an exited detached
     container's task is deleted by its logger's child, and until containerd has removed that task's bundle a
-    new one fails with 'failed to start shim: mkdir …: file exists' (seen on a start right after an exit)."""
+    new one fails with 'failed to start shim: mkdir …: file exists' (seen on a start right after an exit).
+    A task that a containerd restart left unmade answers 'already exists': it is cleared (once) and the
+    create tried again (see restart.clear_unmade_task)."""
     deadline = time.monotonic() + BUNDLE_GONE_WAIT
+    cleared = False
     while True:
         try:
             client.tasks.create(cid, rootfs, terminal=terminal, stdin=streams.get("stdin", ""),
                                 stdout=streams.get("stdout", ""), stderr=streams.get("stderr", ""))
             return
         except CtkError as e:
+            if "already exists" in e.message and not cleared:
+                from .restart import clear_unmade_task
+
+                cleared = True
+                if clear_unmade_task(client, cid):
+                    continue
             if "file exists" not in e.message or time.monotonic() > deadline:
                 raise
         time.sleep(0.05)

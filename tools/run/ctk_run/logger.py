@@ -7,7 +7,9 @@ container has a restart policy, runs detached or has a health check, ``address <
 (``health 1``: it has a check; ``attached 1``: a foreground run). Output goes to the json-file log (see
 logfile.py); lines lost to a full disk are counted and noted in the log once space is back
 (``ctk-run-logger: N lines dropped: no space left on device``) and in ``log-dropped.json``. When the
-container's init process exits the logger applies the restart policy (restart.py); a detached container that
+container's init process exits the logger applies the restart policy (restart.py), waiting for a containerd
+that is restarting; a restart left to containerd's monitor is followed by a short-lived watch child until the
+new task runs (a containerd restart in between can leave the task unmade); a detached container that
 stays down has its task deleted by a short-lived child, so its shim, this logger and its rootfs mount go at
 once (as a networked one's address and ports). When both streams end it flushes and exits 0. On task delete
 the shim closes the pipes and sends SIGTERM (SIGKILL 12 s later): the logger flushes what it has and exits 0.
@@ -91,6 +93,13 @@ def _mark_started(address: str, namespace: str, cid: str) -> None:
         _say(str(e))
 
 
+def _socket_exists(address: str) -> bool:
+    """Whether containerd's socket is there (ctk_shared.containerd.address.socket_path's reading of the
+    address, without importing that package, which loads grpc)."""
+    path = address.removeprefix("unix://") if address.startswith("unix://") else address.removeprefix("unix:")
+    return os.path.exists(path)
+
+
 START_MARK = "cli-started"  # in the container's directory: ctk-run itself started this task (see _announce_start)
 STOP_MARK = "cli-stopping"  # …ctk-run is stopping it and deletes the task itself (see _Session.decide)
 
@@ -128,6 +137,9 @@ class _Session:
         self.cid = os.environ.get("CONTAINER_ID", "")
         self.namespace = os.environ.get("CONTAINER_NAMESPACE") or "default"
         self.decides = bool(self.address and self.cid)
+        # containerd was there when this task started: if it is unreachable at the exit it is restarting, and
+        # the decision waits for it; a socket that never existed (a hand run) fails at once, as before
+        self.waits_for_containerd = self.decides and _socket_exists(self.address)
         self.attached = args.get("attached") == "1"
         self.wants_health = self.decides and args.get("health") == "1"
         self.cdir = os.path.dirname(os.path.abspath(log_path))
@@ -198,14 +210,15 @@ class _Session:
         if not self.term:
             self.deciding = True
             try:
-                _decide(self.address, self.namespace, self.cid, self.log_path, attached=self.attached, health=health)
+                _decide(self.address, self.namespace, self.cid, self.log_path, attached=self.attached, health=health,
+                        retry=self.waits_for_containerd)
                 return
             except _Terminated:
                 pass
             finally:
                 self.deciding = False
         _decide(self.address, self.namespace, self.cid, self.log_path, wait=False, attached=self.attached,
-                health=health)
+                health=health, retry=self.waits_for_containerd)
 
     def copy(self) -> None:
         """Copy until both streams end (and, when the init is watched, it exited) or SIGTERM's drain is over."""
@@ -509,21 +522,23 @@ class _Terminated(BaseException):
 
 
 def _decide(address: str, namespace: str, cid: str, log_path: str, wait: bool = True,
-            attached: bool = False, health: bool = False) -> None:
-    """Apply the restart policy (see restart.py); never raises but :class:`_Terminated`."""
+            attached: bool = False, health: bool = False, retry: bool = False) -> None:
+    """Apply the restart policy (see restart.py); ``retry``: wait for containerd if it is unreachable (it is
+    restarting). A restart the monitor carries out is followed by a watch child. Never raises but
+    :class:`_Terminated`."""
     try:
-        from ctk_shared.containerd import Client
-
         from . import labels as L
-        from .restart import decide_exit, monitored, parse_policy
+        from .restart import RETRY_FOR, decide_when_reachable, monitored, parse_policy
 
-        decision = decide_exit(Client(address, namespace), cid, wait=wait)
+        decision = decide_when_reachable(address, namespace, cid, wait=wait, retry_for=RETRY_FOR if retry else 0.0)
         if decision is None:
             return
         restart, labels = decision
         if restart:
             if not monitored(parse_policy(labels.get(L.RESTART_POLICY) or "no"), labels):
                 _spawn("relaunch_main", address, namespace, cid, _self_uri(log_path, address, health))
+            else:  # the monitor restarts it; a containerd restart meanwhile can leave it down (watch_restart)
+                _spawn("watch_main", address, namespace, cid)
         elif attached:
             return  # a foreground run: its CLI removes the container or deletes the task
         elif labels.get(L.AUTO_REMOVE) == "true":
