@@ -101,7 +101,7 @@ def stop(record: dict[str, Any] | None, timeout: float = 3.0) -> None:
             return
         end = time.monotonic() + wait
         while time.monotonic() < end:
-            if _start_time(pid) != start or _state(pid) == "Z":  # a zombie holds no sockets
+            if _start_time(pid) != start or _exited(pid):
                 return
             time.sleep(0.02)
 
@@ -122,6 +122,18 @@ def _start_time(pid: int) -> str:
 def _state(pid: int) -> str:
     f = _stat_fields(pid)
     return f[0] if f else ""
+
+
+def _exited(pid: int) -> bool:
+    """The process and all its threads have exited, so its sockets are closed. A zombie main thread is not
+    enough: it shows "Z" while the other threads (the proxy's pumps) are still exiting, and they hold the
+    shared descriptor table, listening sockets included, until the last one is gone."""
+    if _state(pid) != "Z":
+        return False
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except OSError:
+        return True  # reaped meanwhile
 
 
 # ------------------------------------------------------------------------------------ the proxy itself
