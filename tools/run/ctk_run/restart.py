@@ -360,24 +360,28 @@ def watch_restart(address: str, namespace: str, container_id: str, watch_for: fl
     from ctk_shared.errors import NotFound
 
     deadline = time.monotonic() + watch_for
-    while time.monotonic() < deadline:
-        time.sleep(WATCH_EVERY)
-        client = Client(address, namespace)  # fresh each time: containerd may have restarted
-        try:
-            if client.containers.get(container_id).labels.get(L.RESTART_STATUS) != "running":
-                return
+    client: Client | None = None
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(WATCH_EVERY)
+            client = client or Client(address, namespace)
             try:
-                if client.tasks.get(container_id).status in ("running", "paused", "pausing"):
-                    return  # restarted (a "created" one is not yet: containerd may stop before its start)
+                if client.containers.get(container_id).labels.get(L.RESTART_STATUS) != "running":
+                    return
+                try:
+                    if client.tasks.get(container_id).status in ("running", "paused", "pausing"):
+                        return  # restarted (a "created" one is not yet: containerd may stop before its start)
+                except NotFound:
+                    if clear_unmade_task(client, container_id):
+                        sys.stderr.write(f"ctk-run-logger: {container_id[:12]}: cleared a task containerd left "
+                                         "unmade across its restart\n")
             except NotFound:
-                if clear_unmade_task(client, container_id):
-                    sys.stderr.write(f"ctk-run-logger: {container_id[:12]}: cleared a task containerd left "
-                                     "unmade across its restart\n")
-        except NotFound:
-            return  # the container was removed
-        except Exception:  # noqa: BLE001 - containerd down or restarting: look again
-            pass
-        finally:
+                return  # the container was removed
+            except Exception:  # noqa: BLE001 - containerd down or restarting: look again, on a new channel
+                client.close()
+                client = None
+    finally:
+        if client is not None:
             client.close()
 
 
