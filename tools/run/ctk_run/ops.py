@@ -279,7 +279,7 @@ class Outcome:
     error: CtkError | None = None
 
 
-def each(client: Client, texts: Iterable[str], action: Callable[[Client, Container], None]) -> Iterator[Outcome]:
+def each(client: Client, texts: Iterable[str], action: Callable[[Client, Container], object]) -> Iterator[Outcome]:
     """Apply ``action`` to each container in turn, yielding each outcome as it is known (every target is
     tried; the cli prints the done ones and raises the failures at the end)."""
     from .lookup import find_container
