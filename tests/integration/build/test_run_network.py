@@ -167,7 +167,7 @@ def test_attach_failure_is_one_clear_line(build, bb, tmp_path, data_root):
     errors = [ln for ln in r.err.splitlines() if ln.startswith("ctk-build: error:")]
     assert len(errors) == 1, r.err
     assert errors[0] == ("ctk-build: error: Dockerfile:2: RUN: attaching the step to the bridge network: "
-                         f"CNI plugin 'loopback' not found in CNI_PATH {empty}")
+                         f"CNI plugin 'bridge' not found in CNI_PATH {empty}")
     assert "Traceback" not in r.err
     assert netns_mounts(data_root) == []
 

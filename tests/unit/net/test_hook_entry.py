@@ -30,16 +30,23 @@ def test_no_phase_is_a_usage_error(tmp_path):
     assert p.returncode == 2 and p.stderr.startswith("ctk-net: error: hook: expected one PHASE"), p.stderr
 
 
-def test_spec_hooks_run_the_module_with_ctk_nets_own_interpreter():
+def test_spec_hooks_run_the_hook_module_without_click(tmp_path):
+    """The hook is the site-less launcher under the data root when ctk-net shares this interpreter, else ctk-net's
+    own interpreter with ``-I -m``; either way the hook module, not the click CLI."""
     exe = nethooks.ctk_net_executable()
     python = Path(exe).read_bytes().split(b"\n", 1)[0][2:].decode().strip()
-    gopts = GlobalOptions(data_root="/d", namespace="ns")
-    hooks = nethooks.hooks(gopts)
+    root = str(tmp_path / "d")
+    hooks = nethooks.hooks(GlobalOptions(data_root=root, namespace="ns"))
+    launcher = tmp_path / "d" / "bin" / "ctk-net-hook"
     for phase, entries in (("createRuntime", hooks["createRuntime"]), ("postStop", hooks["poststop"])):
         (h,) = entries
-        assert h["path"] == python and os.access(python, os.X_OK)
-        assert h["args"][:4] == [python, "-I", "-m", "ctk_net.hook"]
-        assert h["args"][-1] == phase and "--data-root" in h["args"] and "/d" in h["args"]
+        if os.path.realpath(python) == os.path.realpath(sys.executable):
+            assert h["path"] == str(launcher) and h["args"][0] == str(launcher) and os.access(launcher, os.X_OK)
+            assert launcher.read_text().splitlines()[0].endswith(" -IS")
+        else:
+            assert h["path"] == python and h["args"][:4] == [python, "-I", "-m", "ctk_net.hook"]
+        assert "hook" not in h["args"][1:-1]  # the module's entry, not `ctk-net … hook PHASE`
+        assert h["args"][-1] == phase and "--data-root" in h["args"] and root in h["args"]
         assert any(e.startswith("PATH=") for e in h["env"])
 
 
