@@ -84,7 +84,8 @@ def own_cgroup(name: str, pid: int) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             (d.parent / "cgroup.procs").write_text(str(pid))
-        for sub in (d, _cpu_dir(NAMESPACE)):
+        # runc leaves the (empty) namespace cgroup in every hierarchy (v1: one per controller)
+        for sub in (d, _cpu_dir(NAMESPACE), *Path(CGROUP).glob(f"*/{NAMESPACE}")):
             with contextlib.suppress(OSError):
                 sub.rmdir()
 
