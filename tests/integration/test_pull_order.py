@@ -83,17 +83,21 @@ class _Registry(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
+        # the times are recorded before the last byte goes out: once it has, the pull may finish (and the test
+        # read ``seen``) before this thread runs again
+        times = self.seen[digest] = [began, began]
         if digest == self.slow:
             pieces = 30
             step = -(-len(body) // pieces)
             for i in range(0, len(body), step):
+                time.sleep(DRIBBLE / pieces)
+                if i + step >= len(body):
+                    times[1] = time.monotonic() - self.t0
                 self.wfile.write(body[i:i + step])
                 self.wfile.flush()
-                time.sleep(DRIBBLE / pieces)
         else:
             self.wfile.write(body)
         self.wfile.flush()
-        self.seen[digest] = [began, time.monotonic() - self.t0]
 
     def do_GET(self) -> None:  # noqa: N802
         self._answer(head=False)
