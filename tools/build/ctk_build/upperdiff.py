@@ -9,8 +9,8 @@ an ``opaque`` mark on a directory that replaced a lower one. So the layer is tha
 same meaning as containerd's: the same paths in the same order (depth first, names sorted), the same
 metadata (mode, owners, whole-second mtime, ``security.capability`` as the only xattr, hardlinks within the
 layer as links, no user or group names), whiteouts as ``.wh.NAME`` and opaque directories as
-``DIR/.wh..wh..opq``. A file the step copied up without changing it is in the layer again (the walk would
-have left it out): same content, so the same image.
+``DIR/.wh..wh..opq``. What overlayfs merely copied up without a change is checked against the lower layers
+with the walk's own rule and left out, as the walk leaves it out (:class:`_Entries`).
 
 Used only when the upper directory is known to hold exactly the change: an overlay mount whose options are
 all ones that keep that layout (no ``redirect_dir``/``metacopy``, which store renames and metadata-only
