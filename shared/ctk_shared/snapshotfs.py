@@ -99,7 +99,8 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def _whiteout(st: os.stat_result) -> bool:
+def is_whiteout(st: os.stat_result) -> bool:
+    """overlayfs's mark of a removed name in an upper or lower directory: a 0/0 character device."""
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
@@ -110,13 +111,17 @@ def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
         return None
 
 
-def _opaque(fd: int) -> bool:
+def is_opaque(target: int | str) -> bool:
+    """overlayfs's mark of a directory that hides the lower ones (``trusted.`` or, with ``userxattr``,
+    ``user.overlay.opaque``), on an open directory or a path (a symlink's own attributes, never its target)."""
     for attr in _OPAQUE:
         try:
-            if os.getxattr(fd, attr) == b"y":
-                return True
+            got = os.getxattr(target, attr) if isinstance(target, int) else \
+                os.getxattr(target, attr, follow_symlinks=False)
         except OSError:
-            pass
+            continue
+        if got == b"y":
+            return True
     return False
 
 
@@ -160,7 +165,7 @@ class _View:
             st = _lstat(fd, name)
             if st is None:
                 continue
-            return None if _whiteout(st) else (fd, st)
+            return None if is_whiteout(st) else (fd, st)
         return None
 
     def _descend(self, level: list[int], name: str) -> list[int]:
@@ -173,7 +178,7 @@ class _View:
                 break
             sub = self._keep(os.open(name, _O_DIR, dir_fd=fd))
             out.append(sub)
-            if _opaque(sub):
+            if is_opaque(sub):
                 break
         return out
 

@@ -19,7 +19,6 @@ Anything else (another snapshotter, other overlay options) goes through containe
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import stat
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ctk_shared import labels as L
 from ctk_shared import oci
+from ctk_shared.snapshotfs import is_opaque, is_whiteout
 
 if TYPE_CHECKING:
     from ctk_shared.containerd import Client, Mount
@@ -85,14 +85,6 @@ def _module_default(feature: str) -> bool:
         return False
 
 
-def _opaque(path: str) -> bool:
-    for name in ("trusted.overlay.opaque", "user.overlay.opaque"):
-        with contextlib.suppress(OSError):
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-    return False
-
-
 def _capability(path: str) -> bytes:
     try:
         return os.getxattr(path, CAPABILITY_XATTR, follow_symlinks=False)
@@ -136,7 +128,7 @@ class _Entries:
             sub = f"{rel}/{name}" if rel else name
             path = os.path.join(self.root, sub)
             st = os.lstat(path)
-            if self.overlay and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            if self.overlay and is_whiteout(st):
                 parent = f"{rel}/" if rel else ""
                 out.append((_marker(f"{parent}{WHITEOUT_PREFIX}{name}", self._time(st.st_mtime)), None))
                 continue
@@ -145,7 +137,7 @@ class _Entries:
             lower = self._lower(sub)
             if stat.S_ISDIR(st.st_mode):
                 children = self.walk(sub)
-                opaque = self.overlay and lower is not None and _opaque(path)
+                opaque = self.overlay and lower is not None and is_opaque(path)
                 if opaque or children or lower is None or not _same_meta(path, st, *lower):
                     out.append(self._header(sub, path, st))
                     if opaque:
@@ -169,7 +161,7 @@ class _Entries:
                 continue
             except NotADirectoryError:  # a file above it in this layer hides the lower ones
                 return None
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            if is_whiteout(st):
                 return None
             return path, st
         return None
@@ -188,7 +180,7 @@ class _Entries:
                 continue
             except NotADirectoryError:
                 return True
-            return not stat.S_ISDIR(st.st_mode) or _opaque(path)
+            return not stat.S_ISDIR(st.st_mode) or is_opaque(path)
         return False
 
     def _header(self, name: str, path: str, st: os.stat_result) -> tuple[tarfile.TarInfo, str | None]:
