@@ -74,12 +74,14 @@ def test_namespaces(ctd: Client) -> None:
         with pytest.raises(AlreadyExists):
             ctd.namespaces.create(other)
         assert ctd.namespaces.labels(other) == {"containerd.io/defaults/snapshotter": "overlayfs"}
-        # a namespace holding objects cannot be deleted: FAILED_PRECONDITION -> Conflict
+        # a namespace holding objects cannot be deleted: FAILED_PRECONDITION -> Conflict. The blob is written
+        # under a lease: unreferenced, a GC that another test's delete starts could take it before its delete
         data, digest = blob(100)
-        ctd.with_namespace(other).content.write_blob("ns-blob", data, digest)
-        with pytest.raises(Conflict):
-            ctd.namespaces.delete(other)
-        ctd.with_namespace(other).content.delete(digest)
+        with ctd.with_namespace(other).lease_scope() as leased:
+            leased.content.write_blob("ns-blob", data, digest)
+            with pytest.raises(Conflict):
+                ctd.namespaces.delete(other)
+            leased.content.delete(digest)
     finally:
         ctd.namespaces.delete(other)
     assert other not in ctd.namespaces.list()
