@@ -2,3 +2,7 @@
 
 Nothing in here prints, exits or imports click, except ``ctk_shared.cli``.
 """
+
+from .dataclass_code import install as _install_dataclass_code
+
+_install_dataclass_code()

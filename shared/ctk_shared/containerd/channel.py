@@ -61,9 +61,9 @@ class Connection:
             with self._lock:
                 if self._channel is None:
                     self._check_socket()
-                    import grpc  # here, not at module level: importing the client stays cheap
+                    from . import deferred  # here, not at module level: importing the client stays cheap
 
-                    self._channel = grpc.insecure_channel(f"unix://{self.path}", options=[
+                    self._channel = deferred.grpc().insecure_channel(f"unix://{self.path}", options=[
                         ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
                         ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
                         # containerd's error text travels in a trailer: grpcio's 8-16 KiB default turns a long

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import grpc
+from typing import TYPE_CHECKING
 
 from ..errors import (
     AlreadyExists,
@@ -26,6 +25,13 @@ from ..errors import (
     Unavailable,
 )
 from .address import NOT_RUNNING_HINT, not_running
+
+if TYPE_CHECKING:
+    import grpc
+else:
+    from . import deferred
+
+    grpc = deferred.grpc()
 
 __all__ = ["NOT_RUNNING_HINT", "from_rpc_error", "not_running", "rpc_errors"]
 

@@ -1,0 +1,139 @@
+"""What ctk does to import less per command (issue 20) must not change what the imported code does:
+dataclasses built from the stored table behave as compiled ones, a damaged table is ignored, and the
+modules grpc and protobuf load for nothing are still there for whoever does use them."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ctk_shared import dataclass_code
+
+CLASS_SOURCE = textwrap.dedent("""
+    from dataclasses import dataclass, field
+
+    @dataclass(frozen=True)
+    class Point:
+        x: int
+        y: int = 2
+        tags: tuple[str, ...] = field(default=())
+""")
+
+
+def _define() -> type:
+    namespace: dict[str, object] = {"__name__": "probe_module"}
+    exec(compile(CLASS_SOURCE, "probe", "exec", dont_inherit=True), namespace)  # noqa: S102 -- a fixed class
+    return namespace["Point"]  # type: ignore[return-value]
+
+
+@pytest.fixture
+def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[str]]:
+    """A private table file; the list records every source text compiled while the test runs."""
+    path = tmp_path / "__pycache__" / "dataclass-code.bin"
+    monkeypatch.setattr(dataclass_code, "_PATH", str(path))
+    monkeypatch.setattr(dataclass_code, "_stored", {})
+    monkeypatch.setattr(dataclass_code, "_known", {})
+    monkeypatch.setattr(dataclass_code, "_learned", {})
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    compiled: list[str] = []
+
+    def counting_compile(source: str, filename: str, mode: str):  # type: ignore[no-untyped-def]
+        compiled.append(source)
+        return compile(source, filename, mode)
+
+    monkeypatch.setattr(dataclass_code, "compile", counting_compile, raising=False)
+    return path, compiled
+
+
+def _reload(path: Path) -> None:
+    dataclass_code._known.clear()
+    dataclass_code._stored.clear()
+    dataclass_code._stored.update(dataclass_code._read(str(path)))
+
+
+def test_dataclasses_go_through_the_table() -> None:
+    assert dataclasses.exec is dataclass_code._exec  # type: ignore[attr-defined]  # installed by ctk_shared
+
+
+def test_a_stored_class_compiles_nothing_and_behaves_the_same(table: tuple[Path, list[str]]) -> None:
+    path, compiled = table
+    first = _define()
+    assert len(compiled) >= 5  # __init__, __repr__, __eq__, __hash__, __setattr__, __delattr__
+    dataclass_code._save()
+    assert path.is_file()
+
+    _reload(path)
+    compiled.clear()
+    again = _define()
+    assert compiled == []  # every method came from the table
+    a, b = again(1, tags=("t",)), again(1, 2, ("t",))
+    assert a == b and hash(a) == hash(b) and a != again(3)
+    assert repr(a) == repr(first(1, tags=("t",))) == "Point(x=1, y=2, tags=('t',))"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.x = 5  # type: ignore[misc]
+    assert [f.name for f in dataclasses.fields(again)] == ["x", "y", "tags"]
+    assert dataclasses.replace(a, y=7).y == 7
+
+
+@pytest.mark.parametrize("damage", ["wrong magic", "truncated", "not a table"])
+def test_a_damaged_table_is_ignored(table: tuple[Path, list[str]], damage: str) -> None:
+    path, compiled = table
+    _define()
+    dataclass_code._save()
+    data = path.read_bytes()
+    path.write_bytes({"wrong magic": b"\0\0\0\0" + data[4:], "truncated": data[: len(data) // 2],
+                      "not a table": data[:4] + b"\xe9\x00"}[damage])
+    _reload(path)
+    compiled.clear()
+    Point = _define()
+    assert compiled  # compiled again, as without a table
+    assert Point(1) == Point(1, 2)
+
+
+def test_nothing_is_written_when_python_writes_no_bytecode(table: tuple[Path, list[str]],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _ = table
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    _define()
+    dataclass_code._save()
+    assert not path.exists()
+
+
+def test_grpc_comes_without_asyncio_and_both_still_work_for_who_asks() -> None:
+    code = textwrap.dedent("""
+        import sys
+        from ctk_shared.containerd import deferred
+        grpc = deferred.grpc()
+        assert grpc.insecure_channel and grpc.StatusCode.NOT_FOUND
+        assert 'asyncio' not in sys.modules and 'grpc.aio' not in sys.modules, 'loaded with grpc'
+        assert grpc.aio.AioRpcError.__name__ == 'AioRpcError'  # the stand-in hands over on first use
+        import asyncio
+        assert asyncio.run(asyncio.sleep(0, result=7)) == 7
+        import grpc.aio
+        assert grpc.aio.insecure_channel
+        print('ok')
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == "ok\n", p.stderr
+
+
+def test_protobufs_python_backend_loads_when_used() -> None:
+    code = textwrap.dedent("""
+        import sys
+        import ctk_shared.containerd
+        from google.protobuf import timestamp_pb2
+        ts = timestamp_pb2.Timestamp(seconds=5)
+        assert timestamp_pb2.Timestamp.FromString(ts.SerializeToString()).seconds == 5
+        assert 'google.protobuf.text_format' not in sys.modules, 'loaded for nothing'
+        from google.protobuf import text_format
+        assert text_format.MessageToString(ts).strip() == 'seconds: 5'
+        from google.protobuf.internal import python_message
+        assert python_message.__name__ == 'google.protobuf.internal.python_message'
+        print('ok')
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == "ok\n", p.stderr
