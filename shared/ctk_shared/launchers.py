@@ -65,22 +65,42 @@ class Entry:
 def import_path(packages: tuple[str, ...] = CTK_PACKAGES) -> tuple[str, ...]:
     """The directories a site-less interpreter needs on ``sys.path`` to import ``packages`` and their
     dependencies as this process does: the directory above each package (the checkout's source directories
-    for an editable install, site-packages otherwise), then this interpreter's site-packages. The same answer
-    from a process started with or without ``site``, so a launcher is rewritten only when the install moves."""
+    for an editable install, site-packages otherwise), then the directories this process imports grpc,
+    protobuf and click from, then (when ``site`` ran) this interpreter's site-packages. The same answer from a
+    process started with or without ``site``, and from a launcher's other interpreter (:func:`choose_python`),
+    so a launcher is rewritten only when the install moves."""
     import importlib.util
-    import site  # under -S importing it runs nothing: getsitepackages only joins sys.prefix's paths
 
     paths: list[str] = []
-    for name in packages:
+    for name in (*packages, *COMMON_DEPS):
         try:
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):
             spec = None
-        if spec is None or not spec.origin:
+        if spec is None:
             continue
-        paths.append(str(Path(spec.origin).resolve().parent.parent))
-    paths.extend(p for p in site.getsitepackages() if os.path.isdir(p))
+        if spec.origin and spec.origin not in ("namespace", "built-in", "frozen"):
+            paths.append(str(Path(spec.origin).resolve().parent.parent))
+        elif name in COMMON_DEPS:  # a namespace package (google): every directory it spans
+            paths.extend(str(Path(p).resolve().parent) for p in spec.submodule_search_locations or ())
+    if not sys.flags.no_site:
+        import site
+
+        paths.extend(p for p in site.getsitepackages() if os.path.isdir(p))
     return tuple(dict.fromkeys(paths))
+
+
+def running_interpreter() -> str:
+    """The interpreter to name in a launcher this process writes (the logger's, the hook's): the one running
+    it when this process was started without ``site`` (by a launcher, which may run a faster build of the same
+    Python than ``sys.executable``: :func:`choose_python`), and so has shown that it imports ctk from
+    :func:`import_path`; else ``sys.executable``."""
+    if sys.flags.no_site:
+        try:
+            return os.readlink("/proc/self/exe")
+        except OSError:
+            pass
+    return sys.executable
 
 
 def missing(paths: Sequence[str], names: Iterable[str]) -> list[str]:
@@ -99,9 +119,12 @@ def _stdlib_path() -> list[str]:
 
 
 def render(entry: Entry, paths: Sequence[str], *, flags: str = ISOLATED, python: str | None = None,
-           note: str = "") -> bytes:
+           note: str = "", home: str | None = None) -> bytes:
     """The launcher's text. LauncherError when the interpreter is not an absolute path or the ``#!`` line
-    would be longer than any kernel reads whole."""
+    would be longer than any kernel reads whole. With ``home`` (the installation's own interpreter, when the
+    ``#!`` line names another one) the launched process sees ``home`` as ``sys.executable``, so the children
+    it starts with ``python -m`` (which need ``site`` to find ctk) and the console scripts it looks for beside
+    its interpreter are the installation's, as without a launcher."""
     python = python or sys.executable
     shebang = f"#!{python} {flags}"
     if not os.path.isabs(python) or any(c.isspace() for c in python):
@@ -113,15 +136,75 @@ def render(entry: Entry, paths: Sequence[str], *, flags: str = ISOLATED, python:
     return (f"{shebang}\n{MARKER.decode()}: {entry.module}:{entry.function} without site"
             f"{' (' + note + ')' if note else ''}; see ctk_shared.launchers\n"
             f"import sys\nsys.path.extend({list(paths)!r})\n"
-            f"from {entry.module} import {entry.function}\nsys.exit({call})\n").encode()
+            + (f"sys.executable = {home!r}\n" if home and home != python else "")
+            + f"from {entry.module} import {entry.function}\nsys.exit({call})\n").encode()
 
 
-def text_for(entry: Entry, *, flags: str = ISOLATED, needs: Iterable[str] = COMMON_DEPS, note: str = "") -> bytes:
+def text_for(entry: Entry, *, flags: str = ISOLATED, needs: Iterable[str] = COMMON_DEPS, note: str = "",
+             python: str | None = None) -> bytes:
     """:func:`render` for this installation, after checking that the entry's package and ``needs`` import
     from the computed path (LauncherError naming what is missing otherwise)."""
     paths = import_path()
     check_importable(paths, entry, needs)
-    return render(entry, paths, flags=flags, note=note)
+    return render(entry, paths, flags=flags, note=note, python=python, home=sys.executable)
+
+
+def _probe_cpu(python: str, probe: str, runs: int) -> float | None:
+    """The least CPU seconds of ``runs`` runs of ``python -S -P -c probe``; None if any run fails."""
+    import resource
+    import subprocess
+
+    best = None
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            p = subprocess.run([python, *_flags_argv(COMMAND), "-c", probe], capture_output=True, timeout=60,
+                               check=False, env={**os.environ, "PYTHONPATH": ""})
+        except (OSError, subprocess.SubprocessError):
+            return None
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if p.returncode != 0:
+            return None
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        best = cpu if best is None else min(best, cpu)
+    return best
+
+
+def choose_python(probe: str, home: str | None = None, *, runs: int = 3,
+                  candidates: Sequence[str] | None = None) -> str:
+    """The interpreter for the user's launchers: ``home`` (the installation's, ``sys.executable``), or another
+    build of the same Python on this machine (``/usr/bin/pythonX.Y``, ``/usr/local/bin/pythonX.Y``) that runs
+    ``probe`` (a launcher's imports, from the installation's own site-packages) with clearly less CPU.
+
+    Why: a CPython built without profile-guided optimisation (pyenv's default build, as here) spends ~15-40%
+    more CPU on the same imports than Debian's PGO/LTO build of the same version, and a ctk command is mostly
+    imports (issue 20: ``ctk-run --rm`` 0.176 s of CPU vs 0.153 s). Same ``X.Y`` means the same bytecode
+    magic and extension ABI, and the probe proves that grpc's and protobuf's compiled modules load in it.
+    Only the launched command runs there; ``home`` stays its ``sys.executable`` (:func:`render`)."""
+    home = home or sys.executable
+    tag = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    check = f"import sys\nassert sys.implementation.cache_tag == {sys.implementation.cache_tag!r}\n"
+    # and the compiled parts of what every command loads: grpc's core and protobuf's backend
+    probe += "\nimport grpc\nfrom google.protobuf import descriptor_pb2\n"
+    seen = {os.path.realpath(home)}
+    others = []
+    for cand in candidates if candidates is not None else [os.path.join(d, tag) for d in ("/usr/bin", "/usr/local/bin")]:
+        real = os.path.realpath(cand)
+        if real in seen or not os.access(cand, os.X_OK) or is_launcher(cand):
+            continue
+        seen.add(real)
+        others.append(cand)
+    if not others:
+        return home
+    base = _probe_cpu(home, check + probe, runs)
+    if base is None:
+        return home
+    best, best_cpu = home, base
+    for cand in others:
+        cpu = _probe_cpu(cand, check + probe, runs)
+        if cpu is not None and cpu < 0.9 * best_cpu:
+            best, best_cpu = cand, cpu
+    return best
 
 
 def check_importable(paths: Sequence[str], entry: Entry, needs: Iterable[str] = COMMON_DEPS) -> None:
@@ -162,7 +245,8 @@ def ensure(target: str | os.PathLike[str], entry: Entry, *, flags: str = ISOLATE
     target = os.path.abspath(target)
     try:
         paths = import_path()
-        text = render(entry, paths, flags=flags, note=note)
+        text = render(entry, paths, flags=flags, note=note, python=running_interpreter(),
+                      home=sys.executable)
         if is_current(target, text):
             return target
         check_importable(paths, entry, needs)  # only before a write: the common call stays one read
@@ -199,8 +283,10 @@ def console_scripts(dist: str = "ctk") -> dict[str, Entry]:
     return found
 
 
-def install(dest: str, names: Iterable[str] | None = None, *, check: bool = True) -> dict[str, str]:
-    """Install the console scripts (all, or ``names``) as ``-S -P`` launchers in ``dest``. Per command the
+def install(dest: str, names: Iterable[str] | None = None, *, check: bool = True,
+            python: str | None = None) -> dict[str, str]:
+    """Install the console scripts (all, or ``names``) as ``-S -P`` launchers in ``dest``, run by ``python`` or
+    by :func:`choose_python`'s pick (``CTK_LAUNCHER_PYTHON`` names one: ``home`` for this interpreter). Per command the
     outcome: ``unchanged``, ``written``, ``kept`` (a file there that is neither a link nor a launcher: left
     alone, as setup's links always did) or ``failed: why`` (the caller links the console script instead). A
     new text is checked before it replaces anything: its interpreter must import the entry's module from the
@@ -209,6 +295,15 @@ def install(dest: str, names: Iterable[str] | None = None, *, check: bool = True
 
     scripts = console_scripts()
     os.makedirs(dest, exist_ok=True)
+    python = python or os.environ.get("CTK_LAUNCHER_PYTHON") or None
+    if python == "home":
+        python = sys.executable
+    if python is None and "ctk-run" in scripts:
+        try:
+            sample = text_for(scripts["ctk-run"], flags=COMMAND)
+            python = choose_python(_probe_of(sample).decode())
+        except LauncherError:
+            python = None
     out: dict[str, str] = {}
     for name in (list(names) if names is not None else sorted(scripts)):
         target = os.path.join(dest, name)
@@ -220,7 +315,7 @@ def install(dest: str, names: Iterable[str] | None = None, *, check: bool = True
             out[name] = "kept"
             continue
         try:
-            text = text_for(entry, flags=COMMAND, note=name)
+            text = text_for(entry, flags=COMMAND, note=name, python=python)
         except LauncherError as e:
             out[name] = f"failed: {e}"
             continue
@@ -228,9 +323,9 @@ def install(dest: str, names: Iterable[str] | None = None, *, check: bool = True
             out[name] = "unchanged"
             continue
         if check:
-            probe = b"\n".join(text.split(b"\n")[2:-2])  # the launcher minus its #!, marker and call
-            p = subprocess.run([sys.executable, *_flags_argv(COMMAND), "-c", probe.decode()], capture_output=True,
-                               text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": ""})
+            p = subprocess.run([python or sys.executable, *_flags_argv(COMMAND), "-c", _probe_of(text).decode()],
+                               capture_output=True, text=True, timeout=60, check=False,
+                               env={**os.environ, "PYTHONPATH": ""})
             if p.returncode != 0:
                 last = (p.stderr.strip().splitlines() or ["?"])[-1]
                 out[name] = f"failed: the launcher cannot import {entry.module}: {last}"
@@ -244,6 +339,11 @@ def install(dest: str, names: Iterable[str] | None = None, *, check: bool = True
             continue
         out[name] = "written"
     return out
+
+
+def _probe_of(text: bytes) -> bytes:
+    """A launcher's imports without its call: everything between the marker line and ``sys.exit``."""
+    return b"\n".join(text.split(b"\n")[2:-2])
 
 
 def _flags_argv(flags: str) -> list[str]:

@@ -40,8 +40,44 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_console_script_becomes_a_launcher(installed: Path) -> None:
     names = {p.name for p in installed.iterdir()}
     assert {"ctk-pull", "ctk-run", "ctk-net", "ctk-build", "ctk-crypt", "ctk-run-logger"} <= names
-    first = (installed / "ctk-run").read_bytes().split(b"\n")[0]
-    assert first == f"#!{sys.executable} -SP".encode()
+    lines = (installed / "ctk-run").read_bytes().split(b"\n")
+    python = lines[0][2:].split(b" ")[0].decode()
+    assert lines[0] == f"#!{python} -SP".encode()
+    if python != sys.executable:  # a faster build of this Python (choose_python): children keep the install's
+        assert f"sys.executable = {sys.executable!r}".encode() in lines
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_the_launchers_python_is_the_installs_unless_another_build_is_clearly_cheaper(tmp_path: Path) -> None:
+    """A candidate that fails the probe, costs more CPU, or is this very interpreter under another name is
+    never picked; a cheaper one that passes is."""
+    probe = f"import sys\nsys.path.extend({list(launchers.import_path())!r})\nimport click\n"
+    failing = _script(tmp_path / "failing", "exit 3")
+    burning = _script(tmp_path / "burning", f'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec {sys.executable} "$@"')
+    alias = tmp_path / "alias"
+    alias.symlink_to(sys.executable)
+    assert launchers.choose_python(probe, candidates=[failing, burning, str(alias)]) == sys.executable
+    # the other way round: from an expensive "home", the plain interpreter is the cheaper build
+    assert launchers.choose_python(probe, home=burning, candidates=[sys.executable]) == sys.executable
+
+
+def test_a_command_run_by_another_build_starts_its_children_with_the_installs_python(tmp_path: Path) -> None:
+    """What the launched process sees: the install's interpreter as sys.executable (for ``python -m`` children
+    and the scripts beside it), the running one for the launchers it writes itself (logger, hook)."""
+    other = tmp_path / "other-python"
+    other.symlink_to(sys.executable)  # same binary, another path: stands in for /usr/bin/pythonX.Y
+    text = launchers.render(Entry("ctk_shared.launchers", "running_interpreter"), launchers.import_path(),
+                            flags=launchers.COMMAND, python=str(other), home=sys.executable)
+    body = launchers._probe_of(text).decode() + (
+        "\nimport os\nprint(sys.executable, os.path.realpath(running_interpreter()) == os.path.realpath(os.readlink('/proc/self/exe')))")
+    r = _run([str(other), "-SP", "-c", body])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [sys.executable, "True"]
 
 
 @pytest.mark.parametrize("name", ["ctk-pull", "ctk-run", "ctk-net", "ctk-build", "ctk-crypt"])
