@@ -10,10 +10,12 @@ the source text up in a table of code objects compiled from exactly that text, a
 whatever is not there. A hit runs the same code a compile would have produced, so behaviour cannot differ;
 a changed class has a different text and simply misses.
 
-The table lives where Python keeps its own bytecode, ``ctk_shared/__pycache__``, with the interpreter's
-magic number in front (another Python ignores it), is written the way ``.pyc`` files are (only when
-``sys.dont_write_bytecode`` is off, atomically, silently skipped where the directory is read-only), and
-is trusted exactly as far as the ``.pyc`` files beside it. ``scripts/setup`` fills it by importing every
+The tables live where Python keeps its own bytecode, one file per module that defines dataclasses in
+``ctk_shared/__pycache__/dataclass-code/`` (a process reads only the modules it imports), each with the
+interpreter's magic number in front (another Python ignores it), written the way ``.pyc`` files are (only
+when ``sys.dont_write_bytecode`` is off, atomically, silently skipped where the directory is read-only), and
+trusted exactly as far as the ``.pyc`` files beside them (a file that another user, a group or everyone
+may write is ignored). ``scripts/setup`` fills it by importing every
 module once (``ctk_shared.dataclass_code.warm``); a process that meets new texts adds them at exit.
 """
 from __future__ import annotations
@@ -26,17 +28,27 @@ import types
 from importlib.util import MAGIC_NUMBER as _MAGIC
 from typing import Any
 
-_PATH = os.path.join(os.path.dirname(__file__), "__pycache__", f"dataclass-code.{sys.implementation.cache_tag}.bin")
-_MAX_BYTES = 16 << 20  # a table far beyond any real one is not read
+_DIR = os.path.join(os.path.dirname(__file__), "__pycache__", "dataclass-code")
+_SUFFIX = f".{sys.implementation.cache_tag}.bin"
+_MAX_BYTES = 4 << 20  # a table far beyond any real module's is not read
 
 Table = dict[str, types.CodeType]  # source text -> its code, for the dataclasses of one module
-_stored: dict[str, bytes] = {}  # module -> its marshalled Table, decoded on the module's first class
 _known: dict[str, Table] = {}
 _learned: dict[str, Table] = {}
 
 
-def _read(path: str) -> dict[str, bytes]:
-    """The stored tables; empty unless the file is a regular one that only its owner (root or us) can write."""
+def _path(module: str) -> str | None:
+    if not module or module.startswith(".") or "/" in module or "\0" in module or len(module) > 200:
+        return None
+    return os.path.join(_DIR, module + _SUFFIX)
+
+
+def _read(module: str) -> Table:
+    """The stored table of ``module``; empty unless its file is a regular one that only its owner (root or
+    this user) can write, with this interpreter's magic number, holding source texts and code objects."""
+    path = _path(module)
+    if path is None:
+        return {}
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
@@ -48,18 +60,8 @@ def _read(path: str) -> dict[str, bytes]:
                 return {}
             if f.read(len(_MAGIC)) != _MAGIC:
                 return {}
-            stored = marshal.loads(f.read(_MAX_BYTES))
+            table = marshal.loads(f.read(_MAX_BYTES))
     except (OSError, ValueError, EOFError, TypeError):
-        return {}
-    if not isinstance(stored, dict):
-        return {}
-    return {k: v for k, v in stored.items() if isinstance(k, str) and isinstance(v, bytes)}
-
-
-def _decode(blob: bytes) -> Table:
-    try:
-        table = marshal.loads(blob)
-    except (ValueError, EOFError, TypeError):
         return {}
     if not isinstance(table, dict):
         return {}
@@ -69,8 +71,7 @@ def _decode(blob: bytes) -> Table:
 def _table(module: str) -> Table:
     table = _known.get(module)
     if table is None:
-        blob = _stored.pop(module, None)
-        table = _known[module] = _decode(blob) if blob is not None else {}
+        table = _known[module] = _read(module)
     return table
 
 
@@ -87,33 +88,34 @@ def _exec(source: Any, globals_: dict[str, Any] | None = None, locals_: dict[str
     exec(code, globals_, locals_)
 
 
-def _save(tables: dict[str, Table] | None = None) -> None:
-    """Add what this process compiled to the table on disk (``tables``: write exactly those instead)."""
-    if tables is None:
-        if not _learned or sys.dont_write_bytecode:
-            return
-        on_disk = _read(_PATH)
-        for module, learned in _learned.items():
-            on_disk[module] = marshal.dumps({**_decode(on_disk.get(module, b"")), **learned})
-    else:
-        on_disk = {module: marshal.dumps(table) for module, table in tables.items() if table}
+def _write(module: str, table: Table) -> None:
+    path = _path(module)
+    if path is None or not table:
+        return
     try:
         from .outputs import write_owned
 
-        os.makedirs(os.path.dirname(_PATH), exist_ok=True)
-        write_owned(_PATH, _MAGIC + marshal.dumps(on_disk), mode=0o644)
+        os.makedirs(_DIR, exist_ok=True)
+        write_owned(path, _MAGIC + marshal.dumps(table), mode=0o644)
     except Exception:  # noqa: BLE001 -- a read-only install, or a name taken by something else: run uncached
         pass
+
+
+def _save() -> None:
+    """Add what this process compiled to the tables on disk (at exit, as Python writes ``.pyc`` files)."""
+    if sys.dont_write_bytecode:
+        return
+    for module, learned in _learned.items():
+        _write(module, {**_read(module), **learned})
     _learned.clear()
 
 
 def install() -> None:
-    """Route ``dataclasses``' compiles through the table; idempotent."""
+    """Route ``dataclasses``' compiles through the tables; idempotent."""
     import dataclasses
 
     if getattr(dataclasses, "exec", None) is _exec:
         return
-    _stored.update(_read(_PATH))
     dataclasses.exec = _exec  # type: ignore[attr-defined]  # a module global that shadows the builtin there
     import atexit
 
@@ -121,13 +123,15 @@ def install() -> None:
 
 
 def warm() -> None:
-    """Import every ctk module, so that the table holds every dataclass of the install."""
+    """Import every ctk module, so that the tables hold every dataclass of the install (``scripts/setup``)."""
     import importlib
     import pkgutil
+    import shutil
 
     install()
-    _stored.clear()  # start from nothing, so texts of classes that changed since are dropped
+    shutil.rmtree(_DIR, ignore_errors=True)  # from nothing: texts of classes that changed since are dropped
     _known.clear()
+    _learned.clear()
     for top in ("ctk_shared", "ctk_pull", "ctk_run", "ctk_net", "ctk_build", "ctk_crypt"):
         try:
             pkg = importlib.import_module(top)
@@ -140,5 +144,7 @@ def warm() -> None:
                 importlib.import_module(info.name)
             except Exception:  # noqa: BLE001 -- an optional extra not installed: its classes stay uncached
                 continue
-    _save(_known)
-    print(f"{sum(map(len, _known.values()))} dataclass methods of {len(_known)} modules compiled into {_PATH}")
+    for module, table in _known.items():
+        _write(module, table)
+    _learned.clear()
+    print(f"{sum(map(len, _known.values()))} dataclass methods of {len(_known)} modules compiled into {_DIR}")

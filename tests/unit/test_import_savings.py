@@ -7,6 +7,7 @@ import dataclasses
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -25,17 +26,22 @@ CLASS_SOURCE = textwrap.dedent("""
 
 
 def _define() -> type:
-    namespace: dict[str, object] = {"__name__": "probe_module"}
-    exec(compile(CLASS_SOURCE, "probe", "exec", dont_inherit=True), namespace)  # noqa: S102 -- a fixed class
-    return namespace["Point"]  # type: ignore[return-value]
+    """Point, defined anew in the module ``probe_module`` (as an import of that module would)."""
+    module = types.ModuleType("probe_module")
+    sys.modules["probe_module"] = module  # dataclasses reads the module's globals from here
+    try:
+        exec(compile(CLASS_SOURCE, "probe", "exec", dont_inherit=True), module.__dict__)  # noqa: S102
+    finally:
+        del sys.modules["probe_module"]
+    return module.Point  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[str]]:
-    """A private table file; the list records every source text compiled while the test runs."""
-    path = tmp_path / "__pycache__" / "dataclass-code.bin"
-    monkeypatch.setattr(dataclass_code, "_PATH", str(path))
-    monkeypatch.setattr(dataclass_code, "_stored", {})
+    """A private table directory (the path of probe_module's file); the list records every source text
+    compiled while the test runs."""
+    monkeypatch.setattr(dataclass_code, "_DIR", str(tmp_path / "dataclass-code"))
+    path = Path(dataclass_code._path("probe_module") or "")
     monkeypatch.setattr(dataclass_code, "_known", {})
     monkeypatch.setattr(dataclass_code, "_learned", {})
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
@@ -49,10 +55,9 @@ def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[s
     return path, compiled
 
 
-def _reload(path: Path) -> None:
+def _reload() -> None:
+    """As a new process would start: nothing known until a module defines its first class."""
     dataclass_code._known.clear()
-    dataclass_code._stored.clear()
-    dataclass_code._stored.update(dataclass_code._read(str(path)))
 
 
 def test_dataclasses_go_through_the_table() -> None:
@@ -66,7 +71,7 @@ def test_a_stored_class_compiles_nothing_and_behaves_the_same(table: tuple[Path,
     dataclass_code._save()
     assert path.is_file()
 
-    _reload(path)
+    _reload()
     compiled.clear()
     again = _define()
     assert compiled == []  # every method came from the table
@@ -87,7 +92,7 @@ def test_a_damaged_table_is_ignored(table: tuple[Path, list[str]], damage: str) 
     data = path.read_bytes()
     path.write_bytes({"wrong magic": b"\0\0\0\0" + data[4:], "truncated": data[: len(data) // 2],
                       "not a table": data[:4] + b"\xe9\x00"}[damage])
-    _reload(path)
+    _reload()
     compiled.clear()
     Point = _define()
     assert compiled  # compiled again, as without a table
