@@ -131,13 +131,19 @@ def _measure(runs: int, base: Path, daemon, reg, env: dict[str, str], which: str
     if log.exists():
         by_phase: dict[str, list[float]] = {}
         rss: dict[str, list[float]] = {}
+        plugins: dict[str, list[float]] = {}
         for line in log.read_text().splitlines():
             phase, _, secs, *more = line.split()
             by_phase.setdefault(phase, []).append(float(secs.rstrip("s")))
             for field in more:  # maxrss=KiB (the hook's peak RSS, its CNI plugins not included)
                 if field.startswith("maxrss="):
                     rss.setdefault(phase, []).append(int(field.split("=", 1)[1]) / 1024)
+                elif field.startswith(("ADD:", "DEL:")) and "=" in field:  # one CNI plugin's run, seconds
+                    name, _, took = field.partition("=")
+                    plugins.setdefault(name.replace(":", " "), []).append(float(took))
         report["hook_in_process_median_s"] = {k: round(statistics.median(v), 4) for k, v in by_phase.items()}
+        if plugins:
+            report["cni_plugin_median_s"] = {k: round(statistics.median(v), 4) for k, v in sorted(plugins.items())}
         if rss:
             report["hook_peak_rss_mib"] = {k: {"median": round(statistics.median(v), 1), "max": round(max(v), 1)}
                                            for k, v in rss.items()}

@@ -60,7 +60,8 @@ def main(gopts: GlobalOptions, phase: str) -> int:
             import resource
 
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB: the bench reports the hook's memory
-            log.write(f"{phase} {hook.id[:12]} {time.monotonic() - t0:.3f}s maxrss={peak}\n")
+            plugins = " ".join(f"{name.replace(' ', ':')}={secs:.3f}" for name, secs in hook.runtime.timings)
+            log.write(f"{phase} {hook.id[:12]} {time.monotonic() - t0:.3f}s maxrss={peak} {plugins}\n")
     return 0
 
 
