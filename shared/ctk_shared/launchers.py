@@ -170,8 +170,8 @@ def _probe_cpu(python: str, probe: str, runs: int) -> float | None:
     return best
 
 
-def choose_python(probe: str, home: str | None = None, *, runs: int = 3,
-                  candidates: Sequence[str] | None = None) -> str:
+def choose_python(probe: str, home: str | None = None, *, runs: int = 5,
+                  candidates: Sequence[str] | None = None, current: str | None = None) -> str:
     """The interpreter for the user's launchers: ``home`` (the installation's, ``sys.executable``), or another
     build of the same Python on this machine (``/usr/bin/pythonX.Y``, ``/usr/local/bin/pythonX.Y``) that runs
     ``probe`` (a launcher's imports, from the installation's own site-packages) with clearly less CPU.
@@ -180,7 +180,9 @@ def choose_python(probe: str, home: str | None = None, *, runs: int = 3,
     more CPU on the same imports than Debian's PGO/LTO build of the same version, and a ctk command is mostly
     imports (issue 20: ``ctk-run --rm`` 0.176 s of CPU vs 0.153 s). Same ``X.Y`` means the same bytecode
     magic and extension ABI, and the probe proves that grpc's and protobuf's compiled modules load in it.
-    Only the launched command runs there; ``home`` stays its ``sys.executable`` (:func:`render`)."""
+    Only the launched command runs there; ``home`` stays its ``sys.executable`` (:func:`render`).
+    ``current``: the interpreter the launchers name now; it stays unless another one is clearly cheaper than
+    it too, so that running setup again does not flip the launchers on timing noise."""
     home = home or sys.executable
     tag = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     check = f"import sys\nassert sys.implementation.cache_tag == {sys.implementation.cache_tag!r}\n"
@@ -199,11 +201,17 @@ def choose_python(probe: str, home: str | None = None, *, runs: int = 3,
     base = _probe_cpu(home, check + probe, runs)
     if base is None:
         return home
-    best, best_cpu = home, base
+    costs = {home: base}
     for cand in others:
         cpu = _probe_cpu(cand, check + probe, runs)
-        if cpu is not None and cpu < 0.9 * best_cpu:
-            best, best_cpu = cand, cpu
+        if cpu is not None:
+            costs[cand] = cpu
+    best = home
+    for cand, cpu in costs.items():
+        if cpu < 0.9 * costs[best]:
+            best = cand
+    if current is not None and current in costs and costs[best] >= 0.9 * costs[current]:
+        return current
     return best
 
 
@@ -220,6 +228,18 @@ def is_current(target: str | os.PathLike[str], text: bytes) -> bool:
             return f.read(len(text) + 1) == text and os.access(target, os.X_OK)
     except OSError:
         return False
+
+
+def interpreter_of(target: str | os.PathLike[str]) -> str | None:
+    """The interpreter on the ``#!`` line of the launcher at ``target``; None when it is not one of ours."""
+    if not is_launcher(target):
+        return None
+    try:
+        with open(target, "rb") as f:
+            first = f.readline(MAX_SHEBANG + 2).decode("utf-8", "replace")
+    except OSError:
+        return None
+    return first[2:].split()[0] if first.startswith("#!") and len(first) > 2 else None
 
 
 def is_launcher(target: str | os.PathLike[str]) -> bool:
@@ -301,7 +321,7 @@ def install(dest: str, names: Iterable[str] | None = None, *, check: bool = True
     if python is None and "ctk-run" in scripts:
         try:
             sample = text_for(scripts["ctk-run"], flags=COMMAND)
-            python = choose_python(_probe_of(sample).decode())
+            python = choose_python(_probe_of(sample).decode(), current=interpreter_of(os.path.join(dest, "ctk-run")))
         except LauncherError:
             python = None
     out: dict[str, str] = {}

@@ -64,6 +64,9 @@ def test_the_launchers_python_is_the_installs_unless_another_build_is_clearly_ch
     assert launchers.choose_python(probe, candidates=[failing, burning, str(alias)]) == sys.executable
     # the other way round: from an expensive "home", the plain interpreter is the cheaper build
     assert launchers.choose_python(probe, home=burning, candidates=[sys.executable]) == sys.executable
+    # the one the launchers name now stays unless another is clearly cheaper than it too: no flip on noise
+    assert launchers.choose_python(probe, candidates=[str(alias)], current=sys.executable) == sys.executable
+    assert launchers.choose_python(probe, home=burning, candidates=[sys.executable], current=burning) == sys.executable
 
 
 def test_a_command_run_by_another_build_starts_its_children_with_the_installs_python(tmp_path: Path) -> None:
@@ -118,13 +121,14 @@ def test_pythonpath_still_comes_first(installed: Path, tmp_path: Path) -> None:
 
 def test_install_is_idempotent_and_leaves_foreign_files(installed: Path, tmp_path: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in installed.iterdir()}
-    again = launchers.install(str(installed))
+    # the interpreter named as the first install chose it (which one wins is a timing: choose_python's test)
+    again = launchers.install(str(installed), python=launchers.interpreter_of(installed / "ctk-run"))
     assert set(again.values()) == {"unchanged"}
     assert {p.name: p.stat().st_mtime_ns for p in installed.iterdir()} == before
 
     (tmp_path / "ctk-run").write_text("#!/bin/sh\necho mine\n")
     (tmp_path / "ctk-pull").symlink_to(CONSOLE_BIN / "ctk-pull")  # what setup linked before
-    out = launchers.install(str(tmp_path), ["ctk-run", "ctk-pull"])
+    out = launchers.install(str(tmp_path), ["ctk-run", "ctk-pull"], python=sys.executable)
     assert out == {"ctk-run": "kept", "ctk-pull": "written"}
     assert (tmp_path / "ctk-run").read_text() == "#!/bin/sh\necho mine\n"
     assert not (tmp_path / "ctk-pull").is_symlink() and launchers.is_launcher(tmp_path / "ctk-pull")
