@@ -53,6 +53,8 @@ def make_layer(client: Client, snapshotter: str, parent_chain: str, change: Call
     sn = client.snapshots(snapshotter)
     key = new_key("step")
     mounts = sn.prepare(key, parent_chain)
+    from .runner import settle
+
     try:
         change(mounts, key)
         from . import upperdiff
@@ -62,16 +64,20 @@ def make_layer(client: Client, snapshotter: str, parent_chain: str, change: Call
             desc, diff_id = upperdiff.write_layer(client, upper, f"ctk-build-diff-{key}", compression,
                                                   source_date_epoch)
         else:
+            settle(key)  # containerd mounts the snapshot to diff it: never while a step's overlay still has it
             desc, diff_id = diff_snapshot(client, snapshotter, parent_chain, mounts, key, compression)
             if source_date_epoch is not None:
                 desc, diff_id = normalize_layer(client, desc, source_date_epoch, compression)
         chain_id = oci.chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
+        settle(key)  # a RUN's step container is deleted while its layer was written: its rootfs unmounted now
         try:
             sn.commit(chain_id, key, {L.SNAPSHOT_REF: chain_id})
         except AlreadyExists:
             _remove(sn, key)  # the same layer on the same parent exists already (an identical earlier build)
         return Layer(desc, diff_id, chain_id)
     except BaseException:
+        with contextlib.suppress(Exception):
+            settle(key)  # its error, if any, is not the one to report
         _remove(sn, key)
         raise
 

@@ -168,7 +168,7 @@ def _run_in(sc: StageContext, ins: Command, mounts: list[Mount], skey: str, args
             vertex = sc.vertex
             run_step(b.client, b.sn_name, skey, mounts, proc, b.fifo_dir,
                      lambda data: b.progress.output(vertex, data), b.tasks,
-                     stepnet.container_labels(network), exited)
+                     stepnet.container_labels(network), exited, defer_delete=True)  # settled by make_layer
         except StepFailed as e:
             raise StepFailed(f"{b.df.filename}:{ins.line}: {as_written(ins.node)}: "
                              f"exit code {e.exit_status}", e.exit_status, e.tail) from None
