@@ -111,15 +111,57 @@ def _save() -> None:
 
 
 def install() -> None:
-    """Route ``dataclasses``' compiles through the tables; idempotent."""
-    import dataclasses
+    """Route ``dataclasses``' compiles through the tables, now if ``dataclasses`` is loaded, else as soon as it
+    is (a process that defines no dataclass, such as the logger, never loads it and its ``inspect``: ~4 MiB of
+    a long-lived process's memory); idempotent."""
+    module = sys.modules.get("dataclasses")
+    if module is not None:
+        _patch(module)
+    elif _WhenImported not in sys.meta_path:
+        sys.meta_path.insert(0, _WhenImported)  # a finder class with static methods
 
+
+def _patch(dataclasses: types.ModuleType) -> None:
     if getattr(dataclasses, "exec", None) is _exec:
         return
-    dataclasses.exec = _exec  # type: ignore[attr-defined]  # a module global that shadows the builtin there
+    setattr(dataclasses, "exec", _exec)  # noqa: B010 -- a module global that shadows the builtin there
     import atexit
 
     atexit.register(_save)
+
+
+class _WhenImported:
+    """A one-shot import hook: finds ``dataclasses`` with the finders after it, and patches it once loaded."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "dataclasses":
+            return None
+        try:
+            sys.meta_path.remove(_WhenImported)
+        except ValueError:
+            pass
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                spec.loader = _PatchAfterLoad(spec.loader)
+                return spec
+        return None
+
+
+class _PatchAfterLoad:
+    """The loader of ``dataclasses``, then :func:`_patch` on the fresh module."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self.loader.exec_module(module)
+        _patch(module)
 
 
 def warm() -> None:

@@ -142,3 +142,27 @@ def test_protobufs_python_backend_loads_when_used() -> None:
     """)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout == "ok\n", p.stderr
+
+
+def test_a_process_without_dataclasses_never_loads_them_and_one_that_does_gets_the_table() -> None:
+    """The logger defines no dataclass: importing ctk_shared must not load dataclasses (and inspect, ~4 MiB
+    of every container's logger); the first import of dataclasses afterwards is routed through the table."""
+    code = textwrap.dedent("""
+        import sys
+        import ctk_shared
+        assert 'dataclasses' not in sys.modules and 'inspect' not in sys.modules, 'loaded by ctk_shared'
+        import dataclasses
+        from ctk_shared import dataclass_code
+        assert dataclasses.exec is dataclass_code._exec
+        assert dataclass_code._WhenImported not in sys.meta_path  # one-shot
+        @dataclasses.dataclass(frozen=True)
+        class P:
+            x: int
+        assert P(1) == P(1) and repr(P(2)) == 'P(x=2)'
+        print('ok')
+    """)
+    from ctk_shared.launchers import import_path
+
+    p = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.extend({list(import_path())!r})\n" + code],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == "ok\n", p.stderr
