@@ -5,7 +5,7 @@ reachable through GC labels. Unpacking turns layers into committed snapshots nam
 """
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -198,7 +198,7 @@ class Unpacker:
         :meth:`apply_prepared` once the blob is stored."""
         chain_id = self.chain[i]
         parent = self.chain[i - 1] if i else ""
-        key = f"extract-{time.time_ns()}-{secrets.token_hex(6)} {chain_id}"
+        key = f"extract-{time.time_ns()}-{os.urandom(6).hex()} {chain_id}"
         snap_labels = {k: v for k, v in layer.annotations.items() if k.startswith(L.SNAPSHOT_LABEL_PREFIX)}
         snap_labels.update(extra_labels or {})
         snap_labels[L.SNAPSHOT_REF] = chain_id

@@ -12,8 +12,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,8 @@ def ctk_net_executable(hint: str = "pip install ./tools/net (or use --network no
     here = Path(sys.executable).parent / "ctk-net"
     if here.is_file() and os.access(here, os.X_OK):
         return str(here)
+    import shutil
+
     found = shutil.which("ctk-net")
     if not found:
         raise UsageError("bridge and user networks need ctk-net, which is not installed", hint=hint)
@@ -56,6 +56,8 @@ def resolve(gopts: GlobalOptions, names: list[str], need_gateway: bool) -> list[
     per run); anything else asks ``ctk-net ensure``, which also creates the default network on first use."""
     if not need_gateway and all((Path(gopts.cni_netconfpath) / SL.conflist_name(n)).is_file() for n in names):
         return [NetworkInfo(n) for n in names]
+    import subprocess
+
     exe = ctk_net_executable()
     p = subprocess.run([exe, *_global_args(gopts), "ensure", *names], capture_output=True, text=True,
                        env=_hook_env(), check=False)

@@ -19,8 +19,6 @@ import contextlib
 import errno
 import os
 import select
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -69,7 +67,7 @@ class FifoSet:
         self.stdout_fd: int | None = None
         self.stderr_fd: int | None = None
         os.makedirs(base_dir, mode=0o700, exist_ok=True)
-        self.dir: str | None = tempfile.mkdtemp(dir=base_dir)
+        self.dir: str | None = _private_dir(base_dir)
         try:
             self.stdin_path = os.path.join(self.dir, f"{id}-stdin") if stdin else ""
             self.stdout_path = os.path.join(self.dir, f"{id}-stdout")
@@ -136,7 +134,7 @@ class FifoSet:
                     os.close(fd)
         d, self.dir = self.dir, None
         if d:
-            shutil.rmtree(d, ignore_errors=True)
+            _remove_dir(d)
 
     def __enter__(self) -> Self:
         return self
@@ -235,3 +233,27 @@ def _drain(fd: int, writers: dict[int, Callable[[bytes], None]], poller: select.
         writers[fd](data)
         if len(data) < CHUNK:
             return got  # most likely empty now; the next poll says whether more came meanwhile
+
+
+def _private_dir(base_dir: str) -> str:
+    """A new directory only we can use under ``base_dir`` (``tempfile.mkdtemp``'s promise, without its import
+    and its ``random``: a run's FIFOs are made on every foreground run)."""
+    while True:
+        path = os.path.join(base_dir, f"tmp{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _remove_dir(path: str) -> None:
+    """Remove the FIFO directory: its few entries, then itself; anything else there falls back to rmtree."""
+    try:
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        os.rmdir(path)
+    except OSError:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)

@@ -326,7 +326,10 @@ def test_sysctls():
 
 
 def test_host_network_shares_the_netns_and_the_hostname(monkeypatch):
-    monkeypatch.setattr(S.socket, "gethostname", lambda: "the-host")
+    import os
+
+    real = os.uname()
+    monkeypatch.setattr(S.os, "uname", lambda: os.uname_result((*real[:1], "the-host", *real[2:])))
     spec = build(network="host")
     assert "network" not in {n["type"] for n in spec["linux"]["namespaces"]}
     assert spec["hostname"] == "the-host"

@@ -3,8 +3,6 @@ container record with its snapshot — all or nothing (a lease holds the snapsho
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import sys
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -129,7 +127,7 @@ def _image_view(client: Client, img: LocalImage, snapshotter: str) -> Callable[[
             return
         with client.lease_scope(labels=createguard.LEASE_LABELS) as leased:
             sn = leased.snapshots(snapshotter)
-            key = f"ctk-copyup-{secrets.token_hex(6)}"
+            key = f"ctk-copyup-{os.urandom(6).hex()}"
             try:
                 yield sn.view(key, img.chain_ids[-1])
             finally:
@@ -430,7 +428,7 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
         state.validate_name(opts.name)
     plan = _plan_network(client, gopts, opts, img)
     join = plan.join
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()  # secrets.token_hex's own source, without importing it
     hostname = opts.spec.hostname or (join.hostname if join and join.hostname else cid[:12])
     cdir = state.container_dir(gopts.data_root, client.namespace, cid)
     new_anon: list[Any] = []
@@ -453,6 +451,8 @@ def create(client: Client, gopts: GlobalOptions, opts: CreateOptions, progress: 
         created_here(c.id, rootfs)
         return c
     except BaseException:
+        import shutil
+
         shutil.rmtree(cdir, ignore_errors=True)
         from .volumes import discard
 

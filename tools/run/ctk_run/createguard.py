@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,6 +122,8 @@ def _remove_unless_recorded(client: Client, cdir: Path) -> bool:
     try:
         client.containers.get(cdir.name)
     except NotFound:
+        import shutil
+
         shutil.rmtree(cdir, ignore_errors=True)
         return False
     except CtkError:

@@ -18,8 +18,6 @@ first, in memory, and nothing is started or imported.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,6 +40,8 @@ def ctk_crypt_executable() -> str:
     here = Path(sys.executable).parent / "ctk-crypt"
     if here.is_file() and os.access(here, os.X_OK):
         return str(here)
+    import shutil
+
     found = shutil.which("ctk-crypt")
     if not found:
         raise UsageError("the image is encrypted and ctk-crypt, which checks decryption keys, is not installed",
@@ -59,6 +59,8 @@ def authorize(image: str, layers: Iterable[Descriptor], keys: Iterable[KeySource
     if not keys:
         raise UsageError(f"image {image} has {len(encrypted)} encrypted layer(s) and no decryption key was given",
                          hint="pass --decryption-key KEY.pem[:pass=…] with a recipient's private key")
+    import subprocess
+
     from ctk_shared.decryption_keys import check_request
 
     p = subprocess.run([ctk_crypt_executable(), "check-key", "--request", "-"], input=check_request(keys, encrypted),

@@ -5,7 +5,6 @@ neither containerd's restart monitor nor the logger's policy check ever undoes t
 """
 from __future__ import annotations
 
-import shutil
 import signal as signals
 import sys
 import time
@@ -82,6 +81,8 @@ def logger_executable() -> str | None:
     beside = Path(sys.executable).parent / "ctk-run-logger"
     if beside.is_file():
         return str(beside)
+    import shutil
+
     found = shutil.which("ctk-run-logger")
     return str(Path(found).resolve()) if found else None
 

@@ -6,7 +6,6 @@ Error messages are Docker's, so a user's search for them finds Docker's answers.
 """
 from __future__ import annotations
 
-import csv
 import posixpath
 import re
 from dataclasses import dataclass
@@ -123,6 +122,8 @@ def parse_mount(text: str) -> MountSpec:
 
     Fields are CSV (a value may be quoted); ``type`` defaults to ``volume`` as in Docker.
     """
+    import csv  # only for --mount's CSV syntax
+
     try:
         fields = next(csv.reader([text]))
     except (csv.Error, StopIteration):

@@ -9,7 +9,6 @@ the kernel's sctp support, checked before anything is made (:func:`check_host_su
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -90,19 +89,21 @@ def check_host_support(mappings: Iterable[dict[str, Any]]) -> None:
     """Refuse, before anything is pulled or made, what this host cannot publish at all: SCTP without the
     kernel's sctp support, IPv6 host addresses on a host without IPv6."""
     mappings = list(mappings)
-    if any(m.get("protocol") == "sctp" for m in mappings) and not _can_socket(socket.AF_INET, socket.SOCK_STREAM,
-                                                                              socket.IPPROTO_SCTP):
+    if any(m.get("protocol") == "sctp" for m in mappings) and not _can_socket("sctp"):
         raise InvalidArgument("cannot publish an sctp port: this host's kernel has no SCTP support",
                               hint="load it (modprobe sctp) on the host, or publish tcp/udp")
-    if any(is_ipv6(m.get("hostIP") or "") for m in mappings) and not _can_socket(socket.AF_INET6,
-                                                                                 socket.SOCK_STREAM, 0):
+    if any(is_ipv6(m.get("hostIP") or "") for m in mappings) and not _can_socket("ipv6"):
         raise InvalidArgument("cannot publish on an IPv6 host address: this host has no IPv6",
                               hint="publish on an IPv4 address (0.0.0.0, 127.0.0.1) instead")
 
 
-def _can_socket(family: int, kind: int, proto: int) -> bool:
+def _can_socket(kind: str) -> bool:
+    """This host can open an SCTP (``sctp``) or an IPv6 (``ipv6``) stream socket; socket is imported only then."""
+    import socket
+
+    family, proto = (socket.AF_INET, socket.IPPROTO_SCTP) if kind == "sctp" else (socket.AF_INET6, 0)
     try:
-        socket.socket(family, kind, proto).close()
+        socket.socket(family, socket.SOCK_STREAM, proto).close()
     except OSError:
         return False
     return True

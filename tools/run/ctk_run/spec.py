@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +104,7 @@ def build_spec(container_id: str, namespace: str, image_config: dict[str, Any], 
         if not opts.init_path:
             raise UsageError("--init: no init binary found", hint="install tini or docker-init, or pass its path")
         args = [INIT_TARGET, "--", *args]
-    hostname = opts.hostname or (socket.gethostname() if host_net else container_id[:12])
+    hostname = opts.hostname or (os.uname().nodename if host_net else container_id[:12])
     uid, gid, gids = resolve_user(opts.user or cfg.get("User") or "", passwd, group)
     caps = list(capabilities(opts.cap_add, opts.cap_drop, privileged=opts.privileged))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +51,8 @@ def make_container_dir(data_root: str, namespace: str, container_id: str) -> Pat
 
 
 def remove_container_dir(data_root: str, namespace: str, container_id: str) -> None:
+    import shutil
+
     shutil.rmtree(container_dir(data_root, namespace, container_id), ignore_errors=True)
 
 
