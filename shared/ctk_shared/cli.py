@@ -105,6 +105,9 @@ def _print_traceback() -> None:
 
 def run(cli: click.Command, prog: str, args: list[str] | None = None) -> int:
     """Run a click command with ctk's error contract; returns the exit code."""
+    from .collector import startup
+
+    startup()  # until the first containerd channel: see ctk_shared.collector
     try:
         rv = cli.main(args=args, prog_name=prog, standalone_mode=False)
         return int(rv) if isinstance(rv, int) else ExitStatus.OK

@@ -135,7 +135,8 @@ def render(entry: Entry, paths: Sequence[str], *, flags: str = ISOLATED, python:
     call = f"{entry.function}(sys.argv[1:])" if entry.argv else f"{entry.function}()"
     return (f"{shebang}\n{MARKER.decode()}: {entry.module}:{entry.function} without site"
             f"{' (' + note + ')' if note else ''}; see ctk_shared.launchers\n"
-            f"import sys\nsys.path.extend({list(paths)!r})\n"
+            + (_collector_line() if flags == COMMAND else "")
+            + f"import sys\nsys.path.extend({list(paths)!r})\n"
             + (f"sys.executable = {home!r}\n" if home and home != python else "")
             + f"from {entry.module} import {entry.function}\nsys.exit({call})\n").encode()
 
@@ -359,6 +360,12 @@ def install(dest: str, names: Iterable[str] | None = None, *, check: bool = True
             continue
         out[name] = "written"
     return out
+
+
+def _collector_line() -> str:
+    from .collector import launcher_line
+
+    return launcher_line()
 
 
 def _probe_of(text: bytes) -> bytes:

@@ -166,3 +166,38 @@ def test_a_process_without_dataclasses_never_loads_them_and_one_that_does_gets_t
     p = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.extend({list(import_path())!r})\n" + code],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout == "ok\n", p.stderr
+
+
+def test_the_collector_waits_for_the_imports_and_then_runs_as_always() -> None:
+    """ctk_shared.collector: a command starts with a threshold no import reaches, and is back to the default
+    once a containerd channel is dialed; the launchers of user commands say so in their first line, those
+    of the logger and the hook (long-lived, never dialing in-process) do not."""
+    import gc
+
+    from ctk_shared import collector, launchers
+
+    code = textwrap.dedent("""
+        import gc
+        from ctk_shared import collector
+        from ctk_shared.containerd.channel import Connection
+        assert gc.get_threshold() == (700, 10, 10)
+        collector.imports_done()
+        assert gc.get_threshold() == (700, 10, 10), 'no startup: nothing to undo'
+        collector.startup()
+        assert gc.get_threshold()[0] == collector.STARTUP_THRESHOLD
+        Connection('/nonexistent.sock')  # creating the object dials nothing
+        assert gc.get_threshold()[0] == collector.STARTUP_THRESHOLD
+        c = Connection('/dev/null')
+        c._check_socket = lambda: None  # a channel object is made without a daemon; grpc connects lazily
+        c.channel()
+        assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() > 0
+        print('ok')
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == "ok\n", p.stderr
+    entry = launchers.Entry("ctk_run.cli", "main")
+    command = launchers.render(entry, ["/x"], flags=launchers.COMMAND).decode().splitlines()
+    hook = launchers.render(entry, ["/x"], flags=launchers.ISOLATED).decode().splitlines()
+    assert command[2].startswith(f"import gc; gc.set_threshold({collector.STARTUP_THRESHOLD}")
+    assert not any("gc." in line for line in hook)
+    assert gc.isenabled()

@@ -73,6 +73,9 @@ class Connection:
                         ("grpc.enable_http_proxy", 0),
                     ])
                     self._callables = {}
+                    from ..collector import imports_done
+
+                    imports_done()  # grpc and the stubs are in: the collector back to normal (ctk_shared.collector)
                 ch = self._channel
         return ch
 

@@ -128,12 +128,7 @@ def prune(force: bool) -> None:
 
 
 def main() -> None:
-    import gc
-
-    # A cached rebuild is mostly imports: the cyclic collector, run every 700 allocations, walked the growing
-    # heap of modules over and over (6% of its CPU). It is off until the build starts (ops.build turns it
-    # back on, the objects of the imports frozen out of its reach).
-    gc.disable()
+    # the cyclic collector waits for the end of the imports: ctk_shared.collector, via shared_cli.run
     code = shared_cli.run(cli, "ctk-build")
     _exit_now(code)
     sys.exit(code)

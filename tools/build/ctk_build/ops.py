@@ -177,8 +177,6 @@ def build(client: Client, gopts: GlobalOptions, req: BuildRequest) -> BuildResul
     remove_stale_steps(client, gopts.data_root)
     from . import stepnet
 
-    _collect_from_here()
-
     old_term = signal.signal(signal.SIGTERM, _sigterm)
     log = progress_mod.make(mode)
     cache_lines: list[str] = []
@@ -239,16 +237,6 @@ def build(client: Client, gopts: GlobalOptions, req: BuildRequest) -> BuildResul
     if req.iidfile:  # Docker's image ID: the config digest (buildx: the index's digest for several platforms)
         write_output(req.iidfile, (written.config_digest or res.digest).encode(), allow_stdout=False)
     return res
-
-
-def _collect_from_here() -> None:
-    """The build's imports are done (grpc came with the first RPC): if the cli turned the cyclic collector off
-    for them, it is back on now, for a long build's sake, and the objects they made are frozen out of its walks."""
-    import gc
-
-    if not gc.isenabled():
-        gc.freeze()
-        gc.enable()
 
 
 def _cache_specs(req: BuildRequest) -> tuple[list[CacheTo], list[CacheFrom]]:
