@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import marshal
 import os
-import stat
 import sys
 import types
 from importlib.util import MAGIC_NUMBER as _MAGIC
@@ -49,19 +48,18 @@ def _read(module: str) -> Table:
     path = _path(module)
     if path is None:
         return {}
+    from .errors import CtkError
+    from .outputs import open_owned  # never through a link, only a regular file
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return {}
-    try:
-        with os.fdopen(fd, "rb") as f:
+        with os.fdopen(open_owned(path, os.O_RDONLY), "rb") as f:
             st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+            if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
                 return {}
             if f.read(len(_MAGIC)) != _MAGIC:
                 return {}
             table = marshal.loads(f.read(_MAX_BYTES))
-    except (OSError, ValueError, EOFError, TypeError):
+    except (OSError, CtkError, ValueError, EOFError, TypeError):
         return {}
     if not isinstance(table, dict):
         return {}
