@@ -45,7 +45,10 @@ def serve(root: str, socket: str, *, debug: bool = False, insecure: bool = False
     lazyfs.fuse_binding()  # without ctk-pull's lazy extra: one line with the fix, before anything is made
     # imported now, not inside the first lazy Prepare (requests alone is ~0.1-0.3 s), which fetches the manifest
     from ctk_shared import auth, outputs  # noqa: F401
+    from ctk_shared.collector import imports_done
     from ctk_shared.registry import client  # noqa: F401
+
+    imports_done()  # a daemon that never dials containerd: the collector back to normal (ctk_shared.collector)
 
     # a daemon's lines carry their time (UTC, to the millisecond): what a slow pull spent where is read from them
     fmt = logging.Formatter("ctk-pull lazy-serve: %(asctime)s.%(msecs)03dZ %(levelname)s %(message)s",
