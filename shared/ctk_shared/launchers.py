@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .collector import launcher_line as collector_launcher_line
+
 MARKER = b"# ctk launcher"  # second line of every launcher: how setup tells its own files from anything else
 # the kernel copies at most BINPRM_BUF_SIZE bytes of the #! line (128 before Linux 5.1, 256 since) and cuts the
 # rest silently; stay under the older limit so a cut can never change which interpreter or flags run
@@ -135,7 +137,7 @@ def render(entry: Entry, paths: Sequence[str], *, flags: str = ISOLATED, python:
     call = f"{entry.function}(sys.argv[1:])" if entry.argv else f"{entry.function}()"
     return (f"{shebang}\n{MARKER.decode()}: {entry.module}:{entry.function} without site"
             f"{' (' + note + ')' if note else ''}; see ctk_shared.launchers\n"
-            + (_collector_line() if flags == COMMAND else "")
+            + (collector_launcher_line() if flags == COMMAND else "")
             + f"import sys\nsys.path.extend({list(paths)!r})\n"
             + (f"sys.executable = {home!r}\n" if home and home != python else "")
             + f"from {entry.module} import {entry.function}\nsys.exit({call})\n").encode()
@@ -231,28 +233,29 @@ def is_current(target: str | os.PathLike[str], text: bytes) -> bool:
         return False
 
 
-def interpreter_of(target: str | os.PathLike[str]) -> str | None:
-    """The interpreter on the ``#!`` line of the launcher at ``target``; None when it is not one of ours."""
-    if not is_launcher(target):
-        return None
+def _launcher_shebang(target: str | os.PathLike[str]) -> bytes | None:
+    """The ``#!`` line of the launcher at ``target``; None unless it is a regular file this module wrote (its
+    second line starts with :data:`MARKER`)."""
     try:
+        if os.path.islink(target):
+            return None
         with open(target, "rb") as f:
-            first = f.readline(MAX_SHEBANG + 2).decode("utf-8", "replace")
+            first = f.readline(MAX_SHEBANG + 2)
+            return first if f.readline(200).startswith(MARKER) else None
     except OSError:
         return None
-    return first[2:].split()[0] if first.startswith("#!") and len(first) > 2 else None
+
+
+def interpreter_of(target: str | os.PathLike[str]) -> str | None:
+    """The interpreter on the ``#!`` line of the launcher at ``target``; None when it is not one of ours."""
+    first = _launcher_shebang(target)
+    words = first[2:].split() if first is not None and first.startswith(b"#!") else []
+    return words[0].decode("utf-8", "replace") if words else None
 
 
 def is_launcher(target: str | os.PathLike[str]) -> bool:
     """``target`` is a regular file that this module wrote (its second line starts with :data:`MARKER`)."""
-    try:
-        if os.path.islink(target):
-            return False
-        with open(target, "rb") as f:
-            f.readline(MAX_SHEBANG + 2)
-            return f.readline(200).startswith(MARKER)
-    except OSError:
-        return False
+    return _launcher_shebang(target) is not None
 
 
 def ensure(target: str | os.PathLike[str], entry: Entry, *, flags: str = ISOLATED,
@@ -360,12 +363,6 @@ def install(dest: str, names: Iterable[str] | None = None, *, check: bool = True
             continue
         out[name] = "written"
     return out
-
-
-def _collector_line() -> str:
-    from .collector import launcher_line
-
-    return launcher_line()
 
 
 def _probe_of(text: bytes) -> bytes:
