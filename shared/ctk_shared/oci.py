@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform as _platform
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,7 +160,7 @@ def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
 
 
 def host_platform() -> Platform:
-    arch, variant = _normalize_arch(_platform.machine(), "")
+    arch, variant = _normalize_arch(os.uname().machine, "")  # platform.machine(), without platform's import
     return Platform("linux", arch, variant)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -181,7 +180,7 @@ _MACHINE_TO_GO = {
 
 def go_arch(arch: str | None = None) -> str:
     """The GOARCH name of ``arch`` (a ``uname -m`` or GOARCH name); the host's when None."""
-    machine = (arch or platform.machine()).lower()
+    machine = (arch or os.uname().machine).lower()  # platform's, without its import
     if machine in _GO_TO_SCMP or machine == "x32":
         return machine
     return _MACHINE_TO_GO.get(machine, machine)
@@ -215,7 +214,7 @@ def to_oci(profile: dict[str, Any], caps: Iterable[str], arch: str | None = None
     """Resolve a Docker-format profile into ``linux.seccomp`` of the OCI spec, as Docker's daemon does."""
     caps = set(caps)
     goarch = go_arch(arch)
-    release = kernel if kernel is not None else platform.release()
+    release = kernel if kernel is not None else os.uname().release
     if profile.get("architectures") and profile.get("archMap"):
         raise UsageError("'architectures' and 'archMap' were specified in the seccomp profile, "
                          "use either 'architectures' or 'archMap'")

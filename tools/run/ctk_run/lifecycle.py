@@ -98,8 +98,45 @@ def logger_launcher(data_root: str) -> str | None:
     from ctk_shared.launchers import Entry, ensure
 
     # grpc and protobuf: the logger's exit work (restart policy, --rm, releasing a detached task) dials containerd
-    return ensure(Path(data_root) / "bin" / "ctk-run-logger", Entry("ctk_run.logger", "main"),
-                  needs=("ctk_shared", "grpc", "google"), note="ctk-run-logger", data_root=data_root)
+    launcher = ensure(Path(data_root) / "bin" / "ctk-run-logger", Entry("ctk_run.logger", "main"),
+                      needs=("ctk_shared", "grpc", "google"), note="ctk-run-logger", data_root=data_root)
+    return _ready_front(data_root, launcher) or launcher if launcher else None
+
+
+# The shim waits for the logger's ready pipe (fd 5) before it creates the container, and the interpreter alone
+# takes ~6 ms to start (the logger's imports more): this front, run by /bin/sh, closes the pipe first and then
+# starts the Python launcher, saying so with ``ready 1``. A container with a health check (``health 1``) keeps
+# the wait: its health state is reset before it runs.
+_FRONT = """#!/bin/sh
+# ctk-run-logger's front (ctk_run.lifecycle.logger_launcher): ready before Python starts
+has_check() {{ while [ $# -ge 2 ]; do [ "$1" = health ] && [ "$2" = 1 ] && return 0; shift 2; done; return 1; }}
+has_check "$@" && exec {launcher} "$@"
+exec {launcher} ready 1 "$@" 5>&-
+"""
+
+
+def _ready_front(data_root: str, launcher: str) -> str | None:
+    """``<data root>/bin/ctk-run-logger-front`` for ``launcher`` (written unless current); None when it cannot
+    be written (the launcher is used directly)."""
+    import os
+    import shlex
+
+    from ctk_shared import dataroot
+    from ctk_shared.launchers import is_current
+    from ctk_shared.outputs import write_owned
+
+    target = os.path.join(os.path.dirname(launcher), "ctk-run-logger-front")
+    text = _FRONT.format(launcher=shlex.quote(launcher)).encode()
+    if is_current(target, text):
+        return target
+    try:
+        dataroot.makedirs(data_root, os.path.dirname(target))
+        write_owned(target, text, mode=0o755)
+    except OSError:
+        return None
+    return target
+
+
 
 
 def logger_uri(client: Client, gopts: GlobalOptions, c: Container, detached: bool = True) -> str:

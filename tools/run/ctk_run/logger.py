@@ -1,18 +1,19 @@
 """ctk-run-logger: the logging binary containerd's shim starts for a container (``binary://`` log URI).
 
-The shim passes the container's stdout on fd 3, stderr on fd 4 and a ready pipe on fd 5 (closed once we are
-set up; the container starts then), an environment of only CONTAINER_ID and CONTAINER_NAMESPACE (no PATH),
-and each URI query key and its value as arguments, in random order: ``log <json-file path>`` and, when the
-container has a restart policy, runs detached or has a health check, ``address <containerd socket>``
-(``health 1``: it has a check; ``attached 1``: a foreground run). Output goes to the json-file log (see
-logfile.py); lines lost to a full disk are counted and noted in the log once space is back
-(``ctk-run-logger: N lines dropped: no space left on device``) and in ``log-dropped.json``. When the
-container's init process exits the logger applies the restart policy (restart.py), waiting for a containerd
-that is restarting; a restart left to containerd's monitor is followed by a short-lived watch child until the
-new task runs (a containerd restart in between can leave the task unmade); a detached container that
-stays down has its task deleted by a short-lived child, so its shim, this logger and its rootfs mount go at
-once (as a networked one's address and ports). When both streams end it flushes and exits 0. On task delete
-the shim closes the pipes and sends SIGTERM (SIGKILL 12 s later): the logger flushes what it has and exits 0.
+The shim passes the container's stdout on fd 3, stderr on fd 4 and a ready pipe on fd 5 (the container starts
+once it is closed: by the shell front that starts us, or at once, or after a health state is reset), an
+environment of only CONTAINER_ID and CONTAINER_NAMESPACE (no PATH), and each URI query key and its value as
+arguments, in random order: ``log <json-file path>`` and, when the container has a restart policy, runs
+detached or has a health check, ``address <containerd socket>`` (``health 1``: it has a check; ``attached 1``:
+a foreground run). Output goes to the json-file log (see logfile.py); lines lost to a full disk are counted and
+noted in the log once space is back (``ctk-run-logger: N lines dropped: no space left on device``) and in
+``log-dropped.json``. When the container's init process exits the logger applies the restart policy
+(restart.py), waiting for a containerd that is restarting; a restart left to containerd's monitor is followed
+by a short-lived watch child until the new task runs (a containerd restart in between can leave the task
+unmade); a detached container that stays down has its task deleted by a short-lived child, so its shim, this
+logger and its rootfs mount go at once (as a networked one's address and ports). When both streams end it
+flushes and exits 0. On task delete the shim closes the pipes and sends SIGTERM (SIGKILL 12 s later): the
+logger flushes what it has and exits 0.
 
 Health checks (health.py) are run by a child started here only for a container that has one
 (:class:`_HealthChecks`), and started again if it is killed while the container runs.
@@ -28,9 +29,12 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import sys
 import time
+
+# _signal, not signal: signal's enums import enum (~3 ms before the container may start, and memory in every
+# logger); the handlers here need only the numbers
+import _signal as signal
 
 TYPE_CHECKING = False  # not typing's: importing typing would add to every logger's memory (see test_logfile)
 if TYPE_CHECKING:
@@ -105,24 +109,43 @@ STOP_MARK = "cli-stopping"  # …ctk-run is stopping it and deletes the task its
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .logfile import JsonLogWriter
-
     args = _args(sys.argv if argv is None else argv)
     log_path = args.get("log")
     if not log_path:
         _say("no log path: this program is started by containerd's shim with `log <path>` "
              "(binary:///path/to/ctk-run-logger?log=/path/to/json.log)")
         return 2
+    early: list[int] = []  # SIGTERM/SIGINT before the session exists: it adopts them
+    signal.signal(signal.SIGTERM, lambda signum, _frame: early.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: early.append(signum))
+    closed = args.get("ready") == "1"  # the shell front (lifecycle.logger_launcher) closed fd 5 already
+    ready = closed or args.get("health") != "1"
+    if ready and not closed:
+        _ready()
+    from .logfile import JsonLogWriter
+
     try:
         writer = JsonLogWriter(log_path, terminal=args.get("tty") == "1")
     except OSError as e:
         _say(f"cannot open {log_path}: {e}")
         return 1
-    session = _Session(args, log_path, writer)
-    session.prepare()
+    session = _Session(args, log_path, writer, early)
+    session.prepare(ready=ready)
     session.copy()
     session.finish()
     return 0
+
+
+def _ready() -> None:
+    """Close the ready pipe (fd 5): the shim may start the container. Done first thing, before the imports
+    and the log file, when nothing has to happen before the container runs: its output waits in the pipes
+    (fds 3 and 4 are open already) until the copy starts, and the start is not held up by this interpreter's
+    start-up. A container with a health check waits for its state to be reset (:meth:`_Session.prepare`).
+    With ``ready 1`` the shell front in front of this interpreter has closed it even earlier."""
+    try:
+        os.close(5)
+    except OSError:
+        pass
 
 
 class _Session:
@@ -130,7 +153,7 @@ class _Session:
     we are ready, copy both streams into the log until they end (deciding on the restart policy as soon as the
     init process exits), then flush and make the decision if it was not made yet."""
 
-    def __init__(self, args: dict[str, str], log_path: str, writer: JsonLogWriter) -> None:
+    def __init__(self, args: dict[str, str], log_path: str, writer: JsonLogWriter, term: list[int]) -> None:
         self.log_path = log_path
         self.writer = writer
         self.address = args.get("address") or ""
@@ -143,7 +166,7 @@ class _Session:
         self.attached = args.get("attached") == "1"
         self.wants_health = self.decides and args.get("health") == "1"
         self.cdir = os.path.dirname(os.path.abspath(log_path))
-        self.term: list[int] = []
+        self.term = term  # signals seen already (main's handlers), shared with ours
         self.deciding = False  # a restart decision is being made (SIGTERM then interrupts it)
         self.decided = False
         self.checks: _HealthChecks | None = None
@@ -159,8 +182,9 @@ class _Session:
         if self.deciding:  # the shim is deleting the task and waits for our exit: it answers no Wait meanwhile
             raise _Terminated
 
-    def prepare(self) -> None:
-        """Everything before the container may start; ends by closing the ready pipe (fd 5)."""
+    def prepare(self, *, ready: bool) -> None:
+        """Everything before the container may start; ends by closing the ready pipe (fd 5) unless main closed
+        it already (``ready``)."""
         if self.wants_health:
             from . import health
             from .logfile import rfc3339nano
@@ -179,10 +203,8 @@ class _Session:
                 os.set_inheritable(fd, False)  # never handed to the health runner
             except OSError:
                 pass
-        try:
-            os.close(5)  # ready: the shim may start the container
-        except OSError:
-            pass
+        if not ready:
+            _ready()
         for fd, name in ((3, "stdout"), (4, "stderr")):
             try:
                 os.fstat(fd)
