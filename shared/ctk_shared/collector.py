@@ -7,8 +7,8 @@ those imports just made and that live as long as the process: 3-5% of the CPU of
 
 So a command starts with a threshold no import reaches (:func:`startup`: the user-command launchers do it in
 their first line, see ``ctk_shared.launchers``, and ``ctk_shared.cli.run`` for every other start), and the
-first containerd channel, dialed once grpc and the stubs are in, brings the default back with everything made
-so far frozen out of the collector's walks (:func:`imports_done`). A short command that never dials keeps the
+first containerd call, made once grpc and the stubs are in, brings the default back with everything made
+so far frozen out of the collector's walks (:func:`imports_done`). A short command that never calls keeps the
 raised threshold, which still collects (every million net allocations); the one long-lived command that never
 dials, ``ctk-pull lazy-serve`` (a server containerd calls), calls :func:`imports_done` itself once it has imported
 what it serves with.

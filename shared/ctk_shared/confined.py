@@ -19,11 +19,12 @@ walk.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
 import os
 import stat
 from collections.abc import Callable
+from typing import Any
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 """Directory descriptors are opened for reading (not ``O_PATH``) so ``fchown``/``fchmod``/``futimens``
@@ -42,24 +43,42 @@ MakeDir = Callable[[int, str], None]
 """Creates directory ``name`` in the directory descriptor given (the caller's mode and owner)."""
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
 _SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "i686": 437, "armv7l": 437, "ppc64le": 437,
                 "s390x": 437, "riscv64": 437}.get(os.uname().machine)
-_libc = ctypes.CDLL(None, use_errno=True)  # the process's own libc: no find_library (it runs ldconfig)
-_libc.syscall.restype = ctypes.c_long
 _have_openat2 = _SYS_OPENAT2 is not None and not (os.environ.get("CTK_NO_OPENAT2", "")
                                                    or os.environ.get("CTK_BUILD_NO_OPENAT2", ""))
+
+
+@functools.cache
+def _libc() -> Any:
+    """The process's own libc (no find_library: it runs ldconfig). ctypes is loaded on the first openat2, not
+    with this module: most commands that import it (ctk-run's start path) never resolve a path here."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+@functools.cache
+def _open_how() -> Any:
+    """``struct open_how``."""
+    import ctypes
+
+    class OpenHow(ctypes.Structure):
+        _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+    return OpenHow
 
 
 def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
     """``openat2(2)``; raises OSError like ``os.open`` (ENOSYS when the kernel predates 5.6)."""
     if _SYS_OPENAT2 is None:
         raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS), path)
-    how = _OpenHow(flags, 0, resolve)
-    fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(path)),
+    import ctypes
+
+    how = _open_how()(flags, 0, resolve)
+    fd = _libc().syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(path)),
                        ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
     if fd < 0:
         err = ctypes.get_errno()

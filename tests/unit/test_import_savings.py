@@ -170,7 +170,7 @@ def test_a_process_without_dataclasses_never_loads_them_and_one_that_does_gets_t
 
 def test_the_collector_waits_for_the_imports_and_then_runs_as_always() -> None:
     """ctk_shared.collector: a command starts with a threshold no import reaches, and is back to the default
-    once a containerd channel is dialed; the launchers of user commands say so in their first line, those
+    once the first containerd call is made; the launchers of user commands say so in their first line, those
     of the logger and the hook (long-lived, never dialing in-process) do not."""
     import gc
 
@@ -189,7 +189,9 @@ def test_the_collector_waits_for_the_imports_and_then_runs_as_always() -> None:
         assert gc.get_threshold()[0] == collector.STARTUP_THRESHOLD
         c = Connection('/dev/null')
         c._check_socket = lambda: None  # a channel object is made without a daemon; grpc connects lazily
-        c.channel()
+        c.connect_soon()  # dialing ahead of the first call leaves the rest of the imports their threshold
+        assert gc.get_threshold()[0] == collector.STARTUP_THRESHOLD
+        c.callable('unary_unary', '/x.v1.X/Get', type('R', (), {'FromString': staticmethod(bytes)}))
         assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() > 0
         print('ok')
     """)

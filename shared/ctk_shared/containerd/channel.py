@@ -73,17 +73,30 @@ class Connection:
                         ("grpc.enable_http_proxy", 0),
                     ])
                     self._callables = {}
-                    from ..collector import imports_done
-
-                    imports_done()  # grpc and the stubs are in: the collector back to normal (ctk_shared.collector)
                 ch = self._channel
         return ch
+
+    def connect_soon(self) -> None:
+        """Open the channel and start dialing now: grpc's own threads do the connect and the HTTP/2 handshake
+        (~3 ms here) while this one goes on with what comes before the first call (a run's imports and
+        spec). Best effort: a missing socket, or a grpc without the hook, is left for that call to report."""
+        try:
+            ch = self.channel()
+        except Exception:  # noqa: BLE001 - the first call raises it again, with its context
+            return
+        core = getattr(ch, "_channel", None)  # grpcio's cygrpc channel: check_connectivity_state(try_to_connect)
+        try_to_connect = getattr(core, "check_connectivity_state", None)
+        if try_to_connect is not None:
+            try_to_connect(True)
 
     def callable(self, kind: str, method: str, response_cls: Any) -> Any:
         """A cached multi-callable of ``kind`` ('unary_unary', 'unary_stream', 'stream_stream') for ``method``."""
         key = (kind, method)
         fn = self._callables.get(key)
         if fn is None:
+            from ..collector import imports_done
+
+            imports_done()  # grpc and the stubs are in: the collector back to normal (ctk_shared.collector)
             fn = getattr(self.channel(), kind)(method, request_serializer=_serialize,
                                                response_deserializer=response_cls.FromString)
             self._callables[key] = fn

@@ -68,6 +68,11 @@ class Client:
     def address(self) -> str:
         return self._conn.address
 
+    def connect_soon(self) -> None:
+        """Start dialing containerd now (:meth:`Connection.connect_soon`), for a command that has work to do
+        before its first call."""
+        self._conn.connect_soon()
+
     @property
     def namespace(self) -> str:
         return self._namespace

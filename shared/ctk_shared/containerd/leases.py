@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import builtins
-import secrets
+import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,7 +21,7 @@ DEFAULT_EXPIRE = timedelta(hours=24)  # as the Go client's WithLease
 
 def new_lease_id() -> str:
     """A random id; containerd refuses an empty one (metadata/leases.go)."""
-    return f"ctk-{time.time_ns()}-{secrets.token_hex(4)}"
+    return f"ctk-{time.time_ns()}-{os.urandom(4).hex()}"  # secrets.token_hex, without its imports
 
 
 def _lease(p: pb.Lease) -> Lease:

@@ -148,12 +148,16 @@ def run(image: str, command: tuple[str, ...], **kw: Any) -> None:
     """Run a command in a new container."""
     from ctk_shared import output
 
-    from . import errors, ops
-    from .options import RunOptions
+    from . import errors
 
     with errors.run_errors(lambda: shared_cli.options().data_root):
+        client = _client()
+        client.connect_soon()  # the handshake overlaps with the imports and checks below
+        from . import ops
+        from .options import RunOptions
+
         opts = RunOptions(image=_image_arg(image), command=command, **kw)
-        result = ops.run(_client(), shared_cli.options(), opts)
+        result = ops.run(client, shared_cli.options(), opts)
     if opts.detach:
         output.emit_line(result.container_id)
     sys.stdout.flush()

@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -45,6 +44,13 @@ ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # Docker's marker of an anonymo
 META = "volume.json"
 DATA = "_data"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _rmtree(path: str | os.PathLike[str], *, ignore_errors: bool = False) -> None:
+    """shutil.rmtree, imported when a volume is removed: shutil is ~1.5 ms of every run's start otherwise."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,7 @@ def _create_locked(d: Path, name: str, labels: dict[str, str], options: dict[str
         raise CtkError(f"creating volume {name}: {d / name} exists and is not a volume", hint="remove it")
     for n in os.listdir(d):  # what a killed create left behind
         if n.startswith(".new-"):
-            shutil.rmtree(d / n, ignore_errors=True)
+            _rmtree(d / n, ignore_errors=True)
     tmp = d / f".new-{os.urandom(6).hex()}"
     created = datetime.now(UTC).isoformat(timespec="seconds")
     os.mkdir(tmp, 0o700)
@@ -152,7 +158,7 @@ def _create_locked(d: Path, name: str, labels: dict[str, str], options: dict[str
         write_owned(tmp / META, (json.dumps(meta, indent=1) + "\n").encode(), mode=0o600, fsync=True)
         rename_owned(tmp, d / name)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _rmtree(tmp, ignore_errors=True)
         raise
     return Volume(name, d / name, created, dict(labels), dict(options)), True
 
@@ -279,7 +285,7 @@ def prepare(data_root: str, namespace: str, wanted: list[tuple[str, str, bool, b
                 out.append(vol)
         except BaseException:
             for v in made:
-                shutil.rmtree(v.dir, ignore_errors=True)
+                _rmtree(v.dir, ignore_errors=True)
             raise
     return out, made
 
@@ -287,7 +293,7 @@ def prepare(data_root: str, namespace: str, wanted: list[tuple[str, str, bool, b
 def discard(vols: list[Volume]) -> None:
     """Remove volumes just made for a container whose creation failed."""
     for v in vols:
-        shutil.rmtree(v.dir, ignore_errors=True)
+        _rmtree(v.dir, ignore_errors=True)
 
 
 def uses_label(uses: list[Use]) -> str:
@@ -334,7 +340,7 @@ def _remove_dir(v: Volume) -> None:
     # rename first, so a half-removed volume is never seen as one
     gone = v.dir.parent / f".rm-{os.urandom(6).hex()}"
     rename_owned(v.dir, gone)
-    shutil.rmtree(gone, ignore_errors=True)
+    _rmtree(gone, ignore_errors=True)
 
 
 def remove(client: Client, data_root: str, namespace: str, names: list[str],
