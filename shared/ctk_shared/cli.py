@@ -103,6 +103,23 @@ def _print_traceback() -> None:
     traceback.print_exc()
 
 
+def _leave_workers(code: int) -> None:
+    """After Ctrl-C, exit now even if worker threads are still running: the interpreter's exit would join them
+    (every ThreadPoolExecutor's are), and one blocked in a read from a stalled registry would hold the exit for
+    its whole stall limit. What they were writing stays where a rerun resumes it (a partial download)."""
+    import threading
+
+    main = threading.main_thread()
+    if threading.current_thread() is main and any(
+            t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(int(code))
+
+
 def run(cli: click.Command, prog: str, args: list[str] | None = None) -> int:
     """Run a click command with ctk's error contract; returns the exit code."""
     from .collector import startup
@@ -116,9 +133,12 @@ def run(cli: click.Command, prog: str, args: list[str] | None = None) -> int:
             _print_traceback()
         for one in e.failures if isinstance(e, Failures) else [e]:
             _error(prog, one.message, one.hint)
+        if e.exit_code == ExitStatus.INTERRUPTED:
+            _leave_workers(e.exit_code)
         return int(e.exit_code)
     except click.exceptions.Abort:
         _error(prog, "interrupted")
+        _leave_workers(ExitStatus.INTERRUPTED)
         return ExitStatus.INTERRUPTED
     except click.exceptions.Exit as e:
         return int(e.exit_code)
@@ -133,6 +153,7 @@ def run(cli: click.Command, prog: str, args: list[str] | None = None) -> int:
         return int(e.exit_code)
     except KeyboardInterrupt:
         _error(prog, "interrupted")
+        _leave_workers(ExitStatus.INTERRUPTED)
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:
         # the reader went away (`| head`): not an error of ours; silence the flush at exit

@@ -35,6 +35,7 @@ T = TypeVar("T")
 _RETRYABLE_LOCK_WAIT = 0.2
 _LOCK_ATTEMPTS = 50
 HEAD_START = 5.0  # seconds the first layer of an unpacking pull downloads alone (see _pull_manifest)
+_INTERRUPT_CHECK = 0.25  # seconds between looks at Ctrl-C while waiting for a download (see _result)
 # containerd's own snapshotters, which cannot serve a layer remotely: no point offering them one
 LOCAL_SNAPSHOTTERS = frozenset({"overlayfs", "native", "btrfs", "zfs", "devmapper", "aufs", "blockfile"})
 
@@ -267,6 +268,15 @@ def pull(client: Client, registry: RegistryClient | MirroredClient, ref: Referen
             pass
 
 
+def _result(future: Future[None]) -> None:
+    """``future.result()`` in short waits: Ctrl-C is handled in the main thread once it runs Python again, and a
+    SIGINT the kernel hands to another thread (a download's, one of grpc's) does not wake a wait without a
+    timeout, which would then last until that layer's download ends."""
+    while not future.done():
+        wait([future], timeout=_INTERRUPT_CHECK)
+    future.result()
+
+
 def _reclaim_dead_pulls(client: Client, name: str, lease_id: str) -> None:
     """Take back what killed pulls left (half-extracted snapshots; a dead pull of ``name`` hands its partial
     downloads to this pull's lease). Best effort: a pull never fails over another pull's leftovers."""
@@ -344,8 +354,9 @@ def _pull_manifest(client: Client, fetcher: _Fetcher, desc: oci.Descriptor, opts
     remote = [unpacker is not None and opts.snapshotter not in LOCAL_SNAPSHOTTERS
               and any(k.startswith(L.SNAPSHOT_LABEL_PREFIX) for k in layer.annotations) for layer in manifest.layers]
     digests = [layer.digest for layer in manifest.layers]
-    with ThreadPoolExecutor(max_workers=max(1, opts.max_concurrent_downloads),
-                            thread_name_prefix="ctk-fetch") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, opts.max_concurrent_downloads), thread_name_prefix="ctk-fetch")
+    interrupted = False
+    try:
         futures: dict[int, Future[None]] = {}
 
         def fetch(i: int) -> Future[None]:
@@ -390,7 +401,7 @@ def _pull_manifest(client: Client, fetcher: _Fetcher, desc: oci.Descriptor, opts
                         continue
                 try:
                     t = time.monotonic()
-                    fetch(i).result()
+                    _result(fetch(i))
                     fetcher.timings["apply_wait"] += time.monotonic() - t
                     if unpacker is not None:
                         t = time.monotonic()
@@ -404,11 +415,16 @@ def _pull_manifest(client: Client, fetcher: _Fetcher, desc: oci.Descriptor, opts
                     if prepared is not None and unpacker is not None:
                         unpacker.discard(prepared[0])
                 progress.status(keys[i], "done")
-        except BaseException:
+        except BaseException as e:
             stop.set()
             for f in futures.values():
                 f.cancel()
+            interrupted = isinstance(e, KeyboardInterrupt)
             raise
+    finally:
+        # Ctrl-C does not wait for the downloads to notice ``stop``: one blocked in a read of a stalled registry
+        # would hold the exit for the whole stall limit (the CLI leaves such threads behind: ctk_shared.cli)
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
     # configs root the snapshot chain; manifests root config and layers
     config_labels = dict(L.gc_snapshot(opts.snapshotter, unpacker.chain[-1])) if unpacker and unpacker.chain else {}
     fetcher.store_document(manifest.config, "config", config_data, config_labels)

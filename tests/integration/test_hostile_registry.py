@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import tarfile
 import threading
@@ -314,6 +315,61 @@ def test_blob_stalled_mid_body_names_the_offset_and_resumes(containerd, ctd, hos
     assert f"blob {ld}" in r.error and "stalled at 1 MiB of 3 MiB for 1 s" in r.error, r.error
     assert "resumes" in r.error and "ConnectionError" not in r.err
     assert any(st.offset == 1 << 20 for st in ctd.content.statuses()), ctd.content.statuses()
+
+
+def _sigint_a_worker_thread(pid: int) -> int:
+    """SIGINT to one of ``pid``'s threads other than its main one (kill(2) with a thread's id hands the signal
+    to that thread when it does not block it): the thread a process-directed Ctrl-C may land on."""
+    for tid in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid):
+        try:
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        except OSError:
+            continue
+        blocked = int(status.split("SigBlk:")[1].split()[0], 16)
+        if not blocked & (1 << (signal.SIGINT - 1)):
+            os.kill(tid, signal.SIGINT)
+            return tid
+    raise AssertionError("no thread of the pull takes SIGINT")
+
+
+def test_ctrl_c_ends_a_pull_whose_download_is_stalled(containerd, ctd, hostile) -> None:
+    """Ctrl-C during a stalled download exits at once (130), even when the kernel hands the signal to another
+    thread than the main one, and keeps what was downloaded for the rerun."""
+    host, routes = hostile
+    layer = os.urandom(3 << 20)
+    ld = _digest(layer)
+    config = json.dumps({"architecture": oci.host_platform().architecture, "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [ld]}}).encode()
+    cd = _digest(config)
+    routes[("*", f"/v2/{REPO}/blobs/{cd}")] = Route(200, config, {"Content-Type": "application/octet-stream"})
+    routes[("*", f"/v2/{REPO}/blobs/{ld}")] = Route(200, layer[:1 << 20], {"Content-Length": str(len(layer))},
+                                                     stall=True)
+    _serve_manifest(routes, "v1", _manifest({"mediaType": oci.OCI_CONFIG, "digest": cd, "size": len(config)},
+                                            [{"mediaType": oci.OCI_LAYER, "digest": ld, "size": len(layer)}]))
+    p = subprocess.Popen(["ctk-pull", "--address", containerd.address, "--namespace", ctd.namespace,
+                          "--registry-timeout", "5,60,60", "--unpack", "false", f"{host}/{REPO}:v1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and p.poll() is None:
+            if any(st.offset >= 1 << 20 for st in ctd.content.statuses()):
+                break
+            time.sleep(0.02)
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.3)  # the main thread is waiting for the download by now
+        t0 = time.monotonic()
+        _sigint_a_worker_thread(p.pid)
+        out, err = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert time.monotonic() - t0 < 5, err
+    assert p.returncode == 130 and out == "", err
+    assert "interrupted" in err and "Traceback" not in err
+    assert any(st.offset == 1 << 20 for st in ctd.content.statuses()), "the partial download is kept"
+    for st in ctd.content.statuses():
+        ctd.content.abort(st.ref)
 
 
 def test_redirect_loop_says_so(containerd, ctd, hostile) -> None:
