@@ -129,23 +129,6 @@ def prune(force: bool) -> None:
 
 def main() -> None:
     # the cyclic collector waits for the end of the imports: ctk_shared.collector, via shared_cli.run
-    code = shared_cli.run(cli, "ctk-build")
-    _exit_now(code)
-    sys.exit(code)
+    shared_cli.main(cli, "ctk-build")
 
 
-def _exit_now(code: int) -> None:
-    """Leave without the interpreter's teardown (grpc's channel and threads, every module's objects: ~5% of a
-    cached rebuild's CPU) when nothing needs it: stdout and stderr flushed, and no thread left but daemons
-    (the build joined its own). Otherwise return, for the ordinary exit and its error reporting."""
-    import threading
-
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
-        return
-    try:
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                stream.flush()
-    except (OSError, ValueError):
-        return
-    os._exit(code)

@@ -184,4 +184,4 @@ def keygen(kind: str, out: str, bits: int, curve: str, password: str | None, cer
 
 
 def main() -> None:
-    sys.exit(shared_cli.run(cli, "ctk-crypt"))
+    shared_cli.main(cli, "ctk-crypt")

@@ -162,4 +162,4 @@ def hook(phase: str) -> None:
 
 
 def main() -> None:
-    sys.exit(shared_cli.run(cli, "ctk-net"))
+    shared_cli.main(cli, "ctk-net")

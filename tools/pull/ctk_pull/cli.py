@@ -345,4 +345,4 @@ def lazy_serve(root: str, socket_path: str) -> None:
 
 
 def main() -> None:
-    sys.exit(shared_cli.run(cli, "ctk-pull"))
+    shared_cli.main(cli, "ctk-pull")

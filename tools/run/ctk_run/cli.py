@@ -681,4 +681,4 @@ def volume_prune(all_: bool, force: bool) -> None:
 
 
 def main() -> None:
-    sys.exit(shared_cli.run(cli, "ctk-run"))
+    shared_cli.main(cli, "ctk-run")

@@ -27,14 +27,13 @@ Usage by hand: ``ctk-run-logger log /path/to/json.log [address /run/containerd/c
 """
 from __future__ import annotations
 
+# _signal, not signal: signal's enums import enum (~3 ms before the container may start, and memory in every
+# logger); the handlers here need only the numbers
+import _signal as signal  # type: ignore[import-not-found]  # (no stubs: the C half of signal)
 import os
 import select
 import sys
 import time
-
-# _signal, not signal: signal's enums import enum (~3 ms before the container may start, and memory in every
-# logger); the handlers here need only the numbers
-import _signal as signal
 
 TYPE_CHECKING = False  # not typing's: importing typing would add to every logger's memory (see test_logfile)
 if TYPE_CHECKING:
