@@ -126,7 +126,7 @@ def hook_launcher(data_root: str, python: str) -> str | None:
         return None
     from .launchers import Entry, ensure
 
-    return ensure(Path(os.path.abspath(data_root)) / "bin" / "ctk-net-hook", Entry("ctk_net.hook", "entry", argv=True),
+    return ensure(Path(os.path.abspath(data_root)) / "bin" / "ctk-net-hook", Entry("ctk_net.hook", "launched", argv=True),
                   needs=("ctk_shared",), note="runc's createRuntime/poststop hook", data_root=data_root)
 
 

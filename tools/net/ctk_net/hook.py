@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ctk_shared import labels as L
 from ctk_shared.errors import CtkError, InvalidArgument
@@ -324,5 +324,15 @@ def _umount(target: str) -> None:
     _libc().umount2(target.encode(), _MNT_DETACH)
 
 
+def launched(argv: list[str]) -> NoReturn:
+    """The entry of the data root's launcher and of ``python -m``: :func:`entry`, then out without the
+    interpreter's teardown (ctk_shared.exiting): runc waits for this process's end before the task runs."""
+    from ctk_shared.exiting import exit_now
+
+    code = entry(argv)
+    exit_now(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(entry(sys.argv[1:]))
+    launched(sys.argv[1:])
