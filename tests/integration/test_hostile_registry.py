@@ -295,19 +295,25 @@ def test_silent_registry_is_a_response_timeout_on_login(containerd, ctd, silent)
     assert f"registry {silent} accepted the connection but sent no response in 1 s" in p.stderr, p.stderr
 
 
-def test_blob_stalled_mid_body_names_the_offset_and_resumes(containerd, ctd, hostile) -> None:
-    host, routes = hostile
+def _stalled_image(routes: dict[tuple[str, str], Route], cut: int) -> str:
+    """Tag v1: one 3 MiB layer whose blob stops after ``cut`` bytes, the connection left open and silent; the
+    layer's digest."""
     layer = os.urandom(3 << 20)
     ld = _digest(layer)
     config = json.dumps({"architecture": oci.host_platform().architecture, "os": "linux",
                          "rootfs": {"type": "layers", "diff_ids": [ld]}}).encode()
     cd = _digest(config)
     routes[("*", f"/v2/{REPO}/blobs/{cd}")] = Route(200, config, {"Content-Type": "application/octet-stream"})
-    cut = (1 << 20) + (1 << 18)  # 1.25 MiB, then silence
     routes[("*", f"/v2/{REPO}/blobs/{ld}")] = Route(200, layer[:cut], {"Content-Length": str(len(layer))},
                                                      stall=True)
     _serve_manifest(routes, "v1", _manifest({"mediaType": oci.OCI_CONFIG, "digest": cd, "size": len(config)},
                                             [{"mediaType": oci.OCI_LAYER, "digest": ld, "size": len(layer)}]))
+    return ld
+
+
+def test_blob_stalled_mid_body_names_the_offset_and_resumes(containerd, ctd, hostile) -> None:
+    host, routes = hostile
+    ld = _stalled_image(routes, (1 << 20) + (1 << 18))  # 1.25 MiB, then silence
     r = _ctk_pull(containerd, ctd, "--registry-timeout", "5,5,1", f"{host}/{REPO}:v1")
     assert r.seconds < 10, r.err
     assert r.code == 1
@@ -336,16 +342,7 @@ def test_ctrl_c_ends_a_pull_whose_download_is_stalled(containerd, ctd, hostile) 
     """Ctrl-C during a stalled download exits at once (130), even when the kernel hands the signal to another
     thread than the main one, and keeps what was downloaded for the rerun."""
     host, routes = hostile
-    layer = os.urandom(3 << 20)
-    ld = _digest(layer)
-    config = json.dumps({"architecture": oci.host_platform().architecture, "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": [ld]}}).encode()
-    cd = _digest(config)
-    routes[("*", f"/v2/{REPO}/blobs/{cd}")] = Route(200, config, {"Content-Type": "application/octet-stream"})
-    routes[("*", f"/v2/{REPO}/blobs/{ld}")] = Route(200, layer[:1 << 20], {"Content-Length": str(len(layer))},
-                                                     stall=True)
-    _serve_manifest(routes, "v1", _manifest({"mediaType": oci.OCI_CONFIG, "digest": cd, "size": len(config)},
-                                            [{"mediaType": oci.OCI_LAYER, "digest": ld, "size": len(layer)}]))
+    _stalled_image(routes, 1 << 20)
     p = subprocess.Popen(["ctk-pull", "--address", containerd.address, "--namespace", ctd.namespace,
                           "--registry-timeout", "5,60,60", "--unpack", "false", f"{host}/{REPO}:v1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
