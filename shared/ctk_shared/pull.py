@@ -423,7 +423,7 @@ def _pull_manifest(client: Client, fetcher: _Fetcher, desc: oci.Descriptor, opts
             raise
     finally:
         # Ctrl-C does not wait for the downloads to notice ``stop``: one blocked in a read of a stalled registry
-        # would hold the exit for the whole stall limit (the CLI leaves such threads behind: ctk_shared.cli)
+        # would hold the exit for the whole stall limit (the CLI leaves such threads behind: ctk_shared.exiting)
         pool.shutdown(wait=not interrupted, cancel_futures=True)
     # configs root the snapshot chain; manifests root config and layers
     config_labels = dict(L.gc_snapshot(opts.snapshotter, unpacker.chain[-1])) if unpacker and unpacker.chain else {}

@@ -92,7 +92,8 @@ def logger_launcher(data_root: str) -> str | None:
     :mod:`ctk_shared.launchers`). The console script's interpreter spends about half of the logger's start-up
     (~23 ms of CPU here) on ``site`` and ``.pth`` files, and the shim waits for the logger before the
     container may start (issue 20). Rewritten when this installation's paths change; None (use the console
-    script) when it cannot be made or written."""
+    script) when it cannot be made or written. What the URI names is the shell front before it
+    (``ctk-run-logger-front``, below) when that can be written."""
     from pathlib import Path
 
     from ctk_shared.launchers import Entry, ensure
