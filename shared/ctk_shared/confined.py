@@ -26,6 +26,8 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
+from .libc import libc
+
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 """Directory descriptors are opened for reading (not ``O_PATH``) so ``fchown``/``fchmod``/``futimens``
 work on them as well as the ``*at`` calls."""
@@ -50,19 +52,8 @@ _have_openat2 = _SYS_OPENAT2 is not None and not (os.environ.get("CTK_NO_OPENAT2
 
 
 @functools.cache
-def _libc() -> Any:
-    """The process's own libc (no find_library: it runs ldconfig). ctypes is loaded on the first openat2, not
-    with this module: most commands that import it (ctk-run's start path) never resolve a path here."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
-
-
-@functools.cache
 def _open_how() -> Any:
-    """``struct open_how``."""
+    """``struct open_how``, defined at the first openat2 (ctypes is loaded then: ctk_shared.libc)."""
     import ctypes
 
     class OpenHow(ctypes.Structure):
@@ -78,7 +69,7 @@ def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
     import ctypes
 
     how = _open_how()(flags, 0, resolve)
-    fd = _libc().syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(path)),
+    fd = libc().syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(path)),
                        ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
     if fd < 0:
         err = ctypes.get_errno()

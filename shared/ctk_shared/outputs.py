@@ -303,17 +303,30 @@ def rename_owned(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, sr
                  dst_dir_fd: int | None = None) -> None:
     """Move an entry ctk made itself (a volume directory built under a temp name, a copied tree's entry) to a
     name that must be free: never over anything already there (a file, a device, a link planted meanwhile),
-    so a rename can neither destroy data nor write through a special file. ``renameat2(RENAME_NOREPLACE)``
-    where the kernel and filesystem have it; else a check just before a plain rename. Links in the last
-    component are never followed (rename does not follow them). Raises FileExistsError, or other OSErrors."""
+    so a rename can neither destroy data nor write through a special file. Anything but a directory gets a
+    hard link at the new name (which fails if the name is taken) and loses the old one: no ctypes, which is
+    ~2 ms of a command's start (every ``ctk-run`` create moves its lock file this way). A directory, or a
+    filesystem without hard links, gets ``renameat2(RENAME_NOREPLACE)`` where the kernel and filesystem have
+    it, else a check just before a plain rename. Links in the last component are never followed (neither
+    link nor rename follows them). Raises FileExistsError, or other OSErrors."""
+    try:
+        os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    except OSError as e:
+        # EPERM: a directory (or links refused); the others: a filesystem or a count that will not link
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+            raise  # FileExistsError: something is there already
+    else:
+        os.unlink(src, dir_fd=src_dir_fd)
+        return
     import ctypes
+
+    from .libc import libc
 
     at_fdcwd = -100
     sfd = at_fdcwd if src_dir_fd is None else src_dir_fd
     dfd = at_fdcwd if dst_dir_fd is None else dst_dir_fd
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
+        renameat2 = libc().renameat2
     except (OSError, AttributeError):
         renameat2 = None
     if renameat2 is not None:

@@ -19,7 +19,6 @@ Anonymous volumes made by a killed create are unused volumes: ``ctk-run volume p
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 from pathlib import Path
@@ -46,27 +45,13 @@ def hold(cdir: Path) -> int:
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        _move_new(tmp, cdir / LOCK_NAME)
+        rename_owned(tmp, cdir / LOCK_NAME)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return fd
-
-
-def _move_new(tmp: Path, dest: Path) -> None:
-    """Give the file just made at ``tmp`` the name ``dest``, never over anything there. A hard link then an
-    unlink does that for a file without ctypes (rename_owned's renameat2 loads it: ~2 ms of every run's
-    start); a filesystem without hard links gets rename_owned."""
-    try:
-        os.link(tmp, dest, follow_symlinks=False)
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
-            raise  # EEXIST: something is there already (as rename_owned's FileExistsError)
-        rename_owned(tmp, dest)
-        return
-    os.unlink(tmp)
 
 
 def release(cdir: Path, fd: int) -> None:
