@@ -20,6 +20,8 @@ DEFAULT_CONFIG_PATH = "/etc/ctk/ctk.toml"
 
 @dataclass(frozen=True)
 class GlobalOptions:
+    """Where a command works: containerd's socket and namespace, ctk's data root and the CNI paths."""
+
     address: str = "/run/containerd/containerd.sock"
     namespace: str = "default"
     snapshotter: str = "overlayfs"

@@ -28,7 +28,7 @@ from importlib.util import MAGIC_NUMBER as _MAGIC
 from typing import Any
 
 _DIR = os.path.join(os.path.dirname(__file__), "__pycache__", "dataclass-code")
-_SUFFIX = f".{sys.implementation.cache_tag}.bin"
+_SUFFIX = f".{sys.implementation.cache_tag}.2.bin"  # .2: tables of code compiled with real annotations
 _MAX_BYTES = 4 << 20  # a table far beyond any real module's is not read
 
 Table = dict[str, types.CodeType]  # source text -> its code, for the dataclasses of one module
@@ -81,7 +81,9 @@ def _exec(source: Any, globals_: dict[str, Any] | None = None, locals_: dict[str
     table = _table(module)
     code = table.get(source)
     if code is None:
-        code = table[source] = compile(source, "<string>", "exec")
+        # dont_inherit: this module's ``from __future__ import annotations`` must not turn the generated
+        # methods' annotations into strings, as exec of the text in dataclasses does not
+        code = table[source] = compile(source, "<string>", "exec", dont_inherit=True)
         _learned.setdefault(module, {})[source] = code
     exec(code, globals_, locals_)
 

@@ -24,10 +24,10 @@ The caps, and why these values:
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 
 from .errors import IntegrityError, InvalidArgument
+from .hashers import hasher
 
 MiB = 1 << 20
 
@@ -107,7 +107,7 @@ def exact(chunks: Iterable[bytes], size: int, what: str, *, digest: str | None =
     ``offset`` 0, since a resumed read does not see the first bytes) the digest is checked after the last
     chunk, before the generator finishes.
     """
-    h = _hasher(digest) if digest and offset == 0 else None
+    h = hasher(digest, size) if digest and offset == 0 else None
     n = offset
     for chunk in chunks:
         if not chunk:
@@ -135,10 +135,3 @@ def read_document(chunks: Iterable[bytes], kind: str, size: int, digest: str, wh
 
 def _a(kind: str) -> str:
     return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
-
-
-def _hasher(digest: str) -> hashlib._Hash:
-    algo = digest.split(":", 1)[0]
-    if algo not in ("sha256", "sha512"):
-        raise InvalidArgument(f"unsupported digest algorithm in {digest!r}")
-    return hashlib.new(algo)

@@ -32,6 +32,8 @@ _PASSED_ENV = ("CTK_CONFIG", "CTK_BRIDGE_SUBNET", "CTK_BRIDGE_NAME", "CTK_DEBUG"
 
 @dataclass(frozen=True)
 class NetworkInfo:
+    """A CNI network a container joins, with the gateway its /etc/hosts names."""
+
     name: str
     gateway: str = ""
 

@@ -4,7 +4,6 @@ Pure data, no I/O. Registry and containerd code both speak in these types.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import IntegrityError, InvalidArgument
+from .hashers import hasher as hasher  # its home is ctk_shared.hashers; re-exported for its callers here
 from .limits import MAX_MANIFEST_SIZE as MAX_MANIFEST_SIZE  # every size cap lives in ctk_shared.limits
 
 # --- media types -------------------------------------------------------------------------------
@@ -69,18 +69,13 @@ def validate_digest(d: str) -> str:
 
 
 def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def hasher(digest: str) -> hashlib._Hash:
-    algo = digest.split(":", 1)[0]
-    if algo not in ("sha256", "sha512"):
-        raise InvalidArgument(f"unsupported digest algorithm in {digest!r}")
-    return hashlib.new(algo)
+    h = hasher("sha256:", len(data))
+    h.update(data)
+    return "sha256:" + h.hexdigest()
 
 
 def verify_bytes(data: bytes, digest: str, what: str = "content") -> None:
-    h = hasher(digest)
+    h = hasher(digest, len(data))
     h.update(data)
     got = f"{digest.split(':', 1)[0]}:{h.hexdigest()}"
     if got != digest:
@@ -98,6 +93,8 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 # --- platforms ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Platform:
+    """An OCI platform (``linux/arm64/v8``): what an index entry is chosen by."""
+
     os: str
     architecture: str
     variant: str = ""
@@ -167,6 +164,8 @@ def host_platform() -> Platform:
 # --- descriptors and documents -----------------------------------------------------------------
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI content descriptor; only media type, digest and size take part in equality."""
+
     media_type: str
     digest: str
     size: int
@@ -228,6 +227,8 @@ def sniff_media_type(doc: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Index:
+    """An OCI image index (or Docker manifest list), parsed from hostile bytes."""
+
     media_type: str
     manifests: tuple[Descriptor, ...]
     annotations: dict[str, str] = field(default_factory=dict)
@@ -243,6 +244,8 @@ class Index:
 
 @dataclass(frozen=True)
 class Manifest:
+    """An OCI (or Docker v2) image manifest, parsed from hostile bytes."""
+
     media_type: str
     config: Descriptor
     layers: tuple[Descriptor, ...]

@@ -13,7 +13,8 @@ from typing import Any, TextIO
 
 from .errors import CtkError, UsageError
 
-_ACTION = re.compile(r"^(?:(json)\s+)?\.((?:[A-Za-z_][A-Za-z0-9_]*)(?:\.[A-Za-z_][A-Za-z0-9_]*)*)?$")
+# as text: compiled (and cached by re) by the first --format, not at every command's start
+_ACTION = r"^(?:(json)\s+)?\.((?:[A-Za-z_][A-Za-z0-9_]*)(?:\.[A-Za-z_][A-Za-z0-9_]*)*)?$"
 _SUPPORTED = "ctk's --format takes 'table', 'json', or a template of {{.Field}}, {{.A.B}}, {{json .Field}}, " \
     "{{json .}}, with an optional 'table ' prefix"
 
@@ -43,6 +44,8 @@ def _header_of(field: str) -> str:
 
 @dataclass(frozen=True)
 class _Action:
+    """One ``{{.A.B}}`` or ``{{json .A}}`` of a template: the path to look up, and whether to print it as JSON."""
+
     as_json: bool
     path: tuple[str, ...]  # () is ``.``, the whole record
 
@@ -78,7 +81,7 @@ class Template:
             if end < 0:
                 raise UsageError(f"--format {text!r}: unclosed action '{{{{'", hint=_SUPPORTED)
             inner = body[start + 2:end].strip()
-            m = _ACTION.match(inner)
+            m = re.match(_ACTION, inner)
             if not m:
                 raise UsageError(f"--format {text!r}: unsupported action '{{{{{inner}}}}}'", hint=_SUPPORTED)
             path = tuple(m.group(2).split(".")) if m.group(2) else ()

@@ -29,6 +29,8 @@ _DIGEST_RE = re.compile(rf"^{_DIGEST}$")
 
 @dataclass(frozen=True)
 class Reference:
+    """A parsed image reference, normalised as Docker does (``nginx`` is ``docker.io/library/nginx:latest``)."""
+
     domain: str
     path: str
     tag: str = ""

@@ -48,12 +48,13 @@ _CLASSES: dict[grpc.StatusCode, type[CtkError]] = {
     grpc.StatusCode.DATA_LOSS: IntegrityError,
 }
 
+# Patterns as text, compiled (and cached by re) at the first error, not at every command's start.
 # content commit checks (content/local/writer.go, metadata/content.go), sent as FAILED_PRECONDITION
-_INTEGRITY_RE = re.compile(r"unexpected commit (?:digest|size)|unexpected digest|failed size validation|"
-                           r"digest mismatch|size mismatch")
+_INTEGRITY = (r"unexpected commit (?:digest|size)|unexpected digest|failed size validation|"
+              r"digest mismatch|size mismatch")
 # errors grpc itself produces when nothing answers on the socket (containerd's own end in ": unavailable")
-_NO_SERVER_RE = re.compile(r"failed to connect|connections to all backends failing|connection refused|"
-                           r"no such file|socket closed|connection reset|broken pipe|goaway", re.IGNORECASE)
+_NO_SERVER = (r"(?i)failed to connect|connections to all backends failing|connection refused|"
+              r"no such file|socket closed|connection reset|broken pipe|goaway")
 
 
 _MAX_DETAILS = 2000  # characters of containerd's message kept for the one error line
@@ -71,10 +72,10 @@ def from_rpc_error(err: grpc.RpcError, address: str = "") -> CtkError:
     """The ctk error for a failed call; ``address`` names the daemon when it cannot be reached."""
     code = err.code() if isinstance(err, grpc.Call) else None
     details = _shorten((err.details() if isinstance(err, grpc.Call) else None) or str(err))
-    if code == grpc.StatusCode.UNAVAILABLE and _NO_SERVER_RE.search(details) and \
+    if code == grpc.StatusCode.UNAVAILABLE and re.search(_NO_SERVER, details) and \
             not details.endswith("unavailable"):
         exc: CtkError = not_running(address or "its socket")
-    elif code == grpc.StatusCode.FAILED_PRECONDITION and _INTEGRITY_RE.search(details):
+    elif code == grpc.StatusCode.FAILED_PRECONDITION and re.search(_INTEGRITY, details):
         exc = IntegrityError(details)
     else:
         cls = _CLASSES.get(code, CtkError) if code is not None else CtkError

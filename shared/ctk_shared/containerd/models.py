@@ -13,6 +13,8 @@ from ..oci import Descriptor
 
 @dataclass(frozen=True)
 class ContentInfo:
+    """A blob in containerd's content store, as ``Content.Info`` reports it."""
+
     digest: str
     size: int
     created_at: datetime | None
@@ -45,6 +47,8 @@ class Image:
 
 @dataclass(frozen=True)
 class Lease:
+    """A containerd lease: while it exists, GC keeps what it holds."""
+
     id: str
     created_at: datetime | None
     labels: dict[str, str] = field(default_factory=dict)
@@ -69,6 +73,8 @@ class Mount:
 
 @dataclass(frozen=True)
 class SnapshotInfo:
+    """A snapshot, as ``Snapshots.Stat`` reports it."""
+
     name: str
     parent: str
     kind: str  # 'view', 'active' or 'committed'
@@ -79,6 +85,8 @@ class SnapshotInfo:
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """A containerd plugin, as ``Introspection.Plugins`` reports it (how a snapshotter's presence is checked)."""
+
     type: str
     id: str
     exports: dict[str, str] = field(default_factory=dict)

@@ -74,6 +74,26 @@ def test_a_run_of_an_image_here_imports_neither_the_puller_nor_the_logger(run, b
     assert p.stderr.strip().splitlines()[-1] == "[]"
 
 
+def test_a_detached_run_loads_neither_inspect_nor_uuid_nor_openssl(run, bb, containerd, ctd):
+    """Started as the launchers start it (no site), ``run -d`` keeps click's and dataclasses' ``inspect`` and
+    click's ``uuid`` as stand-ins (ctk_shared.stdlib_standins: every dataclass on the path has a docstring)
+    and verifies its manifest and config with CPython's own sha256, not OpenSSL's (ctk_shared.hashers)."""
+    from ctk_shared.launchers import import_path
+
+    assert run("--rm", "-q", "--network", "none", bb, "true").code == 0  # pulled and unpacked now
+    real = ("inspect", "uuid", "hashlib", "_hashlib", "ast", "platform")
+    code = (f"import sys\nsys.path.extend({list(import_path())!r})\nimport atexit\nfrom ctk_run.cli import main\n"
+            "sys.argv[0] = 'ctk-run'\natexit.register(lambda: print(sorted(m for m in "
+            f"{real!r} if type(sys.modules.get(m)).__name__ not in ('NoneType', 'StandIn')), file=sys.stderr))\n"
+            "main()\n")
+    p = subprocess.run([sys.executable, "-S", "-c", code, "--address", containerd.address, "--namespace",
+                        ctd.namespace, "-d", "-q", "--network", "none", bb, "sleep", "30"],
+                       capture_output=True, text=True, env=_env(run), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert run("rm", "-f", p.stdout.strip()).code == 0
+    assert p.stderr.strip().splitlines()[-1] == "[]"
+
+
 def test_a_killed_foreground_cli_leaves_the_container_logging_to_its_end(run, bb, containerd, ctd):
     """Docker's daemon logs a container whose client died; with the CLI as the logger, its standby child takes
     over: the container neither loses its output nor blocks on a full pipe (300 kB here, a pipe holds 64 KiB)."""

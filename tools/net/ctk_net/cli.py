@@ -12,6 +12,9 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+import ctk_shared  # noqa: F401 -- before click: importing it sets up the stdlib stand-ins (see its __init__)
+
+# isort: split
 import click
 from ctk_shared import cli as shared_cli
 from ctk_shared import output

@@ -9,6 +9,9 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import ctk_shared  # noqa: F401 -- before click: importing it sets up the stdlib stand-ins (see its __init__)
+
+# isort: split
 import click
 from ctk_shared import cli as shared_cli
 

@@ -44,6 +44,8 @@ RUNTIME = "io.containerd.runc.v2"
 
 @dataclass(frozen=True)
 class CreateOptions:
+    """What ``create`` and ``run`` were asked for: the image, the spec's flags and the record's own settings."""
+
     image: str
     spec: SpecOptions
     name: str | None = None

@@ -33,8 +33,9 @@ MIN_DURATION_NS = 1_000_000  # Docker: "… cannot be less than 1ms"
 FIELDS = (("Interval", "interval"), ("Timeout", "timeout"), ("StartPeriod", "start-period"),
           ("StartInterval", "start-interval"))
 
-_GO_DURATION = re.compile(r"([-+]?)((?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)")
-_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+# as text: compiled (and cached by re) when a duration is parsed, not at every ctk-run start
+_GO_DURATION = r"([-+]?)((?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)"
+_PART = r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)"
 _NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
        "m": 60_000_000_000, "h": 3_600_000_000_000}
 
@@ -49,10 +50,10 @@ def parse_duration(flag: str, text: str) -> int:
     s = (text or "").strip()
     if s in ("0", "+0", "-0"):
         return 0
-    m = _GO_DURATION.fullmatch(s)
+    m = re.fullmatch(_GO_DURATION, s)
     if not m:
         raise HealthConfigError(f'invalid argument "{text}" for "--{flag}" flag: time: invalid duration "{text}"')
-    ns = round(sum(float(num) * _NS[unit] for num, unit in _PART.findall(m.group(2))))
+    ns = round(sum(float(num) * _NS[unit] for num, unit in re.findall(_PART, m.group(2))))
     if m.group(1) == "-" and ns:
         raise HealthConfigError(f"--{flag} cannot be negative")
     if 0 < ns < MIN_DURATION_NS:

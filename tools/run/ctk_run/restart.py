@@ -24,6 +24,8 @@ NAMES = ("no", "always", "unless-stopped", "on-failure")
 
 @dataclass(frozen=True)
 class RestartPolicy:
+    """A ``--restart`` value, as Docker spells it (``on-failure:3``), kept in the container's labels."""
+
     name: str = "no"
     max_retries: int = 0  # on-failure only; 0 = unlimited
 

@@ -81,6 +81,8 @@ class SpecOptions:
 
 @dataclass(frozen=True)
 class SecurityOptions:
+    """The ``--security-opt`` choices (seccomp profile, no-new-privileges, systempaths) and writable cgroups."""
+
     seccomp: str = "default"  # "default" | "unconfined" | a profile path
     no_new_privileges: bool = False
     systempaths_unconfined: bool = False

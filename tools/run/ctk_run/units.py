@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ctk_shared.errors import UsageError
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kmgtp])?i?b?$", re.IGNORECASE)
+_SIZE = r"(?i)^(\d+(?:\.\d+)*) ?([kmgtp])?i?b?$"  # as text: compiled (and cached by re) at the first size
 _UNIT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 RLIM_INFINITY = 2**64 - 1  # what -1 (unlimited) becomes in an OCI rlimit
@@ -25,7 +25,7 @@ ULIMIT_NAMES = (
 
 def parse_bytes(text: str) -> int:
     """``"512m"`` → 536870912. Raises UsageError("invalid size: '…'") like Docker."""
-    m = _SIZE.match(text.strip()) if isinstance(text, str) else None
+    m = re.match(_SIZE, text.strip()) if isinstance(text, str) else None
     if not m:
         raise UsageError(f"invalid size: '{text}'")
     number, unit = m.group(1), (m.group(2) or "").lower()
@@ -64,6 +64,8 @@ def parse_cpus(text: str) -> float:
 
 @dataclass(frozen=True)
 class Ulimit:
+    """One ``--ulimit NAME=SOFT[:HARD]``, as the spec's ``process.rlimits`` entry it becomes."""
+
     name: str  # "nofile"
     soft: int
     hard: int

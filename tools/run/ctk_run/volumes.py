@@ -55,6 +55,8 @@ def _rmtree(path: str | os.PathLike[str], *, ignore_errors: bool = False) -> Non
 
 @dataclass(frozen=True)
 class Volume:
+    """A named volume: its directory under the data root and the metadata written beside it."""
+
     name: str
     dir: Path  # <volumes>/<name>
     created_at: str
