@@ -12,7 +12,8 @@ pinning snapshots for their 24 h expiry. So:
   create killed before the move leaves ``.creating.<owner>.tmp``, whose directory is reclaimed once that
   process is certainly gone;
 * its leases are labelled ``ctk/lease.purpose=create`` and name their owner (ctk_shared.containerd.owners):
-  one whose owner is provably gone is deleted, so its snapshots go at once (never a live create's).
+  once a dead create's directory is found, every such lease whose owner is provably gone is deleted, so its
+  snapshots go at once (never a live create's).
 
 Anonymous volumes made by a killed create are unused volumes: ``ctk-run volume prune`` takes them.
 """
@@ -62,7 +63,30 @@ def release(cdir: Path, fd: int) -> None:
 
 
 def reclaim(client: Client, containers_dir: Path) -> None:
-    """Take back what dead creates left (best effort: a failure here never stops the create that asks)."""
+    """Take back what dead creates left (best effort: a failure here never stops the create that asks).
+
+    The leases are looked at only when a dead create's directory was found: a create makes its lease after its
+    lock file, so a create that died holding a lease left its directory too, and the directories are taken
+    back first, so a dead create's lease is listed by whoever finds its directory (its owner is certainly
+    gone by then). A create with nothing left over makes no Leases.List call (issue 20)."""
+    try:
+        entries = list(os.scandir(containers_dir))
+    except OSError:
+        return
+    dead = False
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        if os.path.lexists(os.path.join(entry.path, LOCK_NAME)):
+            dead |= _reclaim_dir(client, Path(entry.path))
+        elif _killed_before_locking(entry.path):
+            dead = True
+            _remove_unless_recorded(client, Path(entry.path))
+    if dead:
+        _reclaim_leases(client)
+
+
+def _reclaim_leases(client: Client) -> None:
     from ctk_shared.containerd.owners import owner_gone
 
     try:
@@ -72,17 +96,6 @@ def reclaim(client: Client, containers_dir: Path) -> None:
                     client.leases.delete(lease.id, sync=True)  # its snapshots go now, not at the next GC
     except CtkError:
         pass
-    try:
-        entries = list(os.scandir(containers_dir))
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.is_dir(follow_symlinks=False):
-            continue
-        if os.path.lexists(os.path.join(entry.path, LOCK_NAME)):
-            _reclaim_dir(client, Path(entry.path))
-        elif _killed_before_locking(entry.path):
-            _remove_unless_recorded(client, Path(entry.path))
 
 
 def _owner_keys() -> tuple[str, ...]:
@@ -131,18 +144,20 @@ def _remove_unless_recorded(client: Client, cdir: Path) -> bool:
     return True
 
 
-def _reclaim_dir(client: Client, cdir: Path) -> None:
+def _reclaim_dir(client: Client, cdir: Path) -> bool:
+    """Take back ``cdir`` if its create is dead; True when it was."""
     try:
         fd = os.open(cdir / LOCK_NAME, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
-        return
+        return False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return  # a create still running
+            return False  # a create still running
         if _remove_unless_recorded(client, cdir):
             with contextlib.suppress(OSError):
                 os.unlink(cdir / LOCK_NAME)  # its create died just after the record was made: the container is whole
+        return True
     finally:
         os.close(fd)
