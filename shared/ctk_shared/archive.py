@@ -102,6 +102,8 @@ def save(client: Client, images: list[LocalImage], out: BinaryIO, all_platforms:
 # --- load ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LoadedImage:
+    """An image ``load`` created from an archive: its record's name and the target it points at."""
+
     name: str
     target: oci.Descriptor
 

@@ -134,6 +134,8 @@ def unpack_payloads(keys: Iterable[KeySource], layer: Descriptor) -> dict[str, t
 
 @dataclass(frozen=True)
 class Payload:
+    """What containerd hands the decoder for one layer: the keys, and the layer's descriptor (None: not sent)."""
+
     keys: list[KeySource]
     layer: Descriptor | None
 

@@ -39,6 +39,8 @@ _DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 
 @dataclass
 class ConvertOptions:
+    """How :func:`convert` rewrites an image: the new layer format, its settings, and which platforms."""
+
     format: str  # one of FORMATS
     oci: bool = False  # write OCI media types even for a Docker source
     chunk_size: int = 0  # eStargz chunk size (0: 4 MiB)
@@ -51,6 +53,8 @@ class ConvertOptions:
 
 @dataclass(frozen=True)
 class ConvertResult:
+    """The converted image: its record's name, new target and platforms, and the prioritized files no layer had."""
+
     name: str
     target: oci.Descriptor
     platforms: tuple[str, ...]

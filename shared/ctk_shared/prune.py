@@ -49,6 +49,8 @@ def parse_until(text: str, now: float | None = None) -> datetime:
 
 @dataclass(frozen=True)
 class LabelTest:
+    """One ``label=KEY[=VALUE]`` (or ``label!=…``) prune filter: what an object's labels must (not) hold."""
+
     key: str
     value: str | None  # None: only the key must (not) be there
     negate: bool
@@ -60,6 +62,8 @@ class LabelTest:
 
 @dataclass(frozen=True)
 class PruneFilter:
+    """A prune's ``--filter`` values together: what an object must be for the prune to remove it."""
+
     until: datetime | None = None
     labels: tuple[LabelTest, ...] = field(default=())
 

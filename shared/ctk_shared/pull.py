@@ -42,6 +42,8 @@ LOCAL_SNAPSHOTTERS = frozenset({"overlayfs", "native", "btrfs", "zfs", "devmappe
 
 @dataclass(frozen=True)
 class PullOptions:
+    """How :func:`pull` fetches an image: which platforms, whether and where to unpack, with which keys."""
+
     platform: oci.Platform | None = None  # None: the host's
     all_platforms: bool = False
     unpack: bool = True
@@ -52,6 +54,8 @@ class PullOptions:
 
 @dataclass(frozen=True)
 class PullResult:
+    """What one pull stored: the image record's name and target, and what was fetched from where."""
+
     name: str  # the image record's name
     digest: str  # the target's digest (index or manifest)
     media_type: str

@@ -87,6 +87,8 @@ def decompress_member(data: bytes, limit: int = -1) -> bytes:
 
 @dataclass
 class TOC:
+    """An eStargz blob's table of contents: its entries, the digest of its JSON, and where its member starts."""
+
     version: int
     entries: list[dict[str, Any]]
     digest: str  # sha256 of the TOC JSON bytes

@@ -162,6 +162,8 @@ def _header_bytes(ti: tarfile.TarInfo) -> bytes:
 
 @dataclass
 class _Entry:
+    """One tar entry to write into the eStargz blob: its header, and where its bytes come from."""
+
     info: tarfile.TarInfo
     payload: IO[bytes] | None = None  # None: read info.size bytes from the spooled tar at info.offset_data
 

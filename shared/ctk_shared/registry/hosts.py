@@ -44,6 +44,8 @@ CAPABILITIES = frozenset({"pull", "resolve", "push"})
 
 @dataclass(frozen=True)
 class HostSettings:
+    """How to reach one registry (or mirror): where requests go, over which schemes, with which TLS and headers."""
+
     name: str  # the registry as named in image refs: docker.io, 127.0.0.1:5000
     api_host: str  # where requests go: registry-1.docker.io, or hosts.toml's server
     schemes: tuple[str, ...]  # tried in order until one answers
@@ -151,6 +153,8 @@ def _url_parts(url: str) -> tuple[str, str, str]:
 
 @dataclass
 class _Found:
+    """What one ``hosts.toml`` says: its ``server``, TLS settings and headers, and the mirrors' ``[host]`` tables."""
+
     server_scheme: str = ""
     server_host: str = ""
     server_path: str = ""

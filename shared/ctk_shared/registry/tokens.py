@@ -31,6 +31,8 @@ CLIENT_ID = "ctk"
 
 @dataclass(frozen=True)
 class Challenge:
+    """One challenge of a 401's ``WWW-Authenticate`` header: the scheme and its parameters (realm, service, scope)."""
+
     scheme: str  # lower case: "bearer", "basic"
     params: dict[str, str] = field(default_factory=dict)
 
@@ -181,6 +183,8 @@ class TokenCache:
 # --- fetching ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Token:
+    """A token server's answer: the bearer token, the seconds it is good for, and any OAuth2 refresh token."""
+
     value: str
     expires_in: float
     refresh_token: str = ""

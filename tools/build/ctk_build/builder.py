@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BuildOptions:
+    """What a :class:`Builder` builds, and how: the Dockerfile's text, the context, one platform's settings."""
+
     dockerfile: str  # its text
     dockerfile_name: str = "Dockerfile"
     context: str | None = None  # None: no context (``ctk-build - < Dockerfile``)
@@ -59,6 +61,8 @@ class BuildOptions:
 
 @dataclass
 class StageResult:
+    """A built stage: its image state, and its last step's cache key (``FROM <stage>``, ``COPY --from`` chain on it)."""
+
     state: ImageState
     key: str  # cache key of the stage's last step
 

@@ -49,6 +49,8 @@ def chain_key(parent: str, *parts: Any) -> str:
 
 @dataclass(frozen=True)
 class CacheEntry:
+    """A cached step: its key, the layer it made (None: no file changed), and that layer's diff and chain IDs."""
+
     key: str
     created: str  # when the layer was first built (history time)
     layer: oci.Descriptor | None  # None: the step changed no file

@@ -31,6 +31,8 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 @dataclass(frozen=True)
 class CopyOwner:
+    """Who owns what COPY and ADD write: ``--chown``'s uid and gid, resolved in the image (root without it)."""
+
     uid: int = 0
     gid: int = 0
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class _Pattern:
+    """One ``.dockerignore`` pattern (without its ``!``), and the regular expression it became."""
+
     text: str
     exclusion: bool  # a "!" line: re-include what matches
     regex: re.Pattern[str]

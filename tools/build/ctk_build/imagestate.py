@@ -110,6 +110,8 @@ class ImageState:
 
 @dataclass(frozen=True)
 class WrittenImage:
+    """A built image in the content store: its manifest (or index: ``config_digest`` is "") and its config's digest."""
+
     manifest: oci.Descriptor
     config_digest: str
 

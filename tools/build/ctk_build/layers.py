@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Layer:
+    """The layer a step made: its blob, its diff ID, and the chain ID its snapshot is committed under."""
+
     desc: oci.Descriptor  # the compressed blob
     diff_id: str
     chain_id: str

@@ -33,6 +33,8 @@ DANGLING = "ctk-build-dangling"
 
 @dataclass(frozen=True)
 class BuildRequest:
+    """What ``ctk-build`` was asked for, flags as given (the cli has read stdin for a ``-`` CONTEXT or -f)."""
+
     context: str  # a directory, or "-" (Dockerfile on stdin, no context)
     dockerfile: str | None = None  # -f; "-" reads stdin
     tags: tuple[str, ...] = ()
@@ -312,11 +314,15 @@ def _push(client: Client, gopts: GlobalOptions, tags: Iterable[Reference], quiet
 
 @dataclass(frozen=True)
 class PruneOptions:
+    """What ``ctk-build prune`` was asked for: only ``-f``, which changes nothing (prune never asks)."""
+
     force: bool = False  # accepted for Docker compatibility: prune never asks
 
 
 @dataclass(frozen=True)
 class Pruned:
+    """Result of ``ctk-build prune``: the cache entries dropped, and the bytes released (layers, RUN cache mounts)."""
+
     entries: int
     size: int  # bytes of layers released
 

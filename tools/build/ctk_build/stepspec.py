@@ -21,6 +21,8 @@ STEP_HOSTNAME = "ctk-build"
 
 @dataclass(frozen=True)
 class StepProcess:
+    """What a ``RUN`` step's container runs, and how: the command, environment, user, directory, network and mounts."""
+
     args: tuple[str, ...]
     env: tuple[str, ...]
     cwd: str = "/"

@@ -47,6 +47,8 @@ class Selection:
 
 @dataclass
 class WalkResult:
+    """What :func:`rewrite` made: the new target (the old one if unchanged), the layers changed, manifests missing."""
+
     target: oci.Descriptor
     changed_layers: int = 0
     skipped_manifests: list[str] = field(default_factory=list)  # listed in the index, not in the store

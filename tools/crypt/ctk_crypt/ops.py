@@ -44,6 +44,8 @@ class KeyCheck:
 
 @dataclass(frozen=True)
 class Keypair:
+    """Result of ``keygen``: the files written, which the cli prints one per line."""
+
     paths: list[str]  # the files written
 
 

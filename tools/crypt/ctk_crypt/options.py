@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EncryptOptions:
+    """What ``ctk-crypt encrypt`` was asked for: SRC, DST, the recipients (or keys to add them with), which layers."""
+
     src: str
     dst: str
     recipients: tuple[str, ...] = ()  # jwe:FILE / pkcs7:FILE
@@ -25,6 +27,8 @@ class EncryptOptions:
 
 @dataclass(frozen=True)
 class DecryptOptions:
+    """What ``ctk-crypt decrypt`` was asked for: SRC, DST, the private keys, and which platforms and layers."""
+
     src: str
     dst: str
     keys: tuple[str, ...] = ()  # FILE[:pass=…]
@@ -35,12 +39,16 @@ class DecryptOptions:
 
 @dataclass(frozen=True)
 class InspectOptions:
+    """What ``ctk-crypt inspect`` was asked for: the images, and the output format (None: a JSON array)."""
+
     refs: tuple[str, ...]
     fmt: str | None = None
 
 
 @dataclass(frozen=True)
 class CheckKeyOptions:
+    """What ``ctk-crypt check-key`` was asked for: an image and keys, or ctk-run's ``--request`` document."""
+
     ref: str | None = None
     keys: tuple[str, ...] = ()
     request: bytes | None = None  # the --request document (ctk-run's, from stdin or a file)
@@ -49,6 +57,8 @@ class CheckKeyOptions:
 
 @dataclass(frozen=True)
 class KeygenOptions:
+    """What ``ctk-crypt keygen`` was asked for: where to write the pair, its algorithm and size, password, cert."""
+
     out: str  # writes OUT.pem and OUT.pub.pem (and OUT.crt)
     kind: str = "rsa"
     bits: int = 4096

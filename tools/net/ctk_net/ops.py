@@ -40,6 +40,8 @@ class Documents:
 
 @dataclass(frozen=True)
 class Created:
+    """Result of ``create``: the new network's ID, which the cli prints."""
+
     network_id: str
 
 

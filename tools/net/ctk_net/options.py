@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LsOptions:
+    """What ``ctk-net ls`` was asked for: how to print the networks."""
+
     quiet: bool = False
     fmt: str | None = None
     no_trunc: bool = False
@@ -17,6 +19,8 @@ class LsOptions:
 
 @dataclass(frozen=True)
 class InspectOptions:
+    """What ``ctk-net inspect`` was asked for: the networks, Docker's shape or ctk's conflist, and the format."""
+
     refs: tuple[str, ...]
     mode: str = "dockercompat"  # or native: the conflist with ctk's fields
     fmt: str | None = None
@@ -24,6 +28,8 @@ class InspectOptions:
 
 @dataclass(frozen=True)
 class CreateOptions:
+    """What ``ctk-net create`` was asked for: the name, the CNI driver and its options, the addresses and labels."""
+
     name: str
     driver: str = "bridge"  # bridge | macvlan | ipvlan
     opts: tuple[str, ...] = ()  # -o KEY=VALUE driver options
@@ -37,6 +43,8 @@ class CreateOptions:
 
 @dataclass(frozen=True)
 class RmOptions:
+    """What ``ctk-net rm`` was asked for: the networks to remove."""
+
     refs: tuple[str, ...]
 
 
@@ -49,9 +57,13 @@ class PruneOptions:
 
 @dataclass(frozen=True)
 class EnsureOptions:
+    """What the hidden ``ctk-net ensure`` was asked for (by ctk-run or ctk-build): the networks to resolve."""
+
     names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class HookOptions:
+    """What the hidden ``ctk-net hook`` was asked for: the phase runc runs the hook in (createRuntime, postStop)."""
+
     phase: str  # createRuntime | postStop

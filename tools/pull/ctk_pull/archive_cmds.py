@@ -17,11 +17,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Saved:
+    """Result of ``save``: the names of the images written to the tar."""
+
     names: list[str]  # the images written, as stored
 
 
 @dataclass(frozen=True)
 class Loaded:
+    """Result of ``load``: each image the archive held, as the ``NAME@DIGEST`` line the cli prints."""
+
     refs: list[str]  # each loaded image as NAME@DIGEST, the line the cli prints
 
 

@@ -19,12 +19,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Pushed:
+    """An image ``push`` sent: its name, and the digest the registry has it under (printed as ``NAME@DIGEST``)."""
+
     name: str
     digest: str
 
 
 @dataclass(frozen=True)
 class Tagged:
+    """Result of ``tag``: the new name, and the digest of the image it points at (the cli prints ``NAME@DIGEST``)."""
+
     name: str
     digest: str
 

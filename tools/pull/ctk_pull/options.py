@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PullOptions:
+    """What ``ctk-pull pull`` was asked for: the refs, which platforms, whether to unpack, and decryption keys."""
+
     refs: tuple[str, ...]
     platform: Platform | None = None
     all_platforms: bool = False
@@ -28,6 +30,8 @@ class PullOptions:
 
 @dataclass(frozen=True)
 class PushOptions:
+    """What ``ctk-pull push`` was asked for: the images, and the one platform to push (None: all the store has)."""
+
     refs: tuple[str, ...]
     platform: Platform | None = None
     quiet: bool = False
@@ -35,12 +39,16 @@ class PushOptions:
 
 @dataclass(frozen=True)
 class TagOptions:
+    """What ``ctk-pull tag`` was asked for: the image (SOURCE, already read from stdin for ``-``) and its new name."""
+
     source: str
     target: str
 
 
 @dataclass(frozen=True)
 class RmOptions:
+    """What ``ctk-pull rm`` was asked for: the images; ``force`` removes them even when a container uses them."""
+
     refs: tuple[str, ...]
     force: bool = False
 
@@ -56,11 +64,15 @@ class LoginOptions:
 
 @dataclass(frozen=True)
 class LogoutOptions:
+    """What ``ctk-pull logout`` was asked for: the registry to forget (None: Docker Hub)."""
+
     server: str | None = None
 
 
 @dataclass(frozen=True)
 class ConvertOptions:
+    """What ``ctk-pull convert`` was asked for: SRC, DST, the layer format flags, their settings, the platforms."""
+
     source: str
     target: str
     estargz: bool = False
@@ -77,6 +89,8 @@ class ConvertOptions:
 
 @dataclass(frozen=True)
 class ImagesOptions:
+    """What ``ctk-pull images`` was asked for: which images (REPOSITORY[:TAG]), and how to print them."""
+
     quiet: bool = False
     fmt: str | None = None
     digests: bool = False
@@ -86,6 +100,8 @@ class ImagesOptions:
 
 @dataclass(frozen=True)
 class InspectOptions:
+    """What ``ctk-pull inspect`` was asked for: the images, which platform, and raw documents or a format."""
+
     refs: tuple[str, ...]
     platform: Platform | None = None
     raw: bool = False

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class StartOptions:
+    """What ``ctk-run start`` was asked for: the containers, whether to attach, and keys for encrypted images."""
+
     containers: tuple[str, ...]
     attach: bool = False
     interactive: bool = False
@@ -24,6 +26,8 @@ class StartOptions:
 
 @dataclass(frozen=True)
 class StopOptions:
+    """What ``ctk-run stop`` was asked for: the containers, the signal to send first, and the seconds before SIGKILL."""
+
     containers: tuple[str, ...]
     timeout: int | None = None  # seconds before SIGKILL (None: the container's, else 10)
     sig: str | None = None
@@ -31,18 +35,24 @@ class StopOptions:
 
 @dataclass(frozen=True)
 class RestartOptions:
+    """What ``ctk-run restart`` was asked for: the containers, and the seconds their stop waits before SIGKILL."""
+
     containers: tuple[str, ...]
     timeout: int | None = None
 
 
 @dataclass(frozen=True)
 class KillOptions:
+    """What ``ctk-run kill`` was asked for: the containers, and the signal (name or number) to send them."""
+
     containers: tuple[str, ...]
     sig: str = "KILL"
 
 
 @dataclass(frozen=True)
 class RmOptions:
+    """What ``ctk-run rm`` was asked for: the containers; -f kills running ones, -v removes their anonymous volumes."""
+
     containers: tuple[str, ...]
     force: bool = False
     volumes: bool = False
@@ -50,16 +60,22 @@ class RmOptions:
 
 @dataclass(frozen=True)
 class PauseOptions:
+    """What ``ctk-run pause`` was asked for: the running containers to freeze."""
+
     containers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class UnpauseOptions:
+    """What ``ctk-run unpause`` was asked for: the paused containers to resume."""
+
     containers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class UpdateOptions:
+    """What ``ctk-run update`` was asked for: the containers, the new limits and restart policy (None: unchanged)."""
+
     containers: tuple[str, ...]
     memory: str | None = None
     memory_swap: str | None = None
@@ -70,24 +86,32 @@ class UpdateOptions:
 
 @dataclass(frozen=True)
 class WaitOptions:
+    """What ``ctk-run wait`` was asked for: the containers, and what to wait for (stopped, removed or healthy)."""
+
     containers: tuple[str, ...]
     condition: str = "not-running"  # not-running | removed | healthy
 
 
 @dataclass(frozen=True)
 class InspectOptions:
+    """What ``ctk-run inspect`` was asked for: the containers, and the output format (None: a JSON array)."""
+
     containers: tuple[str, ...]
     fmt: str | None = None
 
 
 @dataclass(frozen=True)
 class PortOptions:
+    """What ``ctk-run port`` was asked for: the container, and one private port to look up (None: all of them)."""
+
     container: str
     private_port: str | None = None  # PORT[/PROTO]
 
 
 @dataclass(frozen=True)
 class LogsOptions:
+    """What ``ctk-run logs`` was asked for: the container, which lines (tail, time window), and whether to follow."""
+
     container: str
     follow: bool = False
     tail: str = "all"
@@ -98,6 +122,8 @@ class LogsOptions:
 
 @dataclass(frozen=True)
 class ExecOptions:
+    """What ``ctk-run exec`` was asked for: the running container, the command, and how its process runs."""
+
     container: str
     command: tuple[str, ...]
     detach: bool = False
@@ -112,6 +138,8 @@ class ExecOptions:
 
 @dataclass(frozen=True)
 class AttachOptions:
+    """What ``ctk-run attach`` was asked for: the running container, and how this terminal joins it."""
+
     container: str
     no_stdin: bool = False
     sig_proxy: bool = True
@@ -120,12 +148,16 @@ class AttachOptions:
 
 @dataclass(frozen=True)
 class RenameOptions:
+    """What ``ctk-run rename`` was asked for: the container, and its new name."""
+
     container: str
     new_name: str
 
 
 @dataclass(frozen=True)
 class VolumeCreateOptions:
+    """What ``ctk-run volume create`` was asked for: the name, the labels, and the local driver's options."""
+
     name: str | None = None  # None: a random name
     label: tuple[str, ...] = ()
     driver: str = "local"
@@ -134,12 +166,16 @@ class VolumeCreateOptions:
 
 @dataclass(frozen=True)
 class VolumeInspectOptions:
+    """What ``ctk-run volume inspect`` was asked for: the volumes, and the output format (None: a JSON array)."""
+
     names: tuple[str, ...]
     fmt: str | None = None
 
 
 @dataclass(frozen=True)
 class VolumeRmOptions:
+    """What ``ctk-run volume rm`` was asked for: the volumes; ``force`` skips missing ones and removes used ones."""
+
     names: tuple[str, ...]
     force: bool = False
 
@@ -154,12 +190,16 @@ class VolumePruneOptions:
 
 @dataclass(frozen=True)
 class TopOptions:
+    """What ``ctk-run top`` was asked for: the running container, and the options for the host's ``ps``."""
+
     container: str
     ps_options: tuple[str, ...] = ()  # the host ps's options (default -ef)
 
 
 @dataclass(frozen=True)
 class VolumeLsOptions:
+    """What ``ctk-run volume ls`` was asked for: which volumes, and how to print them."""
+
     quiet: bool = False
     filters: tuple[str, ...] = ()
     fmt: str | None = None
@@ -177,6 +217,8 @@ class PruneOptions:
 
 @dataclass(frozen=True)
 class PsOptions:
+    """What ``ctk-run ps`` was asked for: which containers, and how to print them."""
+
     all_: bool = False
     quiet: bool = False
     filters: tuple[str, ...] = ()
@@ -187,6 +229,8 @@ class PsOptions:
 
 @dataclass(frozen=True)
 class EventsOptions:
+    """What ``ctk-run events`` was asked for: the time window, which events, and how to print them."""
+
     since: str | None = None
     until: str | None = None
     filters: tuple[str, ...] = ()

@@ -95,6 +95,8 @@ def prune_containers(client: Client, gopts: GlobalOptions, flt: PruneFilter) -> 
 
 @dataclass(frozen=True)
 class OrphanDir:
+    """A data-root directory of a namespace containerd no longer has, with the disk space it holds."""
+
     namespace: str
     path: Path
     size: int

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class State:
+    """A container's state as Docker's ``State`` has it, from the record's labels and its task."""
+
     status: str  # Docker's State.Status: created | running | restarting | exited | paused
     running: bool
     pid: int

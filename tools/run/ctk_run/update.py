@@ -29,6 +29,8 @@ CPU_PERIOD = 100000
 
 @dataclass(frozen=True)
 class Change:
+    """The flags of ``ctk-run update``, parsed and checked; None leaves that setting as it is."""
+
     memory: int | None = None  # bytes; 0 = no limit
     memory_swap: int | None = None  # memory + swap, bytes; -1 = unlimited swap
     cpus: float | None = None  # 0 = no limit

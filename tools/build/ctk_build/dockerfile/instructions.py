@@ -46,6 +46,8 @@ class Instruction:
 
 @dataclass(frozen=True)
 class From(Instruction):
+    """FROM: the base image or stage as written, and the ``AS`` name (``--platform`` is among the flags)."""
+
     image: str = ""  # raw: may hold $VARs from ARGs before FROM
     name: str = ""  # the stage name after AS ("" when none)
 
@@ -86,16 +88,22 @@ class Words(Instruction):
 
 @dataclass(frozen=True)
 class Healthcheck(Instruction):
+    """HEALTHCHECK: the test as the image config stores it; the timing flags stay raw."""
+
     test: tuple[str, ...] = ()  # ("NONE",) or ("CMD", ...) or ("CMD-SHELL", cmd)
 
 
 @dataclass(frozen=True)
 class Onbuild(Instruction):
+    """ONBUILD: the trigger's text, kept in the image config for the builds that start FROM it."""
+
     trigger: str = ""  # the instruction text, run when the image is used as a base
 
 
 @dataclass
 class Stage:
+    """One build stage: its FROM and the instructions up to the next FROM (``index`` counts from 0)."""
+
     index: int
     from_: From
     instructions: list[Instruction] = field(default_factory=list)

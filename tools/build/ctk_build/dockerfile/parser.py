@@ -50,6 +50,8 @@ class DockerfileError(InvalidArgument):
 
 @dataclass(frozen=True)
 class Heredoc:
+    """A heredoc after a RUN, COPY or ADD line: its marker word, its body, and how the body is read."""
+
     name: str
     content: str  # body lines, each ending with "\n"
     expand: bool  # False when the marker was quoted: no variable substitution in the body
@@ -90,6 +92,8 @@ class Node:
 
 @dataclass
 class Dockerfile:
+    """A Dockerfile split into nodes, with its escape character, parser directives and name (for messages)."""
+
     nodes: list[Node]
     escape: str = "\\"
     directives: dict[str, str] = field(default_factory=dict)
@@ -283,6 +287,8 @@ def extract_flags(rest: str) -> tuple[str, list[str]]:
 
 @dataclass(frozen=True)
 class _Marker:
+    """One ``<<WORD`` of an instruction line: the terminator, and how the body below it is read."""
+
     name: str
     expand: bool
     chomp: bool

@@ -153,6 +153,8 @@ def parse_modtime(s: str | None) -> int:
 
 @dataclass
 class Node:
+    """One inode of the lazy layer's tree, from the TOC; a hardlink is the same Node under another name."""
+
     ino: int
     kind: str  # dir, reg, symlink, char, block, fifo
     mode: int = 0o755
