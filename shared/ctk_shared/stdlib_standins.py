@@ -16,6 +16,7 @@ a debugger) nothing changes.
 """
 from __future__ import annotations
 
+import _thread
 import sys
 import types
 from typing import Any
@@ -46,20 +47,28 @@ class StandIn(types.ModuleType):
 
     def load(self) -> types.ModuleType:
         """The real module, imported now if no one has yet; from then on the stand-in has all its names."""
-        real = sys.modules.get(self.__name__)
-        if real is None or real is self:
-            if real is self:
+        real = _loaded.get(self.__name__)
+        if real is not None:
+            return real
+        with _lock:
+            if sys.modules.get(self.__name__) is self:
                 del sys.modules[self.__name__]
-            import importlib
+        import importlib
 
-            try:
-                real = importlib.import_module(self.__name__)
-            except BaseException:
-                sys.modules.setdefault(self.__name__, self)
-                raise
+        try:
+            # also waits for another thread's import of it to finish, where one is under way
+            real = importlib.import_module(self.__name__)
+        except BaseException:
+            sys.modules.setdefault(self.__name__, self)
+            raise
         vars(self).update({k: v for k, v in vars(real).items()
                            if k not in ("__name__", "__spec__", "__loader__", "__builtins__")})
+        _loaded[self.__name__] = real
         return real
+
+
+_loaded: dict[str, types.ModuleType] = {}
+_lock = _thread.allocate_lock()
 
 
 class _ForwardingType(type):

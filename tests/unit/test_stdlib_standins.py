@@ -88,3 +88,22 @@ def test_a_process_that_imported_the_real_module_first_keeps_it() -> None:
         print('ok')
     """)
     assert out == "ok\n"
+
+
+def test_threads_that_use_the_stand_in_at_once_all_get_the_real_module() -> None:
+    out = _fresh("""
+        import threading
+        import ctk_shared
+        standin = sys.modules['inspect']
+        start, got = threading.Barrier(8), []
+        def use():
+            start.wait()
+            got.append(standin.isfunction(use) and standin.signature(use) is not None)
+        threads = [threading.Thread(target=use) for _ in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        assert got == [True] * 8, got
+        assert type(sys.modules['inspect']).__name__ == 'module'
+        print('ok')
+    """)
+    assert out == "ok\n"
