@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from scripts.bench.timing import drop_everything, timed
-from tests.support.containerd_daemon import start_containerd
+from tests.support.containerd_daemon import ContainerdDaemon, start_containerd
 from tests.support.registry_daemon import free_port
 
 BENCH = Path(os.environ.get("CTK_BENCH_DIR", "/var/tmp/ctk-bench"))
@@ -111,6 +111,19 @@ def start_registry_process(mnt: Path, listen: str, netns: str | None, *, name: s
     raise SystemExit("registry did not start")
 
 
+def serve_image(mnt: Path, layout: Path, host: str, netns: str | None) -> tuple[subprocess.Popen, str]:
+    """A registry on ``host`` (in ``netns``) with the bench image pushed to it: its process and the image's ref."""
+    proc = start_registry_process(mnt, host, netns)
+    ref = f"{host}/bench/image:latest"
+    sh("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:latest", f"docker://{ref}")
+    return proc, ref
+
+
+def blobs_of(daemon: ContainerdDaemon) -> Path:
+    """Where ``daemon`` keeps its blobs: empty once a clean-up's GC is done."""
+    return daemon.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
+
+
 def shaped_netns(rate: str) -> None:
     sh("ip", "netns", "del", NETNS, check=False, stderr=subprocess.DEVNULL)
     sh("ip", "link", "del", "ctkb0", check=False, stderr=subprocess.DEVNULL)
@@ -168,17 +181,13 @@ def main() -> int:
     try:
         if args.rate:
             shaped_netns(args.rate)
-            host = f"{NS_IP}:5000"
-            reg_proc = start_registry_process(mnt, host, NETNS)
+            reg_proc, ref = serve_image(mnt, layout, f"{NS_IP}:5000", NETNS)
         else:
-            host = f"127.0.0.1:{free_port()}"
-            reg_proc = start_registry_process(mnt, host, None)
-        ref = f"{host}/bench/image:latest"
-        sh("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:latest", f"docker://{ref}")
+            reg_proc, ref = serve_image(mnt, layout, f"127.0.0.1:{free_port()}", None)
         from ctk_shared.containerd import Client
 
         client = Client(daemon.address, "default")
-        blobs = daemon.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
+        blobs = blobs_of(daemon)
         insecure = ["--insecure-registry"] if args.rate else []
         ctk = ["ctk-pull", "--address", daemon.address, *insecure, *args.ctk_args.split()]
         ctr = ["ctr", "-a", daemon.address]

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.bench.pull import build_image, clean_store, loop_fs, sh, start_registry_process, timed_cpu
+from scripts.bench.pull import blobs_of, build_image, clean_store, loop_fs, serve_image, timed_cpu
 from tests.support.containerd_daemon import start_containerd
 from tests.support.registry_daemon import free_port
 
@@ -66,14 +66,11 @@ def main() -> int:
     try:
         daemon.config.write_text(daemon.config.read_text().replace('level = "info"', 'level = "debug"'))
         daemon.restart()
-        host = f"127.0.0.1:{free_port()}"
-        reg = start_registry_process(mnt, host, None)
-        ref = f"{host}/bench/image:latest"
-        sh("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:latest", f"docker://{ref}")
+        reg, ref = serve_image(mnt, layout, f"127.0.0.1:{free_port()}", None)
         from ctk_shared.containerd import Client
 
         client = Client(daemon.address, "default")
-        blobs = daemon.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
+        blobs = blobs_of(daemon)
         samples: dict[str, list[dict[str, object]]] = {t: [] for t in tools}
         for i in range(args.runs):
             for tool in (tools if i % 2 == 0 else tools[::-1]):
