@@ -2,8 +2,8 @@
 
 * ``inspect`` (~4 ms with ast and dis): click.core imports it for ``cleandoc``, which it runs on the help text of
   every option it defines (~450 for ctk-run), and ``dataclasses`` imports it for ``signature``, which it runs
-  only for a class without a docstring (ctk's dataclasses have one; tests/unit/test_import_savings.py keeps
-  the run path free of the real module);
+  only for a class without a docstring (ctk's dataclasses have one; a test of tests/integration/run/
+  test_run_processes.py keeps ``run -d`` free of the real module);
 * ``uuid`` (~2 ms with platform): click.types imports it to name ``uuid.UUID`` in the base of its UUID
   parameter type, which ctk never uses.
 
@@ -24,15 +24,16 @@ from typing import Any
 
 def cleandoc(doc: str) -> str:
     """``inspect.cleandoc``: tabs expanded, the first line's leading blanks and the other lines' common
-    indentation removed, blank lines dropped at both ends."""
+    indentation removed, then the lines left empty dropped at both ends (a line of blanks deeper than the
+    common indentation is kept, as inspect keeps it)."""
     lines = doc.expandtabs().split("\n")
     indents = [len(line) - len(line.lstrip()) for line in lines[1:] if line.strip()]
     cut = min(indents, default=0)
     lines = [lines[0].lstrip(), *(line[cut:] for line in lines[1:])]
     start, end = 0, len(lines)
-    while end > start and not lines[end - 1].strip():
+    while end > start and not lines[end - 1]:
         end -= 1
-    while start < end and not lines[start].strip():
+    while start < end and not lines[start]:
         start += 1
     return "\n".join(lines[start:end])
 

@@ -14,7 +14,8 @@ from tests.unit.test_help_lines import TOOLS, commands
 
 EDGES = ["", " ", "\n", "one line", "  lead\n    two\n      three\n", "\tTabbed\n\t\tdeeper\n\tback",
          "first\n\n   second\n\n\n   third\n   ", "\n\n  only after blanks\n  more\n\n", "x\n   \n  y",
-         "a\n\tb\n        c", "  \u00e9t\u00e9\n    caf\u00e9", "line\r\n  next\r\n"]
+         "a\n\tb\n        c", "  \u00e9t\u00e9\n    caf\u00e9", "line\r\n  next\r\n", "a\n  b\n      \n",
+         "   \n  x\n", "\n      \n  y\n  z", "only\n\n"]
 
 
 @pytest.mark.parametrize("text", EDGES)
