@@ -94,19 +94,23 @@ def test_a_detached_run_loads_neither_inspect_nor_uuid_nor_openssl(run, bb, cont
     assert p.stderr.strip().splitlines()[-1] == "[]"
 
 
-def test_a_killed_foreground_cli_leaves_the_container_logging_to_its_end(run, bb, containerd, ctd):
+def test_a_killed_foreground_cli_leaves_the_container_logging_to_its_end(run, bb, containerd, ctd, tmp_path):
     """Docker's daemon logs a container whose client died; with the CLI as the logger, its standby child takes
     over: the container neither loses its output nor blocks on a full pipe (300 kB here, a pipe holds 64 KiB)."""
     import signal
 
-    p = subprocess.Popen(["ctk-run", "--address", containerd.address, "--namespace", ctd.namespace, "--name", "k",
-                          bb, "sh", "-c", "echo first; sleep 2; yes | head -c 300000; echo last"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(run))
-    try:
-        assert wait_for(lambda: "first" in run("logs", "k").out, timeout=30)
-    finally:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+    with open(tmp_path / "cli.err", "w+b") as err:
+        p = subprocess.Popen(["ctk-run", "--address", containerd.address, "--namespace", ctd.namespace, "--name",
+                              "k", bb, "sh", "-c", "echo first; sleep 2; yes | head -c 300000; echo last"],
+                             stdout=subprocess.DEVNULL, stderr=err, env=_env(run))
+        try:
+            assert wait_for(lambda: "first" in run("logs", "k").out, timeout=30)
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        err.seek(0)
+        # the CLI was still there to be killed: a foreground run never ends before its container does
+        assert p.returncode == -signal.SIGKILL, (p.returncode, err.read().decode(errors="replace"))
     def diag() -> list[object]:  # the standby child's state, should it not take over (a rare flake)
         out: list[object] = []
         for pid, cmd in command_lines():
@@ -117,6 +121,9 @@ def test_a_killed_foreground_cli_leaves_the_container_logging_to_its_end(run, bb
                                 {f: os.readlink(f"/proc/{pid}/fd/{f}") for f in os.listdir(f"/proc/{pid}/fd")}))
                 except OSError as e:
                     out.append((pid, str(e)))
+        from ctk_run.logguard import FAILURE_NOTE  # what a failed standby child left in its FIFO directory
+
+        out.extend(f.read_text() for f in run.data_root.rglob(FAILURE_NOTE))
         return out
     assert wait_for(lambda: run("inspect", "-f", "{{.State.Status}}", "k").out.strip() == "exited", timeout=60), \
         (run("inspect", "-f", "{{.State.Status}}", "k").out, run("logs", "k").out[-300:], diag())

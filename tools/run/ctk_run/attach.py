@@ -64,10 +64,7 @@ def _wait_thread(client: Client, cid: str) -> tuple[threading.Event, dict[str, i
     when: list[float] = []
 
     def wait() -> None:
-        try:
-            result["code"] = client.tasks.wait(cid).exit_status
-        except CtkError:
-            result["code"] = 255
+        result["code"] = lifecycle.exit_of_running(client, cid)
         when.append(time.monotonic())
         done.set()
 
@@ -98,12 +95,12 @@ def run_logged(client: Client, gopts: GlobalOptions, c: Container, *, own_log: b
     when: list[float] = []
 
     def wait() -> None:
+        result["code"] = lifecycle.exit_of_running(client, c.id)
         try:
-            result["code"] = client.tasks.wait(c.id).exit_status
             if not keep_task:
                 lifecycle.delete_task(client, c.id)
         except CtkError:
-            result.setdefault("code", 255)
+            pass
         when.append(time.monotonic())
         done.set()
 

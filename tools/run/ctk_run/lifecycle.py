@@ -540,6 +540,34 @@ def run_poststop_hooks(c: Container) -> None:
             sys.stderr.write(f"ctk-run: warning: poststop hook of {c.id[:12]}: {e}\n")
 
 
+WAIT_AGAIN = 8  # Waits sent again for a task that still runs after its Wait failed (backoff to 2 s: ~10 s in all)
+
+
+def exit_of_running(client: Client, cid: str) -> int:
+    """The exit status of ``cid``'s task, which this process started and whose output it copies.
+
+    A Wait can fail while the task still runs (containerd or its shim answered an error under load): the task
+    is looked at, and while it runs the Wait is sent again, so that a foreground run never lets go of a
+    running container's output (its client gone, the container would block on a full pipe). 255, Docker's
+    code for a failure of the client, when the task is gone or the Waits keep failing."""
+    warned = False
+    for attempt in range(WAIT_AGAIN + 1):
+        try:
+            return client.tasks.wait(cid).exit_status
+        except CtkError as e:
+            try:
+                task = client.tasks.get(cid)
+            except CtkError:
+                return 255
+            if task.status == "stopped":
+                return task.exit_status
+            if not warned:
+                sys.stderr.write(f"ctk-run: warning: waiting for {cid[:12]}: {e.message}; waiting again\n")
+                warned = True
+            time.sleep(min(0.1 * 2 ** attempt, 2.0))
+    return 255
+
+
 def wait_exit(client: Client, c: Container) -> int:
     """Block until the container exits; its exit status (also for one that already exited)."""
     task = task_of(client, c.id)

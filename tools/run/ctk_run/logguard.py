@@ -8,12 +8,14 @@ end and becomes the container's logger until its output ends, as ctk-run-logger 
 longer than the run (no daemon)."""
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
 import sys
 
 READ_SIZE = 32768
+FAILURE_NOTE = "standby-error"  # in the FIFO directory, when the standby child failed
 
 
 class LogGuard:
@@ -29,12 +31,16 @@ class LogGuard:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # the child: never returns
+            # no cyclic GC in the copy of a process with grpc's threads: a collection could finalize a grpc
+            # object, whose C core is not usable in a forked child; reference counting frees the records
+            gc.disable()
             code = 0
             try:
                 os.close(w)
                 _standby(r, streams, log_path, fifo_dir, JsonLogWriter)
-            except BaseException:  # noqa: BLE001 - a child of a fork must never return into the CLI's code
+            except BaseException as e:  # noqa: BLE001 - a child of a fork must never return into the CLI's code
                 code = 1
+                _note_failure(fifo_dir, e)
             finally:
                 os._exit(code)
         os.close(r)
@@ -54,6 +60,21 @@ class LogGuard:
             os.waitpid(self._pid, 0)
         except ChildProcessError:
             pass
+
+
+def _note_failure(fifo_dir: str | None, e: BaseException) -> None:
+    """Leave why the standby child failed in its FIFO directory (``standby-error``), which the failure keeps:
+    with its stderr on /dev/null there is nowhere else to say it."""
+    if not fifo_dir:
+        return
+    try:
+        fd = os.open(os.path.join(fifo_dir, FAILURE_NOTE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, f"{type(e).__name__}: {e}\n".encode(errors="replace"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def _standby(r: int, streams: dict[int, str], log_path: str, fifo_dir: str | None, writer_class: type) -> None:
