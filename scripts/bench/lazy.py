@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench.pull import NETNS, NS_IP, loop_fs, shaped_netns, teardown_netns
-from scripts.bench.timing import bench_stack, drop_everything, tool
+from scripts.bench.timing import bench_stack, drop_everything, proc_cpu, tool
 from tests.support.lazy_fixtures import SNAPSHOTTER, LazyEnv
 from tests.support.registry_daemon import free_port
 
@@ -382,19 +382,6 @@ def lazy_phases(log_text: str, t0: float, pull_end: float | None) -> dict[str, f
             out[name] = round(at, 3)
     out["mounts"] = len([1 for _, m in events if " mounted lazily at " in m])
     return out
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu(pid: int, children: bool = False) -> float:
-    """CPU seconds (user + system) of a live process, with its waited-for children's if ``children``; 0 if gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
-    return ticks / _TICK
 
 
 def child_pids(pid: int) -> list[int]:

@@ -25,18 +25,12 @@ import time
 from pathlib import Path
 
 from scripts.bench.pull import blobs_of, build_image, clean_store, loop_fs, serve_image, timed_cpu
+from scripts.bench.timing import proc_cpu
 from tests.support.containerd_daemon import start_containerd
 from tests.support.registry_daemon import free_port
 
 _APPLIED = re.compile(r' d=([0-9.]+)(µs|ms|s)\b')
 _SCALE = {"µs": 1e-6, "ms": 1e-3, "s": 1.0}
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system time of ``pid`` and of the children it has reaped (containerd's unpigz)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def applies_in(log: str) -> list[float]:
@@ -83,9 +77,9 @@ def main() -> int:
                            *(args.variant.split() if tool == "variant" else ()), ref]
                 assert daemon.proc is not None
                 mark = daemon.log_path.stat().st_size
-                before = (cpu_seconds(daemon.proc.pid), cpu_seconds(reg.pid))
+                before = (proc_cpu(daemon.proc.pid, True), proc_cpu(reg.pid, True))
                 wall, used = timed_cpu(cmd, dict(os.environ))
-                after = (cpu_seconds(daemon.proc.pid), cpu_seconds(reg.pid))
+                after = (proc_cpu(daemon.proc.pid, True), proc_cpu(reg.pid, True))
                 with open(daemon.log_path, "rb") as f:
                     f.seek(mark)
                     durations = applies_in(f.read().decode(errors="replace"))

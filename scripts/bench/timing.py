@@ -2,6 +2,7 @@
 containerd + registry that are torn down (with whatever a peer left mounted) at the end."""
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -135,3 +136,16 @@ def drop_everything(client: Any) -> None:
     c = Client(client.address, "default")
     lid = c.leases.create()
     c.leases.delete(lid, sync=True)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system) of a live process, with its waited-for children's if ``children``; 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / _TICK

@@ -67,13 +67,12 @@ def _note_failure(fifo_dir: str | None, e: BaseException) -> None:
     with its stderr on /dev/null there is nowhere else to say it."""
     if not fifo_dir:
         return
+    from ctk_shared.outputs import write_owned  # the CLI has it loaded: no import in the child
+
     try:
-        fd = os.open(os.path.join(fifo_dir, FAILURE_NOTE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, f"{type(e).__name__}: {e}\n".encode(errors="replace"))
-        finally:
-            os.close(fd)
-    except OSError:
+        write_owned(os.path.join(fifo_dir, FAILURE_NOTE), f"{type(e).__name__}: {e}\n".encode(errors="replace"),
+                    mode=0o600)
+    except Exception:  # noqa: BLE001 - nowhere left to report to
         pass
 
 
